@@ -1,0 +1,378 @@
+//! `vectron-bench`: measures Vectron on generated or loaded vectors.
+//!
+//! `vectron-bench engine` builds the index in-process and reports, for each `ef`,
+//! recall@k against exact ground truth, single- and multi-thread QPS, p50/p99 latency,
+//! build time and RSS; with `--filter-selectivity` it also measures filtered search
+//! through a real shard (RocksDB + payload index + planner). `--json` prints one JSON
+//! object per row on stdout; a table always goes to stderr.
+
+mod dataset;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use rayon::prelude::*;
+use serde_json::json;
+use vectron_engine::hnsw::Hnsw;
+use vectron_engine::index::{HnswRsIndex, VectorIndex};
+use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
+use vectron_engine::{Distance, Filter, HnswParams, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage};
+
+use dataset::Dataset;
+
+#[derive(Parser)]
+#[command(name = "vectron-bench", about = "Vectron benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Benchmarks one shard's index and search in-process.
+    Engine(EngineArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// Our HNSW.
+    Vectron,
+    /// The hnsw_rs crate, for comparison.
+    HnswRs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DistanceArg {
+    Cosine,
+    Euclid,
+    Dot,
+}
+
+impl From<DistanceArg> for Distance {
+    fn from(d: DistanceArg) -> Distance {
+        match d {
+            DistanceArg::Cosine => Distance::Cosine,
+            DistanceArg::Euclid => Distance::Euclid,
+            DistanceArg::Dot => Distance::Dot,
+        }
+    }
+}
+
+#[derive(Parser, Clone)]
+struct EngineArgs {
+    /// Base vectors to generate.
+    #[arg(long, default_value_t = 100_000)]
+    n: usize,
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    #[arg(long, default_value_t = 1_000)]
+    queries: usize,
+    /// Gaussian clusters in the generated set.
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    #[arg(long, default_value_t = 16)]
+    m: usize,
+    #[arg(long, default_value_t = 200)]
+    ef_construction: usize,
+    /// Search breadths to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    ef: Vec<usize>,
+    /// Threads for building and for the multi-thread search run.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DistanceArg::Euclid)]
+    distance: DistanceArg,
+    /// Backends to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "vectron")]
+    backend: Vec<Backend>,
+    /// Also measure filtered search through a shard, with a keyword filter matching
+    /// this fraction of points (0 = skip).
+    #[arg(long, default_value_t = 0.0)]
+    filter_selectivity: f64,
+    /// Check that every base vector finds itself as its nearest neighbour (at ef 64).
+    #[arg(long)]
+    self_check: bool,
+    /// Measure how long a shard of this data takes to reopen (graph file vs rebuild).
+    #[arg(long)]
+    reopen: bool,
+    /// Load base vectors from .fvecs/.npy instead of generating.
+    #[arg(long, requires = "query_file")]
+    base_file: Option<PathBuf>,
+    #[arg(long)]
+    query_file: Option<PathBuf>,
+    /// Write base.fvecs, query.fvecs and groundtruth.ivecs here.
+    #[arg(long)]
+    save_dataset: Option<PathBuf>,
+    /// Small and fast: 20k × 64, 200 queries.
+    #[arg(long)]
+    quick: bool,
+    /// One JSON object per result row on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Engine(args) => engine(args),
+    }
+}
+
+/// Resident set size of this process now, in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
+    let mut hits = 0usize;
+    let mut total = 0usize;
+    for (f, t) in found.iter().zip(truth) {
+        let t = &t[..k.min(t.len())];
+        hits += t.iter().filter(|x| f.contains(x)).count();
+        total += t.len();
+    }
+    if total == 0 { 1.0 } else { hits as f64 / total as f64 }
+}
+
+/// Runs `search` for every query one at a time (latencies, 1-thread QPS) and then
+/// across the pool (multi-thread QPS).
+fn measure<F>(queries: &[Vec<f32>], pool: &rayon::ThreadPool, search: F) -> (Vec<Vec<u32>>, f64, f64, f64, f64)
+where
+    F: Fn(&[f32]) -> Vec<u32> + Sync,
+{
+    // Warm caches and branch predictors with a few queries.
+    for q in queries.iter().take(20) {
+        std::hint::black_box(search(q));
+    }
+    let mut lat = Vec::with_capacity(queries.len());
+    let mut found = Vec::with_capacity(queries.len());
+    let t = Instant::now();
+    for q in queries {
+        let s = Instant::now();
+        found.push(search(q));
+        lat.push(s.elapsed());
+    }
+    let qps_1t = queries.len() as f64 / t.elapsed().as_secs_f64();
+    lat.sort();
+    // Multi-thread: enough rounds for at least ~0.5 s of work.
+    let rounds = ((0.5 * qps_1t / queries.len() as f64).ceil() as usize).clamp(1, 20);
+    let t = Instant::now();
+    pool.install(|| {
+        (0..rounds).for_each(|_| {
+            queries.par_iter().for_each(|q| {
+                std::hint::black_box(search(q));
+            })
+        })
+    });
+    let qps_mt = (rounds * queries.len()) as f64 / t.elapsed().as_secs_f64();
+    (found, qps_1t, qps_mt, percentile(&lat, 0.5), percentile(&lat, 0.99))
+}
+
+struct Reporter {
+    json: bool,
+    rows: Vec<serde_json::Value>,
+}
+
+impl Reporter {
+    fn row(&mut self, v: serde_json::Value) {
+        if self.json {
+            println!("{v}");
+        }
+        self.rows.push(v);
+    }
+
+    fn table(&self) {
+        eprintln!(
+            "{:<14} {:>6} {:>6} {:>8} {:>10} {:>10} {:>9} {:>9} {:>8} {:>9}",
+            "backend", "ef", "filter", "recall", "qps_1t", "qps_mt", "p50_us", "p99_us", "build_s", "rss_MiB"
+        );
+        for r in &self.rows {
+            eprintln!(
+                "{:<14} {:>6} {:>6} {:>8.4} {:>10.0} {:>10.0} {:>9.1} {:>9.1} {:>8.2} {:>9.0}",
+                r["backend"].as_str().unwrap_or(""),
+                r["ef"],
+                r.get("filter_selectivity").and_then(|v| v.as_f64()).map_or("-".to_string(), |s| format!("{s}")),
+                r["recall"].as_f64().unwrap_or(0.0),
+                r["qps_1t"].as_f64().unwrap_or(0.0),
+                r["qps_mt"].as_f64().unwrap_or(0.0),
+                r["p50_us"].as_f64().unwrap_or(0.0),
+                r["p99_us"].as_f64().unwrap_or(0.0),
+                r["build_s"].as_f64().unwrap_or(0.0),
+                r["rss_bytes"].as_u64().unwrap_or(0) as f64 / (1 << 20) as f64,
+            );
+        }
+    }
+}
+
+fn engine(mut args: EngineArgs) -> Result<()> {
+    if args.quick {
+        (args.n, args.dim, args.queries) = (20_000, 64, 200);
+    }
+    if args.k == 0 || args.ef.is_empty() {
+        bail!("--k and --ef must be positive");
+    }
+    let distance: Distance = args.distance.into();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build()?;
+
+    let t = Instant::now();
+    let mut data = match (&args.base_file, &args.query_file) {
+        (Some(b), Some(q)) => Dataset::load(b, q)?,
+        _ => Dataset::clustered(args.n, args.queries, args.dim, args.clusters, args.seed),
+    };
+    if distance == Distance::Cosine {
+        data.normalise();
+    }
+    let truth = pool.install(|| data.ground_truth(distance, args.k, None));
+    eprintln!(
+        "dataset: {} base × {} dim, {} queries, {:?}; ground truth in {:.1}s",
+        data.base.len(),
+        data.dim,
+        data.queries.len(),
+        distance,
+        t.elapsed().as_secs_f64()
+    );
+    if let Some(dir) = &args.save_dataset {
+        data.save(dir, &truth)?;
+        eprintln!("saved dataset to {}", dir.display());
+    }
+
+    let mut report = Reporter { json: args.json, rows: Vec::new() };
+    let params = HnswParams { m: args.m, ef_construction: args.ef_construction };
+    for backend in args.backend.clone() {
+        let rss_before = rss_bytes();
+        let index: Box<dyn VectorIndex> = match backend {
+            Backend::Vectron => Box::new(Hnsw::new(data.dim, distance, params, data.base.len())),
+            Backend::HnswRs => Box::new(HnswRsIndex::new(data.dim, distance, params, data.base.len())?),
+        };
+        let items: Vec<(u32, &[f32])> = data.base.iter().enumerate().map(|(i, v)| (i as u32, v.as_slice())).collect();
+        let t = Instant::now();
+        pool.install(|| index.insert_batch(&items))?;
+        let build_s = t.elapsed().as_secs_f64();
+        let rss = rss_bytes().saturating_sub(rss_before);
+        eprintln!("{}: built in {build_s:.2}s", index.name());
+
+        for &ef in &args.ef {
+            let (found, qps_1t, qps_mt, p50, p99) =
+                measure(&data.queries, &pool, |q| index.search(q, args.k, ef, None).into_iter().map(|x| x.0).collect());
+            report.row(json!({
+                "bench": "engine", "backend": index.name(), "n": data.base.len(), "dim": data.dim,
+                "m": args.m, "ef_construction": args.ef_construction, "threads": args.threads, "k": args.k,
+                "ef": ef, "recall": recall(&found, &truth, args.k), "qps_1t": qps_1t, "qps_mt": qps_mt,
+                "p50_us": p50, "p99_us": p99, "build_s": build_s, "rss_bytes": rss,
+            }));
+        }
+        if args.self_check && backend == Backend::Vectron {
+            let found: usize = pool.install(|| {
+                data.base
+                    .par_iter()
+                    .enumerate()
+                    .filter(|(i, v)| index.search(v, 1, 64, None).first().is_some_and(|h| h.0 == *i as u32))
+                    .count()
+            });
+            let frac = found as f64 / data.base.len() as f64;
+            eprintln!("self-check: {found} of {} points find themselves first ({frac:.5})", data.base.len());
+            report.row(json!({"bench": "self_check", "backend": index.name(), "ef": 64, "self_found": found,
+                              "n": data.base.len(), "recall": frac}));
+        }
+    }
+
+    if args.filter_selectivity > 0.0 || args.reopen {
+        shard_bench(&args, &data, distance, &pool, &mut report)?;
+    }
+    report.table();
+    Ok(())
+}
+
+/// Loads the data into a real shard (RocksDB in a temp dir, keyword index on `cat`) and
+/// measures filtered search and, optionally, reopening.
+fn shard_bench(args: &EngineArgs, data: &Dataset, distance: Distance, pool: &rayon::ThreadPool, report: &mut Reporter) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let storage = Storage::open(&dir.path().join("db"), Default::default())?;
+    let mut config = ShardConfig::new(data.dim, distance);
+    config.hnsw = HnswParams { m: args.m, ef_construction: args.ef_construction };
+    config.payload_indexes = vec![PayloadIndexSpec { key: "cat".into(), kind: PayloadIndexKind::Keyword }];
+    let shard = Shard::create(&storage, ShardId(1), config, &dir.path().join("graphs"))?;
+    // Point i is in category "hit" with probability = selectivity (every 1/s-th point).
+    let sel = args.filter_selectivity;
+    let stride = if sel > 0.0 { (1.0 / sel).round().max(1.0) as usize } else { usize::MAX };
+    let in_cat = |i: usize| i % stride == 0;
+    let t = Instant::now();
+    pool.install(|| -> Result<()> {
+        for (c, chunk) in data.base.chunks(1000).enumerate() {
+            let points = chunk
+                .iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let i = c * 1000 + j;
+                    let cat = if in_cat(i) { "hit" } else { "miss" };
+                    Point { id: PointId::Num(i as u64), vector: v.clone(), payload: Some(json!({"cat": cat}).as_object().cloned().context("object")?) }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            shard.upsert(points)?;
+        }
+        Ok(())
+    })?;
+    let ingest_s = t.elapsed().as_secs_f64();
+    eprintln!("shard: ingested {} points in {ingest_s:.2}s ({:.0} points/s)", data.base.len(), data.base.len() as f64 / ingest_s);
+
+    if sel > 0.0 {
+        let truth = pool.install(|| data.ground_truth(distance, args.k, Some(&|i| in_cat(i))));
+        let filter = Filter::from_json(&json!({"must": [{"key": "cat", "match": {"value": "hit"}}]}))?;
+        for &ef in &args.ef {
+            let search = |q: &[f32]| -> Vec<u32> {
+                let mut req = SearchRequest::new(q.to_vec(), args.k);
+                req.ef = Some(ef);
+                req.filter = Some(filter.clone());
+                match shard.search(&req) {
+                    Ok(hits) => hits.into_iter().map(|h| match h.id { PointId::Num(n) => n as u32, PointId::Str(_) => u32::MAX }).collect(),
+                    Err(_) => Vec::new(),
+                }
+            };
+            let (found, qps_1t, qps_mt, p50, p99) = measure(&data.queries, pool, search);
+            report.row(json!({
+                "bench": "shard_filtered", "backend": "vectron-shard", "n": data.base.len(), "dim": data.dim,
+                "ef": ef, "filter_selectivity": sel, "recall": recall(&found, &truth, args.k),
+                "qps_1t": qps_1t, "qps_mt": qps_mt, "p50_us": p50, "p99_us": p99, "build_s": ingest_s,
+                "rss_bytes": rss_bytes(),
+            }));
+        }
+    }
+
+    if args.reopen {
+        shard.persist()?;
+        drop(shard);
+        let t = Instant::now();
+        let shard = Shard::open(&storage, ShardId(1), &dir.path().join("graphs"))?;
+        let with_file = t.elapsed().as_secs_f64();
+        assert_eq!(shard.len(), data.base.len());
+        drop(shard);
+        std::fs::remove_file(dir.path().join("graphs/shard-1.graph"))?;
+        let t = Instant::now();
+        let shard = Shard::open(&storage, ShardId(1), &dir.path().join("graphs"))?;
+        let rebuilt = t.elapsed().as_secs_f64();
+        assert_eq!(shard.len(), data.base.len());
+        eprintln!("reopen: {with_file:.2}s with the persisted graph, {rebuilt:.2}s rebuilding it");
+        let row = json!({"bench": "reopen", "backend": "vectron-shard", "n": data.base.len(), "dim": data.dim,
+                         "ef": 0, "reopen_graph_file_s": with_file, "reopen_rebuild_s": rebuilt});
+        if args.json {
+            println!("{row}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,884 @@
+//! One shard replica's data: the durable [`PointStore`], the in-memory [`Hnsw`] graph,
+//! the payload indexes, and the search planner over them.
+//!
+//! Writes: [`Shard::apply`] validates a whole batch first (nothing is written if any
+//! point is bad), writes it to RocksDB in one `WriteBatch` with the applied index, then
+//! updates memory. Memory is always rebuildable from RocksDB, so a crash between the two
+//! loses nothing. Writers are serialised; searches run concurrently with them and see
+//! a batch either not at all or whole (new graph nodes stay invisible until the batch
+//! is published).
+//!
+//! Reopening: the graph is persisted to `shard-<id>.graph` (on [`Shard::persist`], on
+//! drop, and every `persist_every_writes` writes). On open the file is loaded and
+//! reconciled with RocksDB: points whose stored version differs from the file's are
+//! re-inserted and points gone from RocksDB are tombstoned, so a stale or missing file
+//! costs time, never correctness. A file that fails its checksum is ignored.
+//!
+//! Search planning: a filter is first turned into a candidate bitmap by the payload
+//! indexes (refined with the direct evaluator when some condition is not indexed).
+//! Small candidate sets are scanned exactly; larger ones run filtered HNSW, which falls
+//! back to the exact scan if it finds fewer than `top_k` hits.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+use serde_json::{Map, Value};
+
+use crate::distance::normalize;
+use crate::error::{EngineError, Result};
+use crate::filter::Filter;
+use crate::hnsw::Hnsw;
+use crate::payload_index::PayloadIndexes;
+use crate::store::{PointStore, RocksPointStore, Storage, WriteSet};
+use crate::types::{Distance, Point, PointId, Record, ScoredPoint, ShardConfig, ShardId};
+
+/// Largest `top_k` / scroll page a shard serves.
+pub const MAX_TOP_K: usize = 10_000;
+
+/// A write, as the Raft log carries it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum WriteOp {
+    Upsert(Vec<Point>),
+    Delete(Vec<PointId>),
+    DeleteByFilter(Filter),
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Points written or removed.
+    pub affected: usize,
+    /// False when the log index had been applied already (a replay).
+    pub applied: bool,
+}
+
+/// A search against one shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchRequest {
+    pub vector: Vec<f32>,
+    pub top_k: usize,
+    /// Search breadth; `None` means `max(top_k, 64)`.
+    pub ef: Option<usize>,
+    pub filter: Option<Filter>,
+    pub score_threshold: Option<f32>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+impl SearchRequest {
+    pub fn new(vector: Vec<f32>, top_k: usize) -> Self {
+        SearchRequest { vector, top_k, ef: None, filter: None, score_threshold: None, with_payload: false, with_vector: false }
+    }
+}
+
+/// How a search was executed (for tests, metrics and EXPLAIN-like output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchPlan {
+    Hnsw,
+    FilteredHnsw,
+    ExactScan,
+}
+
+/// Node counts of a shard's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphStats {
+    pub nodes: usize,
+    pub deleted: usize,
+}
+
+/// A page of [`Shard::scroll`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrollPage {
+    pub points: Vec<Record>,
+    /// Where the next page starts; `None` at the end.
+    pub next: Option<PointId>,
+}
+
+/// In-memory state, replaced wholesale by a rebuild.
+struct State {
+    index: Arc<Hnsw>,
+    /// Live point → its internal id.
+    ids: HashMap<PointId, u32>,
+    /// Internal id → point and the version it holds; `None` once dead.
+    nodes: Vec<Option<(PointId, u64)>>,
+    live: RoaringBitmap,
+    payload_index: PayloadIndexes,
+}
+
+impl State {
+    fn empty(config: &ShardConfig, capacity: usize) -> State {
+        State {
+            index: Arc::new(Hnsw::new(config.dimension, config.distance, config.hnsw, capacity)),
+            ids: HashMap::new(),
+            nodes: Vec::new(),
+            live: RoaringBitmap::new(),
+            payload_index: PayloadIndexes::new(&config.payload_indexes),
+        }
+    }
+
+    fn remove(&mut self, id: &PointId) -> bool {
+        match self.ids.remove(id) {
+            Some(internal) => {
+                self.live.remove(internal);
+                self.nodes[internal as usize] = None;
+                self.index.delete(internal);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One shard replica.
+pub struct Shard {
+    id: ShardId,
+    config: ShardConfig,
+    store: RocksPointStore,
+    graph_path: PathBuf,
+    state: RwLock<State>,
+    /// Internal ids below this are published; searches ignore nodes at or above it.
+    published: AtomicU32,
+    /// Serialises writers (apply, rebuild, persist).
+    write_lock: Mutex<WriterState>,
+}
+
+struct WriterState {
+    applied: u64,
+    writes_since_persist: u64,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).field("points", &self.len()).finish()
+    }
+}
+
+impl Shard {
+    /// Creates a new, empty shard, or opens it if it exists with the same config.
+    pub fn create(storage: &Storage, id: ShardId, config: ShardConfig, dir: &Path) -> Result<Shard> {
+        config.validate()?;
+        let store = RocksPointStore::new(storage.clone(), id);
+        match store.load_config()? {
+            Some(existing) if existing != config => Err(EngineError::InvalidArgument {
+                reason: format!("shard {} exists with another configuration", id.0),
+            }),
+            Some(_) => Shard::open(storage, id, dir),
+            None => {
+                store.save_config(&config)?;
+                Shard::open(storage, id, dir)
+            }
+        }
+    }
+
+    /// Opens an existing shard: loads its config, then its graph (persisted or rebuilt).
+    pub fn open(storage: &Storage, id: ShardId, dir: &Path) -> Result<Shard> {
+        let store = RocksPointStore::new(storage.clone(), id);
+        let config = store.load_config()?.ok_or(EngineError::InvalidArgument { reason: format!("shard {} does not exist", id.0) })?;
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+        let graph_path = dir.join(format!("shard-{}.graph", id.0));
+        let applied = store.applied_index()?;
+        let (state, reconciled) = load_state(&store, &config, &graph_path)?;
+        let published = state.nodes.len() as u32;
+        Ok(Shard {
+            id,
+            config,
+            store,
+            graph_path,
+            state: RwLock::new(state),
+            published: AtomicU32::new(published),
+            write_lock: Mutex::new(WriterState { applied, writes_since_persist: reconciled as u64 }),
+        })
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// Live points.
+    pub fn len(&self) -> usize {
+        self.state.read().live.len() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Size of the graph, tombstones included: when `deleted` passes the configured
+    /// share of `nodes`, the next write rebuilds it.
+    pub fn graph_stats(&self) -> GraphStats {
+        let s = self.state.read();
+        GraphStats { nodes: s.index.len(), deleted: s.index.deleted_count() }
+    }
+
+    /// The last applied log index.
+    pub fn applied_index(&self) -> u64 {
+        self.write_lock.lock().applied
+    }
+
+    // ---- writes ----
+
+    /// Upserts points as the next write (standalone use; replicas use [`Shard::apply`]).
+    pub fn upsert(&self, points: Vec<Point>) -> Result<usize> {
+        let next = self.applied_index() + 1;
+        Ok(self.apply(next, WriteOp::Upsert(points))?.affected)
+    }
+
+    /// Deletes points by id as the next write.
+    pub fn delete(&self, ids: Vec<PointId>) -> Result<usize> {
+        let next = self.applied_index() + 1;
+        Ok(self.apply(next, WriteOp::Delete(ids))?.affected)
+    }
+
+    /// Deletes the points matching a filter as the next write.
+    pub fn delete_by_filter(&self, filter: Filter) -> Result<usize> {
+        let next = self.applied_index() + 1;
+        Ok(self.apply(next, WriteOp::DeleteByFilter(filter))?.affected)
+    }
+
+    /// Applies the write at log index `index`. An index at or below the applied one is
+    /// a replay and changes nothing. Either the whole batch is applied or, on error,
+    /// none of it.
+    pub fn apply(&self, index: u64, op: WriteOp) -> Result<WriteOutcome> {
+        let mut writer = self.write_lock.lock();
+        if index <= writer.applied {
+            return Ok(WriteOutcome { affected: 0, applied: false });
+        }
+        let affected = match op {
+            WriteOp::Upsert(points) => self.apply_upsert(index, points)?,
+            WriteOp::Delete(ids) => {
+                ids.iter().try_for_each(PointId::validate)?;
+                self.apply_delete(index, ids)?
+            }
+            WriteOp::DeleteByFilter(filter) => {
+                filter.validate()?;
+                let ids = self.matching_ids(&filter)?;
+                self.apply_delete(index, ids)?
+            }
+        };
+        writer.applied = index;
+        writer.writes_since_persist += affected as u64;
+        self.maybe_rebuild()?;
+        if writer.writes_since_persist >= self.config.tuning.persist_every_writes {
+            self.save_graph(writer.applied)?;
+            writer.writes_since_persist = 0;
+        }
+        Ok(WriteOutcome { affected, applied: true })
+    }
+
+    fn apply_upsert(&self, index: u64, mut points: Vec<Point>) -> Result<usize> {
+        if points.is_empty() {
+            return Err(EngineError::InvalidArgument { reason: "upsert batch is empty".into() });
+        }
+        let limits = &self.config.limits;
+        if points.len() > limits.max_batch {
+            return Err(EngineError::InvalidArgument {
+                reason: format!("upsert batch has {} points, the limit is {}", points.len(), limits.max_batch),
+            });
+        }
+        for p in &mut points {
+            p.id.validate()?;
+            validate_vector(&self.config, &mut p.vector)?;
+            if let Some(payload) = &p.payload {
+                validate_payload(payload, limits.max_payload_bytes, limits.max_payload_depth)?;
+            }
+        }
+        // A repeated id in one batch: the last one wins.
+        let mut last: HashMap<&PointId, usize> = HashMap::with_capacity(points.len());
+        for (i, p) in points.iter().enumerate() {
+            last.insert(&p.id, i);
+        }
+        let winners: Vec<&Point> = points.iter().enumerate().filter(|(i, p)| last[&p.id] == *i).map(|(_, p)| p).collect();
+
+        let writes = WriteSet { upserts: winners.iter().map(|p| (&p.id, &p.vector[..], p.payload.as_ref())).collect(), deletes: vec![] };
+        self.store.apply(index, &writes)?;
+
+        // Insert into the graph under the read lock (searches continue), invisible
+        // until published below.
+        let first = self.state.read().nodes.len() as u32;
+        {
+            let state = self.state.read();
+            let index_ref = &state.index;
+            winners.par_iter().enumerate().try_for_each(|(i, p)| index_ref.insert(first + i as u32, &p.vector))?;
+        }
+        let mut state = self.state.write();
+        for (i, p) in winners.iter().enumerate() {
+            let internal = first + i as u32;
+            state.remove(&p.id);
+            state.ids.insert(p.id.clone(), internal);
+            state.nodes.push(Some((p.id.clone(), index)));
+            state.live.insert(internal);
+            state.payload_index.add(internal, p.payload.as_ref());
+        }
+        self.published.store(state.nodes.len() as u32, Ordering::Release);
+        Ok(winners.len())
+    }
+
+    fn apply_delete(&self, index: u64, ids: Vec<PointId>) -> Result<usize> {
+        let present: Vec<&PointId> = {
+            let state = self.state.read();
+            ids.iter().filter(|id| state.ids.contains_key(id)).collect()
+        };
+        self.store.apply(index, &WriteSet { upserts: vec![], deletes: present.clone() })?;
+        let mut state = self.state.write();
+        Ok(present.into_iter().filter(|id| state.remove(id)).count())
+    }
+
+    /// Rebuilds the graph from live points once tombstones pass the configured share.
+    fn maybe_rebuild(&self) -> Result<()> {
+        let (deleted, total) = {
+            let s = self.state.read();
+            (s.index.deleted_count(), s.index.len())
+        };
+        if total == 0 || deleted < 1000 || (deleted as f64) < self.config.tuning.rebuild_deleted_fraction * total as f64 {
+            return Ok(());
+        }
+        tracing::info!(shard = self.id.0, deleted, total, "rebuilding graph");
+        let fresh = {
+            let state = self.state.read();
+            rebuild_state(&self.config, &state, &self.store)?
+        };
+        let mut state = self.state.write();
+        *state = fresh;
+        self.published.store(state.nodes.len() as u32, Ordering::Release);
+        Ok(())
+    }
+
+    // ---- reads ----
+
+    /// Reads points by id, in request order; missing ids are left out.
+    pub fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Result<Vec<Record>> {
+        ids.iter().try_for_each(PointId::validate)?;
+        let present: Vec<PointId> = {
+            let state = self.state.read();
+            ids.iter().filter(|id| state.ids.contains_key(id)).cloned().collect()
+        };
+        self.records(present, with_payload, with_vector)
+    }
+
+    fn records(&self, ids: Vec<PointId>, with_payload: bool, with_vector: bool) -> Result<Vec<Record>> {
+        let payloads = if with_payload {
+            self.store.get_payloads(&ids.iter().collect::<Vec<_>>())?
+        } else {
+            vec![None; ids.len()]
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, payload) in ids.into_iter().zip(payloads) {
+            let vector = if with_vector {
+                match self.store.get(&id)? {
+                    Some(p) => Some(p.vector),
+                    None => continue, // deleted meanwhile
+                }
+            } else {
+                None
+            };
+            let payload = if with_payload { Some(payload.unwrap_or_default()) } else { None };
+            out.push(Record { id, vector, payload });
+        }
+        Ok(out)
+    }
+
+    /// Live points matching `filter`, as internal ids.
+    fn matching_bitmap(&self, filter: &Filter) -> Result<RoaringBitmap> {
+        let (candidates, nodes_of) = {
+            let state = self.state.read();
+            let resolve = |id: &PointId| state.ids.get(id).copied();
+            let c = state.payload_index.candidates(filter, &state.live, &resolve);
+            if c.exact {
+                return Ok(c.ids);
+            }
+            let nodes: Vec<(u32, PointId)> =
+                c.ids.iter().filter_map(|i| state.nodes[i as usize].as_ref().map(|(p, _)| (i, p.clone()))).collect();
+            (c.ids, nodes)
+        };
+        // Some condition is not indexed: check the candidates' payloads directly.
+        let mut out = RoaringBitmap::new();
+        for chunk in nodes_of.chunks(1024) {
+            let ids: Vec<&PointId> = chunk.iter().map(|(_, p)| p).collect();
+            let payloads = self.store.get_payloads(&ids)?;
+            for ((internal, id), payload) in chunk.iter().zip(payloads) {
+                if filter.matches(id, payload.as_ref()) {
+                    out.insert(*internal);
+                }
+            }
+        }
+        debug_assert!(out.is_subset(&candidates));
+        Ok(out)
+    }
+
+    fn matching_ids(&self, filter: &Filter) -> Result<Vec<PointId>> {
+        let bitmap = self.matching_bitmap(filter)?;
+        let state = self.state.read();
+        Ok(bitmap.iter().filter_map(|i| state.nodes[i as usize].as_ref().map(|(p, _)| p.clone())).collect())
+    }
+
+    /// Counts live points, those matching `filter` if given.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        match filter {
+            None => Ok(self.state.read().live.len()),
+            Some(f) => {
+                f.validate()?;
+                Ok(self.matching_bitmap(f)?.len())
+            }
+        }
+    }
+
+    /// Pages through points in id order, from `from` (inclusive).
+    pub fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        from: Option<&PointId>,
+        limit: usize,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<ScrollPage> {
+        if limit == 0 || limit > MAX_TOP_K {
+            return Err(EngineError::InvalidArgument { reason: format!("scroll limit must be in 1..={MAX_TOP_K}") });
+        }
+        if let Some(f) = filter {
+            f.validate()?;
+        }
+        let matching = filter.map(|f| self.matching_bitmap(f)).transpose()?;
+        let mut ids = Vec::with_capacity(limit);
+        let mut next = None;
+        {
+            let state = self.state.read();
+            self.store.scan(from, &mut |p| {
+                let Some(&internal) = state.ids.get(&p.id) else {
+                    return Ok(true); // written after our snapshot of the state
+                };
+                if matching.as_ref().is_none_or(|m| m.contains(internal)) {
+                    if ids.len() == limit {
+                        next = Some(p.id);
+                        return Ok(false);
+                    }
+                    ids.push(p.id);
+                }
+                Ok(true)
+            })?;
+        }
+        Ok(ScrollPage { points: self.records(ids, with_payload, with_vector)?, next })
+    }
+
+    /// Nearest neighbours of `req.vector`, best first.
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        self.search_explained(req).map(|(hits, _)| hits)
+    }
+
+    /// [`Shard::search`], also saying which plan ran.
+    pub fn search_explained(&self, req: &SearchRequest) -> Result<(Vec<ScoredPoint>, SearchPlan)> {
+        if req.top_k == 0 || req.top_k > MAX_TOP_K {
+            return Err(EngineError::InvalidArgument { reason: format!("top_k must be in 1..={MAX_TOP_K}") });
+        }
+        let mut query = req.vector.clone();
+        validate_vector(&self.config, &mut query)?;
+        if let Some(f) = &req.filter {
+            f.validate()?;
+        }
+        let k = req.top_k;
+        let ef = req.ef.unwrap_or(64).max(k);
+        let filter = req.filter.as_ref().filter(|f| !f.is_empty());
+        let candidates = filter.map(|f| self.matching_bitmap(f)).transpose()?;
+
+        let (found, plan, ids): (Vec<(u32, f32)>, SearchPlan, Vec<PointId>) = {
+            let state = self.state.read();
+            let published = self.published.load(Ordering::Acquire);
+            // Points deleted since the candidates were computed drop out here.
+            let candidates = candidates.map(|c| c & &state.live);
+            let (found, plan) = match &candidates {
+                None => (state.index.search(&query, k, ef, |id| id < published), SearchPlan::Hnsw),
+                Some(c) => {
+                    let live = state.live.len().max(1) as f64;
+                    let small = c.len() as usize <= self.config.tuning.exact_scan_max_candidates
+                        && (c.len() as f64 / live) <= self.config.tuning.exact_scan_max_fraction;
+                    let tiny = c.len() as usize <= k.max(64);
+                    if small || tiny {
+                        (exact_scan(&state.index, &query, c, k), SearchPlan::ExactScan)
+                    } else {
+                        let hits = state.index.search(&query, k, ef, |id| id < published && c.contains(id));
+                        if hits.len() < k && (c.len() as usize) > hits.len() {
+                            (exact_scan(&state.index, &query, c, k), SearchPlan::ExactScan)
+                        } else {
+                            (hits, SearchPlan::FilteredHnsw)
+                        }
+                    }
+                }
+            };
+            let ids = found
+                .iter()
+                .map(|(i, _)| state.nodes[*i as usize].as_ref().map(|(p, _)| p.clone()).ok_or(EngineError::Corruption {
+                    what: "shard state",
+                    reason: format!("search returned dead node {i}"),
+                }))
+                .collect::<Result<_>>()?;
+            (found, plan, ids)
+        };
+
+        let distance = self.config.distance;
+        let mut hits: Vec<(PointId, f32)> = Vec::with_capacity(found.len());
+        for ((_, d), id) in found.iter().zip(ids) {
+            let score = distance.score(*d);
+            if req.score_threshold.is_none_or(|t| distance.passes_threshold(score, t)) {
+                hits.push((id, score));
+            }
+        }
+        let scores: Vec<f32> = hits.iter().map(|h| h.1).collect();
+        let ids: Vec<PointId> = hits.into_iter().map(|h| h.0).collect();
+        let need_records = req.with_payload || req.with_vector;
+        let out = if need_records {
+            let mut records: HashMap<PointId, Record> =
+                self.records(ids.clone(), req.with_payload, req.with_vector)?.into_iter().map(|r| (r.id.clone(), r)).collect();
+            ids.into_iter()
+                .zip(scores)
+                .filter_map(|(id, score)| {
+                    records.remove(&id).map(|r| ScoredPoint { id, score, vector: r.vector, payload: r.payload })
+                })
+                .collect()
+        } else {
+            ids.into_iter().zip(scores).map(|(id, score)| ScoredPoint { id, score, vector: None, payload: None }).collect()
+        };
+        Ok((out, plan))
+    }
+
+    // ---- persistence ----
+
+    /// Saves the graph so the next open need not rebuild it.
+    pub fn persist(&self) -> Result<()> {
+        let mut writer = self.write_lock.lock();
+        self.save_graph(writer.applied)?;
+        writer.writes_since_persist = 0;
+        Ok(())
+    }
+
+    fn save_graph(&self, applied: u64) -> Result<()> {
+        let state = self.state.read();
+        save_graph_file(&self.graph_path, applied, &state)
+    }
+
+    /// Deletes the shard's data: its RocksDB keys and its graph file.
+    pub fn destroy(self) -> Result<()> {
+        let mut writer = self.write_lock.lock();
+        self.store.destroy()?;
+        writer.writes_since_persist = 0; // nothing left to persist on drop
+        match std::fs::remove_file(&self.graph_path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io(&self.graph_path, e)),
+        }
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        let writer = self.write_lock.lock();
+        if writer.writes_since_persist > 0 {
+            if let Err(e) = self.save_graph(writer.applied) {
+                tracing::warn!(shard = self.id.0, error = %e, "could not persist graph on close");
+            }
+        }
+    }
+}
+
+/// Exact top-k over a candidate set.
+fn exact_scan(index: &Hnsw, query: &[f32], candidates: &RoaringBitmap, k: usize) -> Vec<(u32, f32)> {
+    let mut heap: BinaryHeap<(OrdDist, u32)> = BinaryHeap::with_capacity(k + 1);
+    index.for_each_distance(query, candidates.iter(), |id, d| {
+        if heap.len() < k {
+            heap.push((OrdDist(d), id));
+        } else if let Some(top) = heap.peek() {
+            if d < top.0.0 {
+                heap.pop();
+                heap.push((OrdDist(d), id));
+            }
+        }
+    });
+    let mut out: Vec<(u32, f32)> = heap.into_iter().map(|(d, id)| (id, d.0)).collect();
+    out.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OrdDist(f32);
+impl Eq for OrdDist {}
+impl PartialOrd for OrdDist {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrdDist {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// Checks a vector against the shard and normalises it for cosine.
+fn validate_vector(config: &ShardConfig, v: &mut [f32]) -> Result<()> {
+    if v.is_empty() {
+        return Err(EngineError::InvalidVector { reason: "vector is empty".into() });
+    }
+    if v.len() != config.dimension {
+        return Err(EngineError::DimensionMismatch { expected: config.dimension, got: v.len() });
+    }
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(EngineError::InvalidVector { reason: format!("element {i} is {}", v[i]) });
+    }
+    if config.distance == Distance::Cosine && !normalize(v) {
+        return Err(EngineError::InvalidVector { reason: "zero vector has no direction for cosine".into() });
+    }
+    Ok(())
+}
+
+/// Checks a payload's size (as JSON) and nesting depth.
+fn validate_payload(payload: &Map<String, Value>, max_bytes: usize, max_depth: usize) -> Result<()> {
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    let d = 1 + payload.values().map(depth).max().unwrap_or(0);
+    if d > max_depth {
+        return Err(EngineError::InvalidPayload { reason: format!("payload nests {d} levels, the limit is {max_depth}") });
+    }
+    let size = serde_json::to_vec(payload).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size > max_bytes {
+        return Err(EngineError::InvalidPayload { reason: format!("payload is {size} bytes, the limit is {max_bytes}") });
+    }
+    Ok(())
+}
+
+// ---- loading, rebuilding, graph files ----
+
+const GRAPH_MAGIC: &[u8; 8] = b"VXSHARD1";
+
+/// Builds the in-memory state from RocksDB, reusing the persisted graph where it holds.
+/// Also returns how many graph nodes it had to add or drop (0 when the file was current).
+fn load_state(store: &RocksPointStore, config: &ShardConfig, graph_path: &Path) -> Result<(State, usize)> {
+    let persisted = match load_graph_file(graph_path, config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(path = %graph_path.display(), error = %e, "ignoring unusable graph file; rebuilding");
+            None
+        }
+    };
+    let mut state = match persisted {
+        Some((index, nodes)) => {
+            let mut s = State::empty(config, 0);
+            s.index = Arc::new(index);
+            s.nodes = nodes;
+            s
+        }
+        None => State::empty(config, 1024),
+    };
+    let by_id: HashMap<PointId, (u32, u64)> = state
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.as_ref().map(|(p, v)| (p.clone(), (i as u32, *v))))
+        .collect();
+    let mut keep = RoaringBitmap::new();
+    let mut missing: Vec<(PointId, u64, Vec<f32>)> = Vec::new();
+    store.scan(None, &mut |p| {
+        match by_id.get(&p.id) {
+            Some(&(internal, version)) if version == p.version && state.index.contains(internal) => {
+                keep.insert(internal);
+            }
+            _ => missing.push((p.id, p.version, p.vector)),
+        }
+        Ok(true)
+    })?;
+    // Nodes the store no longer holds (or holds in another version) leave the graph.
+    let mut reconciled = missing.len();
+    for (i, n) in state.nodes.iter_mut().enumerate() {
+        if !keep.contains(i as u32) {
+            reconciled += n.is_some() as usize;
+            *n = None;
+            state.index.delete(i as u32);
+        }
+    }
+    let first = state.nodes.len() as u32;
+    state.index.reserve(first as usize + missing.len());
+    let index = &state.index;
+    missing.par_iter().enumerate().try_for_each(|(i, (_, _, v))| index.insert(first + i as u32, v))?;
+    for (id, version, _) in missing {
+        state.nodes.push(Some((id, version)));
+    }
+    for (i, n) in state.nodes.iter().enumerate() {
+        if let Some((p, _)) = n {
+            state.ids.insert(p.clone(), i as u32);
+            state.live.insert(i as u32);
+        }
+    }
+    let mut payload_index = PayloadIndexes::new(&config.payload_indexes);
+    // Points without a stored payload still count for must_not / exists semantics,
+    // which the live set covers.
+    store.scan_payloads(&mut |id, payload| {
+        if let Some(&internal) = state.ids.get(&id) {
+            payload_index.add(internal, Some(&payload));
+        }
+        Ok(())
+    })?;
+    state.payload_index = payload_index;
+    Ok((state, reconciled))
+}
+
+/// A fresh state holding only the live points of `old`, densely renumbered.
+fn rebuild_state(config: &ShardConfig, old: &State, store: &RocksPointStore) -> Result<State> {
+    let mut fresh = State::empty(config, old.live.len() as usize);
+    let live: Vec<(u32, PointId, u64)> =
+        old.live.iter().filter_map(|i| old.nodes[i as usize].as_ref().map(|(p, v)| (i, p.clone(), *v))).collect();
+    let index = &fresh.index;
+    live.par_iter().enumerate().try_for_each(|(new, (oldi, _, _))| {
+        let v = old.index.get_vector(*oldi).ok_or(EngineError::Corruption {
+            what: "shard state",
+            reason: format!("live node {oldi} missing from graph"),
+        })?;
+        index.insert(new as u32, &v)
+    })?;
+    for (new, (_, id, version)) in live.iter().enumerate() {
+        fresh.ids.insert(id.clone(), new as u32);
+        fresh.nodes.push(Some((id.clone(), *version)));
+        fresh.live.insert(new as u32);
+    }
+    for chunk in live.chunks(1024) {
+        let ids: Vec<&PointId> = chunk.iter().map(|(_, p, _)| p).collect();
+        for ((_, id, _), payload) in chunk.iter().zip(store.get_payloads(&ids)?) {
+            fresh.payload_index.add(fresh.ids[id], payload.as_ref());
+        }
+    }
+    Ok(fresh)
+}
+
+/// Writes `[magic][applied][node table][graph][crc32]` to a temp file, fsyncs, renames.
+fn save_graph_file(path: &Path, applied: u64, state: &State) -> Result<()> {
+    let tmp = path.with_extension("graph.tmp");
+    let io = |e| EngineError::io(&tmp, e);
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut w = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
+    w.write_all(GRAPH_MAGIC).map_err(io)?;
+    w.write_all(&applied.to_le_bytes()).map_err(io)?;
+    w.write_all(&(state.nodes.len() as u64).to_le_bytes()).map_err(io)?;
+    for n in &state.nodes {
+        match n {
+            None => w.write_all(&u32::MAX.to_le_bytes()).map_err(io)?,
+            Some((id, version)) => {
+                let enc = id.encode();
+                w.write_all(&(enc.len() as u32).to_le_bytes()).map_err(io)?;
+                w.write_all(&enc).map_err(io)?;
+                w.write_all(&version.to_le_bytes()).map_err(io)?;
+            }
+        }
+    }
+    state.index.write_to(&mut w)?;
+    let crc = w.crc.clone().finalize();
+    let mut inner = w.inner;
+    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
+    let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| EngineError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+type NodeTable = Vec<Option<(PointId, u64)>>;
+
+/// Loads a graph file if there is one that matches `config` and its checksum.
+fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, NodeTable)>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EngineError::io(path, e)),
+    };
+    let len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+    if len < 4 {
+        return Err(EngineError::Corruption { what: "graph file", reason: "too short".into() });
+    }
+    // Check the checksum first, streaming, so a torn file is never parsed.
+    let mut r = BufReader::with_capacity(1 << 20, &file);
+    let mut crc = crc32fast::Hasher::new();
+    let mut remaining = len - 4;
+    let mut buf = vec![0u8; 1 << 20];
+    while remaining > 0 {
+        let n = remaining.min(buf.len() as u64) as usize;
+        r.read_exact(&mut buf[..n]).map_err(|e| EngineError::io(path, e))?;
+        crc.update(&buf[..n]);
+        remaining -= n as u64;
+    }
+    let mut stored = [0u8; 4];
+    r.read_exact(&mut stored).map_err(|e| EngineError::io(path, e))?;
+    if crc.finalize() != u32::from_le_bytes(stored) {
+        return Err(EngineError::Corruption { what: "graph file", reason: "checksum mismatch".into() });
+    }
+
+    let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let mut r = BufReader::with_capacity(1 << 20, file).take(len - 4);
+    let corrupt = |reason: String| EngineError::Corruption { what: "graph file", reason };
+    let mut read_u64 = |r: &mut dyn Read| -> Result<u64> {
+        let mut b = [0u8; 8];
+        r.read_exact(&mut b).map_err(|e| corrupt(e.to_string()))?;
+        Ok(u64::from_le_bytes(b))
+    };
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).map_err(|e| corrupt(e.to_string()))?;
+    if &magic != GRAPH_MAGIC {
+        return Err(corrupt("bad magic".into()));
+    }
+    let _applied = read_u64(&mut r)?;
+    let count = read_u64(&mut r)?;
+    if count > u32::MAX as u64 {
+        return Err(corrupt(format!("{count} nodes")));
+    }
+    let mut nodes = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let mut b = [0u8; 4];
+        r.read_exact(&mut b).map_err(|e| corrupt(e.to_string()))?;
+        let n = u32::from_le_bytes(b);
+        if n == u32::MAX {
+            nodes.push(None);
+            continue;
+        }
+        if n as usize > crate::types::MAX_STRING_ID_BYTES + 1 {
+            return Err(corrupt(format!("id of {n} bytes")));
+        }
+        let mut enc = vec![0u8; n as usize];
+        r.read_exact(&mut enc).map_err(|e| corrupt(e.to_string()))?;
+        let version = read_u64(&mut r)?;
+        nodes.push(Some((PointId::decode(&enc)?, version)));
+    }
+    let index = Hnsw::read_from(&mut r)?;
+    if index.dim() != config.dimension || index.distance() != config.distance {
+        return Err(corrupt("graph does not match the shard config".into()));
+    }
+    if index.id_bound() > nodes.len() {
+        return Err(corrupt("graph has nodes the node table lacks".into()));
+    }
+    Ok(Some((index, nodes)))
+}
+
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,288 @@
+//! Plain data types of the engine: ids, distances, points, shard configuration and the
+//! validation limits that protect a shard from bad input.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+
+/// Identifies a shard (and its Raft group). Prefixes every key the shard writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ShardId(pub u64);
+
+/// A point's id as clients see it: an unsigned integer or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PointId {
+    Num(u64),
+    Str(String),
+}
+
+/// Longest string id, in bytes.
+pub const MAX_STRING_ID_BYTES: usize = 256;
+
+impl PointId {
+    /// Checks the id against the limits (non-empty string of at most 256 bytes).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            PointId::Num(_) => Ok(()),
+            PointId::Str(s) if s.is_empty() => {
+                Err(EngineError::InvalidPointId { reason: "string id is empty".into() })
+            }
+            PointId::Str(s) if s.len() > MAX_STRING_ID_BYTES => Err(EngineError::InvalidPointId {
+                reason: format!("string id is {} bytes, the limit is {MAX_STRING_ID_BYTES}", s.len()),
+            }),
+            PointId::Str(_) => Ok(()),
+        }
+    }
+
+    /// Order-preserving binary form used in storage keys: numbers sort before strings,
+    /// numbers by value, strings bytewise.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            PointId::Num(n) => {
+                let mut k = Vec::with_capacity(9);
+                k.push(0);
+                k.extend_from_slice(&n.to_be_bytes());
+                k
+            }
+            PointId::Str(s) => {
+                let mut k = Vec::with_capacity(1 + s.len());
+                k.push(1);
+                k.extend_from_slice(s.as_bytes());
+                k
+            }
+        }
+    }
+
+    /// Inverse of [`PointId::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let corrupt = |reason: &str| EngineError::Corruption { what: "point id", reason: reason.into() };
+        match bytes.split_first() {
+            Some((0, rest)) => {
+                let arr: [u8; 8] = rest.try_into().map_err(|_| corrupt("numeric id is not 8 bytes"))?;
+                Ok(PointId::Num(u64::from_be_bytes(arr)))
+            }
+            Some((1, rest)) => {
+                let s = std::str::from_utf8(rest).map_err(|_| corrupt("string id is not UTF-8"))?;
+                Ok(PointId::Str(s.to_owned()))
+            }
+            _ => Err(corrupt("unknown id tag")),
+        }
+    }
+}
+
+impl From<u64> for PointId {
+    fn from(n: u64) -> Self {
+        PointId::Num(n)
+    }
+}
+
+impl From<&str> for PointId {
+    fn from(s: &str) -> Self {
+        PointId::Str(s.to_owned())
+    }
+}
+
+impl std::fmt::Display for PointId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PointId::Num(n) => write!(f, "{n}"),
+            PointId::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// How two vectors are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    /// Cosine similarity. Vectors are normalised on write, so it is computed as a dot
+    /// product.
+    Cosine,
+    /// Euclidean (L2) distance.
+    Euclid,
+    /// Inner product.
+    Dot,
+}
+
+impl Distance {
+    /// Turns the index's internal distance (lower is closer) into the score clients see:
+    /// similarity for cosine and dot (higher is closer), distance for euclid.
+    pub fn score(self, internal: f32) -> f32 {
+        match self {
+            Distance::Cosine => 1.0 - internal,
+            Distance::Dot => -internal,
+            Distance::Euclid => internal.max(0.0).sqrt(),
+        }
+    }
+
+    /// Whether `score` is at least as good as `threshold` under this distance.
+    pub fn passes_threshold(self, score: f32, threshold: f32) -> bool {
+        match self {
+            Distance::Cosine | Distance::Dot => score >= threshold,
+            Distance::Euclid => score <= threshold,
+        }
+    }
+}
+
+/// HNSW build parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswParams {
+    /// Links per node on upper layers; level 0 keeps `2 * m`.
+    pub m: usize,
+    /// Candidate list size while inserting; larger builds a better graph, slower.
+    pub ef_construction: usize,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        HnswParams { m: 16, ef_construction: 200 }
+    }
+}
+
+/// Kind of a payload field index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadIndexKind {
+    /// Strings: value → bitmap of points.
+    Keyword,
+    /// Integers: ordered, for match and range.
+    Integer,
+    /// Numbers: ordered, for range.
+    Float,
+    /// Bools: value → bitmap of points.
+    Bool,
+}
+
+/// One indexed payload field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadIndexSpec {
+    /// Dotted path of the field.
+    pub key: String,
+    pub kind: PayloadIndexKind,
+}
+
+/// Everything a shard needs to know about its collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardConfig {
+    pub dimension: usize,
+    pub distance: Distance,
+    #[serde(default)]
+    pub hnsw: HnswParams,
+    #[serde(default)]
+    pub payload_indexes: Vec<PayloadIndexSpec>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub tuning: Tuning,
+}
+
+impl ShardConfig {
+    pub fn new(dimension: usize, distance: Distance) -> Self {
+        ShardConfig {
+            dimension,
+            distance,
+            hnsw: HnswParams::default(),
+            payload_indexes: Vec::new(),
+            limits: Limits::default(),
+            tuning: Tuning::default(),
+        }
+    }
+
+    /// Rejects configurations the engine cannot serve.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Err(EngineError::InvalidArgument { reason });
+        if self.dimension == 0 || self.dimension > MAX_DIMENSION {
+            return bad(format!("dimension must be in 1..={MAX_DIMENSION}, got {}", self.dimension));
+        }
+        if !(2..=128).contains(&self.hnsw.m) {
+            return bad(format!("hnsw m must be in 2..=128, got {}", self.hnsw.m));
+        }
+        if !(1..=4096).contains(&self.hnsw.ef_construction) {
+            return bad(format!("hnsw ef_construction must be in 1..=4096, got {}", self.hnsw.ef_construction));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for spec in &self.payload_indexes {
+            crate::filter::validate_key(&spec.key)?;
+            if !seen.insert(&spec.key) {
+                return bad(format!("payload field {:?} is indexed twice", spec.key));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Largest supported vector dimension.
+pub const MAX_DIMENSION: usize = 65_536;
+
+/// Input limits of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// Largest payload, as serialised JSON bytes.
+    pub max_payload_bytes: usize,
+    /// Deepest nesting of objects and arrays in a payload.
+    pub max_payload_depth: usize,
+    /// Most points in one upsert batch.
+    pub max_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_payload_bytes: 64 * 1024, max_payload_depth: 32, max_batch: 10_000 }
+    }
+}
+
+/// Knobs of the search planner and index maintenance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tuning {
+    /// A filtered search whose candidate set is at most this many points scans them
+    /// exactly instead of walking the graph.
+    pub exact_scan_max_candidates: usize,
+    /// Same, as a fraction of the live points: below it, exact scan.
+    pub exact_scan_max_fraction: f64,
+    /// Rebuild the graph when this fraction of its nodes are tombstones.
+    pub rebuild_deleted_fraction: f64,
+    /// Save the graph file after this many applied writes since the last save (it is
+    /// also saved on close); reopening replays only what came after.
+    pub persist_every_writes: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            exact_scan_max_candidates: 20_000,
+            exact_scan_max_fraction: 0.05,
+            rebuild_deleted_fraction: 0.25,
+            persist_every_writes: 100_000,
+        }
+    }
+}
+
+/// A point to write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// A point read back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: PointId,
+    pub vector: Option<Vec<f32>>,
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredPoint {
+    pub id: PointId,
+    pub score: f32,
+    pub vector: Option<Vec<f32>>,
+    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+}
