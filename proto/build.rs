@@ -2,10 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = ["proto/vectron/v1/common.proto", "proto/vectron/v1/vectron.proto"];
-    tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
-        .compile_protos(&protos, &["proto"])?;
+    tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -27,8 +27,9 @@ impl Dataset {
     pub fn clustered(n: usize, queries: usize, dim: usize, clusters: usize, seed: u64) -> Dataset {
         let mut rng = StdRng::seed_from_u64(seed);
         let unit = Normal::new(0.0f32, 1.0).expect("valid normal");
-        let centres: Vec<Vec<f32>> = (0..clusters.max(1)).map(|_| (0..dim).map(|_| unit.sample(&mut rng)).collect()).collect();
-        let mut draw = |count: usize, rng: &mut StdRng| -> Vec<Vec<f32>> {
+        let centres: Vec<Vec<f32>> =
+            (0..clusters.max(1)).map(|_| (0..dim).map(|_| unit.sample(&mut rng)).collect()).collect();
+        let draw = |count: usize, rng: &mut StdRng| -> Vec<Vec<f32>> {
             (0..count)
                 .map(|_| {
                     let c = &centres[rng.random_range(0..centres.len())];
@@ -60,7 +61,12 @@ impl Dataset {
     }
 
     /// Exact k nearest base ids per query, restricted to `allowed` when given.
-    pub fn ground_truth(&self, distance: Distance, k: usize, allowed: Option<&dyn Fn(usize) -> bool>) -> Vec<Vec<u32>> {
+    pub fn ground_truth(
+        &self,
+        distance: Distance,
+        k: usize,
+        allowed: Option<&(dyn Fn(usize) -> bool + Sync)>,
+    ) -> Vec<Vec<u32>> {
         let metric = Metric::new(distance);
         self.queries
             .par_iter()
@@ -157,13 +163,17 @@ fn parse_npy(bytes: &[u8]) -> Result<Vec<Vec<f32>>> {
         bail!("Fortran-ordered arrays are not supported");
     }
     let shape = header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).context("no shape")?;
-    let dims: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
+    let dims: Vec<usize> =
+        shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse()).collect::<Result<_, _>>()?;
     let [rows, cols] = dims[..] else { bail!("expected a 2-D array, got shape ({shape})") };
     let data = &bytes[start + header_len..];
     if data.len() != rows * cols * 4 {
         bail!("data is {} bytes, shape needs {}", data.len(), rows * cols * 4);
     }
-    Ok(data.chunks_exact(cols * 4).map(|row| row.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect()).collect())
+    Ok(data
+        .chunks_exact(cols * 4)
+        .map(|row| row.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
+        .collect())
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use serde_json::json;
 use vectron_engine::hnsw::Hnsw;
 use vectron_engine::index::{HnswRsIndex, VectorIndex};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
-use vectron_engine::{Distance, Filter, HnswParams, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage};
+use vectron_engine::{
+    Distance, Filter, HnswParams, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage,
+};
 
 use dataset::Dataset;
 
@@ -95,7 +97,8 @@ struct EngineArgs {
     /// this fraction of points (0 = skip).
     #[arg(long, default_value_t = 0.0)]
     filter_selectivity: f64,
-    /// Check that every base vector finds itself as its nearest neighbour (at ef 64).
+    /// Check that every base vector finds itself as its nearest neighbour (at ef 64 and
+    /// at ef_construction), and report graph connectivity.
     #[arg(long)]
     self_check: bool,
     /// Measure how long a shard of this data takes to reopen (graph file vs rebuild).
@@ -127,7 +130,9 @@ fn main() -> Result<()> {
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -278,17 +283,25 @@ fn engine(mut args: EngineArgs) -> Result<()> {
             }));
         }
         if args.self_check && backend == Backend::Vectron {
-            let found: usize = pool.install(|| {
-                data.base
-                    .par_iter()
-                    .enumerate()
-                    .filter(|(i, v)| index.search(v, 1, 64, None).first().is_some_and(|h| h.0 == *i as u32))
-                    .count()
-            });
-            let frac = found as f64 / data.base.len() as f64;
-            eprintln!("self-check: {found} of {} points find themselves first ({frac:.5})", data.base.len());
-            report.row(json!({"bench": "self_check", "backend": index.name(), "ef": 64, "self_found": found,
-                              "n": data.base.len(), "recall": frac}));
+            if let Some(c) = index.connectivity() {
+                eprintln!("connectivity: {} orphans, {} unreachable from the entry point", c.orphans, c.unreachable);
+            }
+            for ef in [64, args.ef_construction.max(64)] {
+                let found: usize = pool.install(|| {
+                    data.base
+                        .par_iter()
+                        .enumerate()
+                        .filter(|(i, v)| index.search(v, 1, ef, None).first().is_some_and(|h| h.0 == *i as u32))
+                        .count()
+                });
+                let frac = found as f64 / data.base.len() as f64;
+                eprintln!(
+                    "self-check at ef {ef}: {found} of {} points find themselves first ({frac:.5})",
+                    data.base.len()
+                );
+                report.row(json!({"bench": "self_check", "backend": index.name(), "ef": ef, "self_found": found,
+                                  "n": data.base.len(), "recall": frac}));
+            }
         }
     }
 
@@ -301,7 +314,13 @@ fn engine(mut args: EngineArgs) -> Result<()> {
 
 /// Loads the data into a real shard (RocksDB in a temp dir, keyword index on `cat`) and
 /// measures filtered search and, optionally, reopening.
-fn shard_bench(args: &EngineArgs, data: &Dataset, distance: Distance, pool: &rayon::ThreadPool, report: &mut Reporter) -> Result<()> {
+fn shard_bench(
+    args: &EngineArgs,
+    data: &Dataset,
+    distance: Distance,
+    pool: &rayon::ThreadPool,
+    report: &mut Reporter,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let storage = Storage::open(&dir.path().join("db"), Default::default())?;
     let mut config = ShardConfig::new(data.dim, distance);
@@ -311,7 +330,7 @@ fn shard_bench(args: &EngineArgs, data: &Dataset, distance: Distance, pool: &ray
     // Point i is in category "hit" with probability = selectivity (every 1/s-th point).
     let sel = args.filter_selectivity;
     let stride = if sel > 0.0 { (1.0 / sel).round().max(1.0) as usize } else { usize::MAX };
-    let in_cat = |i: usize| i % stride == 0;
+    let in_cat = |i: usize| i.is_multiple_of(stride);
     let t = Instant::now();
     pool.install(|| -> Result<()> {
         for (c, chunk) in data.base.chunks(1000).enumerate() {
@@ -321,7 +340,8 @@ fn shard_bench(args: &EngineArgs, data: &Dataset, distance: Distance, pool: &ray
                 .map(|(j, v)| {
                     let i = c * 1000 + j;
                     let cat = if in_cat(i) { "hit" } else { "miss" };
-                    Point { id: PointId::Num(i as u64), vector: v.clone(), payload: Some(json!({"cat": cat}).as_object().cloned().context("object")?) }
+                    let payload = json!({"cat": cat}).as_object().cloned().context("payload is an object")?;
+                    Ok(Point { id: PointId::Num(i as u64), vector: v.clone(), payload: Some(payload) })
                 })
                 .collect::<Result<Vec<_>>>()?;
             shard.upsert(points)?;
@@ -329,7 +349,11 @@ fn shard_bench(args: &EngineArgs, data: &Dataset, distance: Distance, pool: &ray
         Ok(())
     })?;
     let ingest_s = t.elapsed().as_secs_f64();
-    eprintln!("shard: ingested {} points in {ingest_s:.2}s ({:.0} points/s)", data.base.len(), data.base.len() as f64 / ingest_s);
+    eprintln!(
+        "shard: ingested {} points in {ingest_s:.2}s ({:.0} points/s)",
+        data.base.len(),
+        data.base.len() as f64 / ingest_s
+    );
 
     if sel > 0.0 {
         let truth = pool.install(|| data.ground_truth(distance, args.k, Some(&|i| in_cat(i))));
@@ -340,7 +364,13 @@ fn shard_bench(args: &EngineArgs, data: &Dataset, distance: Distance, pool: &ray
                 req.ef = Some(ef);
                 req.filter = Some(filter.clone());
                 match shard.search(&req) {
-                    Ok(hits) => hits.into_iter().map(|h| match h.id { PointId::Num(n) => n as u32, PointId::Str(_) => u32::MAX }).collect(),
+                    Ok(hits) => hits
+                        .into_iter()
+                        .map(|h| match h.id {
+                            PointId::Num(n) => n as u32,
+                            PointId::Str(_) => u32::MAX,
+                        })
+                        .collect(),
                     Err(_) => Vec::new(),
                 }
             };

@@ -112,8 +112,9 @@ mod x86 {
         unsafe { l2sq_avx2_impl(a, b) }
     }
 
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
         let s = _mm_add_ps(lo, hi);
@@ -141,7 +142,7 @@ mod x86 {
             i += 8;
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut s = unsafe { hsum(sum) };
+        let mut s = hsum(sum);
         while i < n {
             s += a[i] * b[i];
             i += 1;
@@ -169,7 +170,7 @@ mod x86 {
             i += 8;
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut s = unsafe { hsum(sum) };
+        let mut s = hsum(sum);
         while i < n {
             let d = a[i] - b[i];
             s += d * d;

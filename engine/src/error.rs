@@ -40,9 +40,7 @@ impl EngineError {
             EngineError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
             EngineError::InvalidPointId { .. } => ErrorCode::InvalidPointId,
             EngineError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            EngineError::Storage(_) | EngineError::Corruption { .. } | EngineError::Io { .. } => {
-                ErrorCode::Storage
-            }
+            EngineError::Storage(_) | EngineError::Corruption { .. } | EngineError::Io { .. } => ErrorCode::Storage,
         }
     }
 

@@ -37,11 +37,17 @@ pub struct Filter {
 pub enum Condition {
     Field(FieldCondition),
     /// `{"exists": {"key": "k"}}`: the key reaches at least one non-null value.
-    Exists { exists: KeyRef },
+    Exists {
+        exists: KeyRef,
+    },
     /// `{"is_null": {"key": "k"}}`: the key reaches a null value.
-    IsNull { is_null: KeyRef },
+    IsNull {
+        is_null: KeyRef,
+    },
     /// `{"has_id": [1, "a"]}`: the point's id is listed.
-    HasId { has_id: Vec<PointId> },
+    HasId {
+        has_id: Vec<PointId>,
+    },
     /// A nested filter.
     Filter(Filter),
 }
@@ -184,16 +190,19 @@ impl Condition {
                             return Err(EngineError::invalid_filter(format!("range on {:?} has no bound", f.key)));
                         }
                         if bounds.iter().flatten().any(|b| !b.is_finite()) {
-                            return Err(EngineError::invalid_filter(format!("range on {:?} has a non-finite bound", f.key)));
+                            return Err(EngineError::invalid_filter(format!(
+                                "range on {:?} has a non-finite bound",
+                                f.key
+                            )));
                         }
                         Ok(())
                     }
                 }
             }
             Condition::Exists { exists: k } | Condition::IsNull { is_null: k } => validate_key(&k.key),
-            Condition::HasId { has_id } => has_id.iter().try_for_each(|id| {
-                id.validate().map_err(|e| EngineError::invalid_filter(e.to_string()))
-            }),
+            Condition::HasId { has_id } => {
+                has_id.iter().try_for_each(|id| id.validate().map_err(|e| EngineError::invalid_filter(e.to_string())))
+            }
             Condition::Filter(f) => f.validate_at(depth + 1, count),
         }
     }
@@ -294,10 +303,16 @@ mod tests {
         assert!(check(json!({"must": [{"key": "tags", "match": {"any": ["x", "b"]}}]}), p.clone()));
         assert!(check(json!({"must": [{"key": "shop.addr[].zip", "match": {"value": "E2"}}]}), p.clone()));
         assert!(check(json!({"must": [{"key": "shop.addr.zip", "match": {"value": "N1"}}]}), p.clone()));
-        assert!(check(json!({"should": [{"key": "city", "match": {"value": "Paris"}},
-                                        {"key": "n", "range": {"lte": 3}}]}), p.clone()));
+        assert!(check(
+            json!({"should": [{"key": "city", "match": {"value": "Paris"}},
+                                        {"key": "n", "range": {"lte": 3}}]}),
+            p.clone()
+        ));
         assert!(!check(json!({"must_not": [{"key": "tags", "match": {"value": "a"}}]}), p.clone()));
-        assert!(check(json!({"must": [{"should": [{"has_id": [1]}], "must_not": [{"exists": {"key": "nope"}}]}]}), p.clone()));
+        assert!(check(
+            json!({"must": [{"should": [{"has_id": [1]}], "must_not": [{"exists": {"key": "nope"}}]}]}),
+            p.clone()
+        ));
     }
 
     #[test]

@@ -8,9 +8,14 @@
 //! Concurrency: inserts and searches run in parallel through `&self`. Link words are
 //! atomics written with release and read with acquire stores/loads (plain moves on
 //! x86-64), so a search may see a neighbour list mid-update but always sees valid,
-//! fully written nodes. A per-node mutex serialises writers of one node's lists; a
-//! global mutex is taken only by an insert that raises the top level. The arrays grow
-//! under a write lock that searches and inserts hold for reading.
+//! fully written nodes. A per-node mutex serialises writers of one node's lists; an
+//! inserting node holds its own for the whole insert and is marked *pending*, and an
+//! insert's search that is about to expand a pending node waits for it (hnswlib locks
+//! every node its construction searches expand; we pay only for pending ones). Without
+//! that wait an insert could start a lower level from a node whose lower lists are still
+//! empty and end up nearly isolated. A global mutex is taken only by an insert that
+//! raises the top level. The arrays grow under a write lock that searches and inserts
+//! hold for reading.
 //!
 //! Deletes are tombstones: a deleted node keeps routing searches but never appears in
 //! results. The owner rebuilds the graph when tombstones pile up.
@@ -31,7 +36,9 @@ use crate::types::{Distance, HnswParams};
 use visited::{VisitedPool, VisitedSet};
 
 /// Level byte of an id that holds no node.
-const NO_NODE: u8 = u8::MAX;
+const NO_NODE: u8 = 0x7F;
+/// Bit set in a node's level byte while its insert is still linking it.
+const PENDING: u8 = 0x80;
 /// Highest level a node can get; with m ≥ 2 reaching it is practically impossible.
 const MAX_LEVEL: usize = 16;
 /// `entry_point` value of an empty graph.
@@ -78,12 +85,15 @@ struct Graph {
     level0: Box<[AtomicU32]>,
     /// Per node: `level` lists of `[count][m ids]` for levels 1..=level.
     upper: Box<[OnceLock<Box<[AtomicU32]>>]>,
-    /// Per node: its top level, or `NO_NODE`.
+    /// Per node: its top level (with `PENDING` while inserting), or `NO_NODE`.
     levels: Box<[AtomicU8]>,
     /// Per node: serialises writers of its neighbour lists.
     locks: Box<[Mutex<()>]>,
     /// One bit per node: deleted.
     tombstones: Box<[AtomicU64]>,
+    /// Per node: how many level-0 lists name it. A prune that drops it to 0 orphans
+    /// the node (no search can reach it), and the insert re-adopts it.
+    in_degree: Box<[AtomicU32]>,
 }
 
 /// Allocates `n` zeroed atomics cheaply (calloc'd pages, no per-element loop).
@@ -103,6 +113,7 @@ impl Graph {
             levels: (0..capacity).map(|_| AtomicU8::new(NO_NODE)).collect(),
             locks: (0..capacity).map(|_| Mutex::new(())).collect(),
             tombstones: (0..capacity.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            in_degree: zeroed_atomics(capacity),
         }
     }
 
@@ -122,8 +133,20 @@ impl Graph {
         for (dst, src) in new.tombstones.iter().zip(self.tombstones.iter()) {
             dst.store(src.load(Relaxed), Relaxed);
         }
+        for (dst, src) in new.in_degree.iter().zip(self.in_degree.iter()) {
+            dst.store(src.load(Relaxed), Relaxed);
+        }
         Graph { upper, ..new }
     }
+}
+
+/// Result of [`Hnsw::connectivity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connectivity {
+    /// Nodes with no incoming level-0 link (other than the entry point).
+    pub orphans: usize,
+    /// Nodes not reachable on level 0 from the entry point.
+    pub unreachable: usize,
 }
 
 /// An HNSW index over vectors identified by dense `u32` ids chosen by the caller.
@@ -184,7 +207,7 @@ impl Hnsw {
             graph: RwLock::new(Graph::new(capacity, words_per_node)),
             raise_lock: Mutex::new(()),
             entry_point: AtomicU64::new(NO_ENTRY),
-            rng: AtomicU64::new(0x5EED_0F_4E55),
+            rng: AtomicU64::new(0x005E_ED0F_4E55),
             nodes: AtomicUsize::new(0),
             deleted: AtomicUsize::new(0),
             id_bound: AtomicUsize::new(0),
@@ -250,6 +273,20 @@ impl Hnsw {
     }
 
     #[inline]
+    fn exists(g: &Graph, id: u32) -> bool {
+        (id as usize) < g.capacity && g.levels[id as usize].load(Acquire) != NO_NODE
+    }
+
+    /// During construction: waits until `id`'s insert has finished linking it, so its
+    /// lists are complete before they are expanded.
+    #[inline]
+    fn wait_if_pending(g: &Graph, id: u32) {
+        if g.levels[id as usize].load(Acquire) & PENDING != 0 {
+            drop(g.locks[id as usize].lock());
+        }
+    }
+
+    #[inline]
     fn is_deleted(g: &Graph, id: u32) -> bool {
         g.tombstones[id as usize / 64].load(Relaxed) & (1 << (id % 64)) != 0
     }
@@ -298,8 +335,19 @@ impl Hnsw {
     // ---- search primitives ----
 
     /// Greedy walk on `level` from `(cur, cur_d)` to the closest node it can reach.
-    fn greedy_closest(&self, g: &Graph, q: &[f32], mut cur: u32, mut cur_d: f32, level: usize) -> (u32, f32) {
+    /// `BUILDING`: called by an insert (waits on pending nodes).
+    fn greedy_closest<const BUILDING: bool>(
+        &self,
+        g: &Graph,
+        q: &[f32],
+        mut cur: u32,
+        mut cur_d: f32,
+        level: usize,
+    ) -> (u32, f32) {
         loop {
+            if BUILDING {
+                Self::wait_if_pending(g, cur);
+            }
             let mut changed = false;
             let list = self.links(g, cur, level);
             let count = (list[0].load(Acquire) as usize).min(list.len() - 1);
@@ -320,9 +368,12 @@ impl Hnsw {
 
     /// Best-first search on one level (Algorithm 2 of the paper, as hnswlib runs it).
     /// Nodes for which `accept` is false are walked through but never returned. Returns
-    /// up to `ef` accepted nodes as a max-heap by distance.
+    /// up to `ef` accepted nodes as a max-heap by distance. `BUILDING`: called by an
+    /// insert (waits on pending nodes before expanding them).
+    // The hot loop: everything it needs is passed in so it inlines into each caller.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn search_level<F: Fn(u32) -> bool>(
+    fn search_level<const BUILDING: bool, F: Fn(u32) -> bool>(
         &self,
         g: &Graph,
         q: &[f32],
@@ -346,6 +397,9 @@ impl Hnsw {
         while let Some(Near(Far(d, id))) = candidates.pop() {
             if d > bound && results.len() >= ef {
                 break;
+            }
+            if BUILDING {
+                Self::wait_if_pending(g, id);
             }
             let list = self.links(g, id, level);
             let count = (list[0].load(Acquire) as usize).min(list.len() - 1);
@@ -408,13 +462,16 @@ impl Hnsw {
     }
 
     /// Links `id` to `neighbours` on `level` and each of them back to `id`, pruning a
-    /// neighbour's list with the heuristic when it is full.
-    fn connect(&self, g: &Graph, id: u32, level: usize, neighbours: &[Far]) {
+    /// neighbour's list with the heuristic when it is full. The caller holds `id`'s lock.
+    /// Level-0 nodes that a prune left with no incoming link are added to `orphans`.
+    fn connect(&self, g: &Graph, id: u32, level: usize, neighbours: &[Far], orphans: &mut Vec<u32>) {
         {
-            let _own = g.locks[id as usize].lock();
             let list = self.links(g, id, level);
             for (slot, n) in list[1..].iter().zip(neighbours) {
                 slot.store(n.1, Release);
+                if level == 0 {
+                    g.in_degree[n.1 as usize].fetch_add(1, Relaxed);
+                }
             }
             list[0].store(neighbours.len() as u32, Release);
         }
@@ -433,6 +490,9 @@ impl Hnsw {
             if count < cap {
                 list[count + 1].store(id, Release);
                 list[0].store(count as u32 + 1, Release);
+                if level == 0 {
+                    g.in_degree[id as usize].fetch_add(1, Relaxed);
+                }
                 continue;
             }
             let ov = self.vector(g, other);
@@ -448,6 +508,67 @@ impl Hnsw {
                 slot.store(k.1, Release);
             }
             list[0].store(kept.len() as u32, Release);
+            if level == 0 {
+                for c in &cands {
+                    let was_linked = c.1 != id;
+                    let is_linked = kept.iter().any(|k| k.1 == c.1);
+                    if is_linked && !was_linked {
+                        g.in_degree[c.1 as usize].fetch_add(1, Relaxed);
+                    } else if was_linked && !is_linked && g.in_degree[c.1 as usize].fetch_sub(1, Relaxed) == 1 {
+                        orphans.push(c.1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives an orphaned node an incoming level-0 link again: from the nearest of its
+    /// own neighbours, appended if there is room, else replacing that neighbour's
+    /// farthest link whose target keeps another incoming link. Called holding no node
+    /// lock (it takes one at a time).
+    fn adopt(&self, g: &Graph, orphan: u32) {
+        if g.in_degree[orphan as usize].load(Relaxed) > 0 || self.entry().is_some_and(|(ep, _)| ep == orphan) {
+            return;
+        }
+        let own = self.links(g, orphan, 0);
+        let v = self.vector(g, orphan);
+        let count = (own[0].load(Acquire) as usize).min(self.m0);
+        let mut parents: Vec<Far> = own[1..=count]
+            .iter()
+            .map(|s| s.load(Acquire))
+            .map(|p| Far(self.metric.distance(v, self.vector(g, p)), p))
+            .collect();
+        parents.sort_unstable();
+        for Far(_, parent) in parents {
+            let _lock = g.locks[parent as usize].lock();
+            let list = self.links(g, parent, 0);
+            let count = list[0].load(Acquire) as usize;
+            if list[1..=count].iter().any(|s| s.load(Relaxed) == orphan) {
+                return; // someone linked it meanwhile
+            }
+            if count < self.m0 {
+                list[count + 1].store(orphan, Release);
+                list[0].store(count as u32 + 1, Release);
+                g.in_degree[orphan as usize].fetch_add(1, Relaxed);
+                return;
+            }
+            let pv = self.vector(g, parent);
+            let victim = list[1..=count]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, s.load(Relaxed)))
+                .filter(|(_, x)| g.in_degree[*x as usize].load(Relaxed) > 1)
+                .max_by(|a, b| {
+                    self.metric
+                        .distance(pv, self.vector(g, a.1))
+                        .total_cmp(&self.metric.distance(pv, self.vector(g, b.1)))
+                });
+            if let Some((slot, x)) = victim {
+                list[slot + 1].store(orphan, Release);
+                g.in_degree[x as usize].fetch_sub(1, Relaxed);
+                g.in_degree[orphan as usize].fetch_add(1, Relaxed);
+                return;
+            }
         }
     }
 
@@ -477,7 +598,9 @@ impl Hnsw {
                 return Err(EngineError::InvalidArgument { reason: format!("index node {id} already exists") });
             }
         }
-        g.levels[id as usize].store(level as u8, Release);
+        // Held until the node is fully linked: writers of its lists wait for it.
+        let own = g.locks[id as usize].lock();
+        g.levels[id as usize].store(level as u8 | PENDING, Release);
         self.nodes.fetch_add(1, Relaxed);
         self.id_bound.fetch_max(id as usize + 1, AcqRel);
 
@@ -490,6 +613,7 @@ impl Hnsw {
             entry = self.entry();
         }
         let Some((ep, top)) = entry else {
+            g.levels[id as usize].store(level as u8, Release);
             self.set_entry(id, level);
             return Ok(());
         };
@@ -497,25 +621,32 @@ impl Hnsw {
         let q = self.vector(&g, id);
         let mut cur = (ep, self.dist(&g, q, ep));
         for lc in (level + 1..=top).rev() {
-            cur = self.greedy_closest(&g, q, cur.0, cur.1, lc);
+            cur = self.greedy_closest::<true>(&g, q, cur.0, cur.1, lc);
         }
-        let mut visited = self.visited.get(g.capacity);
+        let mut orphans = Vec::new();
         for lc in (0..=level.min(top)).rev() {
-            let found = self.search_level(&g, q, cur, self.ef_construction, lc, &mut visited, |_| true);
+            let mut visited = self.visited.get(g.capacity);
+            visited.insert(id);
+            let found = self.search_level::<true, _>(&g, q, cur, self.ef_construction, lc, &mut visited, |n| n != id);
+            self.visited.put(visited);
             let sorted = found.into_sorted_vec();
             let neighbours = self.select_neighbours(&g, &sorted, self.m);
-            self.connect(&g, id, lc, &neighbours);
-            cur = sorted[0].into_pair();
-            visited = {
-                self.visited.put(visited);
-                self.visited.get(g.capacity)
-            };
+            self.connect(&g, id, lc, &neighbours, &mut orphans);
+            if let Some(nearest) = sorted.first() {
+                cur = nearest.into_pair();
+            }
         }
-        self.visited.put(visited);
+        g.levels[id as usize].store(level as u8, Release);
+        drop(own);
         if level > top {
             self.set_entry(id, level);
         }
         drop(raise_guard);
+        // Every neighbour may have pruned the new node right away.
+        orphans.push(id);
+        for orphan in orphans {
+            self.adopt(&g, orphan);
+        }
         Ok(())
     }
 
@@ -523,7 +654,7 @@ impl Hnsw {
     /// Returns false if it was absent or already deleted.
     pub fn delete(&self, id: u32) -> bool {
         let g = self.graph.read();
-        if id as usize >= g.capacity || g.levels[id as usize].load(Acquire) == NO_NODE {
+        if !Self::exists(&g, id) {
             return false;
         }
         let bit = 1u64 << (id % 64);
@@ -538,7 +669,7 @@ impl Hnsw {
     /// Whether `id` is in the graph and not deleted.
     pub fn contains(&self, id: u32) -> bool {
         let g = self.graph.read();
-        (id as usize) < g.capacity && g.levels[id as usize].load(Acquire) != NO_NODE && !Self::is_deleted(&g, id)
+        Self::exists(&g, id) && !Self::is_deleted(&g, id)
     }
 
     /// The `k` nearest live nodes for which `accept` holds, nearest first, as
@@ -553,14 +684,16 @@ impl Hnsw {
         };
         let mut cur = (ep, self.dist(&g, query, ep));
         for level in (1..=top).rev() {
-            cur = self.greedy_closest(&g, query, cur.0, cur.1, level);
+            cur = self.greedy_closest::<false>(&g, query, cur.0, cur.1, level);
         }
         let mut visited = self.visited.get(g.capacity);
         let ef = ef.max(k);
         let found = if self.deleted_count() == 0 {
-            self.search_level(&g, query, cur, ef, 0, &mut visited, accept)
+            self.search_level::<false, _>(&g, query, cur, ef, 0, &mut visited, accept)
         } else {
-            self.search_level(&g, query, cur, ef, 0, &mut visited, |id| !Self::is_deleted(&g, id) && accept(id))
+            self.search_level::<false, _>(&g, query, cur, ef, 0, &mut visited, |id| {
+                !Self::is_deleted(&g, id) && accept(id)
+            })
         };
         self.visited.put(visited);
         let mut out: Vec<(u32, f32)> = found.into_sorted_vec().into_iter().map(|f| (f.1, f.0)).collect();
@@ -571,7 +704,7 @@ impl Hnsw {
     /// Internal distance from `query` to node `id`, if it exists (deleted or not).
     pub fn distance_to(&self, query: &[f32], id: u32) -> Option<f32> {
         let g = self.graph.read();
-        if (id as usize) >= g.capacity || g.levels[id as usize].load(Acquire) == NO_NODE {
+        if !Self::exists(&g, id) {
             return None;
         }
         Some(self.dist(&g, query, id))
@@ -582,7 +715,7 @@ impl Hnsw {
     pub fn for_each_distance(&self, query: &[f32], ids: impl Iterator<Item = u32>, mut f: impl FnMut(u32, f32)) {
         let g = self.graph.read();
         for id in ids {
-            if (id as usize) < g.capacity && g.levels[id as usize].load(Relaxed) != NO_NODE {
+            if Self::exists(&g, id) {
                 f(id, self.dist(&g, query, id));
             }
         }
@@ -591,10 +724,48 @@ impl Hnsw {
     /// The stored vector of node `id`.
     pub fn get_vector(&self, id: u32) -> Option<Vec<f32>> {
         let g = self.graph.read();
-        if (id as usize) >= g.capacity || g.levels[id as usize].load(Acquire) == NO_NODE {
+        if !Self::exists(&g, id) {
             return None;
         }
         Some(self.vector(&g, id).to_vec())
+    }
+
+    /// How well connected level 0 is: nodes no other node links to, and nodes a walk
+    /// from the entry point cannot reach. Both should be 0. O(nodes · 2m).
+    pub fn connectivity(&self) -> Connectivity {
+        let g = self.graph.read();
+        let bound = self.id_bound();
+        let mut in_degree = vec![0u32; bound];
+        for id in 0..bound as u32 {
+            if Self::exists(&g, id) {
+                let list = self.links(&g, id, 0);
+                let count = (list[0].load(Acquire) as usize).min(self.m0);
+                for slot in &list[1..=count] {
+                    in_degree[slot.load(Relaxed) as usize] += 1;
+                }
+            }
+        }
+        let mut reached = vec![false; bound];
+        let mut stack: Vec<u32> = self.entry().map(|(ep, _)| ep).into_iter().collect();
+        stack.iter().for_each(|&ep| reached[ep as usize] = true);
+        while let Some(id) = stack.pop() {
+            let list = self.links(&g, id, 0);
+            let count = (list[0].load(Acquire) as usize).min(self.m0);
+            for slot in &list[1..=count] {
+                let n = slot.load(Relaxed) as usize;
+                if !reached[n] {
+                    reached[n] = true;
+                    stack.push(n as u32);
+                }
+            }
+        }
+        let nodes = (0..bound as u32).filter(|&id| Self::exists(&g, id));
+        let (mut orphans, mut unreachable) = (0, 0);
+        for id in nodes {
+            orphans += (in_degree[id as usize] == 0 && self.entry().is_some_and(|(ep, _)| ep != id)) as usize;
+            unreachable += !reached[id as usize] as usize;
+        }
+        Connectivity { orphans, unreachable }
     }
 
     fn ensure_capacity(&self, needed: usize) {
@@ -682,7 +853,7 @@ impl Hnsw {
             for (id, &level) in levels.iter().enumerate() {
                 g.levels[id].store(level, Relaxed);
                 if level != NO_NODE && level > 0 {
-                    if level as usize > MAX_LEVEL {
+                    if level as usize > MAX_LEVEL || level & PENDING != 0 {
                         return Err(corrupt(format!("node {id} has level {level}")));
                     }
                     let lists = zeroed_atomics(level as usize * (1 + index.m));
@@ -703,6 +874,14 @@ impl Hnsw {
                     let count = list[0].load(Relaxed) as usize;
                     if count > list.len() - 1 || !list[1..=count].iter().all(|s| valid(s.load(Relaxed))) {
                         return Err(corrupt(format!("node {id} has invalid links on level {lc}")));
+                    }
+                }
+            }
+            for (id, &level) in levels.iter().enumerate() {
+                if level != NO_NODE {
+                    let list = index.links(g, id as u32, 0);
+                    for s in &list[1..=list[0].load(Relaxed) as usize] {
+                        g.in_degree[s.load(Relaxed) as usize].fetch_add(1, Relaxed);
                     }
                 }
             }

@@ -11,7 +11,7 @@ mod hnsw_rs_backend;
 pub use hnsw_rs_backend::HnswRsIndex;
 
 use crate::error::Result;
-use crate::hnsw::Hnsw;
+use crate::hnsw::{Connectivity, Hnsw};
 
 /// Predicate over internal ids a search result must satisfy.
 pub type Accept<'a> = &'a (dyn Fn(u32) -> bool + Sync);
@@ -35,6 +35,10 @@ pub trait VectorIndex: Send + Sync {
     fn search(&self, query: &[f32], k: usize, ef: usize, accept: Option<Accept<'_>>) -> Vec<(u32, f32)>;
     /// Vectors held, deleted ones included.
     fn len(&self) -> usize;
+    /// Graph connectivity, where the backend can tell.
+    fn connectivity(&self) -> Option<Connectivity> {
+        None
+    }
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -62,5 +66,9 @@ impl VectorIndex for Hnsw {
 
     fn len(&self) -> usize {
         Hnsw::len(self)
+    }
+
+    fn connectivity(&self) -> Option<Connectivity> {
+        Some(Hnsw::connectivity(self))
     }
 }

@@ -63,10 +63,8 @@ impl FieldIndex {
                     self.bools[*b as usize].insert(id);
                 }
                 Value::Number(n) if matches!(kind, PayloadIndexKind::Integer | PayloadIndexKind::Float) => {
-                    if kind == PayloadIndexKind::Integer {
-                        if let Some(i) = n.as_i64() {
-                            self.integers.entry(i).or_default().insert(id);
-                        }
+                    if let (PayloadIndexKind::Integer, Some(i)) = (kind, n.as_i64()) {
+                        self.integers.entry(i).or_default().insert(id);
                     }
                     if let Some(x) = n.as_f64() {
                         self.numbers.insert((OrdF64(x), id));
@@ -84,9 +82,13 @@ impl FieldIndex {
     fn matching(&self, m: &MatchValue) -> Option<RoaringBitmap> {
         let kind = self.kind?;
         match (kind, m) {
-            (PayloadIndexKind::Keyword, MatchValue::Keyword(s)) => Some(self.keywords.get(s).cloned().unwrap_or_default()),
+            (PayloadIndexKind::Keyword, MatchValue::Keyword(s)) => {
+                Some(self.keywords.get(s).cloned().unwrap_or_default())
+            }
             (PayloadIndexKind::Bool, MatchValue::Bool(b)) => Some(self.bools[*b as usize].clone()),
-            (PayloadIndexKind::Integer, MatchValue::Integer(i)) => Some(self.integers.get(i).cloned().unwrap_or_default()),
+            (PayloadIndexKind::Integer, MatchValue::Integer(i)) => {
+                Some(self.integers.get(i).cloned().unwrap_or_default())
+            }
             _ => None,
         }
     }
@@ -126,10 +128,8 @@ pub struct PayloadIndexes {
 
 impl PayloadIndexes {
     pub fn new(specs: &[PayloadIndexSpec]) -> Self {
-        let fields = specs
-            .iter()
-            .map(|s| (s.key.clone(), FieldIndex { kind: Some(s.kind), ..Default::default() }))
-            .collect();
+        let fields =
+            specs.iter().map(|s| (s.key.clone(), FieldIndex { kind: Some(s.kind), ..Default::default() })).collect();
         PayloadIndexes { fields }
     }
 
@@ -163,7 +163,12 @@ impl PayloadIndexes {
         Candidates { ids, exact: false }
     }
 
-    fn exact(&self, f: &Filter, live: &RoaringBitmap, resolve: &dyn Fn(&PointId) -> Option<u32>) -> Option<RoaringBitmap> {
+    fn exact(
+        &self,
+        f: &Filter,
+        live: &RoaringBitmap,
+        resolve: &dyn Fn(&PointId) -> Option<u32>,
+    ) -> Option<RoaringBitmap> {
         let mut out = live.clone();
         for c in &f.must {
             out &= self.condition(c, live, resolve)?;
@@ -181,7 +186,12 @@ impl PayloadIndexes {
         Some(out)
     }
 
-    fn condition(&self, c: &Condition, live: &RoaringBitmap, resolve: &dyn Fn(&PointId) -> Option<u32>) -> Option<RoaringBitmap> {
+    fn condition(
+        &self,
+        c: &Condition,
+        live: &RoaringBitmap,
+        resolve: &dyn Fn(&PointId) -> Option<u32>,
+    ) -> Option<RoaringBitmap> {
         let hits = match c {
             Condition::Field(fc) => {
                 let index = self.fields.get(&fc.key)?;
@@ -224,9 +234,16 @@ mod tests {
     }
 
     fn arb_payload() -> impl Strategy<Value = Map<String, Value>> {
-        let color = prop_oneof![Just(json!("red")), Just(json!("blue")), Just(json!(null)), Just(json!(3)), Just(json!(["red", "green"]))];
+        let color = prop_oneof![
+            Just(json!("red")),
+            Just(json!("blue")),
+            Just(json!(null)),
+            Just(json!(3)),
+            Just(json!(["red", "green"]))
+        ];
         let n = prop_oneof![(-5i64..5).prop_map(|i| json!(i)), Just(json!(2.5)), Just(json!("7")), Just(json!([1, 4]))];
-        let x = prop_oneof![(-10.0f64..10.0).prop_map(|f| json!(f)), (-3i64..3).prop_map(|i| json!(i)), Just(json!(null))];
+        let x =
+            prop_oneof![(-10.0f64..10.0).prop_map(|f| json!(f)), (-3i64..3).prop_map(|i| json!(i)), Just(json!(null))];
         let flag = prop_oneof![Just(json!(true)), Just(json!(false)), Just(json!("true"))];
         let tags = proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("c")], 0..3);
         (

@@ -73,7 +73,15 @@ pub struct SearchRequest {
 
 impl SearchRequest {
     pub fn new(vector: Vec<f32>, top_k: usize) -> Self {
-        SearchRequest { vector, top_k, ef: None, filter: None, score_threshold: None, with_payload: false, with_vector: false }
+        SearchRequest {
+            vector,
+            top_k,
+            ef: None,
+            filter: None,
+            score_threshold: None,
+            with_payload: false,
+            with_vector: false,
+        }
     }
 }
 
@@ -179,7 +187,9 @@ impl Shard {
     /// Opens an existing shard: loads its config, then its graph (persisted or rebuilt).
     pub fn open(storage: &Storage, id: ShardId, dir: &Path) -> Result<Shard> {
         let store = RocksPointStore::new(storage.clone(), id);
-        let config = store.load_config()?.ok_or(EngineError::InvalidArgument { reason: format!("shard {} does not exist", id.0) })?;
+        let config = store
+            .load_config()?
+            .ok_or(EngineError::InvalidArgument { reason: format!("shard {} does not exist", id.0) })?;
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let graph_path = dir.join(format!("shard-{}.graph", id.0));
         let applied = store.applied_index()?;
@@ -218,6 +228,11 @@ impl Shard {
     pub fn graph_stats(&self) -> GraphStats {
         let s = self.state.read();
         GraphStats { nodes: s.index.len(), deleted: s.index.deleted_count() }
+    }
+
+    /// Level-0 connectivity of the graph (O(points); for diagnostics and metrics).
+    pub fn graph_connectivity(&self) -> crate::hnsw::Connectivity {
+        self.state.read().index.connectivity()
     }
 
     /// The last applied log index.
@@ -297,9 +312,13 @@ impl Shard {
         for (i, p) in points.iter().enumerate() {
             last.insert(&p.id, i);
         }
-        let winners: Vec<&Point> = points.iter().enumerate().filter(|(i, p)| last[&p.id] == *i).map(|(_, p)| p).collect();
+        let winners: Vec<&Point> =
+            points.iter().enumerate().filter(|(i, p)| last[&p.id] == *i).map(|(_, p)| p).collect();
 
-        let writes = WriteSet { upserts: winners.iter().map(|p| (&p.id, &p.vector[..], p.payload.as_ref())).collect(), deletes: vec![] };
+        let writes = WriteSet {
+            upserts: winners.iter().map(|p| (&p.id, &p.vector[..], p.payload.as_ref())).collect(),
+            deletes: vec![],
+        };
         self.store.apply(index, &writes)?;
 
         // Insert into the graph under the read lock (searches continue), invisible
@@ -339,7 +358,8 @@ impl Shard {
             let s = self.state.read();
             (s.index.deleted_count(), s.index.len())
         };
-        if total == 0 || deleted < 1000 || (deleted as f64) < self.config.tuning.rebuild_deleted_fraction * total as f64 {
+        if total == 0 || deleted < 1000 || (deleted as f64) < self.config.tuning.rebuild_deleted_fraction * total as f64
+        {
             return Ok(());
         }
         tracing::info!(shard = self.id.0, deleted, total, "rebuilding graph");
@@ -515,10 +535,12 @@ impl Shard {
             };
             let ids = found
                 .iter()
-                .map(|(i, _)| state.nodes[*i as usize].as_ref().map(|(p, _)| p.clone()).ok_or(EngineError::Corruption {
-                    what: "shard state",
-                    reason: format!("search returned dead node {i}"),
-                }))
+                .map(|(i, _)| {
+                    state.nodes[*i as usize].as_ref().map(|(p, _)| p.clone()).ok_or(EngineError::Corruption {
+                        what: "shard state",
+                        reason: format!("search returned dead node {i}"),
+                    })
+                })
                 .collect::<Result<_>>()?;
             (found, plan, ids)
         };
@@ -535,8 +557,11 @@ impl Shard {
         let ids: Vec<PointId> = hits.into_iter().map(|h| h.0).collect();
         let need_records = req.with_payload || req.with_vector;
         let out = if need_records {
-            let mut records: HashMap<PointId, Record> =
-                self.records(ids.clone(), req.with_payload, req.with_vector)?.into_iter().map(|r| (r.id.clone(), r)).collect();
+            let mut records: HashMap<PointId, Record> = self
+                .records(ids.clone(), req.with_payload, req.with_vector)?
+                .into_iter()
+                .map(|r| (r.id.clone(), r))
+                .collect();
             ids.into_iter()
                 .zip(scores)
                 .filter_map(|(id, score)| {
@@ -544,7 +569,10 @@ impl Shard {
                 })
                 .collect()
         } else {
-            ids.into_iter().zip(scores).map(|(id, score)| ScoredPoint { id, score, vector: None, payload: None }).collect()
+            ids.into_iter()
+                .zip(scores)
+                .map(|(id, score)| ScoredPoint { id, score, vector: None, payload: None })
+                .collect()
         };
         Ok((out, plan))
     }
@@ -580,10 +608,10 @@ impl Shard {
 impl Drop for Shard {
     fn drop(&mut self) {
         let writer = self.write_lock.lock();
-        if writer.writes_since_persist > 0 {
-            if let Err(e) = self.save_graph(writer.applied) {
-                tracing::warn!(shard = self.id.0, error = %e, "could not persist graph on close");
-            }
+        if writer.writes_since_persist > 0
+            && let Err(e) = self.save_graph(writer.applied)
+        {
+            tracing::warn!(shard = self.id.0, error = %e, "could not persist graph on close");
         }
     }
 }
@@ -594,11 +622,11 @@ fn exact_scan(index: &Hnsw, query: &[f32], candidates: &RoaringBitmap, k: usize)
     index.for_each_distance(query, candidates.iter(), |id, d| {
         if heap.len() < k {
             heap.push((OrdDist(d), id));
-        } else if let Some(top) = heap.peek() {
-            if d < top.0.0 {
-                heap.pop();
-                heap.push((OrdDist(d), id));
-            }
+        } else if let Some(top) = heap.peek()
+            && d < top.0.0
+        {
+            heap.pop();
+            heap.push((OrdDist(d), id));
         }
     });
     let mut out: Vec<(u32, f32)> = heap.into_iter().map(|(d, id)| (id, d.0)).collect();
@@ -648,11 +676,15 @@ fn validate_payload(payload: &Map<String, Value>, max_bytes: usize, max_depth: u
     }
     let d = 1 + payload.values().map(depth).max().unwrap_or(0);
     if d > max_depth {
-        return Err(EngineError::InvalidPayload { reason: format!("payload nests {d} levels, the limit is {max_depth}") });
+        return Err(EngineError::InvalidPayload {
+            reason: format!("payload nests {d} levels, the limit is {max_depth}"),
+        });
     }
     let size = serde_json::to_vec(payload).map(|b| b.len()).unwrap_or(usize::MAX);
     if size > max_bytes {
-        return Err(EngineError::InvalidPayload { reason: format!("payload is {size} bytes, the limit is {max_bytes}") });
+        return Err(EngineError::InvalidPayload {
+            reason: format!("payload is {size} bytes, the limit is {max_bytes}"),
+        });
     }
     Ok(())
 }
@@ -825,7 +857,7 @@ fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, No
     let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
     let mut r = BufReader::with_capacity(1 << 20, file).take(len - 4);
     let corrupt = |reason: String| EngineError::Corruption { what: "graph file", reason };
-    let mut read_u64 = |r: &mut dyn Read| -> Result<u64> {
+    let read_u64 = |r: &mut dyn Read| -> Result<u64> {
         let mut b = [0u8; 8];
         r.read_exact(&mut b).map_err(|e| corrupt(e.to_string()))?;
         Ok(u64::from_le_bytes(b))

@@ -101,7 +101,9 @@ impl Storage {
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(name).ok_or(EngineError::Corruption { what: "storage", reason: format!("missing column family {name}") })
+        self.db
+            .cf_handle(name)
+            .ok_or(EngineError::Corruption { what: "storage", reason: format!("missing column family {name}") })
     }
 }
 
@@ -117,10 +119,13 @@ pub struct StoredPoint {
     pub vector: Vec<f32>,
 }
 
+/// One point to write: id, vector, payload.
+pub type UpsertRef<'a> = (&'a PointId, &'a [f32], Option<&'a Map<String, Value>>);
+
 /// One shard's writes, applied atomically together with the applied index.
 #[derive(Debug, Default)]
 pub struct WriteSet<'a> {
-    pub upserts: Vec<(&'a PointId, &'a [f32], Option<&'a Map<String, Value>>)>,
+    pub upserts: Vec<UpsertRef<'a>>,
     pub deletes: Vec<&'a PointId>,
 }
 
@@ -178,7 +183,7 @@ impl RocksPointStore {
 
     fn decode_point(&self, key: &[u8], value: &[u8]) -> Result<StoredPoint> {
         let id = PointId::decode(&key[8..])?;
-        if value.len() < 8 || (value.len() - 8) % 4 != 0 {
+        if value.len() < 8 || !(value.len() - 8).is_multiple_of(4) {
             return Err(EngineError::Corruption { what: "point record", reason: format!("{} bytes", value.len()) });
         }
         let version = u64::from_le_bytes(value[..8].try_into().expect("8 bytes"));
@@ -209,7 +214,8 @@ impl PointStore for RocksPointStore {
             batch.put_cf(points, &k, v);
             match payload {
                 Some(p) if !p.is_empty() => {
-                    let json = serde_json::to_vec(p).map_err(|e| EngineError::InvalidPayload { reason: e.to_string() })?;
+                    let json =
+                        serde_json::to_vec(p).map_err(|e| EngineError::InvalidPayload { reason: e.to_string() })?;
                     batch.put_cf(payloads, &k, json);
                 }
                 _ => batch.delete_cf(payloads, &k),
@@ -269,7 +275,8 @@ impl PointStore for RocksPointStore {
     }
 
     fn scan_payloads(&self, f: &mut dyn FnMut(PointId, Map<String, Value>) -> Result<()>) -> Result<()> {
-        let iter = self.storage.db.iterator_cf_opt(self.storage.cf(CF_PAYLOADS)?, self.shard_range(), IteratorMode::Start);
+        let iter =
+            self.storage.db.iterator_cf_opt(self.storage.cf(CF_PAYLOADS)?, self.shard_range(), IteratorMode::Start);
         for item in iter {
             let (k, v) = item?;
             f(PointId::decode(&k[8..])?, decode_payload(&v)?)?;
@@ -300,8 +307,8 @@ impl PointStore for RocksPointStore {
         for name in ENGINE_CFS {
             let cf = s.cf(name)?;
             match self.shard.0.checked_add(1) {
-                Some(next) => batch.delete_range_cf(cf, from, next.to_be_bytes()),
-                None => batch.delete_range_cf(cf, from, [0xFFu8; 9]),
+                Some(next) => batch.delete_range_cf(cf, &from[..], &next.to_be_bytes()[..]),
+                None => batch.delete_range_cf(cf, &from[..], &[0xFFu8; 9][..]),
             }
         }
         s.db.write_opt(batch, &s.write_options())?;
@@ -332,7 +339,7 @@ mod tests {
     }
 
     fn id_of(i: u8) -> PointId {
-        if i % 2 == 0 { PointId::Num(i as u64 * 1000) } else { PointId::Str(format!("p{i}")) }
+        if i.is_multiple_of(2) { PointId::Num(i as u64 * 1000) } else { PointId::Str(format!("p{i}")) }
     }
 
     proptest! {
@@ -345,7 +352,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let open = || Storage::open(dir.path(), StorageOptions::default()).unwrap();
             let mut storage = open();
-            let mut model: BTreeMap<PointId, (Vec<f32>, Option<Map<String, Value>>)> = BTreeMap::new();
+            type Model = BTreeMap<PointId, (Vec<f32>, Option<Map<String, Value>>)>;
+            let mut model: Model = BTreeMap::new();
             let mut applied = 0;
             for op in ops {
                 let store = RocksPointStore::new(storage.clone(), ShardId(7));
@@ -395,11 +403,16 @@ mod tests {
         let ids: Vec<PointId> = (0..10u64).map(PointId::Num).collect();
         let v = [1.0f32];
         for s in [&a, &b] {
-            s.apply(1, &WriteSet { upserts: ids.iter().map(|i| (i, &v[..], None)).collect(), deletes: vec![] }).unwrap();
+            s.apply(1, &WriteSet { upserts: ids.iter().map(|i| (i, &v[..], None)).collect(), deletes: vec![] })
+                .unwrap();
             s.save_config(&ShardConfig::new(1, crate::types::Distance::Euclid)).unwrap();
         }
         let mut got = Vec::new();
-        a.scan(Some(&PointId::Num(7)), &mut |p| { got.push(p.id); Ok(true) }).unwrap();
+        a.scan(Some(&PointId::Num(7)), &mut |p| {
+            got.push(p.id);
+            Ok(true)
+        })
+        .unwrap();
         assert_eq!(got, vec![PointId::Num(7), PointId::Num(8), PointId::Num(9)]);
         assert_eq!(storage.shard_ids().unwrap(), vec![ShardId(1), ShardId(2)]);
         a.destroy().unwrap();

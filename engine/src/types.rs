@@ -25,9 +25,7 @@ impl PointId {
     pub fn validate(&self) -> Result<()> {
         match self {
             PointId::Num(_) => Ok(()),
-            PointId::Str(s) if s.is_empty() => {
-                Err(EngineError::InvalidPointId { reason: "string id is empty".into() })
-            }
+            PointId::Str(s) if s.is_empty() => Err(EngineError::InvalidPointId { reason: "string id is empty".into() }),
             PointId::Str(s) if s.len() > MAX_STRING_ID_BYTES => Err(EngineError::InvalidPointId {
                 reason: format!("string id is {} bytes, the limit is {MAX_STRING_ID_BYTES}", s.len()),
             }),

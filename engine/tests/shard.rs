@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 use vectron_engine::distance::{Metric, normalize};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec, Tuning};
 use vectron_engine::{
-    Distance, EngineError, Filter, Point, PointId, SearchPlan, SearchRequest, Shard, ShardConfig, ShardId, Storage, WriteOp,
+    Distance, EngineError, Filter, Point, PointId, SearchPlan, SearchRequest, Shard, ShardConfig, ShardId, Storage,
+    WriteOp,
 };
 
 struct Fixture {
@@ -28,9 +29,9 @@ impl Fixture {
         Shard::create(&self.storage, ShardId(1), config, &self.dir.path().join("graphs")).unwrap()
     }
 
-    fn must_reopen(&mut self, shard: Shard) -> Shard {
+    /// Closes the shard (saving its graph) and opens it again.
+    fn must_reopen(&self, shard: Shard) -> Shard {
         drop(shard);
-        self.storage = Storage::open(&self.dir.path().join("db"), Default::default()).unwrap();
         Shard::open(&self.storage, ShardId(1), &self.dir.path().join("graphs")).unwrap()
     }
 
@@ -59,7 +60,7 @@ fn random_points(n: usize, dim: usize, seed: u64) -> Vec<Point> {
             id: PointId::Num(i as u64),
             vector: (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect(),
             payload: Some(obj(json!({
-                "color": ["red", "green", "blue"][i % 3],
+                "color": (["red", "green", "blue"][i % 3]),
                 "n": (i % 50) as i64,
                 "free": format!("t{}", i % 7),
             }))),
@@ -67,7 +68,13 @@ fn random_points(n: usize, dim: usize, seed: u64) -> Vec<Point> {
         .collect()
 }
 
-fn brute_force(distance: Distance, points: &BTreeMap<PointId, Point>, q: &[f32], k: usize, filter: Option<&Filter>) -> Vec<(PointId, f32)> {
+fn brute_force(
+    distance: Distance,
+    points: &BTreeMap<PointId, Point>,
+    q: &[f32],
+    k: usize,
+    filter: Option<&Filter>,
+) -> Vec<(PointId, f32)> {
     let metric = Metric::new(distance);
     let mut q = q.to_vec();
     if distance == Distance::Cosine {
@@ -123,13 +130,18 @@ fn unfiltered_search_has_high_recall_for_every_distance() {
 
 fn arb_filter() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
-        prop_oneof![Just("red"), Just("green"), Just("blue")].prop_map(|c| json!({"key": "color", "match": {"value": c}})),
+        prop_oneof![Just("red"), Just("green"), Just("blue")]
+            .prop_map(|c| json!({"key": "color", "match": {"value": c}})),
         (0i64..50).prop_map(|n| json!({"key": "n", "match": {"value": n}})),
         (0i64..50, 0i64..10).prop_map(|(lo, w)| json!({"key": "n", "range": {"gte": lo, "lt": lo + w}})),
         (0..7).prop_map(|t| json!({"key": "free", "match": {"value": format!("t{t}")}})),
         (0u64..300).prop_map(|i| json!({"has_id": [i, i + 7, i + 19]})),
     ];
-    (proptest::collection::vec(leaf.clone(), 0..3), proptest::collection::vec(leaf.clone(), 0..3), proptest::collection::vec(leaf, 0..2))
+    (
+        proptest::collection::vec(leaf.clone(), 0..3),
+        proptest::collection::vec(leaf.clone(), 0..3),
+        proptest::collection::vec(leaf, 0..2),
+    )
         .prop_map(|(must, should, must_not)| json!({"must": must, "should": should, "must_not": must_not}))
 }
 
@@ -195,7 +207,10 @@ fn filtered_hnsw_keeps_recall_and_falls_back_when_starved() {
     }
     assert!(hits as f64 / 300.0 >= 0.95, "filtered recall {}", hits as f64 / 300.0);
     // A selective filter goes to the exact scan and is exact.
-    let f = Filter::from_json(&json!({"must": [{"key": "n", "match": {"value": 7}}, {"key": "color", "match": {"value": "blue"}}]})).unwrap();
+    let f = Filter::from_json(
+        &json!({"must": [{"key": "n", "match": {"value": 7}}, {"key": "color", "match": {"value": "blue"}}]}),
+    )
+    .unwrap();
     let q = random_points(1, 16, 5).remove(0).vector;
     let mut req = SearchRequest::new(q.clone(), 5);
     req.filter = Some(f.clone());
@@ -212,15 +227,24 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     cfg.limits.max_payload_bytes = 100;
     let shard = fx.must_create(cfg);
     let good = |id: u64| Point { id: PointId::Num(id), vector: vec![1.0, 0.0, 0.0, 0.0], payload: None };
-    let cases: Vec<(Point, fn(&EngineError) -> bool)> = vec![
-        (Point { vector: vec![1.0, 2.0], ..good(1) }, |e| matches!(e, EngineError::DimensionMismatch { expected: 4, got: 2 })),
+    type Expect = fn(&EngineError) -> bool;
+    let cases: Vec<(Point, Expect)> = vec![
+        (Point { vector: vec![1.0, 2.0], ..good(1) }, |e| {
+            matches!(e, EngineError::DimensionMismatch { expected: 4, got: 2 })
+        }),
         (Point { vector: vec![], ..good(1) }, |e| matches!(e, EngineError::InvalidVector { .. })),
-        (Point { vector: vec![f32::NAN, 0.0, 0.0, 1.0], ..good(1) }, |e| matches!(e, EngineError::InvalidVector { .. })),
-        (Point { vector: vec![f32::INFINITY, 0.0, 0.0, 1.0], ..good(1) }, |e| matches!(e, EngineError::InvalidVector { .. })),
+        (Point { vector: vec![f32::NAN, 0.0, 0.0, 1.0], ..good(1) }, |e| {
+            matches!(e, EngineError::InvalidVector { .. })
+        }),
+        (Point { vector: vec![f32::INFINITY, 0.0, 0.0, 1.0], ..good(1) }, |e| {
+            matches!(e, EngineError::InvalidVector { .. })
+        }),
         (Point { vector: vec![0.0; 4], ..good(1) }, |e| matches!(e, EngineError::InvalidVector { .. })),
         (Point { id: PointId::Str(String::new()), ..good(1) }, |e| matches!(e, EngineError::InvalidPointId { .. })),
         (Point { id: PointId::Str("x".repeat(257)), ..good(1) }, |e| matches!(e, EngineError::InvalidPointId { .. })),
-        (Point { payload: Some(obj(json!({"big": "y".repeat(200)}))), ..good(1) }, |e| matches!(e, EngineError::InvalidPayload { .. })),
+        (Point { payload: Some(obj(json!({"big": "y".repeat(200)}))), ..good(1) }, |e| {
+            matches!(e, EngineError::InvalidPayload { .. })
+        }),
     ];
     for (bad, is_expected) in cases {
         // The bad point travels with a good one: the whole batch must be refused.
@@ -241,7 +265,10 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     assert!(matches!(shard.search(&SearchRequest::new(vec![1.0; 3], 1)), Err(EngineError::DimensionMismatch { .. })));
     assert!(matches!(shard.search(&SearchRequest::new(vec![1.0; 4], 0)), Err(EngineError::InvalidArgument { .. })));
     let mut req = SearchRequest::new(vec![1.0; 4], 1);
-    req.filter = Some(Filter { must: vec![serde_json::from_value(json!({"key": "a", "range": {}})).unwrap()], ..Filter::default() });
+    req.filter = Some(Filter {
+        must: vec![serde_json::from_value(json!({"key": "a", "range": {}})).unwrap()],
+        ..Filter::default()
+    });
     assert!(matches!(shard.search(&req), Err(EngineError::InvalidFilter { .. })));
     // And the shard still serves.
     assert_eq!(shard.search(&SearchRequest::new(vec![1.0, 0.1, 0.0, 0.0], 1)).unwrap()[0].id, PointId::Num(1));
@@ -251,7 +278,11 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
 fn upsert_replaces_and_delete_removes() {
     let fx = Fixture::new();
     let shard = fx.must_create(config(2, Distance::Euclid));
-    let p = |id: &str, x: f32, color: &str| Point { id: PointId::Str(id.into()), vector: vec![x, 0.0], payload: Some(obj(json!({"color": color}))) };
+    let p = |id: &str, x: f32, color: &str| Point {
+        id: PointId::Str(id.into()),
+        vector: vec![x, 0.0],
+        payload: Some(obj(json!({"color": color}))),
+    };
     shard.upsert(vec![p("a", 0.0, "red"), p("b", 5.0, "red"), p("a", 1.0, "blue")]).unwrap();
     assert_eq!(shard.len(), 2);
     let got = shard.get(&[PointId::Str("a".into()), PointId::Str("zz".into())], true, true).unwrap();
@@ -263,7 +294,10 @@ fn upsert_replaces_and_delete_removes() {
     shard.upsert(vec![p("b", 5.0, "blue")]).unwrap();
     assert_eq!(shard.count(Some(&red)).unwrap(), 0);
     let hits = shard.search(&SearchRequest::new(vec![0.0, 0.0], 10)).unwrap();
-    assert_eq!(hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>(), vec![PointId::Str("a".into()), PointId::Str("b".into())]);
+    assert_eq!(
+        hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>(),
+        vec![PointId::Str("a".into()), PointId::Str("b".into())]
+    );
     assert_eq!(hits[0].score, 1.0);
     let mut req = SearchRequest::new(vec![0.0, 0.0], 10);
     req.score_threshold = Some(2.0);
@@ -322,9 +356,16 @@ fn many_deletes_trigger_a_rebuild_that_keeps_answers() {
     assert_eq!(shard.len(), 1000);
     let stats = shard.graph_stats();
     assert_eq!((stats.nodes, stats.deleted), (1000, 0), "the graph was not rebuilt");
-    let model: BTreeMap<PointId, Point> = points.into_iter().filter(|p| matches!(p.id, PointId::Num(n) if n % 4 == 0)).map(|p| (p.id.clone(), p)).collect();
+    let model: BTreeMap<PointId, Point> = points
+        .into_iter()
+        .filter(|p| matches!(p.id, PointId::Num(n) if n % 4 == 0))
+        .map(|p| (p.id.clone(), p))
+        .collect();
     let red = Filter::from_json(&json!({"must": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
-    assert_eq!(shard.count(Some(&red)).unwrap() as usize, model.values().filter(|p| red.matches(&p.id, p.payload.as_ref())).count());
+    assert_eq!(
+        shard.count(Some(&red)).unwrap() as usize,
+        model.values().filter(|p| red.matches(&p.id, p.payload.as_ref())).count()
+    );
     for p in model.values().take(200) {
         assert_eq!(shard.search(&SearchRequest::new(p.vector.clone(), 1)).unwrap()[0].id, p.id);
     }
@@ -332,7 +373,7 @@ fn many_deletes_trigger_a_rebuild_that_keeps_answers() {
 
 #[test]
 fn reopen_uses_the_graph_file_and_survives_a_stale_or_corrupt_one() {
-    let mut fx = Fixture::new();
+    let fx = Fixture::new();
     let shard = fx.must_create(config(8, Distance::Euclid));
     let points = random_points(1500, 8, 13);
     shard.upsert(points[..1000].to_vec()).unwrap();
@@ -352,7 +393,7 @@ fn reopen_uses_the_graph_file_and_survives_a_stale_or_corrupt_one() {
             assert_eq!(shard.search(&SearchRequest::new(p.vector.clone(), 1)).unwrap()[0].id, p.id);
         }
         let red = Filter::from_json(&json!({"must": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
-        assert_eq!(shard.count(Some(&red)).unwrap(), 500);
+        assert_eq!(shard.count(Some(&red)).unwrap(), 499, "500 red points, one of them (6) deleted");
     };
     // Clean close: the file is current.
     let shard = fx.must_reopen(shard);
@@ -384,8 +425,10 @@ fn reopen_uses_the_graph_file_and_survives_a_stale_or_corrupt_one() {
 fn creating_with_another_config_is_refused() {
     let fx = Fixture::new();
     drop(fx.must_create(config(4, Distance::Euclid)));
-    let err = Shard::create(&fx.storage, ShardId(1), config(8, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
+    let err =
+        Shard::create(&fx.storage, ShardId(1), config(8, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
     assert!(matches!(err, EngineError::InvalidArgument { .. }));
-    let err = Shard::create(&fx.storage, ShardId(2), config(0, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
+    let err =
+        Shard::create(&fx.storage, ShardId(2), config(0, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
     assert!(matches!(err, EngineError::InvalidArgument { .. }));
 }

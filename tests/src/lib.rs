@@ -1,22 +1,24 @@
-//! Cross-process tests: real processes on loopback (SIGKILL, restart from disk, etcd).
-//! The tests live in `tests/tests/`; this library holds their shared helpers.
+//! Cross-process tests: real processes on loopback (SIGKILL, restart from disk, and, with
+//! the cluster and auth issues, clusters and etcd).
 //!
 //! Layout:
-//! - [`must_run`]: runs a helper binary of this crate, panicking with its output on failure.
+//! - `src/bin/crash_writer.rs`: a process that writes acknowledged batches until killed.
+//! - `tests/crash.rs`: SIGKILLs it at random moments and checks every acknowledged write.
 
-use std::process::Command;
+/// Dimension of the crash test's vectors.
+pub const CRASH_DIM: usize = 8;
 
-/// Runs `cmd` to completion and panics with its output if it fails.
-pub fn must_run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"))
-        ;
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The vector the crash writer stores for point `id`: pseudo-random in [-1, 1), a pure
+/// function of the id so the checker can recompute it.
+pub fn crash_vector(id: u64) -> Vec<f32> {
+    (0..CRASH_DIM as u64)
+        .map(|k| {
+            // splitmix64 of (id, k)
+            let mut z = id.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(k.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
 }

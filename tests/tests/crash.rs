@@ -8,15 +8,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use vectron_engine::{PointId, SearchRequest, Shard, ShardId, Storage};
-
-const DIM: usize = 8;
-
-fn expected_vector(id: u64) -> Vec<f32> {
-    let mut v = vec![1.0f32; DIM];
-    v[0] = (id / 10) as f32;
-    v[1] = (id % 10) as f32;
-    v
-}
+use vectron_tests::crash_vector;
 
 /// Whether point `id` must exist once batches up to `acked` are acknowledged (and
 /// must not, if its delete was acknowledged).
@@ -83,7 +75,7 @@ fn verify(dir: &std::path::Path, acked: u64, round: usize) {
             (Some(true), None) => panic!("round {round}: acknowledged point {id} lost (acked up to batch {acked})"),
             (Some(false), Some(_)) => panic!("round {round}: point {id} back after an acknowledged delete"),
             (_, Some(r)) => {
-                assert_eq!(r.vector.as_deref(), Some(&expected_vector(id)[..]), "round {round}: point {id} vector");
+                assert_eq!(r.vector.as_deref(), Some(&crash_vector(id)[..]), "round {round}: point {id} vector");
                 assert_eq!(r.payload.as_ref().unwrap()["b"], serde_json::json!(id / 10));
             }
             _ => {}
@@ -95,10 +87,15 @@ fn verify(dir: &std::path::Path, acked: u64, round: usize) {
     // Every stored point is reachable by search, and counts agree with the index.
     assert_eq!(shard.count(None).unwrap() as usize, present.len());
     for (id, r) in &present {
-        let hits = shard.search(&SearchRequest::new(r.vector.clone().unwrap(), 1)).unwrap();
+        let mut req = SearchRequest::new(r.vector.clone().unwrap(), 1);
+        req.ef = Some(256);
+        let hits = shard.search(&req).unwrap();
         assert_eq!(hits[0].id, PointId::Num(*id), "round {round}: point {id} not found by its own vector");
     }
-    let f = vectron_engine::Filter::from_json(&serde_json::json!({"must": [{"key": "b", "match": {"value": 0}}]})).unwrap();
+    let c = shard.graph_connectivity();
+    assert_eq!((c.orphans, c.unreachable), (0, 0), "round {round}: graph not connected after reopen");
+    let f =
+        vectron_engine::Filter::from_json(&serde_json::json!({"must": [{"key": "b", "match": {"value": 0}}]})).unwrap();
     if acked >= 1 {
         assert_eq!(shard.count(Some(&f)).unwrap(), 5, "round {round}: indexed count of batch 0");
     }

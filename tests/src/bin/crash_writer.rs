@@ -1,6 +1,6 @@
 //! Helper for the crash test: opens (or creates) a shard under DIR and writes batches
 //! forever, printing `ACK <batch>` after each write returns. Batch b upserts points
-//! b*10 .. b*10+9 (vector = [b, j, 1, …], payload {"b": b}) and, for odd b, deletes the
+//! b*10 .. b*10+9 (vector = `crash_vector(id)`, payload {"b": b}) and, for odd b, deletes the
 //! points of batch b-1 with an odd offset. The parent SIGKILLs it at a random moment.
 //!
 //! Usage: crash-writer DIR FIRST_BATCH
@@ -11,15 +11,14 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec, Tuning};
 use vectron_engine::{Distance, Point, PointId, Shard, ShardConfig, ShardId, Storage, WriteOp};
-
-pub const DIM: usize = 8;
+use vectron_tests::{CRASH_DIM, crash_vector};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = std::path::PathBuf::from(args.next().context("DIR")?);
     let first: u64 = args.next().context("FIRST_BATCH")?.parse()?;
     let storage = Storage::open(&dir.join("db"), Default::default())?;
-    let mut config = ShardConfig::new(DIM, Distance::Euclid);
+    let mut config = ShardConfig::new(CRASH_DIM, Distance::Euclid);
     config.payload_indexes = vec![PayloadIndexSpec { key: "b".into(), kind: PayloadIndexKind::Integer }];
     // Save the graph often so kills land in the middle of graph writes too.
     config.tuning = Tuning { persist_every_writes: 200, ..Tuning::default() };
@@ -27,11 +26,10 @@ fn main() -> Result<()> {
     let stdout = std::io::stdout();
     for b in first.. {
         let points = (0..10)
-            .map(|j| {
-                let mut v = vec![1.0f32; DIM];
-                v[0] = b as f32;
-                v[1] = j as f32;
-                Point { id: PointId::Num(b * 10 + j), vector: v, payload: json!({"b": b}).as_object().cloned() }
+            .map(|j| Point {
+                id: PointId::Num(b * 10 + j),
+                vector: crash_vector(b * 10 + j),
+                payload: json!({"b": b}).as_object().cloned(),
             })
             .collect();
         // Log index = batch number * 2 (+1 for the delete), so replays are visible.
