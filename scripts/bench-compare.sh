@@ -31,6 +31,7 @@ case "$(pick --distance euclid)" in cosine) space=cosine;; dot) space=ip;; esac
 venv="${VECTRON_PY_VENV:-$HOME/.cache/vectron/pyenv}"
 "$venv/bin/python" "$here/hnswlib_bench.py" --dataset "$data" --space "$space" \
   --m "$(pick --m 16)" --ef-construction "$(pick --ef-construction 200)" \
-  --ef "$(pick --ef 16,32,64,128)" --threads "$(pick --threads 2)" --k "$(pick --k 10)" | tee -a "$out"
+  --ef "$(pick --ef 16,32,64,128)" --threads "$(pick --threads 2)" --k "$(pick --k 10)" \
+  --repeat "$(pick --repeat 3)" $(for a in "$@"; do [ "$a" = --self-check ] && echo --self-check; done) | tee -a "$out"
 echo
 python3 "$here/compare.py" "$out"

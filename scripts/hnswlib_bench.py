@@ -5,7 +5,6 @@ two can be compared on the same data in one run."""
 
 import argparse
 import json
-import resource
 import sys
 import time
 
@@ -22,6 +21,15 @@ def read_vecs(path, dtype):
     return rows[:, 1:].copy().view(dtype)
 
 
+def rss_bytes():
+    """Resident set size now (not the peak, which file loading inflates)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dataset", required=True, help="folder with base.fvecs, query.fvecs, groundtruth.ivecs")
@@ -31,6 +39,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--space", default="l2", choices=["l2", "ip", "cosine"])
+    ap.add_argument("--repeat", type=int, default=3, help="timed passes per measurement; the best is kept")
+    ap.add_argument("--self-check", action="store_true", help="count base points that find themselves first")
     args = ap.parse_args()
 
     base = read_vecs(f"{args.dataset}/base.fvecs", np.float32)
@@ -38,34 +48,38 @@ def main():
     truth = read_vecs(f"{args.dataset}/groundtruth.ivecs", np.int32)[:, : args.k]
     n, dim = base.shape
 
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_before = rss_bytes()
     index = hnswlib.Index(space=args.space, dim=dim)
     index.init_index(max_elements=n, M=args.m, ef_construction=args.ef_construction, random_seed=100)
     index.set_num_threads(args.threads)
     t = time.perf_counter()
     index.add_items(base, np.arange(n), num_threads=args.threads)
     build_s = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    rss = rss_bytes() - rss_before
 
     for ef in [int(x) for x in args.ef.split(",")]:
         index.set_ef(max(ef, args.k))
         for q in queries[:20]:
             index.knn_query(q, k=args.k, num_threads=1)
-        lat = []
-        found = []
-        t = time.perf_counter()
-        for q in queries:
-            s = time.perf_counter()
-            labels, _ = index.knn_query(q, k=args.k, num_threads=1)
-            lat.append(time.perf_counter() - s)
-            found.append(labels[0])
-        qps_1t = len(queries) / (time.perf_counter() - t)
-        lat.sort()
+        qps_1t, lat, found = 0.0, [], []
+        for _ in range(max(1, args.repeat)):
+            pass_lat, pass_found = [], []
+            t = time.perf_counter()
+            for q in queries:
+                s = time.perf_counter()
+                labels, _ = index.knn_query(q, k=args.k, num_threads=1)
+                pass_lat.append(time.perf_counter() - s)
+                pass_found.append(labels[0])
+            q1 = len(queries) / (time.perf_counter() - t)
+            if q1 > qps_1t:
+                qps_1t, lat, found = q1, sorted(pass_lat), pass_found
         rounds = max(1, min(20, int(np.ceil(0.5 * qps_1t / len(queries)))))
-        t = time.perf_counter()
-        for _ in range(rounds):
-            index.knn_query(queries, k=args.k, num_threads=args.threads)
-        qps_mt = rounds * len(queries) / (time.perf_counter() - t)
+        qps_mt = 0.0
+        for _ in range(max(1, args.repeat)):
+            t = time.perf_counter()
+            for _ in range(rounds):
+                index.knn_query(queries, k=args.k, num_threads=args.threads)
+            qps_mt = max(qps_mt, rounds * len(queries) / (time.perf_counter() - t))
         hits = sum(len(set(f.tolist()) & set(tr.tolist())) for f, tr in zip(found, truth))
         row = {
             "bench": "engine", "backend": "hnswlib", "n": n, "dim": dim, "m": args.m,
@@ -77,6 +91,14 @@ def main():
         }
         print(json.dumps(row))
         sys.stdout.flush()
+
+    if args.self_check:
+        for ef in (64, args.ef_construction):
+            index.set_ef(ef)
+            labels, _ = index.knn_query(base, k=1, num_threads=args.threads)
+            found = int((labels[:, 0] == np.arange(n)).sum())
+            print(f"hnswlib self-check at ef {ef}: {found} of {n} points find themselves first ({found / n:.5f})", file=sys.stderr)
+            print(json.dumps({"bench": "self_check", "backend": "hnswlib", "ef": ef, "self_found": found, "n": n, "recall": found / n}))
 
 
 if __name__ == "__main__":

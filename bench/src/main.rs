@@ -112,6 +112,9 @@ struct EngineArgs {
     /// Write base.fvecs, query.fvecs and groundtruth.ivecs here.
     #[arg(long)]
     save_dataset: Option<PathBuf>,
+    /// Timed passes per measurement; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Small and fast: 20k × 64, 200 queries.
     #[arg(long)]
     quick: bool,
@@ -155,9 +158,19 @@ fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
     if total == 0 { 1.0 } else { hits as f64 / total as f64 }
 }
 
+/// What [`measure`] found: the answers and the timings of the best pass.
+struct Measured {
+    found: Vec<Vec<u32>>,
+    qps_1t: f64,
+    qps_mt: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
 /// Runs `search` for every query one at a time (latencies, 1-thread QPS) and then
-/// across the pool (multi-thread QPS).
-fn measure<F>(queries: &[Vec<f32>], pool: &rayon::ThreadPool, search: F) -> (Vec<Vec<u32>>, f64, f64, f64, f64)
+/// across the pool (multi-thread QPS). Each timed pass runs `repeat` times and the best
+/// is kept: on a shared 2-core machine, noise only ever makes a pass slower.
+fn measure<F>(queries: &[Vec<f32>], pool: &rayon::ThreadPool, repeat: usize, search: F) -> Measured
 where
     F: Fn(&[f32]) -> Vec<u32> + Sync,
 {
@@ -165,28 +178,43 @@ where
     for q in queries.iter().take(20) {
         std::hint::black_box(search(q));
     }
-    let mut lat = Vec::with_capacity(queries.len());
-    let mut found = Vec::with_capacity(queries.len());
-    let t = Instant::now();
-    for q in queries {
-        let s = Instant::now();
-        found.push(search(q));
-        lat.push(s.elapsed());
+    let mut best: Option<Measured> = None;
+    for _ in 0..repeat.max(1) {
+        let mut lat = Vec::with_capacity(queries.len());
+        let mut found = Vec::with_capacity(queries.len());
+        let t = Instant::now();
+        for q in queries {
+            let s = Instant::now();
+            found.push(search(q));
+            lat.push(s.elapsed());
+        }
+        let qps_1t = queries.len() as f64 / t.elapsed().as_secs_f64();
+        lat.sort();
+        if best.as_ref().is_none_or(|b| qps_1t > b.qps_1t) {
+            best = Some(Measured {
+                found,
+                qps_1t,
+                qps_mt: 0.0,
+                p50_us: percentile(&lat, 0.5),
+                p99_us: percentile(&lat, 0.99),
+            });
+        }
     }
-    let qps_1t = queries.len() as f64 / t.elapsed().as_secs_f64();
-    lat.sort();
+    let mut best = best.expect("at least one pass");
     // Multi-thread: enough rounds for at least ~0.5 s of work.
-    let rounds = ((0.5 * qps_1t / queries.len() as f64).ceil() as usize).clamp(1, 20);
-    let t = Instant::now();
-    pool.install(|| {
-        (0..rounds).for_each(|_| {
-            queries.par_iter().for_each(|q| {
-                std::hint::black_box(search(q));
+    let rounds = ((0.5 * best.qps_1t / queries.len() as f64).ceil() as usize).clamp(1, 20);
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        pool.install(|| {
+            (0..rounds).for_each(|_| {
+                queries.par_iter().for_each(|q| {
+                    std::hint::black_box(search(q));
+                })
             })
-        })
-    });
-    let qps_mt = (rounds * queries.len()) as f64 / t.elapsed().as_secs_f64();
-    (found, qps_1t, qps_mt, percentile(&lat, 0.5), percentile(&lat, 0.99))
+        });
+        best.qps_mt = best.qps_mt.max((rounds * queries.len()) as f64 / t.elapsed().as_secs_f64());
+    }
+    best
 }
 
 struct Reporter {
@@ -273,13 +301,14 @@ fn engine(mut args: EngineArgs) -> Result<()> {
         eprintln!("{}: built in {build_s:.2}s", index.name());
 
         for &ef in &args.ef {
-            let (found, qps_1t, qps_mt, p50, p99) =
-                measure(&data.queries, &pool, |q| index.search(q, args.k, ef, None).into_iter().map(|x| x.0).collect());
+            let m = measure(&data.queries, &pool, args.repeat, |q| {
+                index.search(q, args.k, ef, None).into_iter().map(|x| x.0).collect()
+            });
             report.row(json!({
                 "bench": "engine", "backend": index.name(), "n": data.base.len(), "dim": data.dim,
                 "m": args.m, "ef_construction": args.ef_construction, "threads": args.threads, "k": args.k,
-                "ef": ef, "recall": recall(&found, &truth, args.k), "qps_1t": qps_1t, "qps_mt": qps_mt,
-                "p50_us": p50, "p99_us": p99, "build_s": build_s, "rss_bytes": rss,
+                "ef": ef, "recall": recall(&m.found, &truth, args.k), "qps_1t": m.qps_1t, "qps_mt": m.qps_mt,
+                "p50_us": m.p50_us, "p99_us": m.p99_us, "build_s": build_s, "rss_bytes": rss,
             }));
         }
         if args.self_check && backend == Backend::Vectron {
@@ -374,11 +403,11 @@ fn shard_bench(
                     Err(_) => Vec::new(),
                 }
             };
-            let (found, qps_1t, qps_mt, p50, p99) = measure(&data.queries, pool, search);
+            let m = measure(&data.queries, pool, args.repeat, search);
             report.row(json!({
                 "bench": "shard_filtered", "backend": "vectron-shard", "n": data.base.len(), "dim": data.dim,
-                "ef": ef, "filter_selectivity": sel, "recall": recall(&found, &truth, args.k),
-                "qps_1t": qps_1t, "qps_mt": qps_mt, "p50_us": p50, "p99_us": p99, "build_s": ingest_s,
+                "ef": ef, "filter_selectivity": sel, "recall": recall(&m.found, &truth, args.k),
+                "qps_1t": m.qps_1t, "qps_mt": m.qps_mt, "p50_us": m.p50_us, "p99_us": m.p99_us, "build_s": ingest_s,
                 "rss_bytes": rss_bytes(),
             }));
         }

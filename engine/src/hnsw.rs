@@ -353,6 +353,11 @@ impl Hnsw {
             let count = (list[0].load(Acquire) as usize).min(list.len() - 1);
             for slot in &list[1..=count] {
                 let n = slot.load(Acquire);
+                // A query never descends into a node still being inserted: its lower
+                // lists may be empty, and the search would start from a dead end.
+                if !BUILDING && g.levels[n as usize].load(Acquire) & PENDING != 0 {
+                    continue;
+                }
                 let d = self.dist(g, q, n);
                 if d < cur_d {
                     cur = n;

@@ -432,3 +432,45 @@ fn creating_with_another_config_is_refused() {
         Shard::create(&fx.storage, ShardId(2), config(0, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
     assert!(matches!(err, EngineError::InvalidArgument { .. }));
 }
+
+#[test]
+fn concurrent_readers_never_see_half_a_batch() {
+    let fx = Fixture::new();
+    let shard = fx.must_create(config(8, Distance::Euclid));
+    let batches = 150u64;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for b in 0..batches {
+                let points: Vec<Point> = random_points(20, 8, b)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, p)| Point {
+                        id: PointId::Num(b * 20 + j as u64),
+                        payload: Some(obj(json!({"n": (b % 50) as i64, "color": "red"}))),
+                        ..p
+                    })
+                    .collect();
+                shard.upsert(points).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        s.spawn(|| {
+            let mut checks = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) || checks < 50 {
+                // Each n value is written 20 points at a time: counts move in steps of 20.
+                let f = Filter::from_json(&json!({"must": [{"key": "n", "match": {"value": checks % 50}}]})).unwrap();
+                let c = shard.count(Some(&f)).unwrap();
+                assert_eq!(c % 20, 0, "saw {c} points of one batch value");
+                let before = shard.count(None).unwrap();
+                assert_eq!(before % 20, 0);
+                let hits = shard.search(&SearchRequest::new(vec![0.5; 8], 10)).unwrap();
+                let after = shard.count(None).unwrap();
+                let n = hits.len() as u64;
+                assert!(before.min(10) <= n && n <= after.min(10), "{n} hits with {before}..{after} points");
+                checks += 1;
+            }
+        });
+    });
+    assert_eq!(shard.len() as u64, batches * 20);
+}
