@@ -388,8 +388,10 @@ impl Hnsw {
         visited: &mut VisitedSet,
         accept: F,
     ) -> BinaryHeap<Far> {
-        let mut results: BinaryHeap<Far> = BinaryHeap::with_capacity(ef + 1);
-        let mut candidates: BinaryHeap<Near> = BinaryHeap::with_capacity(ef * 2);
+        // Sized for the common case; never more than the graph could fill.
+        let cap = ef.min(self.len()) + 1;
+        let mut results: BinaryHeap<Far> = BinaryHeap::with_capacity(cap);
+        let mut candidates: BinaryHeap<Near> = BinaryHeap::with_capacity(cap * 2);
         let (ep, ep_d) = entry;
         visited.insert(ep);
         let mut bound = f32::INFINITY;
@@ -704,15 +706,6 @@ impl Hnsw {
         let mut out: Vec<(u32, f32)> = found.into_sorted_vec().into_iter().map(|f| (f.1, f.0)).collect();
         out.truncate(k);
         out
-    }
-
-    /// Internal distance from `query` to node `id`, if it exists (deleted or not).
-    pub fn distance_to(&self, query: &[f32], id: u32) -> Option<f32> {
-        let g = self.graph.read();
-        if !Self::exists(&g, id) {
-            return None;
-        }
-        Some(self.dist(&g, query, id))
     }
 
     /// Calls `f` with the distance from `query` to every listed id that exists, under

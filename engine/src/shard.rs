@@ -40,6 +40,8 @@ use crate::types::{Distance, Point, PointId, Record, ScoredPoint, ShardConfig, S
 
 /// Largest `top_k` / scroll page a shard serves.
 pub const MAX_TOP_K: usize = 10_000;
+/// Largest search breadth a query may ask for.
+pub const MAX_EF: usize = 65_536;
 
 /// A write, as the Raft log carries it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -498,6 +500,12 @@ impl Shard {
     pub fn search_explained(&self, req: &SearchRequest) -> Result<(Vec<ScoredPoint>, SearchPlan)> {
         if req.top_k == 0 || req.top_k > MAX_TOP_K {
             return Err(EngineError::InvalidArgument { reason: format!("top_k must be in 1..={MAX_TOP_K}") });
+        }
+        if req.ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
+            return Err(EngineError::InvalidArgument { reason: format!("ef must be in 1..={MAX_EF}") });
+        }
+        if req.score_threshold.is_some_and(|t| !t.is_finite()) {
+            return Err(EngineError::InvalidArgument { reason: "score_threshold must be a finite number".into() });
         }
         let mut query = req.vector.clone();
         validate_vector(&self.config, &mut query)?;

@@ -264,6 +264,12 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     shard.upsert(vec![good(1)]).unwrap();
     assert!(matches!(shard.search(&SearchRequest::new(vec![1.0; 3], 1)), Err(EngineError::DimensionMismatch { .. })));
     assert!(matches!(shard.search(&SearchRequest::new(vec![1.0; 4], 0)), Err(EngineError::InvalidArgument { .. })));
+    let mut huge_ef = SearchRequest::new(vec![1.0; 4], 1);
+    huge_ef.ef = Some(1_000_000_000);
+    assert!(matches!(shard.search(&huge_ef), Err(EngineError::InvalidArgument { .. })));
+    let mut nan_threshold = SearchRequest::new(vec![1.0; 4], 1);
+    nan_threshold.score_threshold = Some(f32::NAN);
+    assert!(matches!(shard.search(&nan_threshold), Err(EngineError::InvalidArgument { .. })));
     let mut req = SearchRequest::new(vec![1.0; 4], 1);
     req.filter = Some(Filter {
         must: vec![serde_json::from_value(json!({"key": "a", "range": {}})).unwrap()],
