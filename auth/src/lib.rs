@@ -1,4 +1,36 @@
-//! The auth service: users, JWTs, API keys with scopes, stored in etcd (or an embedded
-//! store in dev mode).
+//! The auth service: users, API keys and JWTs, stored in etcd (or, for `vectron dev`, an
+//! embedded RocksDB store).
 //!
-//! Empty until the auth issue fills it.
+//! Layout:
+//! - [`store`]: the versioned key-value interface with compare-and-set, and its etcd
+//!   and embedded implementations (one conformance suite checks both).
+//! - [`users`]: accounts with argon2 password hashes and roles.
+//! - [`keys`]: API keys (secret shown once, stored hashed) with scopes, collection
+//!   limits and rate limits; [`keys::Access`], what a request may do.
+//! - [`error`]: the crate's error type, `AuthError`.
+//!
+//! Not built yet (issue "Auth service on etcd, and access control on every route"): JWTs
+//! and refresh-token rotation, the gRPC service and its HTTP routes, the first-start
+//! admin, and the gateway layer.
+
+pub mod error;
+pub mod keys;
+pub mod store;
+pub mod users;
+
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use error::{AuthError, Result};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Parses a stored JSON record, naming the key if it is corrupt.
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| AuthError::Corruption { key: key.to_owned(), reason: e.to_string() })
+}

@@ -1,0 +1,53 @@
+//! The auth crate's error type.
+
+/// Everything that can go wrong in the auth service.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
+    #[error("user {username:?} already exists")]
+    UserExists { username: String },
+    #[error("user {username:?} not found")]
+    UserNotFound { username: String },
+    #[error("API key {key_id:?} not found")]
+    KeyNotFound { key_id: String },
+    /// Wrong credentials of any kind; deliberately says nothing more.
+    #[error("invalid credentials")]
+    Unauthenticated,
+    /// A concurrent change won the race; retrying the request may succeed.
+    #[error("concurrent update of {key}")]
+    Conflict { key: String },
+    #[error("auth store unavailable: {reason}")]
+    StoreUnavailable { reason: String },
+    #[error("corrupt auth record {key}: {reason}")]
+    Corruption { key: String, reason: String },
+}
+
+impl AuthError {
+    /// Whether the same request may succeed if sent again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            AuthError::Conflict { .. } | AuthError::StoreUnavailable { .. } => true,
+            AuthError::InvalidArgument { .. }
+            | AuthError::UserExists { .. }
+            | AuthError::UserNotFound { .. }
+            | AuthError::KeyNotFound { .. }
+            | AuthError::Unauthenticated
+            | AuthError::Corruption { .. } => false,
+        }
+    }
+}
+
+impl From<etcd_client::Error> for AuthError {
+    fn from(e: etcd_client::Error) -> Self {
+        AuthError::StoreUnavailable { reason: e.to_string() }
+    }
+}
+
+impl From<rocksdb::Error> for AuthError {
+    fn from(e: rocksdb::Error) -> Self {
+        AuthError::StoreUnavailable { reason: e.to_string() }
+    }
+}
+
+pub type Result<T, E = AuthError> = std::result::Result<T, E>;
