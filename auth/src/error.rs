@@ -14,6 +14,9 @@ pub enum AuthError {
     /// Wrong credentials of any kind; deliberately says nothing more.
     #[error("invalid credentials")]
     Unauthenticated,
+    /// The token was valid but has expired: refresh it.
+    #[error("token expired")]
+    TokenExpired,
     /// A concurrent change won the race; retrying the request may succeed.
     #[error("concurrent update of {key}")]
     Conflict { key: String },
@@ -33,6 +36,7 @@ impl AuthError {
             | AuthError::UserNotFound { .. }
             | AuthError::KeyNotFound { .. }
             | AuthError::Unauthenticated
+            | AuthError::TokenExpired
             | AuthError::Corruption { .. } => false,
         }
     }

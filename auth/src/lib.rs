@@ -7,15 +7,17 @@
 //! - [`users`]: accounts with argon2 password hashes and roles.
 //! - [`keys`]: API keys (secret shown once, stored hashed) with scopes, collection
 //!   limits and rate limits; [`keys::Access`], what a request may do.
+//! - [`tokens`]: JWT access tokens and rotating refresh tokens, with key ids for
+//!   signing-key rotation.
 //! - [`error`]: the crate's error type, `AuthError`.
 //!
-//! Not built yet (issue "Auth service on etcd, and access control on every route"): JWTs
-//! and refresh-token rotation, the gRPC service and its HTTP routes, the first-start
-//! admin, and the gateway layer.
+//! Not built yet (issue "Auth service on etcd, and access control on every route"): the
+//! gRPC service and its HTTP routes, the first-start admin, and the gateway layer.
 
 pub mod error;
 pub mod keys;
 pub mod store;
+pub mod tokens;
 pub mod users;
 
 #[cfg(test)]

@@ -135,3 +135,121 @@ async fn etcd_registration_is_unique_under_concurrency_and_survives_restarts() {
         assert_eq!(ApiKeys::new(store).validate(&key.key).await.unwrap().owner, "dave");
     }
 }
+
+mod tokens {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tokens::{SigningKey, TokenConfig, Tokens};
+
+    fn key(kid: &str) -> SigningKey {
+        SigningKey::new(kid, format!("{kid}-0123456789abcdef0123456789abcdef").as_bytes()).unwrap()
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn KvStore>,
+        tokens: Tokens,
+        users: Users,
+    }
+
+    async fn setup(config: TokenConfig) -> Setup {
+        let (dir, store) = embedded();
+        let users = Users::new(store.clone());
+        users.create("erin", "erin's password", Role::User).await.unwrap();
+        Setup { _dir: dir, tokens: Tokens::new(store.clone(), config), store, users }
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(matches!(SigningKey::new("k1", b"too short"), Err(AuthError::InvalidArgument { .. })));
+        assert!(SigningKey::new("k1", &[7u8; 32]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn login_verify_and_tampering() {
+        let s = setup(TokenConfig::new(key("k1"))).await;
+        assert!(matches!(s.tokens.login("erin", "wrong password").await, Err(AuthError::Unauthenticated)));
+        let pair = s.tokens.login("erin", "erin's password").await.unwrap();
+        let claims = s.tokens.verify_access(&pair.access_token).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.role), ("erin", Role::User));
+        // A refresh token is not an access token, and vice versa.
+        assert!(s.tokens.verify_access(&pair.refresh_token).is_err());
+        assert!(s.tokens.refresh(&pair.access_token).await.is_err());
+        // Tampered payload or signature, garbage.
+        let parts: Vec<&str> = pair.access_token.split('.').collect();
+        let forged_payload = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
+        let forged_sig = format!("{}.{}.{}", parts[0], parts[1], &parts[2][..parts[2].len() - 2]);
+        for bad in [forged_payload.as_str(), forged_sig.as_str(), "garbage", ""] {
+            assert!(matches!(s.tokens.verify_access(bad), Err(AuthError::Unauthenticated)), "{bad}");
+        }
+        // Same key id, another secret.
+        let other = Tokens::new(s.store.clone(), TokenConfig::new(SigningKey::new("k1", &[9u8; 32]).unwrap()));
+        assert!(matches!(other.verify_access(&pair.access_token), Err(AuthError::Unauthenticated)));
+    }
+
+    #[tokio::test]
+    async fn expired_access_tokens_are_refused_as_expired() {
+        let mut config = TokenConfig::new(key("k1"));
+        config.access_ttl = Duration::ZERO;
+        let s = setup(config).await;
+        let pair = s.tokens.login("erin", "erin's password").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert!(matches!(s.tokens.verify_access(&pair.access_token), Err(AuthError::TokenExpired)));
+    }
+
+    #[tokio::test]
+    async fn refresh_rotates_and_reuse_revokes_the_family() {
+        let s = setup(TokenConfig::new(key("k1"))).await;
+        let first = s.tokens.login("erin", "erin's password").await.unwrap();
+        let second = s.tokens.refresh(&first.refresh_token).await.unwrap();
+        s.tokens.verify_access(&second.access_token).unwrap();
+        // The used token is refused, and its reuse kills the family: the second
+        // refresh token stops working too.
+        assert!(matches!(s.tokens.refresh(&first.refresh_token).await, Err(AuthError::Unauthenticated)));
+        assert!(matches!(s.tokens.refresh(&second.refresh_token).await, Err(AuthError::Unauthenticated)));
+        // A fresh login is unaffected; logout revokes it.
+        let third = s.tokens.login("erin", "erin's password").await.unwrap();
+        s.tokens.logout(&third.refresh_token).await.unwrap();
+        assert!(matches!(s.tokens.refresh(&third.refresh_token).await, Err(AuthError::Unauthenticated)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_refreshes_of_one_token_yield_at_most_one_pair() {
+        let s = setup(TokenConfig::new(key("k1"))).await;
+        let pair = s.tokens.login("erin", "erin's password").await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (tokens, t) = (s.tokens.clone(), pair.refresh_token.clone());
+            tasks.push(tokio::spawn(async move { tokens.refresh(&t).await.is_ok() }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += t.await.unwrap() as usize;
+        }
+        assert!(ok <= 1, "{ok} refreshes of one token succeeded");
+    }
+
+    #[tokio::test]
+    async fn rotated_keys_verify_old_tokens_until_dropped() {
+        let s = setup(TokenConfig::new(key("k1"))).await;
+        let old = s.tokens.login("erin", "erin's password").await.unwrap();
+        let mut rotated = TokenConfig::new(key("k2"));
+        rotated.previous_keys = vec![key("k1")];
+        let rotated = Tokens::new(s.store.clone(), rotated);
+        rotated.verify_access(&old.access_token).unwrap();
+        let new = rotated.refresh(&old.refresh_token).await.unwrap();
+        rotated.verify_access(&new.access_token).unwrap();
+        assert!(s.tokens.verify_access(&new.access_token).is_err(), "k1-only service does not know k2");
+        let k2_only = Tokens::new(s.store.clone(), TokenConfig::new(key("k2")));
+        assert!(k2_only.verify_access(&old.access_token).is_err(), "k1 dropped from the ring");
+    }
+
+    #[tokio::test]
+    async fn deleted_users_cannot_refresh() {
+        let s = setup(TokenConfig::new(key("k1"))).await;
+        let pair = s.tokens.login("erin", "erin's password").await.unwrap();
+        s.users.delete("erin").await.unwrap();
+        assert!(matches!(s.tokens.refresh(&pair.refresh_token).await, Err(AuthError::Unauthenticated)));
+    }
+}
