@@ -55,3 +55,29 @@ impl From<rocksdb::Error> for AuthError {
 }
 
 pub type Result<T, E = AuthError> = std::result::Result<T, E>;
+
+impl AuthError {
+    /// The stable code clients see.
+    pub fn code(&self) -> vectron_proto::v1::ErrorCode {
+        use vectron_proto::v1::ErrorCode;
+        match self {
+            AuthError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            AuthError::UserExists { .. } => ErrorCode::AlreadyExists,
+            AuthError::UserNotFound { .. } | AuthError::KeyNotFound { .. } => ErrorCode::NotFound,
+            AuthError::Unauthenticated => ErrorCode::Unauthenticated,
+            AuthError::TokenExpired => ErrorCode::TokenExpired,
+            AuthError::Conflict { .. } => ErrorCode::Conflict,
+            AuthError::StoreUnavailable { .. } => ErrorCode::Unavailable,
+            AuthError::Corruption { .. } => ErrorCode::Storage,
+        }
+    }
+
+    /// As a gRPC status with code and retry metadata.
+    pub fn to_status(&self) -> tonic::Status {
+        vectron_common::status::to_status(&vectron_common::status::WireError::new(
+            self.code(),
+            self.to_string(),
+            self.is_retryable(),
+        ))
+    }
+}

@@ -163,6 +163,14 @@ impl ApiKeys {
         Ok(ApiKeyInfo::from(&record))
     }
 
+    /// One key, without its secret.
+    pub async fn get(&self, key_id: &str) -> Result<ApiKeyInfo> {
+        match self.store.get(&key(key_id)).await? {
+            Some(stored) => Ok(ApiKeyInfo::from(&decode_record::<KeyRecord>(&key(key_id), &stored.value)?)),
+            None => Err(AuthError::KeyNotFound { key_id: key_id.to_owned() }),
+        }
+    }
+
     /// Keys, all or one owner's, without secrets.
     pub async fn list(&self, owner: Option<&str>) -> Result<Vec<ApiKeyInfo>> {
         let mut out = Vec::new();

@@ -9,14 +9,19 @@
 //!   limits and rate limits; [`keys::Access`], what a request may do.
 //! - [`tokens`]: JWT access tokens and rotating refresh tokens, with key ids for
 //!   signing-key rotation.
+//! - [`throttle`]: failed-login throttling per user and per source address.
+//! - [`service`]: the `vectron.v1.AuthService` gRPC service, its server, and the
+//!   first-start admin.
 //! - [`error`]: the crate's error type, `AuthError`.
 //!
 //! Not built yet (issue "Auth service on etcd, and access control on every route"): the
-//! gRPC service and its HTTP routes, the first-start admin, and the gateway layer.
+//! `vectron auth` subcommand and config, the HTTP routes, and the gateway layer.
 
 pub mod error;
 pub mod keys;
+pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 

@@ -253,3 +253,216 @@ mod tokens {
         assert!(matches!(s.tokens.refresh(&pair.refresh_token).await, Err(AuthError::Unauthenticated)));
     }
 }
+
+mod grpc {
+    use std::time::Duration;
+
+    use tonic::Code;
+    use tonic::metadata::MetadataValue;
+    use vectron_proto::v1 as pb;
+    use vectron_proto::v1::auth_service_client::AuthServiceClient;
+
+    use super::*;
+    use crate::service::{AuthConfig, AuthGrpc, bootstrap_admin, serve};
+    use crate::throttle::ThrottleConfig;
+    use crate::tokens::{SigningKey, TokenConfig};
+
+    type Client = AuthServiceClient<tonic::transport::Channel>;
+
+    struct Server {
+        _dir: tempfile::TempDir,
+        client: Client,
+        admin_password: String,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    async fn must_start(config: AuthConfig) -> Server {
+        let (dir, store) = embedded();
+        let admin_password = bootstrap_admin(store.clone(), "admin", None).await.unwrap().expect("first start");
+        assert_eq!(bootstrap_admin(store.clone(), "admin", None).await.unwrap(), None, "only on first start");
+        let tokens = TokenConfig::new(SigningKey::new("k1", &[42u8; 32]).unwrap());
+        let service = AuthGrpc::new(store, tokens, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, service, async {
+            let _ = stopped.await;
+        }));
+        let client = AuthServiceClient::connect(format!("http://{addr}")).await.unwrap();
+        Server { _dir: dir, client, admin_password, stop: Some(stop) }
+    }
+
+    fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {token}")).unwrap());
+        r
+    }
+
+    fn with_key<T>(msg: T, key: &str) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert("x-api-key", MetadataValue::try_from(key).unwrap());
+        r
+    }
+
+    fn code_of(s: &tonic::Status) -> pb::ErrorCode {
+        vectron_common::status::from_status(s).code
+    }
+
+    async fn login(client: &mut Client, user: &str, password: &str) -> Result<pb::TokenPair, tonic::Status> {
+        client
+            .login(pb::LoginRequest { username: user.into(), password: password.into() })
+            .await
+            .map(|r| r.into_inner())
+    }
+
+    #[tokio::test]
+    async fn admin_creates_users_and_users_manage_their_own_keys() {
+        let mut s = must_start(AuthConfig::default()).await;
+        let c = &mut s.client;
+        let admin = login(c, "admin", &s.admin_password.clone()).await.unwrap().access_token;
+        let bob = pb::CreateUserRequest {
+            username: "bob".into(),
+            password: "bob's password".into(),
+            role: pb::Role::User as i32,
+        };
+        c.create_user(bearer(bob.clone(), &admin)).await.unwrap();
+        let e = c.create_user(bearer(bob, &admin)).await.unwrap_err();
+        assert_eq!((e.code(), code_of(&e)), (Code::AlreadyExists, pb::ErrorCode::AlreadyExists));
+
+        let bob_token = login(c, "bob", "bob's password").await.unwrap().access_token;
+        // Bob is not an admin, and nobody anonymous is anybody.
+        let e = c.list_users(bearer(pb::ListUsersRequest {}, &bob_token)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        let e = c.list_users(pb::ListUsersRequest {}).await.unwrap_err();
+        assert_eq!((e.code(), code_of(&e)), (Code::Unauthenticated, pb::ErrorCode::Unauthenticated));
+        let eve = pb::CreateUserRequest { username: "eve".into(), password: "eve's password".into(), role: 0 };
+        assert_eq!(c.create_user(eve.clone()).await.unwrap_err().code(), Code::Unauthenticated, "no open sign-up");
+        assert_eq!(c.create_user(bearer(eve, &bob_token)).await.unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(c.list_users(bearer(pb::ListUsersRequest {}, &admin)).await.unwrap().into_inner().users.len(), 2);
+
+        // Bob's read key for collection "a": shown once, validates, obeys its limits.
+        let created = c
+            .create_api_key(bearer(
+                pb::CreateApiKeyRequest {
+                    owner: String::new(),
+                    scope: pb::Scope::Read as i32,
+                    collections: vec!["a".into()],
+                    rate_limit_per_sec: 50,
+                },
+                &bob_token,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let grant = c
+            .authenticate(pb::AuthenticateRequest {
+                credential: Some(pb::authenticate_request::Credential::ApiKey(created.secret_key.clone())),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (grant.principal.as_str(), grant.scope, grant.collections.clone(), grant.rate_limit_per_sec),
+            ("bob", pb::Scope::Read as i32, vec!["a".to_string()], 50)
+        );
+        // The key cannot mint a broader key, nor can Bob mint admin keys or keys for others.
+        let broader = pb::CreateApiKeyRequest {
+            owner: String::new(),
+            scope: pb::Scope::Write as i32,
+            collections: vec![],
+            rate_limit_per_sec: 0,
+        };
+        assert_eq!(
+            c.create_api_key(with_key(broader.clone(), &created.secret_key)).await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
+        let admin_key = pb::CreateApiKeyRequest { scope: pb::Scope::Admin as i32, ..broader.clone() };
+        assert_eq!(c.create_api_key(bearer(admin_key, &bob_token)).await.unwrap_err().code(), Code::PermissionDenied);
+        let for_admin = pb::CreateApiKeyRequest { owner: "admin".into(), ..broader.clone() };
+        assert_eq!(c.create_api_key(bearer(for_admin, &bob_token)).await.unwrap_err().code(), Code::PermissionDenied);
+        let listed = c
+            .list_api_keys(bearer(pb::ListApiKeysRequest { owner: String::new() }, &bob_token))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(listed.keys.len(), 1);
+        assert_eq!(
+            c.list_api_keys(bearer(pb::ListApiKeysRequest { owner: "*".into() }, &bob_token)).await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
+
+        // Revoked: refused at once.
+        let key_id = created.key.unwrap().key_id;
+        c.revoke_api_key(bearer(pb::RevokeApiKeyRequest { key_id }, &bob_token)).await.unwrap();
+        let e = c
+            .authenticate(pb::AuthenticateRequest {
+                credential: Some(pb::authenticate_request::Credential::ApiKey(created.secret_key)),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+
+        // Bad input is a typed error; the server keeps serving.
+        let bad = pb::CreateUserRequest { username: "white space".into(), password: "long enough".into(), role: 0 };
+        let e = c.create_user(bearer(bad, &admin)).await.unwrap_err();
+        assert_eq!((e.code(), code_of(&e)), (Code::InvalidArgument, pb::ErrorCode::InvalidArgument));
+        let e = c
+            .authenticate(pb::AuthenticateRequest {
+                credential: Some(pb::authenticate_request::Credential::BearerToken("garbage".into())),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        c.get_user(bearer(pb::GetUserRequest { username: "bob".into() }, &bob_token)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn open_signup_creates_users_but_never_admins() {
+        let mut s = must_start(AuthConfig { open_signup: true, ..AuthConfig::default() }).await;
+        let c = &mut s.client;
+        c.create_user(pb::CreateUserRequest { username: "fay".into(), password: "fay's password".into(), role: 0 })
+            .await
+            .unwrap();
+        let e = c
+            .create_user(pb::CreateUserRequest {
+                username: "gus".into(),
+                password: "gus's password".into(),
+                role: pb::Role::Admin as i32,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_throttled_with_retry_after() {
+        let throttle =
+            ThrottleConfig { free_failures: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60) };
+        let mut s = must_start(AuthConfig { login_throttle: throttle, ..AuthConfig::default() }).await;
+        let password = s.admin_password.clone();
+        let c = &mut s.client;
+        for _ in 0..3 {
+            assert_eq!(login(c, "admin", "wrong password").await.unwrap_err().code(), Code::Unauthenticated);
+        }
+        assert_eq!(login(c, "admin", "wrong password").await.unwrap_err().code(), Code::Unauthenticated);
+        // Locked now: even the right password is refused, with a retry hint.
+        let e = login(c, "admin", &password).await.unwrap_err();
+        let wire = vectron_common::status::from_status(&e);
+        assert_eq!(
+            (e.code(), wire.code, wire.retryable),
+            (Code::ResourceExhausted, pb::ErrorCode::ResourceExhausted, true)
+        );
+        assert_eq!(wire.retry_after, Some(Duration::from_secs(1)));
+        // And it recovers after the delay.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        login(c, "admin", &password).await.unwrap();
+    }
+}

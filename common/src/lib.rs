@@ -1,5 +1,10 @@
-//! What several Vectron services share: configuration loading, telemetry, the openraft
-//! gRPC transport and the RocksDB Raft log store used by both placement and workers.
+//! What several Vectron services share.
 //!
-//! Empty until the cluster issue ("The cluster: placement driver, Raft-replicated shards,
-//! and the gateway") fills it; nothing here pretends to work yet.
+//! Layout:
+//! - [`status`]: the one mapping from `ErrorCode` to gRPC and HTTP statuses, and the
+//!   metadata that carries codes and retry hints to clients and back.
+//!
+//! Still to come (cluster issue): configuration loading, telemetry, the openraft gRPC
+//! transport and the RocksDB Raft log store used by placement and workers.
+
+pub mod status;

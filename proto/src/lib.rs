@@ -3,6 +3,7 @@
 //! Layout:
 //! - `proto/vectron/v1/common.proto`: ids, JSON values, filters, `ErrorCode`.
 //! - `proto/vectron/v1/vectron.proto`: the public `VectronService`.
+//! - `proto/vectron/v1/auth.proto`: the `AuthService` (users, API keys, tokens).
 //!
 //! This crate holds the contract and nothing else: no conversions, no logic.
 

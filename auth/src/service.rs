@@ -1,0 +1,411 @@
+//! The `vectron.v1.AuthService` gRPC service over [`Users`], [`ApiKeys`] and [`Tokens`],
+//! and [`serve`], which runs it on an already-bound listener until a shutdown future
+//! resolves.
+//!
+//! Callers identify themselves with `authorization: Bearer <access token>` or
+//! `x-api-key: vx_…` metadata. Users act with their role's scope (admin → admin,
+//! user → write); API keys with their own scope and collection limits.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vectron_common::status::{WireError, to_status};
+use vectron_proto::v1 as pb;
+use vectron_proto::v1::auth_service_server::{AuthService, AuthServiceServer};
+
+use crate::error::AuthError;
+use crate::keys::{Access, ApiKeyInfo, ApiKeys, KeySpec, Scope};
+use crate::store::KvStore;
+use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::tokens::{TokenConfig, Tokens};
+use crate::users::{Role, UserInfo, Users};
+
+/// Metadata key of an API key credential.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Service behaviour.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Anyone may create a (non-admin) user.
+    pub open_signup: bool,
+    pub login_throttle: ThrottleConfig,
+}
+
+/// The auth service.
+#[derive(Debug, Clone)]
+pub struct AuthGrpc {
+    users: Users,
+    keys: ApiKeys,
+    tokens: Tokens,
+    throttle: Arc<LoginThrottle>,
+    config: AuthConfig,
+}
+
+/// Who is calling, and with what rights.
+#[derive(Debug, Clone)]
+struct Caller {
+    access: Access,
+}
+
+impl Caller {
+    fn is_admin(&self) -> bool {
+        self.access.permits(Scope::Admin, None)
+    }
+
+    fn name(&self) -> &str {
+        &self.access.principal
+    }
+}
+
+fn err(e: AuthError) -> Status {
+    e.to_status()
+}
+
+fn denied(message: &str) -> Status {
+    to_status(&WireError::new(pb::ErrorCode::PermissionDenied, message, false))
+}
+
+fn invalid(message: &str) -> Status {
+    to_status(&WireError::new(pb::ErrorCode::InvalidArgument, message, false))
+}
+
+fn role_scope(role: Role) -> Scope {
+    match role {
+        Role::Admin => Scope::Admin,
+        Role::User => Scope::Write,
+    }
+}
+
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::Admin => pb::Role::Admin,
+        Role::User => pb::Role::User,
+    }
+}
+
+fn role_from_pb(raw: i32) -> Result<Role, Status> {
+    match pb::Role::try_from(raw) {
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::User) | Ok(pb::Role::Unspecified) => Ok(Role::User),
+        Err(_) => Err(invalid("unknown role")),
+    }
+}
+
+fn scope_to_pb(scope: Scope) -> pb::Scope {
+    match scope {
+        Scope::Read => pb::Scope::Read,
+        Scope::Write => pb::Scope::Write,
+        Scope::Admin => pb::Scope::Admin,
+    }
+}
+
+fn scope_from_pb(raw: i32) -> Result<Scope, Status> {
+    match pb::Scope::try_from(raw) {
+        Ok(pb::Scope::Read) => Ok(Scope::Read),
+        Ok(pb::Scope::Write) => Ok(Scope::Write),
+        Ok(pb::Scope::Admin) => Ok(Scope::Admin),
+        Ok(pb::Scope::Unspecified) => Err(invalid("scope is required")),
+        Err(_) => Err(invalid("unknown scope")),
+    }
+}
+
+fn user_to_pb(u: &UserInfo) -> pb::User {
+    pb::User { username: u.username.clone(), role: role_to_pb(u.role) as i32, created_at_ms: u.created_at_ms }
+}
+
+fn key_to_pb(k: &ApiKeyInfo) -> pb::ApiKey {
+    pb::ApiKey {
+        key_id: k.key_id.clone(),
+        owner: k.owner.clone(),
+        scope: scope_to_pb(k.scope) as i32,
+        collections: k.collections.clone().unwrap_or_default(),
+        rate_limit_per_sec: k.rate_limit_per_sec.unwrap_or(0),
+        created_at_ms: k.created_at_ms,
+        revoked: k.revoked,
+    }
+}
+
+fn pair_to_pb(p: crate::tokens::TokenPair) -> pb::TokenPair {
+    pb::TokenPair {
+        access_token: p.access_token,
+        refresh_token: p.refresh_token,
+        access_expires_at: p.access_expires_at,
+        refresh_expires_at: p.refresh_expires_at,
+    }
+}
+
+impl AuthGrpc {
+    pub fn new(store: Arc<dyn KvStore>, tokens: TokenConfig, config: AuthConfig) -> AuthGrpc {
+        AuthGrpc {
+            users: Users::new(store.clone()),
+            keys: ApiKeys::new(store.clone()),
+            tokens: Tokens::new(store, tokens),
+            throttle: Arc::new(LoginThrottle::new(config.login_throttle)),
+            config,
+        }
+    }
+
+    /// Checks a bearer token or API key.
+    async fn grant(&self, bearer: Option<&str>, api_key: Option<&str>) -> Result<(Access, pb::AccessGrant), AuthError> {
+        if let Some(token) = bearer {
+            let claims = self.tokens.verify_access(token)?;
+            let access = Access { principal: claims.sub.clone(), scope: role_scope(claims.role), collections: None };
+            let grant = pb::AccessGrant {
+                principal: claims.sub,
+                scope: scope_to_pb(access.scope) as i32,
+                collections: vec![],
+                rate_limit_per_sec: 0,
+                key_id: String::new(),
+                expires_at: claims.exp,
+            };
+            return Ok((access, grant));
+        }
+        if let Some(key) = api_key {
+            let info = self.keys.validate(key).await?;
+            let access = Access::from(&info);
+            let grant = pb::AccessGrant {
+                principal: info.owner.clone(),
+                scope: scope_to_pb(info.scope) as i32,
+                collections: info.collections.clone().unwrap_or_default(),
+                rate_limit_per_sec: info.rate_limit_per_sec.unwrap_or(0),
+                key_id: info.key_id,
+                expires_at: 0,
+            };
+            return Ok((access, grant));
+        }
+        Err(AuthError::Unauthenticated)
+    }
+
+    /// The caller of a request, from its metadata.
+    async fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let md = req.metadata();
+        let bearer = md
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        let api_key = md.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
+        let (access, _) = self.grant(bearer, api_key).await.map_err(err)?;
+        Ok(Caller { access })
+    }
+
+    async fn admin<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let caller = self.caller(req).await?;
+        if !caller.is_admin() {
+            return Err(denied("admin only"));
+        }
+        Ok(caller)
+    }
+}
+
+#[tonic::async_trait]
+impl AuthService for AuthGrpc {
+    async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::TokenPair>, Status> {
+        let source: Option<IpAddr> = req.remote_addr().map(|a| a.ip());
+        let pb::LoginRequest { username, password } = req.into_inner();
+        if let Some(wait) = self.throttle.check(&username, source) {
+            return Err(to_status(
+                &WireError::new(pb::ErrorCode::ResourceExhausted, "too many failed logins; try again later", true)
+                    .with_retry_after(wait),
+            ));
+        }
+        match self.tokens.login(&username, &password).await {
+            Ok(pair) => {
+                self.throttle.success(&username);
+                Ok(Response::new(pair_to_pb(pair)))
+            }
+            Err(AuthError::Unauthenticated) => {
+                self.throttle.failure(&username, source);
+                Err(err(AuthError::Unauthenticated))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn refresh(&self, req: Request<pb::RefreshRequest>) -> Result<Response<pb::TokenPair>, Status> {
+        let pair = self.tokens.refresh(&req.into_inner().refresh_token).await.map_err(err)?;
+        Ok(Response::new(pair_to_pb(pair)))
+    }
+
+    async fn logout(&self, req: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        self.tokens.logout(&req.into_inner().refresh_token).await.map_err(err)?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn create_user(&self, req: Request<pb::CreateUserRequest>) -> Result<Response<pb::User>, Status> {
+        let caller = match self.caller(&req).await {
+            Ok(c) => Some(c),
+            Err(_) if self.config.open_signup => None,
+            Err(e) => return Err(e),
+        };
+        let r = req.into_inner();
+        let role = role_from_pb(r.role)?;
+        match &caller {
+            Some(c) if c.is_admin() => {}
+            None if role == Role::User => {}
+            None => return Err(denied("open sign-up creates users, not admins")),
+            Some(_) => return Err(denied("admin only")),
+        }
+        let user = self.users.create(&r.username, &r.password, role).await.map_err(err)?;
+        Ok(Response::new(user_to_pb(&user)))
+    }
+
+    async fn get_user(&self, req: Request<pb::GetUserRequest>) -> Result<Response<pb::User>, Status> {
+        let caller = self.caller(&req).await?;
+        let username = req.into_inner().username;
+        if caller.name() != username && !caller.is_admin() {
+            return Err(denied("only admins read other users"));
+        }
+        Ok(Response::new(user_to_pb(&self.users.get(&username).await.map_err(err)?)))
+    }
+
+    async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.admin(&req).await?;
+        let users = self.users.list().await.map_err(err)?;
+        Ok(Response::new(pb::ListUsersResponse { users: users.iter().map(user_to_pb).collect() }))
+    }
+
+    async fn update_user(&self, req: Request<pb::UpdateUserRequest>) -> Result<Response<pb::User>, Status> {
+        self.admin(&req).await?;
+        let r = req.into_inner();
+        if let Some(password) = &r.new_password {
+            self.users.set_password(&r.username, password).await.map_err(err)?;
+        }
+        let user = match r.role {
+            Some(raw) => self.users.set_role(&r.username, role_from_pb(raw)?).await,
+            None => self.users.get(&r.username).await,
+        }
+        .map_err(err)?;
+        Ok(Response::new(user_to_pb(&user)))
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller = self.admin(&req).await?;
+        let username = req.into_inner().username;
+        if caller.name() == username {
+            return Err(invalid("admins cannot delete themselves"));
+        }
+        self.users.delete(&username).await.map_err(err)?;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn change_password(
+        &self,
+        req: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        self.users.change_password(caller.name(), &r.old_password, &r.new_password).await.map_err(err)?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    async fn create_api_key(
+        &self,
+        req: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+        let caller = self.caller(&req).await?;
+        let r = req.into_inner();
+        let scope = scope_from_pb(r.scope)?;
+        let owner = if r.owner.is_empty() { caller.name().to_owned() } else { r.owner };
+        if !caller.is_admin() {
+            if owner != caller.name() {
+                return Err(denied("only admins create keys for others"));
+            }
+            if caller.access.collections.is_some() || caller.access.scope < scope {
+                return Err(denied("a key cannot grant more than its creator has"));
+            }
+        }
+        // The owner must exist (a key acts for its owner).
+        self.users.get(&owner).await.map_err(err)?;
+        let spec = KeySpec {
+            owner,
+            scope,
+            collections: if r.collections.is_empty() { None } else { Some(r.collections) },
+            rate_limit_per_sec: if r.rate_limit_per_sec == 0 { None } else { Some(r.rate_limit_per_sec) },
+        };
+        let created = self.keys.create(spec).await.map_err(err)?;
+        Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_to_pb(&created.info)), secret_key: created.key }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        req: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+        let caller = self.caller(&req).await?;
+        let owner = req.into_inner().owner;
+        let filter = match owner.as_str() {
+            "" => Some(caller.name().to_owned()),
+            "*" if caller.is_admin() => None,
+            o if o == caller.name() || caller.is_admin() => Some(o.to_owned()),
+            _ => return Err(denied("only admins list other users' keys")),
+        };
+        let keys = self.keys.list(filter.as_deref()).await.map_err(err)?;
+        Ok(Response::new(pb::ListApiKeysResponse { keys: keys.iter().map(key_to_pb).collect() }))
+    }
+
+    async fn revoke_api_key(&self, req: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+        let caller = self.caller(&req).await?;
+        let key_id = req.into_inner().key_id;
+        let key = self.keys.get(&key_id).await.map_err(err)?;
+        if key.owner != caller.name() && !caller.is_admin() {
+            // Do not reveal whether someone else's key exists.
+            return Err(err(AuthError::KeyNotFound { key_id }));
+        }
+        Ok(Response::new(key_to_pb(&self.keys.revoke(&key_id).await.map_err(err)?)))
+    }
+
+    async fn authenticate(&self, req: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AccessGrant>, Status> {
+        use pb::authenticate_request::Credential;
+        let (bearer, key) = match req.into_inner().credential {
+            Some(Credential::BearerToken(t)) => (Some(t), None),
+            Some(Credential::ApiKey(k)) => (None, Some(k)),
+            None => (None, None),
+        };
+        let (_, grant) = self.grant(bearer.as_deref(), key.as_deref()).await.map_err(err)?;
+        Ok(Response::new(grant))
+    }
+}
+
+/// Serves the auth service on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: AuthGrpc,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(AuthServiceServer::new(service))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// On first start (no users at all) creates the admin `username`, with `password` or a
+/// generated one, which is returned so the caller can show it once.
+pub async fn bootstrap_admin(
+    store: Arc<dyn KvStore>,
+    username: &str,
+    password: Option<&str>,
+) -> Result<Option<String>, AuthError> {
+    let users = Users::new(store);
+    if !users.list().await?.is_empty() {
+        return Ok(None);
+    }
+    let password = match password {
+        Some(p) => p.to_owned(),
+        None => {
+            use rand::RngCore;
+            let mut b = [0u8; 18];
+            rand::rng().fill_bytes(&mut b);
+            hex::encode(b)
+        }
+    };
+    match users.create(username, &password, Role::Admin).await {
+        Ok(_) => Ok(Some(password)),
+        // Another instance bootstrapped at the same moment.
+        Err(AuthError::UserExists { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,161 @@
+//! Error codes on the wire. Every Vectron error has a stable [`ErrorCode`]; this module
+//! is the one place that turns a code into a gRPC status code and an HTTP status, and
+//! that writes (and reads back) the metadata carrying the code and retry hints:
+//!
+//! - `vectron-error-code`: the `ErrorCode` name, e.g. `DIMENSION_MISMATCH`;
+//! - `vectron-retryable`: `true` or `false`;
+//! - `retry-after`: seconds to wait, when the server knows (rate limits, throttling).
+
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use vectron_proto::v1::ErrorCode;
+
+pub const CODE_KEY: &str = "vectron-error-code";
+pub const RETRYABLE_KEY: &str = "vectron-retryable";
+pub const RETRY_AFTER_KEY: &str = "retry-after";
+
+/// An error as it travels between services and to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> WireError {
+        WireError { code, message: message.into(), retryable, retry_after: None }
+    }
+
+    pub fn with_retry_after(mut self, after: Duration) -> WireError {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+/// The gRPC status code for an error code.
+pub fn grpc_code(code: ErrorCode) -> tonic::Code {
+    use tonic::Code;
+    match code {
+        ErrorCode::Unspecified | ErrorCode::Internal => Code::Internal,
+        ErrorCode::InvalidArgument
+        | ErrorCode::DimensionMismatch
+        | ErrorCode::InvalidVector
+        | ErrorCode::InvalidPayload
+        | ErrorCode::InvalidFilter
+        | ErrorCode::InvalidPointId => Code::InvalidArgument,
+        ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => Code::NotFound,
+        ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists => Code::AlreadyExists,
+        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::Conflict => Code::Aborted,
+        ErrorCode::Unavailable => Code::Unavailable,
+        ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorCode::ResourceExhausted => Code::ResourceExhausted,
+        ErrorCode::Unauthenticated | ErrorCode::TokenExpired => Code::Unauthenticated,
+        ErrorCode::PermissionDenied => Code::PermissionDenied,
+        ErrorCode::Storage => Code::DataLoss,
+    }
+}
+
+/// The HTTP status for an error code.
+pub fn http_status(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::Unspecified | ErrorCode::Internal | ErrorCode::Storage => 500,
+        ErrorCode::InvalidArgument
+        | ErrorCode::DimensionMismatch
+        | ErrorCode::InvalidVector
+        | ErrorCode::InvalidPayload
+        | ErrorCode::InvalidFilter
+        | ErrorCode::InvalidPointId => 400,
+        ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => 404,
+        ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
+        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::Unavailable => 503,
+        ErrorCode::DeadlineExceeded => 504,
+        ErrorCode::ResourceExhausted => 429,
+        ErrorCode::Unauthenticated | ErrorCode::TokenExpired => 401,
+        ErrorCode::PermissionDenied => 403,
+    }
+}
+
+/// Encodes an error as a gRPC status with the code and retry metadata.
+pub fn to_status(e: &WireError) -> tonic::Status {
+    let mut status = tonic::Status::new(grpc_code(e.code), e.message.clone());
+    let md = status.metadata_mut();
+    md.insert(CODE_KEY, MetadataValue::from_static(e.code.as_str_name()));
+    md.insert(RETRYABLE_KEY, MetadataValue::from_static(if e.retryable { "true" } else { "false" }));
+    if let Some(after) = e.retry_after {
+        let secs = after.as_secs_f64().ceil() as u64;
+        md.insert(RETRY_AFTER_KEY, MetadataValue::from(secs));
+    }
+    status
+}
+
+/// Decodes a status from another Vectron service (or infers what it can from a plain
+/// gRPC status, e.g. a transport failure).
+pub fn from_status(status: &tonic::Status) -> WireError {
+    let md = status.metadata();
+    let code = md.get(CODE_KEY).and_then(|v| v.to_str().ok()).and_then(ErrorCode::from_str_name).unwrap_or(
+        match status.code() {
+            tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
+            tonic::Code::NotFound => ErrorCode::NotFound,
+            tonic::Code::AlreadyExists => ErrorCode::AlreadyExists,
+            tonic::Code::Unauthenticated => ErrorCode::Unauthenticated,
+            tonic::Code::PermissionDenied => ErrorCode::PermissionDenied,
+            tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
+            tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+            tonic::Code::Unavailable => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        },
+    );
+    let retryable = match md.get(RETRYABLE_KEY).and_then(|v| v.to_str().ok()) {
+        Some(v) => v == "true",
+        None => matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded),
+    };
+    let retry_after =
+        md.get(RETRY_AFTER_KEY).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()).map(Duration::from_secs);
+    WireError { code, message: status.message().to_owned(), retryable, retry_after }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_a_status() {
+        for raw in 0..64 {
+            let Ok(code) = ErrorCode::try_from(raw) else { continue };
+            let e = WireError::new(code, format!("message {raw}"), raw % 2 == 0)
+                .with_retry_after(Duration::from_millis(1500));
+            let back = from_status(&to_status(&e));
+            assert_eq!(back.code, code);
+            assert_eq!(back.message, e.message);
+            assert_eq!(back.retryable, e.retryable);
+            assert_eq!(back.retry_after, Some(Duration::from_secs(2)), "rounded up to whole seconds");
+            assert!((400..600).contains(&http_status(code)));
+        }
+    }
+
+    #[test]
+    fn plain_statuses_are_understood() {
+        let e = from_status(&tonic::Status::unavailable("connection refused"));
+        assert_eq!((e.code, e.retryable), (ErrorCode::Unavailable, true));
+        let e = from_status(&tonic::Status::invalid_argument("bad"));
+        assert_eq!((e.code, e.retryable), (ErrorCode::InvalidArgument, false));
+    }
+
+    #[test]
+    fn well_known_mappings() {
+        assert_eq!(
+            (grpc_code(ErrorCode::CollectionNotFound), http_status(ErrorCode::CollectionNotFound)),
+            (tonic::Code::NotFound, 404)
+        );
+        assert_eq!(
+            (grpc_code(ErrorCode::DimensionMismatch), http_status(ErrorCode::DimensionMismatch)),
+            (tonic::Code::InvalidArgument, 400)
+        );
+        assert_eq!(http_status(ErrorCode::ResourceExhausted), 429);
+        assert_eq!(http_status(ErrorCode::Unauthenticated), 401);
+        assert_eq!(http_status(ErrorCode::PermissionDenied), 403);
+    }
+}
