@@ -164,6 +164,13 @@ mod tokens {
     fn short_secrets_are_refused() {
         assert!(matches!(SigningKey::new("k1", b"too short"), Err(AuthError::InvalidArgument { .. })));
         assert!(SigningKey::new("k1", &[7u8; 32]).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt-secret");
+        std::fs::write(&path, format!("{}\n", "s".repeat(31))).unwrap();
+        assert!(SigningKey::from_file("k1", &path).is_err(), "31 bytes plus a newline is still 31");
+        std::fs::write(&path, format!("{}\n", "s".repeat(32))).unwrap();
+        assert!(SigningKey::from_file("k1", &path).is_ok());
+        assert!(SigningKey::from_file("k1", &dir.path().join("missing")).is_err());
     }
 
     #[tokio::test]
