@@ -14,6 +14,10 @@
 //! re-inserted and points gone from RocksDB are tombstoned, so a stale or missing file
 //! costs time, never correctness. A file that fails its checksum is ignored.
 //!
+//! Rebuilds: when tombstones pass the configured share, a fresh graph of the live points
+//! is built on a background thread; writes meanwhile are journaled (by id) and replayed
+//! into it before it replaces the live state, so neither writes nor searches stall.
+//!
 //! Search planning: a filter is first turned into a candidate bitmap by the payload
 //! indexes (refined with the direct evaluator when some condition is not indexed).
 //! Small candidate sets are scanned exactly; larger ones run filtered HNSW, which falls
@@ -161,6 +165,17 @@ pub struct Shard {
 struct WriterState {
     applied: u64,
     writes_since_persist: u64,
+    /// A graph rebuild running in the background, if any.
+    rebuild: Option<RebuildJob>,
+}
+
+/// A rebuild running on its own thread from a snapshot of the live points. Writes go on
+/// meanwhile; the ids they touch are replayed into the fresh state before it is swapped
+/// in, so the swap loses nothing.
+struct RebuildJob {
+    handle: std::thread::JoinHandle<Result<State>>,
+    /// Points upserted or deleted since the snapshot.
+    touched: Vec<PointId>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -204,7 +219,7 @@ impl Shard {
             graph_path,
             state: RwLock::new(state),
             published: AtomicU32::new(published),
-            write_lock: Mutex::new(WriterState { applied, writes_since_persist: reconciled as u64 }),
+            write_lock: Mutex::new(WriterState { applied, writes_since_persist: reconciled as u64, rebuild: None }),
         })
     }
 
@@ -270,21 +285,30 @@ impl Shard {
         if index <= writer.applied {
             return Ok(WriteOutcome { affected: 0, applied: false });
         }
-        let affected = match op {
-            WriteOp::Upsert(points) => self.apply_upsert(index, points)?,
+        let journal = writer.rebuild.is_some();
+        let (affected, touched) = match op {
+            WriteOp::Upsert(points) => {
+                let touched = if journal { points.iter().map(|p| p.id.clone()).collect() } else { Vec::new() };
+                (self.apply_upsert(index, points)?, touched)
+            }
             WriteOp::Delete(ids) => {
                 ids.iter().try_for_each(PointId::validate)?;
-                self.apply_delete(index, ids)?
+                let touched = if journal { ids.clone() } else { Vec::new() };
+                (self.apply_delete(index, ids)?, touched)
             }
             WriteOp::DeleteByFilter(filter) => {
                 filter.validate()?;
                 let ids = self.matching_ids(&filter)?;
-                self.apply_delete(index, ids)?
+                let touched = if journal { ids.clone() } else { Vec::new() };
+                (self.apply_delete(index, ids)?, touched)
             }
         };
         writer.applied = index;
         writer.writes_since_persist += affected as u64;
-        self.maybe_rebuild()?;
+        if let Some(job) = &mut writer.rebuild {
+            job.touched.extend(touched);
+        }
+        self.advance_rebuild(&mut writer, false)?;
         if writer.writes_since_persist >= self.config.tuning.persist_every_writes {
             self.save_graph(writer.applied)?;
             writer.writes_since_persist = 0;
@@ -354,25 +378,80 @@ impl Shard {
         Ok(present.into_iter().filter(|id| state.remove(id)).count())
     }
 
-    /// Rebuilds the graph from live points once tombstones pass the configured share.
-    fn maybe_rebuild(&self) -> Result<()> {
-        let (deleted, total) = {
-            let s = self.state.read();
-            (s.index.deleted_count(), s.index.len())
-        };
-        if total == 0 || deleted < 1000 || (deleted as f64) < self.config.tuning.rebuild_deleted_fraction * total as f64
-        {
+    /// Starts a background rebuild once tombstones pass the configured share, and
+    /// swaps in a finished one (waiting for it if `wait`). Called by writers.
+    fn advance_rebuild(&self, writer: &mut WriterState, wait: bool) -> Result<()> {
+        if let Some(job) = &writer.rebuild {
+            if wait || job.handle.is_finished() {
+                let job = writer.rebuild.take().expect("checked above");
+                let fresh = job.handle.join().map_err(|_| EngineError::Corruption {
+                    what: "graph rebuild",
+                    reason: "the rebuild thread panicked".into(),
+                })??;
+                self.swap_in_rebuilt(fresh, job.touched)?;
+            }
             return Ok(());
         }
-        tracing::info!(shard = self.id.0, deleted, total, "rebuilding graph");
-        let fresh = {
-            let state = self.state.read();
-            rebuild_state(&self.config, &state, &self.store)?
+        let (snapshot, old_index) = {
+            let s = self.state.read();
+            let (deleted, total) = (s.index.deleted_count(), s.index.len());
+            let threshold = self.config.tuning.rebuild_deleted_fraction * total as f64;
+            if total == 0 || deleted < 1000 || (deleted as f64) < threshold {
+                return Ok(());
+            }
+            tracing::info!(shard = self.id.0, deleted, total, "rebuilding graph in the background");
+            let live: Vec<(u32, PointId, u64)> =
+                s.live.iter().filter_map(|i| s.nodes[i as usize].as_ref().map(|(p, v)| (i, p.clone(), *v))).collect();
+            (live, s.index.clone())
         };
+        let (config, store) = (self.config.clone(), self.store.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("rebuild-shard-{}", self.id.0))
+            .spawn(move || rebuild_state(&config, &old_index, &snapshot, &store))
+            .map_err(|e| EngineError::Io { path: "rebuild thread".into(), source: e })?;
+        writer.rebuild = Some(RebuildJob { handle, touched: Vec::new() });
+        Ok(())
+    }
+
+    /// Replays the points written during a rebuild into its fresh state (taking their
+    /// current version from the live state) and makes it the live state. The caller
+    /// holds the write lock, so nothing changes meanwhile.
+    fn swap_in_rebuilt(&self, mut fresh: State, mut touched: Vec<PointId>) -> Result<()> {
+        touched.sort_unstable();
+        touched.dedup();
+        {
+            let current = self.state.read();
+            for chunk in touched.chunks(1024) {
+                let ids: Vec<&PointId> = chunk.iter().collect();
+                let payloads = self.store.get_payloads(&ids)?;
+                for (id, payload) in chunk.iter().zip(payloads) {
+                    fresh.remove(id);
+                    let Some(&old) = current.ids.get(id) else { continue };
+                    let version = current.nodes[old as usize].as_ref().map_or(0, |(_, v)| *v);
+                    let vector = current.index.get_vector(old).ok_or(EngineError::Corruption {
+                        what: "shard state",
+                        reason: format!("live node {old} missing from graph"),
+                    })?;
+                    let internal = fresh.nodes.len() as u32;
+                    fresh.index.insert(internal, &vector)?;
+                    fresh.ids.insert(id.clone(), internal);
+                    fresh.nodes.push(Some((id.clone(), version)));
+                    fresh.live.insert(internal);
+                    fresh.payload_index.add(internal, payload.as_ref());
+                }
+            }
+        }
         let mut state = self.state.write();
         *state = fresh;
         self.published.store(state.nodes.len() as u32, Ordering::Release);
+        tracing::info!(shard = self.id.0, replayed = touched.len(), "rebuilt graph swapped in");
         Ok(())
+    }
+
+    /// Waits for a background rebuild, if one runs, and swaps it in.
+    pub fn complete_pending_rebuild(&self) -> Result<()> {
+        let mut writer = self.write_lock.lock();
+        self.advance_rebuild(&mut writer, true)
     }
 
     // ---- reads ----
@@ -590,6 +669,9 @@ impl Shard {
     /// Saves the graph so the next open need not rebuild it.
     pub fn persist(&self) -> Result<()> {
         let mut writer = self.write_lock.lock();
+        if writer.rebuild.as_ref().is_some_and(|j| j.handle.is_finished()) {
+            self.advance_rebuild(&mut writer, true)?;
+        }
         self.save_graph(writer.applied)?;
         writer.writes_since_persist = 0;
         Ok(())
@@ -615,7 +697,12 @@ impl Shard {
 
 impl Drop for Shard {
     fn drop(&mut self) {
-        let writer = self.write_lock.lock();
+        let mut writer = self.write_lock.lock();
+        // Let a background rebuild finish (it holds the store); the graph saved below
+        // is the live one, and the next open reconciles it either way.
+        if let Some(job) = writer.rebuild.take() {
+            let _ = job.handle.join();
+        }
         if writer.writes_since_persist > 0
             && let Err(e) = self.save_graph(writer.applied)
         {
@@ -772,14 +859,18 @@ fn load_state(store: &RocksPointStore, config: &ShardConfig, graph_path: &Path) 
     Ok((state, reconciled))
 }
 
-/// A fresh state holding only the live points of `old`, densely renumbered.
-fn rebuild_state(config: &ShardConfig, old: &State, store: &RocksPointStore) -> Result<State> {
-    let mut fresh = State::empty(config, old.live.len() as usize);
-    let live: Vec<(u32, PointId, u64)> =
-        old.live.iter().filter_map(|i| old.nodes[i as usize].as_ref().map(|(p, v)| (i, p.clone(), *v))).collect();
+/// A fresh state holding the `live` points `(old internal id, id, version)` of
+/// `old_index`, densely renumbered, with payloads read from the store.
+fn rebuild_state(
+    config: &ShardConfig,
+    old_index: &Hnsw,
+    live: &[(u32, PointId, u64)],
+    store: &RocksPointStore,
+) -> Result<State> {
+    let mut fresh = State::empty(config, live.len());
     let index = &fresh.index;
     live.par_iter().enumerate().try_for_each(|(new, (oldi, _, _))| {
-        let v = old.index.get_vector(*oldi).ok_or(EngineError::Corruption {
+        let v = old_index.get_vector(*oldi).ok_or(EngineError::Corruption {
             what: "shard state",
             reason: format!("live node {oldi} missing from graph"),
         })?;
