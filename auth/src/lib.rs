@@ -12,11 +12,14 @@
 //! - [`throttle`]: failed-login throttling per user and per source address.
 //! - [`service`]: the `vectron.v1.AuthService` gRPC service, its server, and the
 //!   first-start admin.
+//! - [`client`]: the gateway's side: a caching client of the auth service and
+//!   per-key / per-user token-bucket rate limits.
 //! - [`error`]: the crate's error type, `AuthError`.
 //!
 //! Not built yet (issue "Auth service on etcd, and access control on every route"): the
-//! `vectron auth` subcommand and config, the HTTP routes, and the gateway layer.
+//! `vectron auth` subcommand and config, the HTTP routes, and the gateway's tower layer.
 
+pub mod client;
 pub mod error;
 pub mod keys;
 pub mod service;

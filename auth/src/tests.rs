@@ -473,3 +473,86 @@ mod grpc {
         login(c, "admin", &password).await.unwrap();
     }
 }
+
+mod gateway_side {
+    use std::num::NonZeroU32;
+    use std::time::Duration;
+
+    use vectron_proto::v1 as pb;
+    use vectron_proto::v1::auth_service_client::AuthServiceClient;
+
+    use super::*;
+    use crate::client::{AuthClient, Credential, Grant, RateLimits};
+    use crate::service::{AuthConfig, AuthGrpc, bootstrap_admin, serve};
+    use crate::tokens::{SigningKey, TokenConfig};
+
+    /// An auth server on loopback; returns its channel and the admin's API key.
+    async fn must_serve() -> (tempfile::TempDir, tonic::transport::Channel, String, tokio::sync::oneshot::Sender<()>) {
+        let (dir, store) = embedded();
+        bootstrap_admin(store.clone(), "admin", Some("admin password")).await.unwrap();
+        let key = ApiKeys::new(store.clone())
+            .create(KeySpec {
+                owner: "admin".into(),
+                scope: Scope::Admin,
+                collections: None,
+                rate_limit_per_sec: Some(5),
+            })
+            .await
+            .unwrap();
+        let service =
+            AuthGrpc::new(store, TokenConfig::new(SigningKey::new("k1", &[1u8; 32]).unwrap()), AuthConfig::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(listener, service, async {
+            let _ = stopped.await;
+        }));
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+        (dir, channel, key.key, stop)
+    }
+
+    #[tokio::test]
+    async fn revoked_keys_stop_working_within_the_cache_ttl() {
+        let (_dir, channel, key, _stop) = must_serve().await;
+        let client = AuthClient::new(channel.clone(), Duration::from_millis(500));
+        let cred = Credential::ApiKey(key.clone());
+        let grant = client.authenticate(&cred).await.unwrap();
+        assert_eq!(
+            (grant.access.principal.as_str(), grant.access.scope, grant.rate_limit_per_sec),
+            ("admin", Scope::Admin, Some(5))
+        );
+        let key_id = grant.key_id.clone().unwrap();
+        let mut admin = AuthServiceClient::new(channel);
+        let mut req = tonic::Request::new(pb::RevokeApiKeyRequest { key_id });
+        req.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        admin.revoke_api_key(req).await.unwrap();
+        // Within the TTL the cached grant may still pass; after it, never.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let e = client.authenticate(&cred).await.unwrap_err();
+        assert_eq!(e.code, pb::ErrorCode::Unauthenticated);
+        let e = client.authenticate(&Credential::Bearer("not a token".into())).await.unwrap_err();
+        assert_eq!(e.code, pb::ErrorCode::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn rate_limits_refuse_with_a_wait_and_recover() {
+        let limits = RateLimits::new(NonZeroU32::new(100).unwrap());
+        let grant = |key: Option<&str>, limit| Grant {
+            access: Access { principal: "u".into(), scope: Scope::Read, collections: None },
+            rate_limit_per_sec: limit,
+            key_id: key.map(String::from),
+        };
+        let key = grant(Some("k1"), Some(5));
+        for i in 0..5 {
+            assert!(limits.check(&key).is_ok(), "request {i} within the burst");
+        }
+        let wait = limits.check(&key).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200), "{wait:?}");
+        // Another key and the user's own bucket are separate.
+        assert!(limits.check(&grant(Some("k2"), Some(5))).is_ok());
+        assert!(limits.check(&grant(None, None)).is_ok());
+        tokio::time::sleep(wait + Duration::from_millis(20)).await;
+        assert!(limits.check(&key).is_ok(), "recovers after the hinted wait");
+    }
+}
