@@ -49,13 +49,15 @@ impl Grant {
 /// Most cached grants; past it, expired ones are dropped, then all.
 const MAX_CACHED: usize = 50_000;
 
+/// Credential fingerprint (SHA-256) → the grant and until when it may be reused.
+type GrantCache = HashMap<[u8; 32], (Grant, Instant)>;
+
 /// A caching client of the auth service.
 #[derive(Debug, Clone)]
 pub struct AuthClient {
     client: AuthServiceClient<Channel>,
     ttl: Duration,
-    /// SHA-256 of the credential → the grant and until when it may be used.
-    cache: Arc<Mutex<HashMap<[u8; 32], (Grant, Instant)>>>,
+    cache: Arc<Mutex<GrantCache>>,
 }
 
 fn scope_from_pb(raw: i32) -> Option<Scope> {
