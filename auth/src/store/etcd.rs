@@ -42,6 +42,20 @@ fn version_of(rev: i64, key: &str) -> Result<u64> {
     u64::try_from(rev).map_err(|_| AuthError::Corruption { key: key.to_owned(), reason: format!("revision {rev}") })
 }
 
+impl EtcdStore {
+    /// Puts `value` at `key` in one transaction if `guard` holds; returns the new
+    /// version, or `None` if the guard failed.
+    async fn put_if(&self, key: &str, guard: Compare, value: Vec<u8>) -> Result<Option<u64>> {
+        let txn = Txn::new().when(vec![guard]).and_then(vec![TxnOp::put(self.full(key), value, None)]);
+        let resp = self.client.clone().txn(txn).await?;
+        if !resp.succeeded() {
+            return Ok(None);
+        }
+        let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
+        version_of(rev, key).map(Some)
+    }
+}
+
 #[async_trait::async_trait]
 impl KvStore for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>> {
@@ -56,29 +70,13 @@ impl KvStore for EtcdStore {
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<Option<u64>> {
         let full = self.full(key);
-        let txn = Txn::new()
-            .when(vec![Compare::version(full.clone(), CompareOp::Equal, 0)])
-            .and_then(vec![TxnOp::put(full, value, None)]);
-        let resp = self.client.clone().txn(txn).await?;
-        if !resp.succeeded() {
-            return Ok(None);
-        }
-        let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
-        version_of(rev, key).map(Some)
+        self.put_if(key, Compare::version(full, CompareOp::Equal, 0), value).await
     }
 
     async fn update(&self, key: &str, expected: u64, value: Vec<u8>) -> Result<Option<u64>> {
         let full = self.full(key);
         let expected = i64::try_from(expected).map_err(|_| AuthError::InvalidArgument { reason: "version".into() })?;
-        let txn = Txn::new()
-            .when(vec![Compare::mod_revision(full.clone(), CompareOp::Equal, expected)])
-            .and_then(vec![TxnOp::put(full, value, None)]);
-        let resp = self.client.clone().txn(txn).await?;
-        if !resp.succeeded() {
-            return Ok(None);
-        }
-        let rev = resp.header().map(|h| h.revision()).unwrap_or_default();
-        version_of(rev, key).map(Some)
+        self.put_if(key, Compare::mod_revision(full, CompareOp::Equal, expected), value).await
     }
 
     async fn delete(&self, key: &str, expected: u64) -> Result<bool> {
