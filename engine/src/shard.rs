@@ -20,8 +20,9 @@
 //!
 //! Search planning: a filter is first turned into a candidate bitmap by the payload
 //! indexes (refined with the direct evaluator when some condition is not indexed).
-//! Small candidate sets are scanned exactly; larger ones run filtered HNSW, which falls
-//! back to the exact scan if it finds fewer than `top_k` hits.
+//! A cost model picks the plan (`Tuning::exact_scan_cost_factor`): an exact scan of the
+//! candidates when cheaper, else filtered HNSW, which falls back to the exact scan if it
+//! finds fewer than `top_k` hits.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -604,11 +605,10 @@ impl Shard {
             let (found, plan) = match &candidates {
                 None => (state.index.search(&query, k, ef, |id| id < published), SearchPlan::Hnsw),
                 Some(c) => {
-                    let live = state.live.len().max(1) as f64;
-                    let small = c.len() as usize <= self.config.tuning.exact_scan_max_candidates
-                        && (c.len() as f64 / live) <= self.config.tuning.exact_scan_max_fraction;
+                    let (n, live) = (c.len() as f64, state.live.len() as f64);
+                    let cheaper = n * n <= self.config.tuning.exact_scan_cost_factor * ef as f64 * live;
                     let tiny = c.len() as usize <= k.max(64);
-                    if small || tiny {
+                    if cheaper || tiny {
                         (exact_scan(&state.index, &query, c, k), SearchPlan::ExactScan)
                     } else {
                         let hits = state.index.search(&query, k, ef, |id| id < published && c.contains(id));

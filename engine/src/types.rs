@@ -236,11 +236,11 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Tuning {
-    /// A filtered search whose candidate set is at most this many points scans them
-    /// exactly instead of walking the graph.
-    pub exact_scan_max_candidates: usize,
-    /// Same, as a fraction of the live points: below it, exact scan.
-    pub exact_scan_max_fraction: f64,
+    /// Planner cost model: a filtered search scans its `c` candidates exactly when
+    /// `c² ≤ factor · ef · live points`. Filtered HNSW costs about `ef / selectivity`
+    /// graph steps and an exact scan `c` sequential distances; measured here, a step
+    /// costs ~20 sequential distances (`vectron-bench engine --filter-selectivity`).
+    pub exact_scan_cost_factor: f64,
     /// Rebuild the graph when this fraction of its nodes are tombstones.
     pub rebuild_deleted_fraction: f64,
     /// Save the graph file after this many applied writes since the last save (it is
@@ -250,12 +250,7 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning {
-            exact_scan_max_candidates: 20_000,
-            exact_scan_max_fraction: 0.05,
-            rebuild_deleted_fraction: 0.25,
-            persist_every_writes: 100_000,
-        }
+        Tuning { exact_scan_cost_factor: 20.0, rebuild_deleted_fraction: 0.25, persist_every_writes: 100_000 }
     }
 }
 

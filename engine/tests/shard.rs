@@ -154,7 +154,7 @@ proptest! {
     fn exact_filtered_search_matches_oracle(filter in arb_filter(), seed in 0u64..1000, k in 1usize..20) {
         let fx = Fixture::new();
         let mut cfg = config(8, Distance::Euclid);
-        cfg.tuning = Tuning { exact_scan_max_candidates: 1_000_000, exact_scan_max_fraction: 1.0, ..Tuning::default() };
+        cfg.tuning = Tuning { exact_scan_cost_factor: 1e12, ..Tuning::default() };
         let shard = fx.must_create(cfg);
         let points = random_points(300, 8, seed);
         shard.upsert(points.clone()).unwrap();
@@ -188,7 +188,10 @@ proptest! {
 #[test]
 fn filtered_hnsw_keeps_recall_and_falls_back_when_starved() {
     let fx = Fixture::new();
-    let shard = fx.must_create(config(16, Distance::Euclid));
+    let mut cfg = config(16, Distance::Euclid);
+    // Make the graph look cheap so a 1-in-3 filter takes the filtered-HNSW path.
+    cfg.tuning.exact_scan_cost_factor = 1.0;
+    let shard = fx.must_create(cfg);
     let points = random_points(6000, 16, 3);
     shard.upsert(points.clone()).unwrap();
     let model: BTreeMap<PointId, Point> = points.into_iter().map(|p| (p.id.clone(), p)).collect();
