@@ -350,12 +350,14 @@ impl Shard {
 
         // Insert into the graph under the read lock (searches continue), invisible
         // until published below.
-        let first = self.state.read().nodes.len() as u32;
-        {
+        // Writers are serialised, so `first` stays the next free id until we publish.
+        let first = {
             let state = self.state.read();
+            let first = state.nodes.len() as u32;
             let index_ref = &state.index;
             winners.par_iter().enumerate().try_for_each(|(i, p)| index_ref.insert(first + i as u32, &p.vector))?;
-        }
+            first
+        };
         let mut state = self.state.write();
         for (i, p) in winners.iter().enumerate() {
             let internal = first + i as u32;
@@ -491,16 +493,14 @@ impl Shard {
 
     /// Live points matching `filter`, as internal ids.
     fn matching_bitmap(&self, filter: &Filter) -> Result<RoaringBitmap> {
-        let (candidates, nodes_of) = {
+        let nodes_of: Vec<(u32, PointId)> = {
             let state = self.state.read();
             let resolve = |id: &PointId| state.ids.get(id).copied();
             let c = state.payload_index.candidates(filter, &state.live, &resolve);
             if c.exact {
                 return Ok(c.ids);
             }
-            let nodes: Vec<(u32, PointId)> =
-                c.ids.iter().filter_map(|i| state.nodes[i as usize].as_ref().map(|(p, _)| (i, p.clone()))).collect();
-            (c.ids, nodes)
+            c.ids.iter().filter_map(|i| state.nodes[i as usize].as_ref().map(|(p, _)| (i, p.clone()))).collect()
         };
         // Some condition is not indexed: check the candidates' payloads directly.
         let mut out = RoaringBitmap::new();
@@ -513,7 +513,6 @@ impl Shard {
                 }
             }
         }
-        debug_assert!(out.is_subset(&candidates));
         Ok(out)
     }
 
