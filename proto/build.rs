@@ -1,7 +1,14 @@
 //! Generates the Rust code for every .proto under proto/ with tonic's codegen.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/vectron/v1/common.proto", "proto/vectron/v1/vectron.proto", "proto/vectron/v1/auth.proto"];
+    let protos = [
+        "proto/vectron/v1/common.proto",
+        "proto/vectron/v1/vectron.proto",
+        "proto/vectron/v1/auth.proto",
+        "proto/vectron/internal/v1/raft.proto",
+        "proto/vectron/internal/v1/placement.proto",
+        "proto/vectron/internal/v1/worker.proto",
+    ];
     tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -4,7 +4,10 @@
 //!
 //! - `vectron-error-code`: the `ErrorCode` name, e.g. `DIMENSION_MISMATCH`;
 //! - `vectron-retryable`: `true` or `false`;
-//! - `retry-after`: seconds to wait, when the server knows (rate limits, throttling).
+//! - `retry-after`: seconds to wait, when the server knows (rate limits, throttling);
+//! - `vectron-leader` / `vectron-leader-addr`: the node id and address of the leader a
+//!   NOT_LEADER answer points at, when known;
+//! - `vectron-epoch`: the routing epoch the server holds (with STALE_EPOCH and friends).
 
 use std::time::Duration;
 
@@ -14,6 +17,9 @@ use vectron_proto::v1::ErrorCode;
 pub const CODE_KEY: &str = "vectron-error-code";
 pub const RETRYABLE_KEY: &str = "vectron-retryable";
 pub const RETRY_AFTER_KEY: &str = "retry-after";
+pub const LEADER_KEY: &str = "vectron-leader";
+pub const LEADER_ADDR_KEY: &str = "vectron-leader-addr";
+pub const EPOCH_KEY: &str = "vectron-epoch";
 
 /// An error as it travels between services and to clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,11 +28,43 @@ pub struct WireError {
     pub message: String,
     pub retryable: bool,
     pub retry_after: Option<Duration>,
+    /// Routing data: where the leader is, as far as the server knows.
+    pub leader: Option<LeaderHint>,
+    /// The routing epoch the server holds.
+    pub epoch: Option<u64>,
+}
+
+/// A leader's node id and, when known, its address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    pub id: u64,
+    pub address: Option<String>,
+}
+
+impl From<&vectron_engine::EngineError> for WireError {
+    fn from(e: &vectron_engine::EngineError) -> Self {
+        WireError::new(e.code(), e.to_string(), e.is_retryable())
+    }
 }
 
 impl WireError {
     pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> WireError {
-        WireError { code, message: message.into(), retryable, retry_after: None }
+        WireError { code, message: message.into(), retryable, retry_after: None, leader: None, epoch: None }
+    }
+
+    /// NOT_LEADER, pointing at `leader` when known.
+    pub fn not_leader(message: impl Into<String>, leader: Option<LeaderHint>) -> WireError {
+        WireError { leader, ..WireError::new(ErrorCode::NotLeader, message, true) }
+    }
+
+    /// A typed status for this error.
+    pub fn to_status(&self) -> tonic::Status {
+        to_status(self)
+    }
+
+    pub fn with_epoch(mut self, epoch: u64) -> WireError {
+        self.epoch = Some(epoch);
+        self
     }
 
     pub fn with_retry_after(mut self, after: Duration) -> WireError {
@@ -48,7 +86,9 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidPointId => Code::InvalidArgument,
         ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => Code::NotFound,
         ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists => Code::AlreadyExists,
-        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::Conflict => Code::Aborted,
+        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::ShardNotHosted | ErrorCode::Conflict => {
+            Code::Aborted
+        }
         ErrorCode::Unavailable => Code::Unavailable,
         ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorCode::ResourceExhausted => Code::ResourceExhausted,
@@ -70,7 +110,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidPointId => 400,
         ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => 404,
         ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
-        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::Unavailable => 503,
+        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::ShardNotHosted | ErrorCode::Unavailable => 503,
         ErrorCode::DeadlineExceeded => 504,
         ErrorCode::ResourceExhausted => 429,
         ErrorCode::Unauthenticated | ErrorCode::TokenExpired => 401,
@@ -87,6 +127,15 @@ pub fn to_status(e: &WireError) -> tonic::Status {
     if let Some(after) = e.retry_after {
         let secs = after.as_secs_f64().ceil() as u64;
         md.insert(RETRY_AFTER_KEY, MetadataValue::from(secs));
+    }
+    if let Some(leader) = &e.leader {
+        md.insert(LEADER_KEY, MetadataValue::from(leader.id));
+        if let Some(addr) = leader.address.as_deref().and_then(|a| MetadataValue::try_from(a).ok()) {
+            md.insert(LEADER_ADDR_KEY, addr);
+        }
+    }
+    if let Some(epoch) = e.epoch {
+        md.insert(EPOCH_KEY, MetadataValue::from(epoch));
     }
     status
 }
@@ -114,7 +163,12 @@ pub fn from_status(status: &tonic::Status) -> WireError {
     };
     let retry_after =
         md.get(RETRY_AFTER_KEY).and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()).map(Duration::from_secs);
-    WireError { code, message: status.message().to_owned(), retryable, retry_after }
+    let text = |key: &str| md.get(key).and_then(|v| v.to_str().ok());
+    let leader = text(LEADER_KEY)
+        .and_then(|s| s.parse().ok())
+        .map(|id| LeaderHint { id, address: text(LEADER_ADDR_KEY).map(str::to_owned) });
+    let epoch = text(EPOCH_KEY).and_then(|s| s.parse().ok());
+    WireError { code, message: status.message().to_owned(), retryable, retry_after, leader, epoch }
 }
 
 #[cfg(test)]
@@ -125,10 +179,14 @@ mod tests {
     fn every_code_round_trips_through_a_status() {
         for raw in 0..64 {
             let Ok(code) = ErrorCode::try_from(raw) else { continue };
-            let e = WireError::new(code, format!("message {raw}"), raw % 2 == 0)
-                .with_retry_after(Duration::from_millis(1500));
+            let mut e = WireError::new(code, format!("message {raw}"), raw % 2 == 0)
+                .with_retry_after(Duration::from_millis(1500))
+                .with_epoch(raw as u64 + 7);
+            e.leader = Some(LeaderHint { id: 3, address: (raw % 3 == 0).then(|| "127.0.0.1:9090".into()) });
             let back = from_status(&to_status(&e));
             assert_eq!(back.code, code);
+            assert_eq!(back.leader, e.leader);
+            assert_eq!(back.epoch, e.epoch);
             assert_eq!(back.message, e.message);
             assert_eq!(back.retryable, e.retryable);
             assert_eq!(back.retry_after, Some(Duration::from_secs(2)), "rounded up to whole seconds");

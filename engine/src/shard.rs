@@ -317,6 +317,29 @@ impl Shard {
         Ok(WriteOutcome { affected, applied: true })
     }
 
+    /// Writes one chunk of a replica snapshot being restored at log index `index`:
+    /// like an upsert at `index`, except that several chunks share the index (a
+    /// snapshot holds more points than one batch). Only for a shard created empty to
+    /// receive the snapshot; the applied index becomes `index`. An empty chunk just
+    /// records the index.
+    pub fn restore_chunk(&self, index: u64, points: Vec<Point>) -> Result<usize> {
+        let mut writer = self.write_lock.lock();
+        if index < writer.applied {
+            return Err(EngineError::InvalidArgument {
+                reason: format!("restoring at index {index}, below the applied index {}", writer.applied),
+            });
+        }
+        let affected = if points.is_empty() {
+            self.store.apply(index, &WriteSet::default())?;
+            0
+        } else {
+            self.apply_upsert(index, points)?
+        };
+        writer.applied = index;
+        writer.writes_since_persist += affected as u64;
+        Ok(affected)
+    }
+
     fn apply_upsert(&self, index: u64, mut points: Vec<Point>) -> Result<usize> {
         if points.is_empty() {
             return Err(EngineError::InvalidArgument { reason: "upsert batch is empty".into() });
@@ -743,6 +766,18 @@ impl Ord for OrdDist {
 }
 
 /// Checks a vector against the shard and normalises it for cosine.
+/// Checks one point as an upsert would (id, dimension, finite values, payload size and
+/// depth), normalising a cosine vector in place. Lets a caller that splits a batch
+/// across shards refuse it whole before any shard writes.
+pub fn validate_point(config: &ShardConfig, p: &mut Point) -> Result<()> {
+    p.id.validate()?;
+    validate_vector(config, &mut p.vector)?;
+    if let Some(payload) = &p.payload {
+        validate_payload(payload, config.limits.max_payload_bytes, config.limits.max_payload_depth)?;
+    }
+    Ok(())
+}
+
 fn validate_vector(config: &ShardConfig, v: &mut [f32]) -> Result<()> {
     if v.is_empty() {
         return Err(EngineError::InvalidVector { reason: "vector is empty".into() });

@@ -1,4 +1,74 @@
-//! The gateway: the public gRPC (`vectron.v1.VectronService`) and HTTP/JSON API, auth
-//! layer, routing, fan-out and merge.
+//! The gateway: the public gRPC (`vectron.v1.VectronService`) and HTTP/JSON API, routing
+//! through the placement driver's table, fan-out and merge.
 //!
-//! Empty until the cluster issue fills it.
+//! Layout:
+//! - [`routing`]: the cached routing table and retrying calls to shard replicas.
+//! - [`api`]: the operations, shared by both transports.
+//! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`.
+//! - [`admin`]: health, admin views, alerts, Prometheus metrics.
+
+pub mod admin;
+pub mod api;
+pub mod grpc;
+pub mod http;
+pub mod routing;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use vectron_common::placement_client::PlacementClient;
+use vectron_proto::v1::vectron_service_server::VectronServiceServer;
+
+pub use api::{Api, ApiConfig};
+
+/// Largest gRPC message the gateway accepts.
+pub const MAX_GRPC_MESSAGE_BYTES: usize = 128 << 20;
+
+/// The gateway's shared state.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub api: Api,
+    pub metrics: Arc<admin::Metrics>,
+}
+
+impl Gateway {
+    /// A gateway routing through the placement driver at `placement`.
+    pub fn new(placement: Vec<String>, config: ApiConfig) -> Gateway {
+        let router = Arc::new(routing::Router::new(PlacementClient::new(placement)));
+        Gateway { api: Api::new(router, config), metrics: Arc::new(admin::Metrics::new()) }
+    }
+
+    /// The HTTP application.
+    pub fn http_app(&self) -> axum::Router {
+        http::router(self.api.clone(), admin::Admin::new(self.api.clone(), self.metrics.clone()))
+    }
+
+    /// Serves HTTP on `listener` until `shutdown`.
+    pub async fn serve_http(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.http_app()).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Serves gRPC (the public service and the standard health service) on `listener`
+    /// until `shutdown`.
+    pub async fn serve_grpc(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<VectronServiceServer<grpc::VectronGrpc>>().await;
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(
+                VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone()))
+                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .await
+    }
+}

@@ -1,4 +1,20 @@
-//! The placement driver: an openraft group holding cluster metadata (workers,
-//! collections, shard map, epochs) and the scheduler that places and heals replicas.
+//! The placement driver: an openraft group holding the cluster's metadata (workers,
+//! collections, the shard map and its epoch, alerts) and the scheduler that places and
+//! heals replicas.
 //!
-//! Empty until the cluster issue fills it.
+//! Layout:
+//! - [`state`]: how commands change the [`ClusterState`](vectron_proto::internal::ClusterState);
+//!   pure, deterministic, unit-tested.
+//! - [`store`]: the Raft types and the RocksDB-persisted state machine.
+//! - [`node`]: a running placement node: Raft, leader checks, proposals, liveness.
+//! - [`scheduler`]: the leader's loop: down detection, replica replacement, alerts,
+//!   rebalancing.
+//! - [`service`]: the `Placement` gRPC service and [`service::serve`].
+
+pub mod node;
+pub mod scheduler;
+pub mod service;
+pub mod state;
+pub mod store;
+
+pub use node::{PlacementConfig, PlacementNode};

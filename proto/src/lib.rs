@@ -4,6 +4,8 @@
 //! - `proto/vectron/v1/common.proto`: ids, JSON values, filters, `ErrorCode`.
 //! - `proto/vectron/v1/vectron.proto`: the public `VectronService`.
 //! - `proto/vectron/v1/auth.proto`: the `AuthService` (users, API keys, tokens).
+//! - `proto/vectron/internal/v1/`: what services say to each other and clients never
+//!   see: the Raft transport, the placement driver, the worker's per-shard API.
 //!
 //! This crate holds the contract and nothing else: no conversions, no logic.
 
@@ -11,4 +13,15 @@
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("vectron.v1");
+}
+
+/// The `vectron.internal.v1` package: Raft transport, placement and worker services.
+#[allow(clippy::all, missing_docs)]
+pub mod internal {
+    // Nested like the package so that generated `super::super::v1` paths resolve.
+    #[allow(clippy::all, missing_docs)]
+    pub mod v1 {
+        tonic::include_proto!("vectron.internal.v1");
+    }
+    pub use v1::*;
 }

@@ -1,3 +1,449 @@
-//! The Rust client SDK over the public gRPC API (and later the `vectron` CLI).
+//! The Rust client of Vectron's public gRPC API.
 //!
-//! Empty until the cluster issue fills it.
+//! ```no_run
+//! # async fn demo() -> Result<(), vectron_sdk::Error> {
+//! use vectron_sdk::{Client, Collection, Distance, Point};
+//! let client = Client::connect("http://127.0.0.1:8081").await?;
+//! client.create_collection(Collection::new("docs", 3, Distance::Cosine)).await?;
+//! client.upsert("docs", vec![Point::new(1u64, vec![0.1, 0.2, 0.3])]).await?;
+//! let hits = client.search("docs", vec![0.1, 0.2, 0.3], 5).send().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Calls that fail with a retryable code (NOT_LEADER, UNAVAILABLE, RESOURCE_EXHAUSTED, …)
+//! are retried with exponential backoff (honouring `retry-after`) until the client's
+//! retry budget is spent; other errors come back at once as [`Error`] with the server's
+//! [`ErrorCode`].
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tonic::transport::{Channel, Endpoint};
+use vectron_common::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
+use vectron_common::status::{WireError, from_status};
+use vectron_proto::v1 as pb;
+use vectron_proto::v1::vectron_service_client::VectronServiceClient;
+
+pub use vectron_engine::{Distance, Filter, PointId};
+pub use vectron_proto::v1::{Consistency, ErrorCode};
+
+/// A failed call: the server's code, message and retry hint.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Self {
+        Error { code: e.code, message: e.message, retryable: e.retryable }
+    }
+}
+
+impl From<tonic::transport::Error> for Error {
+    fn from(e: tonic::transport::Error) -> Self {
+        Error { code: ErrorCode::Unavailable, message: e.to_string(), retryable: true }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A point to upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    pub payload: Option<Map<String, Value>>,
+}
+
+impl Point {
+    pub fn new(id: impl Into<PointId>, vector: Vec<f32>) -> Point {
+        Point { id: id.into(), vector, payload: None }
+    }
+
+    /// Sets the payload (a JSON object; anything else is ignored).
+    pub fn with_payload(mut self, payload: Value) -> Point {
+        self.payload = match payload {
+            Value::Object(m) => Some(m),
+            _ => None,
+        };
+        self
+    }
+
+    fn to_pb(&self) -> pb::Point {
+        pb::Point {
+            id: Some(point_id_to_pb(&self.id)),
+            vector: self.vector.clone(),
+            payload: self.payload.as_ref().map(struct_to_pb),
+        }
+    }
+}
+
+/// A point read back (vector and payload when asked for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: PointId,
+    pub vector: Option<Vec<f32>>,
+    pub payload: Option<Map<String, Value>>,
+}
+
+/// A search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: PointId,
+    pub score: f32,
+    pub vector: Option<Vec<f32>>,
+    pub payload: Option<Map<String, Value>>,
+}
+
+/// A search's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    pub hits: Vec<Hit>,
+    /// Some shard missed the deadline: `missing_shards` lists them.
+    pub partial: bool,
+    pub missing_shards: Vec<u64>,
+}
+
+/// A collection to create.
+#[derive(Debug, Clone)]
+pub struct Collection {
+    pub config: pb::CollectionConfig,
+}
+
+impl Collection {
+    pub fn new(name: &str, dimension: u32, distance: Distance) -> Collection {
+        Collection {
+            config: pb::CollectionConfig {
+                name: name.to_owned(),
+                dimension,
+                distance: vectron_common::convert::distance_to_pb(distance) as i32,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn shards(mut self, n: u32) -> Collection {
+        self.config.shard_count = n;
+        self
+    }
+
+    pub fn replication_factor(mut self, n: u32) -> Collection {
+        self.config.replication_factor = n;
+        self
+    }
+
+    pub fn hnsw(mut self, m: u32, ef_construction: u32) -> Collection {
+        self.config.hnsw = Some(pb::HnswConfig { m, ef_construction });
+        self
+    }
+
+    /// Indexes a payload field (`kind`: keyword, integer, float, bool).
+    pub fn index(mut self, key: &str, kind: pb::PayloadIndexKind) -> Collection {
+        self.config.payload_indexes.push(pb::PayloadIndex { key: key.to_owned(), kind: kind as i32 });
+        self
+    }
+}
+
+/// A client of one gateway.
+#[derive(Debug, Clone)]
+pub struct Client {
+    grpc: VectronServiceClient<Channel>,
+    /// How long a call keeps retrying retryable errors.
+    retry_budget: Duration,
+}
+
+fn decode_err(e: vectron_engine::EngineError) -> Error {
+    Error { code: ErrorCode::Internal, message: format!("undecodable answer: {e}"), retryable: false }
+}
+
+impl Client {
+    /// Connects to a gateway's gRPC endpoint, e.g. `http://127.0.0.1:8081`.
+    pub async fn connect(url: &str) -> Result<Client> {
+        let channel = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| Error { code: ErrorCode::InvalidArgument, message: e.to_string(), retryable: false })?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        Ok(Client::from_channel(channel))
+    }
+
+    /// A client over an existing channel (e.g. one created lazily).
+    pub fn from_channel(channel: Channel) -> Client {
+        Client {
+            grpc: VectronServiceClient::new(channel)
+                .max_decoding_message_size(128 << 20)
+                .max_encoding_message_size(128 << 20),
+            retry_budget: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets how long calls retry retryable errors (0: never retry).
+    pub fn with_retry_budget(mut self, budget: Duration) -> Client {
+        self.retry_budget = budget;
+        self
+    }
+
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(VectronServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.retry_budget;
+        let mut attempt = 0u32;
+        loop {
+            match op(self.grpc.clone()).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(status) => {
+                    let e = from_status(&status);
+                    if !e.retryable || Instant::now() >= deadline {
+                        return Err(e.into());
+                    }
+                    let backoff = Duration::from_millis(50u64 << attempt.min(5));
+                    let pause = e.retry_after.unwrap_or(backoff).min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    pub async fn create_collection(&self, c: Collection) -> Result<pb::CollectionConfig> {
+        let r = pb::CreateCollectionRequest { config: Some(c.config) };
+        let out = self
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.create_collection(r).await }
+            })
+            .await?;
+        Ok(out.config.unwrap_or_default())
+    }
+
+    pub async fn list_collections(&self) -> Result<Vec<pb::CollectionConfig>> {
+        Ok(self.call(|mut g| async move { g.list_collections(pb::ListCollectionsRequest {}).await }).await?.collections)
+    }
+
+    pub async fn delete_collection(&self, name: &str) -> Result<()> {
+        let r = pb::DeleteCollectionRequest { name: name.to_owned() };
+        self.call(|mut g| {
+            let r = r.clone();
+            async move { g.delete_collection(r).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn collection_status(&self, name: &str) -> Result<pb::GetCollectionStatusResponse> {
+        let r = pb::GetCollectionStatusRequest { name: name.to_owned() };
+        self.call(|mut g| {
+            let r = r.clone();
+            async move { g.get_collection_status(r).await }
+        })
+        .await
+    }
+
+    /// Upserts one batch (all or nothing; at most 10,000 points).
+    pub async fn upsert(&self, collection: &str, points: Vec<Point>) -> Result<u64> {
+        let r = pb::UpsertRequest {
+            collection: collection.to_owned(),
+            points: points.iter().map(Point::to_pb).collect(),
+            wait: None,
+        };
+        Ok(self
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.upsert(r).await }
+            })
+            .await?
+            .upserted)
+    }
+
+    /// Upserts many points in batches of `batch_size` (each batch all or nothing).
+    pub async fn upsert_batched(&self, collection: &str, points: Vec<Point>, batch_size: usize) -> Result<u64> {
+        let mut total = 0;
+        for chunk in points.chunks(batch_size.max(1)) {
+            total += self.upsert(collection, chunk.to_vec()).await?;
+        }
+        Ok(total)
+    }
+
+    /// Starts a search; set options on the builder, then `send()`.
+    pub fn search(&self, collection: &str, vector: Vec<f32>, top_k: u32) -> SearchBuilder<'_> {
+        SearchBuilder {
+            client: self,
+            request: pb::SearchRequest {
+                collection: collection.to_owned(),
+                vector,
+                top_k,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Reads points by id, in request order (missing ids are left out).
+    pub async fn get(&self, collection: &str, ids: &[PointId], with_vector: bool) -> Result<Vec<Record>> {
+        let r = pb::GetRequest {
+            collection: collection.to_owned(),
+            ids: ids.iter().map(point_id_to_pb).collect(),
+            with_payload: true,
+            with_vector,
+            consistency: Consistency::Leader as i32,
+        };
+        let out = self
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.get(r).await }
+            })
+            .await?;
+        out.points.iter().map(|p| record(p, with_vector)).collect()
+    }
+
+    pub async fn delete(&self, collection: &str, ids: &[PointId]) -> Result<u64> {
+        let selector = pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() });
+        self.delete_by(collection, selector).await
+    }
+
+    pub async fn delete_by_filter(&self, collection: &str, filter: &Filter) -> Result<u64> {
+        let f = vectron_common::convert::filter_to_pb(filter).map_err(|e| Error {
+            code: ErrorCode::InvalidFilter,
+            message: e.to_string(),
+            retryable: false,
+        })?;
+        self.delete_by(collection, pb::delete_request::Selector::Filter(f)).await
+    }
+
+    async fn delete_by(&self, collection: &str, selector: pb::delete_request::Selector) -> Result<u64> {
+        let r = pb::DeleteRequest { collection: collection.to_owned(), selector: Some(selector), wait: None };
+        Ok(self
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.delete(r).await }
+            })
+            .await?
+            .deleted)
+    }
+
+    pub async fn count(&self, collection: &str, filter: Option<&Filter>) -> Result<u64> {
+        let filter = filter.map(filter_pb).transpose()?;
+        let r = pb::CountRequest { collection: collection.to_owned(), filter, consistency: 0 };
+        Ok(self
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.count(r).await }
+            })
+            .await?
+            .count)
+    }
+
+    /// One page of points in shard and id order; pass the returned cursor back for the
+    /// next page (`None` when done).
+    pub async fn scroll(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        limit: u32,
+        cursor: Option<Vec<u8>>,
+    ) -> Result<(Vec<Record>, Option<Vec<u8>>)> {
+        let r = pb::ScrollRequest {
+            collection: collection.to_owned(),
+            filter: filter.map(filter_pb).transpose()?,
+            limit,
+            cursor: cursor.unwrap_or_default(),
+            with_payload: true,
+            with_vector: false,
+            consistency: 0,
+        };
+        let out = self
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.scroll(r).await }
+            })
+            .await?;
+        let records = out.points.iter().map(|p| record(p, false)).collect::<Result<Vec<_>>>()?;
+        Ok((records, (!out.next_cursor.is_empty()).then_some(out.next_cursor)))
+    }
+}
+
+fn filter_pb(f: &Filter) -> Result<pb::Filter> {
+    vectron_common::convert::filter_to_pb(f).map_err(|e| Error {
+        code: ErrorCode::InvalidFilter,
+        message: e.to_string(),
+        retryable: false,
+    })
+}
+
+fn record(p: &pb::RetrievedPoint, with_vector: bool) -> Result<Record> {
+    Ok(Record {
+        id: point_id_from_pb(p.id.as_ref()).map_err(decode_err)?,
+        vector: with_vector.then(|| p.vector.clone()),
+        payload: p.payload.as_ref().map(struct_from_pb).transpose().map_err(decode_err)?,
+    })
+}
+
+/// A search being set up.
+#[derive(Debug)]
+pub struct SearchBuilder<'a> {
+    client: &'a Client,
+    request: pb::SearchRequest,
+}
+
+impl SearchBuilder<'_> {
+    pub fn ef(mut self, ef: u32) -> Self {
+        self.request.ef = ef;
+        self
+    }
+
+    pub fn filter(mut self, filter: &Filter) -> Result<Self> {
+        self.request.filter = Some(filter_pb(filter)?);
+        Ok(self)
+    }
+
+    pub fn with_payload(mut self) -> Self {
+        self.request.with_payload = true;
+        self
+    }
+
+    pub fn with_vector(mut self) -> Self {
+        self.request.with_vector = true;
+        self
+    }
+
+    pub fn consistency(mut self, c: Consistency) -> Self {
+        self.request.consistency = c as i32;
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.request.timeout_ms = t.as_millis().min(u32::MAX as u128) as u32;
+        self
+    }
+
+    pub async fn send(self) -> Result<SearchResult> {
+        let r = self.request;
+        let with_vector = r.with_vector;
+        let out = self
+            .client
+            .call(|mut g| {
+                let r = r.clone();
+                async move { g.search(r).await }
+            })
+            .await?;
+        let hits = out
+            .hits
+            .iter()
+            .map(|h| {
+                Ok(Hit {
+                    id: point_id_from_pb(h.id.as_ref()).map_err(decode_err)?,
+                    score: h.score,
+                    vector: with_vector.then(|| h.vector.clone()),
+                    payload: h.payload.as_ref().map(struct_from_pb).transpose().map_err(decode_err)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SearchResult { hits, partial: out.partial, missing_shards: out.missing_shards })
+    }
+}

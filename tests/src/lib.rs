@@ -4,6 +4,10 @@
 //! Layout:
 //! - `src/bin/crash_writer.rs`: a process that writes acknowledged batches until killed.
 //! - `tests/crash.rs`: SIGKILLs it at random moments and checks every acknowledged write.
+//! - [`cluster`]: a multi-process cluster (placement, workers, gateway) on loopback;
+//!   `tests/cluster.rs` runs failover, healing, restart and API tests against it.
+
+pub mod cluster;
 
 /// Dimension of the crash test's vectors.
 pub const CRASH_DIM: usize = 8;

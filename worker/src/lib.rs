@@ -1,6 +1,16 @@
 //! A worker process: hosts shard replicas as openraft groups over `vectron-engine`,
 //! serves the internal worker gRPC API, and heartbeats to the placement driver.
 //!
-//! Empty until the cluster issue fills it. The single-node engine it will wrap is
-//! `vectron_engine::Shard`, whose `apply(log_index, WriteOp)` is already shaped for a
-//! Raft state machine (idempotent on replays, applied index stored atomically).
+//! Layout:
+//! - [`replica`]: a shard group's Raft types and its state machine over the engine's
+//!   `Shard` (apply, snapshots).
+//! - [`host`]: the process's replicas, registration, heartbeats, and reconciliation
+//!   with the placement driver's routing table (create, drop, move membership).
+//! - [`service`]: the `Worker` gRPC service (per-shard writes and reads at a
+//!   consistency level) and [`service::serve`].
+
+pub mod host;
+pub mod replica;
+pub mod service;
+
+pub use host::{WorkerConfig, WorkerHost};

@@ -1,0 +1,306 @@
+//! The Raft transport over tonic, multiplexing many groups on one connection per peer.
+//!
+//! Sending: [`GrpcNetworkFactory`] is one group's openraft network factory; every
+//! factory of a process shares one [`PeerChannels`], so all groups talking to a peer
+//! share its HTTP/2 connection. Receiving: [`RaftRouter`] is the `RaftTransport` gRPC
+//! service; groups register with it when they start and leave when they stop.
+//!
+//! A message for a group the receiver does not host is answered with SHARD_NOT_HOSTED;
+//! the sender reports it to openraft as `Unreachable`, so the replication stream backs
+//! off instead of spinning (this happens while a new replica is being created, and after
+//! a replica was dropped).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, Raft, RaftTypeConfig};
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use vectron_proto::internal::RaftMessage;
+use vectron_proto::internal::raft_transport_client::RaftTransportClient;
+use vectron_proto::internal::raft_transport_server::{RaftTransport, RaftTransportServer};
+use vectron_proto::v1::ErrorCode;
+
+use super::codec::{decode, encode};
+use super::{GroupId, NodeId};
+use crate::status::{WireError, from_status, to_status};
+
+/// Lazily connected channels to peers, by address, shared by every group of a process.
+#[derive(Clone, Default)]
+pub struct PeerChannels {
+    channels: Arc<RwLock<HashMap<String, Channel>>>,
+}
+
+impl std::fmt::Debug for PeerChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerChannels").field("peers", &self.channels.read().len()).finish()
+    }
+}
+
+impl PeerChannels {
+    /// The channel to `addr` (`host:port`), created on first use.
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        if let Some(c) = self.channels.read().get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        Ok(self.channels.write().entry(addr.to_owned()).or_insert(channel).clone())
+    }
+}
+
+// ---- sending ----
+
+/// One group's network factory.
+#[derive(Debug, Clone)]
+pub struct GrpcNetworkFactory {
+    group: GroupId,
+    channels: PeerChannels,
+}
+
+impl GrpcNetworkFactory {
+    pub fn new(group: GroupId, channels: PeerChannels) -> Self {
+        GrpcNetworkFactory { group, channels }
+    }
+}
+
+impl<C> RaftNetworkFactory<C> for GrpcNetworkFactory
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    AppendEntriesRequest<C>: Serialize,
+    InstallSnapshotRequest<C>: Serialize,
+{
+    type Network = GrpcNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> GrpcNetwork {
+        GrpcNetwork { group: self.group, target, addr: node.addr.clone(), channels: self.channels.clone() }
+    }
+}
+
+/// The connection from one group to one peer.
+#[derive(Debug)]
+pub struct GrpcNetwork {
+    group: GroupId,
+    target: NodeId,
+    addr: String,
+    channels: PeerChannels,
+}
+
+/// Why a call failed, before it is fitted into openraft's error type of the call.
+enum CallError<E> {
+    Unreachable(Unreachable),
+    Network(NetworkError),
+    Remote(E),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+type RpcKind =
+    for<'a> fn(
+        &'a mut RaftTransportClient<Channel>,
+        Request<RaftMessage>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<RaftMessage>, Status>> + Send + 'a>>;
+
+impl GrpcNetwork {
+    async fn call<Req, Resp, E>(&self, kind: RpcKind, req: &Req, option: &RPCOption) -> Result<Resp, CallError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let body = encode(req).map_err(|e| CallError::Network(NetworkError::new(&e)))?;
+        let channel = self.channels.get(&self.addr).map_err(|e| CallError::Unreachable(Unreachable::new(&e)))?;
+        let mut client = RaftTransportClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        let mut request = Request::new(RaftMessage { group: self.group, body });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind(&mut client, request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => {
+                let e = from_status(&status);
+                let err = TransportError(format!("{} ({:?})", e.message, e.code));
+                return Err(match e.code {
+                    ErrorCode::ShardNotHosted | ErrorCode::Unavailable => CallError::Unreachable(Unreachable::new(&err)),
+                    _ => CallError::Network(NetworkError::new(&err)),
+                });
+            }
+        };
+        match decode::<Result<Resp, E>>(&reply.body) {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => Err(CallError::Remote(remote)),
+            Err(e) => Err(CallError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    fn fit<E: std::error::Error>(&self, e: CallError<E>) -> RPCError<NodeId, BasicNode, E> {
+        match e {
+            CallError::Unreachable(u) => RPCError::Unreachable(u),
+            CallError::Network(n) => RPCError::Network(n),
+            CallError::Remote(r) => RPCError::RemoteError(RemoteError::new(self.target, r)),
+        }
+    }
+}
+
+impl<C> RaftNetwork<C> for GrpcNetwork
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    AppendEntriesRequest<C>: Serialize,
+    InstallSnapshotRequest<C>: Serialize,
+{
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<C>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(|c, r| Box::pin(c.append_entries(r)), &rpc, &option).await.map_err(|e| self.fit(e))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<C>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.call(|c, r| Box::pin(c.install_snapshot(r)), &rpc, &option).await.map_err(|e| self.fit(e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call(|c, r| Box::pin(c.vote(r)), &rpc, &option).await.map_err(|e| self.fit(e))
+    }
+
+    fn backoff(&self) -> Backoff {
+        // 200 ms doubling to 3.2 s: a peer that is down is retried slowly, a peer that
+        // is creating the replica is found again quickly.
+        Backoff::new((0..).map(|i: u32| Duration::from_millis(200 << i.min(4))))
+    }
+}
+
+// ---- receiving ----
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A Raft group as the router sees it: bytes in, bytes out.
+trait GroupEndpoint: Send + Sync {
+    fn append_entries(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>>;
+    fn vote(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>>;
+    fn install_snapshot(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>>;
+}
+
+fn bad_message(e: impl std::fmt::Display) -> Status {
+    to_status(&WireError::new(ErrorCode::InvalidArgument, format!("malformed Raft message: {e}"), false))
+}
+
+fn encode_reply<T: Serialize>(reply: &T) -> Result<Vec<u8>, Status> {
+    encode(reply).map_err(|e| to_status(&WireError::new(ErrorCode::Internal, e.to_string(), false)))
+}
+
+impl<C> GroupEndpoint for Raft<C>
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+    AppendEntriesRequest<C>: DeserializeOwned,
+    InstallSnapshotRequest<C>: DeserializeOwned,
+{
+    fn append_entries(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>> {
+        Box::pin(async move {
+            let req: AppendEntriesRequest<C> = decode(&body).map_err(bad_message)?;
+            encode_reply(&self.append_entries(req).await)
+        })
+    }
+
+    fn vote(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>> {
+        Box::pin(async move {
+            let req: VoteRequest<NodeId> = decode(&body).map_err(bad_message)?;
+            encode_reply(&self.vote(req).await)
+        })
+    }
+
+    fn install_snapshot(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>> {
+        Box::pin(async move {
+            let req: InstallSnapshotRequest<C> = decode(&body).map_err(bad_message)?;
+            encode_reply(&self.install_snapshot(req).await)
+        })
+    }
+}
+
+/// The receiving side: the groups this process hosts, by id.
+#[derive(Clone, Default)]
+pub struct RaftRouter {
+    groups: Arc<RwLock<HashMap<GroupId, Arc<dyn GroupEndpoint>>>>,
+}
+
+impl std::fmt::Debug for RaftRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftRouter").field("groups", &self.groups.read().len()).finish()
+    }
+}
+
+impl RaftRouter {
+    /// Routes `group`'s messages to `raft` (replacing any earlier registration).
+    pub fn register<C>(&self, group: GroupId, raft: Raft<C>)
+    where
+        C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+        AppendEntriesRequest<C>: DeserializeOwned,
+        InstallSnapshotRequest<C>: DeserializeOwned,
+    {
+        self.groups.write().insert(group, Arc::new(raft));
+    }
+
+    pub fn unregister(&self, group: GroupId) {
+        self.groups.write().remove(&group);
+    }
+
+    /// The gRPC service to add to the process's server.
+    pub fn into_service(self) -> RaftTransportServer<RaftRouter> {
+        RaftTransportServer::new(self).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX)
+    }
+
+    fn group(&self, group: GroupId) -> Result<Arc<dyn GroupEndpoint>, Status> {
+        self.groups.read().get(&group).cloned().ok_or_else(|| {
+            to_status(&WireError::new(ErrorCode::ShardNotHosted, format!("Raft group {group} is not hosted here"), true))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftRouter {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let RaftMessage { group, body } = request.into_inner();
+        let body = self.group(group)?.append_entries(body).await?;
+        Ok(Response::new(RaftMessage { group, body }))
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let RaftMessage { group, body } = request.into_inner();
+        let body = self.group(group)?.vote(body).await?;
+        Ok(Response::new(RaftMessage { group, body }))
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let RaftMessage { group, body } = request.into_inner();
+        let body = self.group(group)?.install_snapshot(body).await?;
+        Ok(Response::new(RaftMessage { group, body }))
+    }
+}

@@ -1,0 +1,242 @@
+//! Operations endpoints: health, cluster stats, workers, collections' placement, alerts,
+//! and Prometheus metrics.
+//!
+//! - `GET /v1/system/health`: 200 when the placement driver answers, 503 otherwise;
+//! - `GET /v1/admin/stats`, `/v1/admin/workers`, `/v1/admin/collections`: JSON views of
+//!   the routing table (with leaders and sizes from heartbeats);
+//! - `GET /v1/alerts` (`?all=true` includes resolved ones), `POST /v1/alerts/{id}/resolve`;
+//! - `GET /metrics`: request counts and latencies by route and status, plus per-shard
+//!   leader, Raft term and size gauges read from the routing table at scrape time.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use serde_json::{Value, json};
+use vectron_proto::internal as pi;
+
+use crate::api::Api;
+use crate::http::ApiError;
+
+/// The gateway's Prometheus metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    shard_leader: IntGaugeVec,
+    shard_term: IntGaugeVec,
+    shard_points: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("vectron_requests_total", "Requests by protocol, route and status"),
+            &["protocol", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("vectron_request_seconds", "Request latency by protocol and route")
+                .buckets(prometheus::exponential_buckets(0.0002, 2.0, 16).expect("valid buckets")),
+            &["protocol", "route"],
+        )
+        .expect("valid metric");
+        let gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["collection", "shard"]).expect("valid metric")
+        };
+        let shard_leader = gauge("vectron_shard_leader", "Worker id leading each shard (0: none known)");
+        let shard_term = gauge("vectron_shard_raft_term", "Raft term of each shard's leader");
+        let shard_points = gauge("vectron_shard_points", "Points in each shard, as its leader reports");
+        registry.register(Box::new(requests.clone())).expect("unique metric");
+        registry.register(Box::new(latency.clone())).expect("unique metric");
+        for g in [&shard_leader, &shard_term, &shard_points] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        Metrics { registry, requests, latency, shard_leader, shard_term, shard_points }
+    }
+
+    /// Counts one request.
+    pub fn observe(&self, protocol: &str, route: &str, status: &str, started: Instant) {
+        self.requests.with_label_values(&[protocol, route, status]).inc();
+        self.latency.with_label_values(&[protocol, route]).observe(started.elapsed().as_secs_f64());
+    }
+
+    fn update_shards(&self, table: &pi::RoutingTable) {
+        self.shard_leader.reset();
+        self.shard_term.reset();
+        self.shard_points.reset();
+        for c in &table.collections {
+            let name = c.config.as_ref().map(|x| x.name.as_str()).unwrap_or("");
+            for s in &c.shards {
+                let shard = s.id.to_string();
+                self.shard_leader.with_label_values(&[name, &shard]).set(s.leader as i64);
+                self.shard_term.with_label_values(&[name, &shard]).set(s.leader_term as i64);
+                self.shard_points.with_label_values(&[name, &shard]).set(s.points_count as i64);
+            }
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).ok();
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Admin routes' state.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    api: Api,
+    metrics: Arc<Metrics>,
+}
+
+impl Admin {
+    pub fn new(api: Api, metrics: Arc<Metrics>) -> Admin {
+        Admin { api, metrics }
+    }
+
+    pub fn router(self) -> Router {
+        let metrics = self.metrics.clone();
+        Router::new()
+            .route("/v1/system/health", get(health))
+            .route("/v1/admin/stats", get(stats))
+            .route("/v1/admin/workers", get(workers))
+            .route("/v1/admin/collections", get(collections))
+            .route("/v1/alerts", get(alerts))
+            .route("/v1/alerts/{id}/resolve", post(resolve_alert))
+            .route("/metrics", get(render_metrics))
+            .with_state(self)
+            .layer(axum::middleware::from_fn_with_state(metrics, track))
+    }
+}
+
+/// Records every HTTP request in the metrics, by matched route.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.observe("http", &route, response.status().as_str(), started);
+    response
+}
+
+type Reply = Result<Json<Value>, ApiError>;
+
+async fn table(admin: &Admin) -> Result<Arc<pi::RoutingTable>, ApiError> {
+    Ok(admin.api.router().refresh(0).await?)
+}
+
+fn worker_json(w: &pi::WorkerInfo) -> Value {
+    let state = pi::WorkerState::try_from(w.state).unwrap_or(pi::WorkerState::Unspecified);
+    json!({"id": w.id, "address": w.address, "zone": w.zone, "state": state.as_str_name().to_lowercase(),
+           "last_heartbeat_ms": w.last_heartbeat_ms, "state_since_ms": w.state_since_ms})
+}
+
+async fn health(State(admin): State<Admin>) -> Response {
+    match admin
+        .api
+        .router()
+        .placement()
+        .call(|mut c| async move { c.get_leader(pi::GetLeaderRequest {}).await })
+        .await
+    {
+        Ok(l) if l.leader_id != 0 => {
+            Json(json!({"status": "ok", "placement_leader": l.leader_address, "placement_term": l.term})).into_response()
+        }
+        Ok(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "no placement leader"})))
+            .into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+async fn stats(State(admin): State<Admin>) -> Reply {
+    let t = table(&admin).await?;
+    let shards: Vec<&pi::ShardInfo> = t.collections.iter().flat_map(|c| c.shards.iter()).collect();
+    let up = t.workers.iter().filter(|w| w.state == pi::WorkerState::Up as i32).count();
+    Ok(Json(json!({
+        "epoch": t.epoch,
+        "workers": t.workers.len(),
+        "workers_up": up,
+        "collections": t.collections.len(),
+        "shards": shards.len(),
+        "shards_with_leader": shards.iter().filter(|s| s.leader != 0).count(),
+        "replicas": shards.iter().map(|s| s.replicas.len()).sum::<usize>(),
+        "points": shards.iter().map(|s| s.points_count).sum::<u64>(),
+    })))
+}
+
+async fn workers(State(admin): State<Admin>) -> Reply {
+    let t = table(&admin).await?;
+    Ok(Json(json!({"workers": t.workers.iter().map(worker_json).collect::<Vec<_>>()})))
+}
+
+async fn collections(State(admin): State<Admin>) -> Reply {
+    let t = table(&admin).await?;
+    let list: Vec<Value> = t
+        .collections
+        .iter()
+        .map(|c| {
+            let shards: Vec<Value> = c
+                .shards
+                .iter()
+                .map(|s| {
+                    json!({"id": s.id, "range_start": s.range_start, "range_end": s.range_end,
+                           "replicas": s.replicas, "voters": s.voters, "leader": s.leader,
+                           "leader_term": s.leader_term, "points": s.points_count})
+                })
+                .collect();
+            json!({"name": c.config.as_ref().map(|x| x.name.clone()), "shards": shards})
+        })
+        .collect();
+    Ok(Json(json!({"epoch": t.epoch, "collections": list})))
+}
+
+fn alert_json(a: &pi::Alert) -> Value {
+    json!({"id": a.id, "kind": a.kind, "subject": a.subject, "message": a.message,
+           "raised_at_ms": a.raised_at_ms, "resolved_at_ms": (a.resolved_at_ms != 0).then_some(a.resolved_at_ms)})
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AlertsQuery {
+    #[serde(default)]
+    all: bool,
+}
+
+async fn alerts(State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Reply {
+    let r = admin
+        .api
+        .router()
+        .placement()
+        .call(|mut c| async move { c.list_alerts(pi::ListAlertsRequest { include_resolved: q.all }).await })
+        .await?;
+    Ok(Json(json!({"alerts": r.alerts.iter().map(alert_json).collect::<Vec<_>>()})))
+}
+
+async fn resolve_alert(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+    let a = admin
+        .api
+        .router()
+        .placement()
+        .call(|mut c| async move { c.resolve_alert(pi::ResolveAlertRequest { alert_id: id }).await })
+        .await?;
+    Ok(Json(json!({"alert": alert_json(&a)})))
+}
+
+async fn render_metrics(State(admin): State<Admin>) -> Response {
+    if let Ok(t) = admin.api.router().refresh(0).await {
+        admin.metrics.update_shards(&t);
+    }
+    ([("content-type", "text/plain; version=0.0.4")], admin.metrics.render()).into_response()
+}

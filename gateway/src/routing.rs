@@ -1,0 +1,200 @@
+//! The gateway's cached routing table and the retrying calls to shard replicas.
+//!
+//! The table comes from the placement driver (versioned by epoch) and is refreshed when
+//! a worker answers STALE_EPOCH, SHARD_NOT_HOSTED or is unreachable, or when a
+//! collection is not in it. Shard leaders are learned from the table and from
+//! NOT_LEADER hints, per shard, without waiting for a refresh.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use tonic::transport::Channel;
+use vectron_common::placement_client::PlacementClient;
+use vectron_common::raft::network::PeerChannels;
+use vectron_common::status::{WireError, from_status};
+use vectron_proto::internal as pi;
+use vectron_proto::internal::worker_client::WorkerClient;
+use vectron_proto::v1::ErrorCode;
+
+/// Largest message exchanged with workers.
+const MAX_MESSAGE_BYTES: usize = 128 << 20;
+
+/// A collection as the gateway routes it.
+#[derive(Debug, Clone)]
+pub struct CollectionRoute {
+    pub info: pi::CollectionInfo,
+    pub epoch: u64,
+}
+
+/// Cached routing and worker connections.
+#[derive(Debug)]
+pub struct Router {
+    placement: PlacementClient,
+    table: RwLock<Arc<pi::RoutingTable>>,
+    /// Leaders learned from NOT_LEADER hints since the table was fetched.
+    leaders: RwLock<HashMap<u64, u64>>,
+    channels: PeerChannels,
+    /// Serialises refreshes so a burst of stale answers costs one fetch.
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Router {
+    pub fn new(placement: PlacementClient) -> Router {
+        Router {
+            placement,
+            table: RwLock::new(Arc::new(pi::RoutingTable::default())),
+            leaders: RwLock::new(HashMap::new()),
+            channels: PeerChannels::default(),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn placement(&self) -> &PlacementClient {
+        &self.placement
+    }
+
+    pub fn table(&self) -> Arc<pi::RoutingTable> {
+        self.table.read().clone()
+    }
+
+    /// Fetches the table if the placement driver has a newer one than `seen`.
+    pub async fn refresh(&self, seen: u64) -> Result<Arc<pi::RoutingTable>, WireError> {
+        let _one = self.refreshing.lock().await;
+        let current = self.table();
+        if current.epoch > seen {
+            return Ok(current); // someone else refreshed meanwhile
+        }
+        let response = self
+            .placement
+            .call(|mut c| async move { c.get_routing_table(pi::GetRoutingTableRequest { known_epoch: 0 }).await })
+            .await?;
+        if let Some(table) = response.routing {
+            let table = Arc::new(table);
+            *self.table.write() = table.clone();
+            self.leaders.write().clear();
+            return Ok(table);
+        }
+        Ok(self.table())
+    }
+
+    /// The route of `name`, refreshing the table once if it is not known.
+    pub async fn collection(&self, name: &str) -> Result<CollectionRoute, WireError> {
+        let find = |t: &pi::RoutingTable| {
+            t.collections.iter().find(|c| c.config.as_ref().is_some_and(|x| x.name == name)).cloned()
+        };
+        let table = self.table();
+        if let Some(info) = find(&table) {
+            return Ok(CollectionRoute { info, epoch: table.epoch });
+        }
+        let table = self.refresh(table.epoch).await?;
+        find(&table)
+            .map(|info| CollectionRoute { info, epoch: table.epoch })
+            .ok_or_else(|| WireError::new(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist"), false))
+    }
+
+    fn worker_addr(&self, worker: u64) -> Option<String> {
+        self.table().workers.iter().find(|w| w.id == worker).map(|w| w.address.clone())
+    }
+
+    /// Replicas of `shard` in the order to try: the known leader first.
+    fn candidates(&self, shard: &pi::ShardInfo) -> Vec<u64> {
+        let leader = self.leaders.read().get(&shard.id).copied().or((shard.leader != 0).then_some(shard.leader));
+        let mut order: Vec<u64> = leader.into_iter().collect();
+        order.extend(shard.replicas.iter().copied().filter(|w| Some(*w) != leader));
+        order
+    }
+
+    fn client(&self, addr: &str) -> Result<WorkerClient<Channel>, WireError> {
+        let channel = self
+            .channels
+            .get(addr)
+            .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("worker {addr}: {e}"), true))?;
+        Ok(WorkerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// Calls `op` on a replica of `shard_id` (the leader first), following NOT_LEADER
+    /// hints and moving to other replicas or a fresher table on routing errors, until
+    /// `deadline`. Other errors are returned at once.
+    pub async fn call_shard<T, F, Fut>(
+        &self,
+        collection: &str,
+        shard_id: u64,
+        deadline: Instant,
+        op: F,
+    ) -> Result<T, WireError>
+    where
+        F: Fn(WorkerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt: u32 = 0;
+        let mut last: Option<WireError> = None;
+        let mut tried_next: usize = 0;
+        loop {
+            let route = self.collection(collection).await?;
+            let Some(shard) = route.info.shards.iter().find(|s| s.id == shard_id) else {
+                return Err(WireError::new(
+                    ErrorCode::StaleEpoch,
+                    format!("shard {shard_id} is no longer part of {collection:?}"),
+                    true,
+                ));
+            };
+            let order = self.candidates(shard);
+            let target = order[tried_next % order.len().max(1)];
+            let err = match self.worker_addr(target) {
+                None => WireError::new(ErrorCode::Unavailable, format!("worker {target} has no address"), true),
+                Some(addr) => {
+                    let client = self.client(&addr)?;
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    match tokio::time::timeout(remaining, op(client)).await {
+                        Ok(Ok(r)) => return Ok(r.into_inner()),
+                        Ok(Err(status)) => from_status(&status),
+                        Err(_) => {
+                            return Err(WireError::new(
+                                ErrorCode::DeadlineExceeded,
+                                format!("shard {shard_id} did not answer in time"),
+                                true,
+                            ));
+                        }
+                    }
+                }
+            };
+            match err.code {
+                ErrorCode::NotLeader => match &err.leader {
+                    Some(hint) if hint.id != target => {
+                        self.leaders.write().insert(shard_id, hint.id);
+                        tried_next = 0;
+                    }
+                    _ => tried_next += 1, // an election is going on
+                },
+                ErrorCode::ShardNotHosted | ErrorCode::StaleEpoch | ErrorCode::Unavailable => {
+                    self.leaders.write().remove(&shard_id);
+                    tried_next += 1;
+                    if tried_next.is_multiple_of(order.len().max(1)) {
+                        let _ = self.refresh(route.epoch).await;
+                    }
+                }
+                _ => return Err(err),
+            }
+            attempt += 1;
+            if Instant::now() >= deadline {
+                let last = last.unwrap_or(err);
+                return Err(WireError::new(
+                    ErrorCode::Unavailable,
+                    format!("shard {shard_id} has no reachable leader: {}", last.message),
+                    true,
+                ));
+            }
+            last = Some(err);
+            // Back off once every replica was tried (an election takes ~1-2 s).
+            if attempt as usize >= order.len() {
+                let pause = Duration::from_millis(25u64 << attempt.min(5) as u64).min(Duration::from_millis(500));
+                tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! One placement driver process: its Raft node, the worker liveness it tracks while it
+//! leads, and the proposals the service and scheduler make.
+//!
+//! Liveness is not replicated: heartbeats land in the leader's memory (last seen, the
+//! shards each worker reports leading). Only changes of state — a worker going down or
+//! coming back, a replica being replaced — are Raft commands, so an idle cluster writes
+//! nothing to the placement log. A new leader starts every worker's clock afresh, so a
+//! leader change never marks healthy workers down.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::{BasicNode, Raft};
+use parking_lot::Mutex;
+use vectron_common::raft::log_store::RocksLogStore;
+use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
+use vectron_common::raft::timing::{GroupKind, raft_config};
+use vectron_common::raft::{NodeId, PLACEMENT_GROUP, column_families, raft_error_to_wire};
+use vectron_common::status::{LeaderHint, WireError};
+use vectron_engine::store::Durability;
+use vectron_engine::{Storage, StorageOptions};
+use vectron_proto::internal::placement_command::Command;
+use vectron_proto::internal::placement_command_result::Result as Outcome;
+use vectron_proto::internal::{PlacementCommand, RoutingTable, ShardReport};
+use vectron_proto::v1::ErrorCode;
+
+use crate::store::{ClusterView, PlacementStateMachine, PlacementTypes, Request};
+
+/// How a placement node is set up.
+#[derive(Debug, Clone)]
+pub struct PlacementConfig {
+    /// This node's id among the placement members.
+    pub node_id: NodeId,
+    /// Every member's id and `host:port` (this node's included). The lowest id
+    /// initialises the group on first start.
+    pub members: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// A worker silent this long is marked down.
+    pub down_after: Duration,
+    /// A worker down this long has its replicas replaced elsewhere.
+    pub replace_after: Duration,
+    /// How often the scheduler looks at the cluster.
+    pub tick: Duration,
+}
+
+impl PlacementConfig {
+    /// A single-node driver (dev mode) at `addr`.
+    pub fn single(addr: &str, data_dir: PathBuf) -> PlacementConfig {
+        PlacementConfig {
+            node_id: 1,
+            members: BTreeMap::from([(1, addr.to_owned())]),
+            data_dir,
+            durability: Durability::Process,
+            down_after: Duration::from_secs(5),
+            replace_after: Duration::from_secs(60),
+            tick: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the leader knows of a worker from its heartbeats.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    pub last_seen: Instant,
+    pub shards: Vec<ShardReport>,
+}
+
+/// A running placement node.
+#[derive(Clone)]
+pub struct PlacementNode {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft<PlacementTypes>,
+    pub(crate) view: ClusterView,
+    pub(crate) config: Arc<PlacementConfig>,
+    /// Heartbeat data, kept while this node leads (cleared when it stops leading).
+    pub(crate) liveness: Arc<Mutex<HashMap<u64, Liveness>>>,
+    /// The term in which `liveness` was collected.
+    pub(crate) liveness_term: Arc<Mutex<u64>>,
+}
+
+impl std::fmt::Debug for PlacementNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlacementNode").field("id", &self.id).field("epoch", &self.view.epoch()).finish()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why a placement node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] vectron_engine::EngineError),
+    #[error("raft storage: {0}")]
+    RaftStorage(#[from] openraft::StorageError<NodeId>),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("node {0} is not among the members")]
+    NotAMember(NodeId),
+}
+
+impl PlacementNode {
+    /// Opens the node's storage, starts its Raft node and registers it with `router`
+    /// (served by the caller's gRPC server). The lowest member id initialises a new
+    /// group.
+    pub async fn start(config: PlacementConfig, router: &RaftRouter) -> Result<PlacementNode, StartError> {
+        if !config.members.contains_key(&config.node_id) {
+            return Err(StartError::NotAMember(config.node_id));
+        }
+        let storage = Storage::open(
+            &config.data_dir.join("placement-db"),
+            StorageOptions { durability: config.durability, extra_column_families: column_families() },
+        )?;
+        let sync = config.durability == Durability::Machine;
+        let log = RocksLogStore::<PlacementTypes>::new(storage.db().clone(), PLACEMENT_GROUP, sync);
+        let fresh = !log.is_initialized()?;
+        let sm = PlacementStateMachine::open(&log)?;
+        let view = sm.view();
+        let network = GrpcNetworkFactory::new(PLACEMENT_GROUP, PeerChannels::default());
+        let raft = Raft::new(config.node_id, Arc::new(raft_config(GroupKind::Placement)), network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        router.register(PLACEMENT_GROUP, raft.clone());
+        let lowest = config.members.keys().next().copied();
+        if fresh && lowest == Some(config.node_id) {
+            let members: BTreeMap<NodeId, BasicNode> =
+                config.members.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(node = config.node_id, "initialised the placement group"),
+                Err(e) => tracing::info!(node = config.node_id, "placement group already initialised: {e}"),
+            }
+        }
+        Ok(PlacementNode {
+            id: config.node_id,
+            raft,
+            view,
+            config: Arc::new(config),
+            liveness: Default::default(),
+            liveness_term: Default::default(),
+        })
+    }
+
+    pub fn raft(&self) -> &Raft<PlacementTypes> {
+        &self.raft
+    }
+
+    pub fn view(&self) -> &ClusterView {
+        &self.view
+    }
+
+    /// The leader as this node knows it: id and address.
+    pub fn leader(&self) -> Option<LeaderHint> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let address = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone());
+        Some(LeaderHint { id, address })
+    }
+
+    /// Ok when this node leads; NOT_LEADER pointing at the leader otherwise. Also
+    /// resets the liveness table when leadership is new.
+    pub fn ensure_leader(&self) -> Result<(), WireError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.id) {
+            let mut term = self.liveness_term.lock();
+            if *term != m.current_term {
+                *term = m.current_term;
+                let now = Instant::now();
+                let mut live = self.liveness.lock();
+                live.clear();
+                // Every known worker gets a fresh clock under the new leader.
+                self.view.read(|s| {
+                    for w in s.routing.iter().flat_map(|r| r.workers.iter()) {
+                        live.insert(w.id, Liveness { last_seen: now, shards: vec![] });
+                    }
+                });
+            }
+            return Ok(());
+        }
+        Err(WireError::not_leader("placement: this node is not the leader", self.leader()))
+    }
+
+    /// Proposes a command and waits for it to be applied; a refused command comes back
+    /// as its typed error.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, WireError> {
+        let cmd = PlacementCommand { now_ms: now_ms(), command: Some(command) };
+        let response =
+            self.raft.client_write(Request::new(&cmd)).await.map_err(|e| raft_error_to_wire("placement write", &e))?;
+        let result = response.data.decode().map_err(|e| {
+            WireError::new(ErrorCode::Internal, format!("undecodable placement result: {e}"), false)
+        })?;
+        match result.result {
+            Some(Outcome::Error(e)) => {
+                let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);
+                let retryable = code == ErrorCode::Unavailable;
+                Err(WireError::new(code, e.message, retryable))
+            }
+            Some(outcome) => Ok(outcome),
+            None => Err(WireError::new(ErrorCode::Internal, "empty placement result", false)),
+        }
+    }
+
+    /// The routing table with what heartbeats say about leaders and sizes filled in.
+    pub fn routing_table(&self) -> RoutingTable {
+        let mut table = self.view.read(|s| s.routing.clone().unwrap_or_default());
+        let live = self.liveness.lock();
+        for shard in table.collections.iter_mut().flat_map(|c| c.shards.iter_mut()) {
+            for (worker, l) in live.iter() {
+                for r in l.shards.iter().filter(|r| r.shard_id == shard.id) {
+                    if r.leader && r.term >= shard.leader_term {
+                        shard.leader = *worker;
+                        shard.leader_term = r.term;
+                        shard.voters = r.voters.clone();
+                        shard.points_count = r.points_count;
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    /// Stops the Raft node.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("placement raft shutdown: {e}");
+        }
+    }
+}

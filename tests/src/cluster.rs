@@ -1,0 +1,237 @@
+//! A multi-process Vectron cluster on loopback for tests: placement nodes, workers and a
+//! gateway, each a real `vectron` process with its own data directory under one temp
+//! dir, on free ports. Processes can be SIGKILLed and restarted on their data; every
+//! process is killed when the [`Cluster`] is dropped. Each process's log goes to
+//! `<dir>/<name>.log`; [`Cluster::logs`] prints their tails when a test fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the `vectron` binary is: next to the test executable's `deps/` folder
+/// (cargo builds it for `cargo test --workspace`, as vectron-server has tests), or
+/// `VECTRON_BIN`.
+pub fn vectron_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VECTRON_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("vectron");
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p vectron-server`", bin.display());
+    bin
+}
+
+/// A free loopback port (bound then released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+}
+
+/// One process of the cluster.
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    pub addr: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
+        let err = log.try_clone().expect("clone log");
+        let child = Command::new(vectron_bin())
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn vectron");
+        self.child = Some(child);
+    }
+
+    /// SIGKILLs the process (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the process again on the same data and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Knobs of a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub placement_nodes: usize,
+    pub workers: usize,
+    /// Seconds a worker may be down before its replicas are replaced.
+    pub replace_after_secs: f64,
+    pub down_after_secs: f64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec { placement_nodes: 1, workers: 3, replace_after_secs: 600.0, down_after_secs: 3.0 }
+    }
+}
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub placement: Vec<Node>,
+    pub workers: Vec<Node>,
+    pub gateway: Node,
+    pub http: String,
+    pub grpc: String,
+}
+
+impl Cluster {
+    /// Starts the placement nodes, workers and gateway (not waiting for them).
+    pub fn start(spec: ClusterSpec) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let placement_addrs: Vec<String> =
+            (0..spec.placement_nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let members: Vec<String> = placement_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+        let mut placement = Vec::new();
+        for (i, addr) in placement_addrs.iter().enumerate() {
+            let name = format!("placement-{}", i + 1);
+            let mut node = Node {
+                name: name.clone(),
+                addr: addr.clone(),
+                args: vec![
+                    "placement".into(),
+                    "--node-id".into(),
+                    (i + 1).to_string(),
+                    "--listen".into(),
+                    addr.clone(),
+                    "--initial-members".into(),
+                    members.join(","),
+                    "--data-dir".into(),
+                    dir.path().join(&name).display().to_string(),
+                    "--down-after-secs".into(),
+                    spec.down_after_secs.to_string(),
+                    "--replace-after-secs".into(),
+                    spec.replace_after_secs.to_string(),
+                ],
+                log: dir.path().join(format!("{name}.log")),
+                child: None,
+            };
+            node.spawn();
+            placement.push(node);
+        }
+        let placement_list = placement_addrs.join(",");
+        let (http, grpc) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let mut gateway = Node {
+            name: "gateway".into(),
+            addr: grpc.clone(),
+            args: vec![
+                "gateway".into(),
+                "--http".into(),
+                http.clone(),
+                "--grpc".into(),
+                grpc.clone(),
+                "--placement".into(),
+                placement_list.clone(),
+            ],
+            log: dir.path().join("gateway.log"),
+            child: None,
+        };
+        gateway.spawn();
+        let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc };
+        for _ in 0..spec.workers {
+            cluster.add_worker();
+        }
+        cluster
+    }
+
+    fn placement_list(&self) -> String {
+        self.placement.iter().map(|p| p.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts one more worker; returns its index in `workers`.
+    pub fn add_worker(&mut self) -> usize {
+        let i = self.workers.len();
+        let name = format!("worker-{}", i + 1);
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut node = Node {
+            name: name.clone(),
+            addr: addr.clone(),
+            args: vec![
+                "worker".into(),
+                "--listen".into(),
+                addr,
+                "--placement".into(),
+                self.placement_list(),
+                "--data-dir".into(),
+                self.dir.path().join(&name).display().to_string(),
+                "--heartbeat-ms".into(),
+                "300".into(),
+            ],
+            log: self.dir.path().join(format!("{name}.log")),
+            child: None,
+        };
+        node.spawn();
+        self.workers.push(node);
+        i
+    }
+
+    /// The index of the worker listening at `addr`.
+    pub fn worker_at(&self, addr: &str) -> Option<usize> {
+        self.workers.iter().position(|w| w.addr == addr)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// The last `lines` lines of every process's log (for failure messages).
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        let nodes = self.placement.iter().chain(self.workers.iter()).chain(std::iter::once(&self.gateway));
+        for n in nodes {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let all: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("---- {} ----\n", n.name));
+            for l in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,399 @@
+//! Cluster tests with real processes on loopback: shard leader failover under writes,
+//! replica replacement, placement leader failover, whole-cluster restart, and the HTTP
+//! and gRPC APIs agreeing (typed errors included).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use vectron_sdk::{Client, Collection, Consistency, Distance, ErrorCode, Point, PointId};
+use vectron_tests::cluster::{Cluster, ClusterSpec, eventually};
+use vectron_tests::crash_vector;
+
+const DIM: u32 = vectron_tests::CRASH_DIM as u32;
+
+async fn must_connect(cluster: &Cluster) -> Client {
+    eventually(Duration::from_secs(30), "the gateway to accept connections", || async {
+        Client::connect(&cluster.grpc_url()).await.ok()
+    })
+    .await
+}
+
+/// Waits until the gateway can create collections (placement elected, workers up).
+async fn must_create(client: &Client, c: Collection, cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match client.create_collection(c.clone()).await {
+            Ok(_) => return,
+            Err(e) if e.code == ErrorCode::CollectionAlreadyExists => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("create collection not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("create collection: {e}\n{}", cluster.logs(40)),
+        }
+    }
+}
+
+fn point(id: u64) -> Point {
+    Point::new(id, crash_vector(id)).with_payload(json!({"n": id, "even": id.is_multiple_of(2)}))
+}
+
+/// Worker address → shards it leads, from the collection status.
+async fn leaders(client: &Client, name: &str) -> BTreeMap<String, Vec<u64>> {
+    let status = client.collection_status(name).await.expect("status");
+    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for s in &status.shards {
+        for r in s.replicas.iter().filter(|r| r.is_leader) {
+            out.entry(r.worker_address.clone()).or_default().push(s.shard_id);
+        }
+    }
+    out
+}
+
+async fn all_shards_led(client: &Client, name: &str, shards: usize) -> bool {
+    leaders(client, name).await.values().map(Vec::len).sum::<usize>() == shards
+}
+
+/// Reads `ids` back in batches; returns the ones found.
+async fn present(client: &Client, name: &str, ids: &[u64]) -> BTreeSet<u64> {
+    let mut found = BTreeSet::new();
+    for chunk in ids.chunks(500) {
+        let ids: Vec<PointId> = chunk.iter().map(|&i| PointId::Num(i)).collect();
+        let records = client.get(name, &ids, true).await.expect("get");
+        for r in records {
+            let PointId::Num(n) = r.id else { panic!("unexpected id {:?}", r.id) };
+            assert_eq!(r.vector.as_deref(), Some(&crash_vector(n)[..]), "point {n} has the vector it was written with");
+            found.insert(n);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_shard_leaders_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(ClusterSpec { workers: 3, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    let name = "failover";
+    must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(4).replication_factor(3), &cluster).await;
+    eventually(Duration::from_secs(30), "every shard to have a leader", || async {
+        all_shards_led(&client, name, 4).await.then_some(())
+    })
+    .await;
+
+    // Writers: batches of 25 fresh ids; an acknowledged batch is recorded.
+    let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let attempted: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let last_ack = Arc::new(Mutex::new(Instant::now()));
+    let max_write_gap = Arc::new(Mutex::new(Duration::ZERO));
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_id = Arc::new(AtomicU64::new(1));
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let (client, acked, attempted, stop, next_id) =
+            (client.clone(), acked.clone(), attempted.clone(), stop.clone(), next_id.clone());
+        let (last_ack, max_write_gap) = (last_ack.clone(), max_write_gap.clone());
+        writers.push(tokio::spawn(async move {
+            let client = client.with_retry_budget(Duration::from_secs(20));
+            while !stop.load(Ordering::Relaxed) {
+                let first = next_id.fetch_add(25, Ordering::Relaxed);
+                let ids: Vec<u64> = (first..first + 25).collect();
+                attempted.lock().extend(&ids);
+                if client.upsert(name, ids.iter().map(|&i| point(i)).collect()).await.is_ok() {
+                    acked.lock().extend(&ids);
+                    let now = Instant::now();
+                    let mut last = last_ack.lock();
+                    let gap = now.duration_since(*last);
+                    let mut max = max_write_gap.lock();
+                    *max = (*max).max(gap);
+                    *last = now;
+                }
+            }
+        }));
+    }
+    // Searches keep running; record the longest stretch without an answer.
+    let search_gap = {
+        let (client, stop) = (client.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = client.with_retry_budget(Duration::from_secs(0));
+            let mut last = Instant::now();
+            let mut worst = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                if client.search(name, crash_vector(7), 5).send().await.is_ok() {
+                    worst = worst.max(last.elapsed());
+                    last = Instant::now();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            worst.max(last.elapsed())
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_kill = acked.lock().len();
+    assert!(before_kill > 0, "writes were acknowledged before the kill\n{}", cluster.logs(30));
+    // Kill the worker leading the most shards.
+    let by_worker = leaders(&client, name).await;
+    let (victim_addr, led) = by_worker.iter().max_by_key(|(_, s)| s.len()).expect("some leader");
+    let victim = cluster.worker_at(victim_addr).expect("victim is one of ours");
+    eprintln!("killing {} which leads shards {led:?}", cluster.workers[victim].name);
+    *max_write_gap.lock() = Duration::ZERO;
+    *last_ack.lock() = Instant::now();
+    cluster.workers[victim].kill();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let gap_during_failover = *max_write_gap.lock();
+    cluster.workers[victim].restart();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let worst_search_gap = search_gap.await.unwrap();
+    let acked: Vec<u64> = acked.lock().clone();
+    let attempted: Vec<u64> = attempted.lock().clone();
+    assert!(acked.len() > before_kill, "writes resumed after the kill\n{}", cluster.logs(40));
+    eprintln!(
+        "acknowledged {} of {} points; longest write gap after the kill {gap_during_failover:?}; \
+         longest search gap {worst_search_gap:?}",
+        acked.len(),
+        attempted.len()
+    );
+
+    // Every acknowledged write is readable (with its vector), through the leaders.
+    let found = present(&client, name, &attempted).await;
+    let missing: Vec<&u64> = acked.iter().filter(|i| !found.contains(i)).collect();
+    assert!(missing.is_empty(), "acknowledged points lost: {:?}…\n{}", &missing[..missing.len().min(10)], cluster.logs(40));
+    // Nothing appears twice and nothing appears that was never written.
+    let count = client.count(name, None).await.expect("count");
+    assert_eq!(count as usize, found.len(), "count agrees with the points found (no duplicates)");
+    let attempted_set: BTreeSet<u64> = attempted.iter().copied().collect();
+    assert!(found.is_subset(&attempted_set));
+    assert!(gap_during_failover < Duration::from_secs(15), "writes resumed within 15 s ({gap_during_failover:?})");
+    assert!(worst_search_gap < Duration::from_secs(15), "searches answered again within 15 s ({worst_search_gap:?})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
+    let cluster = Cluster::start(ClusterSpec { workers: 1, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    let name = "api";
+    must_create(&client, Collection::new(name, 4, Distance::Cosine).shards(2), &cluster).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}{path}", cluster.http);
+
+    // Upsert through HTTP, read through both.
+    let points: Vec<Value> = (1..=20)
+        .map(|i: u64| json!({"id": i, "vector": [i as f32, 1.0, 0.5, -0.25], "payload": {"i": i, "tag": if i.is_multiple_of(2) {"even"} else {"odd"}}}))
+        .chain([json!({"id": "doc-a", "vector": [0.1, 0.2, 0.3, 0.4], "payload": {"tag": "text"}})])
+        .collect();
+    let r = http.post(url("/v1/collections/api/points")).json(&json!({"points": points})).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let query = [3.0f32, 1.0, 0.5, -0.25];
+    let filter = json!({"must": [{"key": "tag", "match": {"value": "odd"}}]});
+    let r: Value = http
+        .post(url("/v1/collections/api/points/search"))
+        .json(&json!({"vector": query, "top_k": 5, "filter": filter}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let http_ids: Vec<Value> = r["hits"].as_array().unwrap().iter().map(|h| h["id"].clone()).collect();
+    let f = vectron_sdk::Filter::from_json(&filter).unwrap();
+    let grpc = client.search(name, query.to_vec(), 5).filter(&f).unwrap().send().await.unwrap();
+    let grpc_ids: Vec<Value> = grpc.hits.iter().map(|h| serde_json::to_value(&h.id).unwrap()).collect();
+    assert_eq!(http_ids, grpc_ids, "HTTP and gRPC search give the same hits");
+    assert_eq!(grpc.hits.len(), 5);
+    assert!(grpc.hits.iter().all(|h| h.payload.as_ref().is_none()), "no payload unless asked");
+    let count: Value = http.post(url("/v1/collections/api/points/count")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(count["count"], 21);
+    assert_eq!(client.count(name, None).await.unwrap(), 21);
+    let one: Value = http.get(url("/v1/collections/api/points/doc-a")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["point"]["payload"]["tag"], "text");
+    let got = client.get(name, &[PointId::Str("doc-a".into())], false).await.unwrap();
+    assert_eq!(got[0].payload.as_ref().unwrap()["tag"], "text");
+
+    // Scroll over both shards visits every point once.
+    let mut seen = BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = client.scroll(name, None, 7, cursor).await.unwrap();
+        for r in page {
+            assert!(seen.insert(format!("{:?}", r.id)), "scroll repeats {:?}", r.id);
+        }
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 21);
+
+    // Typed errors, the same on both transports.
+    let cases: Vec<(&str, &str, Value, u16, ErrorCode)> = vec![
+        ("POST", "/v1/collections/nope/points/search", json!({"vector": query, "top_k": 3}), 404, ErrorCode::CollectionNotFound),
+        ("POST", "/v1/collections/api/points/search", json!({"vector": [1.0, 2.0], "top_k": 3}), 400, ErrorCode::DimensionMismatch),
+        ("POST", "/v1/collections/api/points", json!({"points": [{"id": 1, "vector": [1.0, 2.0, 3.0]}]}), 400, ErrorCode::DimensionMismatch),
+        ("POST", "/v1/collections/api/points/search", json!({"vector": query, "top_k": 3, "filter": {"must": [{"key": "", "match": {"value": 1}}]}}), 400, ErrorCode::InvalidFilter),
+        ("POST", "/v1/collections", json!({"name": "bad name!", "dimension": 4, "distance": "cosine"}), 400, ErrorCode::InvalidArgument),
+        ("POST", "/v1/collections", json!({"name": "api", "dimension": 4, "distance": "cosine"}), 409, ErrorCode::CollectionAlreadyExists),
+        ("GET", "/v1/collections/api/points/999999", Value::Null, 404, ErrorCode::PointNotFound),
+    ];
+    for (method, path, body, status, code) in cases {
+        let req = if method == "GET" { http.get(url(path)) } else { http.post(url(path)).json(&body) };
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code.as_str_name(), "{method} {path}: {body}");
+    }
+    // Malformed JSON is a typed 400 and the server keeps serving.
+    let r = http
+        .post(url("/v1/collections/api/points"))
+        .header("content-type", "application/json")
+        .body("{\"points\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "INVALID_ARGUMENT");
+    // A batch with one NaN writes nothing (the JSON number cannot be NaN: use gRPC).
+    let mut bad = vec![point(100), point(101)];
+    bad[1].vector[0] = f32::NAN;
+    let e = client.upsert(name, bad).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidVector);
+    assert_eq!(client.count(name, None).await.unwrap(), 21, "a refused batch writes nothing");
+    let e = client.search("nope", query.to_vec(), 3).send().await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::CollectionNotFound);
+    let e = client.search(name, vec![1.0, 2.0], 3).send().await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::DimensionMismatch);
+    let health = http.get(url("/v1/system/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("vectron_requests_total"), "{metrics}");
+    assert!(metrics.contains("vectron_shard_leader"), "{metrics}");
+    let _ = Consistency::Any;
+}
+
+/// Shard id → (target replicas' worker addresses, leader address) from the status.
+async fn placement_of(client: &Client, name: &str) -> Vec<(Vec<String>, Option<String>, Vec<i32>)> {
+    let status = client.collection_status(name).await.expect("status");
+    status
+        .shards
+        .iter()
+        .map(|s| {
+            let addrs = s.replicas.iter().map(|r| r.worker_address.clone()).collect();
+            let leader = s.replicas.iter().find(|r| r.is_leader).map(|r| r.worker_address.clone());
+            let states = s.replicas.iter().map(|r| r.state).collect();
+            (addrs, leader, states)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_worker_is_replaced_and_the_new_replica_has_the_data() {
+    let mut cluster =
+        Cluster::start(ClusterSpec { workers: 3, replace_after_secs: 2.0, down_after_secs: 2.0, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    let name = "heal";
+    must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(2).replication_factor(3), &cluster).await;
+    let ids: Vec<u64> = (1..=600).collect();
+    for chunk in ids.chunks(100) {
+        client.upsert(name, chunk.iter().map(|&i| point(i)).collect()).await.expect("upsert");
+    }
+    let dead = 2;
+    let dead_addr = cluster.workers[dead].addr.clone();
+    cluster.workers[dead].kill();
+    let fresh = cluster.add_worker();
+    let fresh_addr = cluster.workers[fresh].addr.clone();
+    // The scheduler moves the dead worker's replicas to the new one, which receives
+    // them by snapshot or log and becomes a voter.
+    eventually(Duration::from_secs(60), "RF=3 restored without the dead worker", || async {
+        let p = placement_of(&client, name).await;
+        let healed = p.iter().all(|(addrs, leader, states)| {
+            addrs.len() == 3
+                && !addrs.contains(&dead_addr)
+                && addrs.contains(&fresh_addr)
+                && leader.is_some()
+                && states.iter().all(|s| *s == vectron_proto::v1::ReplicaState::Active as i32)
+        });
+        healed.then_some(())
+    })
+    .await;
+    // Kill one of the two old replicas: the remaining majority (one old replica and
+    // the new one) must still serve every point, so the new replica holds them all.
+    let survivor_to_kill = (0..2).find(|&i| i != dead).unwrap();
+    cluster.workers[survivor_to_kill].kill();
+    eventually(Duration::from_secs(30), "the shards to elect leaders among the two live replicas", || async {
+        let p = placement_of(&client, name).await;
+        p.iter()
+            .all(|(_, leader, _)| leader.as_ref().is_some_and(|l| *l != cluster.workers[survivor_to_kill].addr))
+            .then_some(())
+    })
+    .await;
+    let found = present(&client, name, &ids).await;
+    assert_eq!(found.len(), ids.len(), "every point is readable with the new replica in the quorum\n{}", cluster.logs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_leader_failover_keeps_routing_working() {
+    let mut cluster = Cluster::start(ClusterSpec { placement_nodes: 3, workers: 1, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    must_create(&client, Collection::new("before", DIM, Distance::Dot), &cluster).await;
+    client.upsert("before", (1..=50).map(point).collect()).await.expect("upsert");
+    // Find and kill the placement leader.
+    let http = reqwest::Client::new();
+    let health: Value =
+        http.get(format!("http://{}/v1/system/health", cluster.http)).send().await.unwrap().json().await.unwrap();
+    let leader_addr = health["placement_leader"].as_str().expect("a placement leader").to_owned();
+    let leader = cluster.placement.iter().position(|p| p.addr == leader_addr).expect("leader is ours");
+    cluster.placement[leader].kill();
+    // A new leader is elected; metadata and data paths keep working.
+    must_create(&client, Collection::new("after", DIM, Distance::Dot), &cluster).await;
+    client.upsert("after", (1..=50).map(point).collect()).await.expect("upsert after failover");
+    assert_eq!(client.count("before", None).await.unwrap(), 50);
+    assert_eq!(client.count("after", None).await.unwrap(), 50);
+    let names: BTreeSet<String> = client.list_collections().await.unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, BTreeSet::from(["before".to_owned(), "after".to_owned()]));
+    let health: Value =
+        http.get(format!("http://{}/v1/system/health", cluster.http)).send().await.unwrap().json().await.unwrap();
+    assert_ne!(health["placement_leader"].as_str(), Some(leader_addr.as_str()), "a new leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarting_the_whole_cluster_brings_all_data_back() {
+    let mut cluster = Cluster::start(ClusterSpec { workers: 3, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    let name = "restart";
+    must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(3).replication_factor(3), &cluster).await;
+    let ids: Vec<u64> = (1..=900).collect();
+    for chunk in ids.chunks(150) {
+        client.upsert(name, chunk.iter().map(|&i| point(i)).collect()).await.expect("upsert");
+    }
+    client.delete(name, &[PointId::Num(5), PointId::Num(6)]).await.expect("delete");
+    // SIGKILL everything, then start it all again on the same data.
+    cluster.gateway.kill();
+    for w in &mut cluster.workers {
+        w.kill();
+    }
+    for p in &mut cluster.placement {
+        p.kill();
+    }
+    for p in &mut cluster.placement {
+        p.restart();
+    }
+    for w in &mut cluster.workers {
+        w.restart();
+    }
+    cluster.gateway.restart();
+    let client = must_connect(&cluster).await.with_retry_budget(Duration::from_secs(60));
+    let count = client.count(name, None).await.unwrap_or_else(|e| panic!("count after restart: {e}\n{}", cluster.logs(40)));
+    assert_eq!(count, 898);
+    let found = present(&client, name, &ids).await;
+    assert_eq!(found.len(), 898);
+    assert!(!found.contains(&5) && !found.contains(&6), "deletes survive the restart");
+    let hits = client.search(name, crash_vector(77), 1).send().await.unwrap();
+    assert_eq!(hits.hits[0].id, PointId::Num(77), "the index is back too");
+}

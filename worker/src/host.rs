@@ -1,0 +1,418 @@
+//! A worker process's replicas and its conversation with the placement driver.
+//!
+//! [`WorkerHost`] owns the process's RocksDB (engine column families + Raft's), the
+//! replicas it hosts (one openraft group each, all registered with one [`RaftRouter`]),
+//! and the loop that heartbeats to the placement driver and reconciles:
+//! - a shard whose target replicas name this worker and that is not hosted here gets a
+//!   replica (the first of its initial replicas initialises the group, once: a group's
+//!   Raft records outlive a dropped replica, so it is never initialised twice);
+//! - a hosted shard that no longer exists is dropped; one this worker is no longer a
+//!   target of is dropped once the group's membership no longer includes it;
+//! - on shards this worker leads, the group's membership is moved to the target
+//!   (add learners, wait for them to catch up, change membership).
+//!
+//! The worker's id is assigned by the placement driver at first start and kept in
+//! `<data>/worker-id`; it is never reused.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use openraft::{BasicNode, Raft, ServerState};
+use parking_lot::RwLock;
+use vectron_common::convert::shard_config;
+use vectron_common::placement_client::PlacementClient;
+use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
+use vectron_common::raft::timing::{GroupKind, raft_config};
+use vectron_common::raft::{NodeId, column_families};
+use vectron_common::status::{LeaderHint, WireError};
+use vectron_engine::store::Durability;
+use vectron_engine::{Shard, ShardId, Storage, StorageOptions};
+use vectron_proto::internal as pi;
+use vectron_proto::v1::ErrorCode;
+
+use crate::replica::{ShardLog, ShardSlot, ShardStateMachine, ShardTypes};
+
+/// How a worker is set up.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// `host:port` other nodes and gateways reach this worker at.
+    pub advertise: String,
+    /// Placement driver addresses.
+    pub placement: Vec<String>,
+    pub data_dir: PathBuf,
+    pub zone: String,
+    pub heartbeat: Duration,
+    pub durability: Durability,
+}
+
+/// A hosted replica.
+pub struct Replica {
+    pub shard_id: u64,
+    pub raft: Raft<ShardTypes>,
+    pub slot: ShardSlot,
+    /// A membership change is being driven (one at a time per group).
+    changing: AtomicBool,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("shard_id", &self.shard_id).finish()
+    }
+}
+
+impl Replica {
+    /// The shard's data, or UNAVAILABLE while a snapshot is being installed.
+    pub fn shard(&self) -> Result<Arc<Shard>, WireError> {
+        self.slot.get().ok_or_else(|| {
+            WireError::new(ErrorCode::Unavailable, format!("shard {} is being restored", self.shard_id), true)
+        })
+    }
+}
+
+/// The worker's replicas and placement state.
+#[derive(Debug)]
+pub struct WorkerHost {
+    id: NodeId,
+    config: WorkerConfig,
+    storage: Storage,
+    router: RaftRouter,
+    channels: PeerChannels,
+    placement: PlacementClient,
+    replicas: RwLock<HashMap<u64, Arc<Replica>>>,
+    routing: RwLock<pi::RoutingTable>,
+}
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] vectron_engine::EngineError),
+    #[error("raft storage: {0}")]
+    RaftStorage(#[from] openraft::StorageError<NodeId>),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("registering with the placement driver: {0:?}")]
+    Register(WireError),
+    #[error("worker id file {path}: {source}")]
+    IdFile { path: String, source: std::io::Error },
+}
+
+fn id_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("worker-id")
+}
+
+fn read_id(data_dir: &Path) -> Result<Option<u64>, StartError> {
+    let path = id_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map(Some).map_err(|e| StartError::IdFile {
+            path: path.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StartError::IdFile { path: path.display().to_string(), source }),
+    }
+}
+
+/// Writes the id atomically (temp file, fsync, rename, fsync dir).
+fn write_id(data_dir: &Path, id: u64) -> Result<(), StartError> {
+    use std::io::Write;
+    let path = id_path(data_dir);
+    let err = |source| StartError::IdFile { path: path.display().to_string(), source };
+    let tmp = data_dir.join("worker-id.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    writeln!(f, "{id}").map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(err)
+}
+
+impl WorkerHost {
+    /// Opens storage, registers with the placement driver (or re-registers with the
+    /// stored id), and reopens the replicas found on disk.
+    pub async fn start(config: WorkerConfig, router: RaftRouter) -> Result<Arc<WorkerHost>, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::IdFile { path: config.data_dir.display().to_string(), source })?;
+        let storage = Storage::open(
+            &config.data_dir.join("worker-db"),
+            StorageOptions { durability: config.durability, extra_column_families: column_families() },
+        )?;
+        let placement = PlacementClient::new(config.placement.clone()).with_budget(Duration::from_secs(30));
+        let stored = read_id(&config.data_dir)?;
+        let request = pi::RegisterWorkerRequest {
+            worker_id: stored.unwrap_or(0),
+            address: config.advertise.clone(),
+            zone: config.zone.clone(),
+        };
+        let id = placement
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.register_worker(r).await }
+            })
+            .await
+            .map_err(StartError::Register)?
+            .worker_id;
+        if stored.is_none() {
+            write_id(&config.data_dir, id)?;
+        }
+        tracing::info!(worker = id, address = %config.advertise, "worker registered");
+        let host = Arc::new(WorkerHost {
+            id,
+            config,
+            storage,
+            router,
+            channels: PeerChannels::default(),
+            placement,
+            replicas: RwLock::new(HashMap::new()),
+            routing: RwLock::new(pi::RoutingTable::default()),
+        });
+        for shard in host.storage.shard_ids()? {
+            host.open_replica(shard.0, None).await?;
+        }
+        Ok(host)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The hosted replica of `shard_id`, or SHARD_NOT_HOSTED.
+    pub fn replica(&self, shard_id: u64) -> Result<Arc<Replica>, WireError> {
+        self.replicas.read().get(&shard_id).cloned().ok_or_else(|| {
+            WireError::new(ErrorCode::ShardNotHosted, format!("shard {shard_id} is not hosted on worker {}", self.id), true)
+                .with_epoch(self.routing.read().epoch)
+        })
+    }
+
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.replicas.read().values().cloned().collect()
+    }
+
+    /// Ok when this worker leads `replica`'s group; NOT_LEADER with the leader otherwise.
+    pub fn ensure_leading(&self, replica: &Replica) -> Result<(), WireError> {
+        let m = replica.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.id) && m.state == ServerState::Leader {
+            return Ok(());
+        }
+        let hint = m.current_leader.map(|id| LeaderHint {
+            id,
+            address: m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()),
+        });
+        Err(WireError::not_leader(format!("worker {} does not lead shard {}", self.id, replica.shard_id), hint))
+    }
+
+    async fn open_replica(&self, shard_id: u64, create: Option<&pi::CollectionInfo>) -> Result<Arc<Replica>, StartError> {
+        let config = match create.and_then(|c| c.config.as_ref()) {
+            Some(c) => Some(shard_config(c)?),
+            None => None,
+        };
+        let sync = self.config.durability == Durability::Machine;
+        let log = ShardLog::new(self.storage.db().clone(), shard_id, sync);
+        let sm = ShardStateMachine::open(
+            ShardId(shard_id),
+            self.storage.clone(),
+            self.config.data_dir.join("graphs"),
+            log.clone(),
+            config,
+        )?;
+        let slot = sm.slot();
+        let network = GrpcNetworkFactory::new(shard_id, self.channels.clone());
+        let raft = Raft::new(self.id, Arc::new(raft_config(GroupKind::Shard)), network, log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        self.router.register(shard_id, raft.clone());
+        let replica = Arc::new(Replica { shard_id, raft, slot, changing: AtomicBool::new(false) });
+        self.replicas.write().insert(shard_id, replica.clone());
+        tracing::info!(worker = self.id, shard = shard_id, "replica opened");
+        Ok(replica)
+    }
+
+    async fn drop_replica(&self, shard_id: u64) {
+        let Some(replica) = self.replicas.write().remove(&shard_id) else { return };
+        self.router.unregister(shard_id);
+        if let Err(e) = replica.raft.shutdown().await {
+            tracing::warn!(shard = shard_id, "raft shutdown: {e}");
+        }
+        let slot = replica.slot.clone();
+        drop(replica);
+        let log = ShardLog::new(self.storage.db().clone(), shard_id, false);
+        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            if let Some(shard) = slot.take_blocking() {
+                shard.destroy().map_err(|e| e.to_string())?;
+            }
+            // Keep the vote (and mark the group retired) so it is never initialised
+            // again on this worker.
+            log.clear_log().map_err(|e| e.to_string())?;
+            log.put_meta(RETIRED_KEY, &true).map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => tracing::info!(worker = self.id, shard = shard_id, "replica dropped"),
+            Ok(Err(e)) => tracing::error!(shard = shard_id, "dropping replica: {e}"),
+            Err(e) => tracing::error!(shard = shard_id, "dropping replica: {e}"),
+        }
+    }
+
+    /// Heartbeats and reconciles until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.heartbeat().await {
+                tracing::warn!(worker = self.id, "heartbeat: {e:?}");
+            }
+            self.reconcile().await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.config.heartbeat) => {}
+            }
+        }
+        for r in self.replicas() {
+            let _ = r.raft.shutdown().await;
+        }
+    }
+
+    fn reports(&self) -> Vec<pi::ShardReport> {
+        self.replicas()
+            .iter()
+            .map(|r| {
+                let m = r.raft.metrics().borrow().clone();
+                pi::ShardReport {
+                    shard_id: r.shard_id,
+                    leader: m.current_leader == Some(self.id) && m.state == ServerState::Leader,
+                    term: m.current_term,
+                    voters: m.membership_config.membership().voter_ids().collect(),
+                    points_count: r.slot.get().map_or(0, |s| s.len() as u64),
+                }
+            })
+            .collect()
+    }
+
+    async fn heartbeat(&self) -> Result<(), WireError> {
+        let request = pi::HeartbeatRequest {
+            worker_id: self.id,
+            shards: self.reports(),
+            address: self.config.advertise.clone(),
+            known_epoch: self.routing.read().epoch,
+        };
+        let response = self
+            .placement
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.heartbeat(r).await }
+            })
+            .await?;
+        if let Some(table) = response.routing {
+            *self.routing.write() = table;
+        }
+        Ok(())
+    }
+
+    /// Brings the hosted replicas in line with the routing table.
+    async fn reconcile(&self) {
+        let table = self.routing.read().clone();
+        if table.epoch == 0 {
+            return;
+        }
+        let addr_of: BTreeMap<u64, String> = table.workers.iter().map(|w| (w.id, w.address.clone())).collect();
+        let mut existing: BTreeSet<u64> = BTreeSet::new();
+        for c in &table.collections {
+            for shard in &c.shards {
+                existing.insert(shard.id);
+                let target = shard.replicas.contains(&self.id);
+                let hosted = self.replicas.read().get(&shard.id).cloned();
+                match (target, hosted) {
+                    (true, None) => {
+                        if let Err(e) = self.create_replica(c, shard, &addr_of).await {
+                            tracing::warn!(shard = shard.id, "creating replica: {e}");
+                        }
+                    }
+                    (true, Some(r)) => self.drive_membership(&r, shard, &addr_of),
+                    (false, Some(r)) => {
+                        let m = r.raft.metrics().borrow().clone();
+                        let member = m.membership_config.membership().get_node(&self.id).is_some();
+                        if !member {
+                            self.drop_replica(shard.id).await;
+                        } else {
+                            // Still a member while the leader moves the group: if this
+                            // worker leads, it moves it (and steps down at the end).
+                            self.drive_membership(&r, shard, &addr_of);
+                        }
+                    }
+                    (false, None) => {}
+                }
+            }
+        }
+        let gone: Vec<u64> = self.replicas.read().keys().copied().filter(|id| !existing.contains(id)).collect();
+        for shard_id in gone {
+            tracing::info!(worker = self.id, shard = shard_id, "shard no longer exists; dropping replica");
+            self.drop_replica(shard_id).await;
+        }
+    }
+
+    async fn create_replica(
+        &self,
+        collection: &pi::CollectionInfo,
+        shard: &pi::ShardInfo,
+        addr_of: &BTreeMap<u64, String>,
+    ) -> Result<(), StartError> {
+        let log = ShardLog::new(self.storage.db().clone(), shard.id, false);
+        let retired = log.get_meta::<bool>(RETIRED_KEY)?.unwrap_or(false);
+        let fresh = !retired && !log.is_initialized()?;
+        let replica = self.open_replica(shard.id, Some(collection)).await?;
+        if fresh && shard.initial_replicas.first() == Some(&self.id) {
+            let members: BTreeMap<NodeId, BasicNode> = shard
+                .initial_replicas
+                .iter()
+                .filter_map(|id| addr_of.get(id).map(|a| (*id, BasicNode::new(a))))
+                .collect();
+            match replica.raft.initialize(members).await {
+                Ok(()) => tracing::info!(shard = shard.id, "initialised shard group"),
+                Err(e) => tracing::info!(shard = shard.id, "shard group already initialised: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// On the leader: moves the group's membership towards the target replicas, in a
+    /// background task (one at a time per group).
+    fn drive_membership(&self, replica: &Arc<Replica>, shard: &pi::ShardInfo, addr_of: &BTreeMap<u64, String>) {
+        if self.ensure_leading(replica).is_err() {
+            return;
+        }
+        let m = replica.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership().clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let target: BTreeSet<u64> = shard.replicas.iter().copied().collect();
+        if voters == target || target.is_empty() {
+            return;
+        }
+        if replica.changing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let nodes: Vec<(u64, String)> =
+            target.iter().filter(|id| !voters.contains(id)).filter_map(|id| addr_of.get(id).map(|a| (*id, a.clone()))).collect();
+        let replica = replica.clone();
+        let shard_id = shard.id;
+        tokio::spawn(async move {
+            let result: Result<(), String> = async {
+                for (id, addr) in nodes {
+                    if membership.get_node(&id).is_none() || !membership.learner_ids().any(|l| l == id) {
+                        replica.raft.add_learner(id, BasicNode::new(&addr), true).await.map_err(|e| e.to_string())?;
+                    }
+                }
+                replica.raft.change_membership(target.clone(), false).await.map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => tracing::info!(shard = shard_id, voters = ?target, "membership changed"),
+                Err(e) => tracing::warn!(shard = shard_id, "membership change: {e}"),
+            }
+            replica.changing.store(false, Ordering::Release);
+        });
+    }
+}
+
+const RETIRED_KEY: &[u8] = b"retired";

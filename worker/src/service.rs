@@ -1,0 +1,214 @@
+//! The worker's internal gRPC service (`vectron.internal.v1.Worker`): per-shard writes
+//! through the shard's Raft leader and reads at the requested consistency, and
+//! [`serve`], which runs it with the Raft transport on an already-bound listener.
+//!
+//! Writes are proposed only by the leader (others answer NOT_LEADER with the leader's
+//! address) and answered after they are committed and applied. Reads:
+//! - `LINEARIZABLE`: the leader confirms its leadership with a quorum (read index) and
+//!   waits until it has applied up to it;
+//! - `LEADER` (default): served by the replica that believes it leads;
+//! - `ANY`: served by whichever replica receives it (may be stale).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vectron_common::convert::{filter_from_pb, point_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb};
+use vectron_common::raft::network::RaftRouter;
+use vectron_common::raft::raft_error_to_wire;
+use vectron_common::status::WireError;
+use vectron_engine::{Shard, WriteOp};
+use vectron_proto::internal as pi;
+use vectron_proto::internal::worker_server::{Worker, WorkerServer};
+use vectron_proto::v1 as pb;
+use vectron_proto::v1::{Consistency, ErrorCode};
+
+use crate::host::{Replica, WorkerHost};
+use crate::replica::ShardRequest;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn status(e: WireError) -> Status {
+    e.to_status()
+}
+
+fn engine(e: vectron_engine::EngineError) -> Status {
+    WireError::from(&e).to_status()
+}
+
+/// The worker's gRPC face.
+#[derive(Debug, Clone)]
+pub struct WorkerGrpc {
+    host: Arc<WorkerHost>,
+}
+
+impl WorkerGrpc {
+    pub fn new(host: Arc<WorkerHost>) -> WorkerGrpc {
+        WorkerGrpc { host }
+    }
+
+    async fn write(&self, shard_id: u64, op: WriteOp) -> Result<pi::ShardWriteResponse, Status> {
+        let replica = self.host.replica(shard_id).map_err(status)?;
+        self.host.ensure_leading(&replica).map_err(status)?;
+        let response = replica
+            .raft
+            .client_write(ShardRequest(op))
+            .await
+            .map_err(|e| status(raft_error_to_wire(&format!("shard {shard_id} write"), &e)))?;
+        if let Some((code, message)) = response.data.refused {
+            let code = ErrorCode::try_from(code).unwrap_or(ErrorCode::Internal);
+            return Err(status(WireError::new(code, message, false)));
+        }
+        Ok(pi::ShardWriteResponse { affected: response.data.affected, log_index: response.log_id.index })
+    }
+
+    /// The shard to read from at `consistency`.
+    async fn readable(&self, shard_id: u64, consistency: i32) -> Result<(Arc<Replica>, Arc<Shard>), Status> {
+        let replica = self.host.replica(shard_id).map_err(status)?;
+        match Consistency::try_from(consistency).unwrap_or(Consistency::Unspecified) {
+            Consistency::Any => {}
+            Consistency::Leader | Consistency::Unspecified => self.host.ensure_leading(&replica).map_err(status)?,
+            Consistency::Linearizable => {
+                self.host.ensure_leading(&replica).map_err(status)?;
+                replica
+                    .raft
+                    .ensure_linearizable()
+                    .await
+                    .map_err(|e| status(raft_error_to_wire(&format!("shard {shard_id} read index"), &e)))?;
+            }
+        }
+        let shard = replica.shard().map_err(status)?;
+        Ok((replica, shard))
+    }
+}
+
+/// Runs an engine read on a blocking thread (reads scan RocksDB and the graph).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, vectron_engine::EngineError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| status(WireError::new(ErrorCode::Internal, e.to_string(), false)))?
+        .map_err(engine)
+}
+
+fn missing(what: &str) -> Status {
+    status(WireError::new(ErrorCode::InvalidArgument, format!("{what} is missing"), false))
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerGrpc {
+    async fn upsert(&self, request: Request<pi::ShardUpsertRequest>) -> Reply<pi::ShardWriteResponse> {
+        let r = request.into_inner();
+        let points = r.points.iter().map(point_from_pb).collect::<Result<Vec<_>, _>>().map_err(engine)?;
+        self.write(r.shard_id, WriteOp::Upsert(points)).await.map(Response::new)
+    }
+
+    async fn delete(&self, request: Request<pi::ShardDeleteRequest>) -> Reply<pi::ShardWriteResponse> {
+        let r = request.into_inner();
+        let op = match r.selector.ok_or_else(|| missing("delete selector (ids or filter)"))? {
+            pi::shard_delete_request::Selector::Ids(ids) => WriteOp::Delete(point_ids_from_pb(&ids.ids).map_err(engine)?),
+            pi::shard_delete_request::Selector::Filter(f) => WriteOp::DeleteByFilter(filter_from_pb(&f).map_err(engine)?),
+        };
+        self.write(r.shard_id, op).await.map(Response::new)
+    }
+
+    async fn get(&self, request: Request<pi::ShardGetRequest>) -> Reply<pb::GetResponse> {
+        let r = request.into_inner();
+        let q = r.request.ok_or_else(|| missing("request"))?;
+        let ids = point_ids_from_pb(&q.ids).map_err(engine)?;
+        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let records = blocking(move || shard.get(&ids, q.with_payload, q.with_vector)).await?;
+        Ok(Response::new(pb::GetResponse { points: records.iter().map(record_to_pb).collect() }))
+    }
+
+    async fn scroll(&self, request: Request<pi::ShardScrollRequest>) -> Reply<pb::ScrollResponse> {
+        let r = request.into_inner();
+        let q = r.request.ok_or_else(|| missing("request"))?;
+        let filter = q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?;
+        let from = if q.cursor.is_empty() {
+            None
+        } else {
+            Some(vectron_engine::PointId::decode(&q.cursor).map_err(|_| {
+                status(WireError::new(ErrorCode::InvalidArgument, "scroll cursor is not one this shard issued", false))
+            })?)
+        };
+        let limit = if q.limit == 0 { 100 } else { q.limit as usize };
+        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let page =
+            blocking(move || shard.scroll(filter.as_ref(), from.as_ref(), limit, q.with_payload, q.with_vector)).await?;
+        Ok(Response::new(pb::ScrollResponse {
+            points: page.points.iter().map(record_to_pb).collect(),
+            next_cursor: page.next.map(|id| id.encode()).unwrap_or_default(),
+        }))
+    }
+
+    async fn count(&self, request: Request<pi::ShardCountRequest>) -> Reply<pb::CountResponse> {
+        let r = request.into_inner();
+        let q = r.request.ok_or_else(|| missing("request"))?;
+        let filter = q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?;
+        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let count = blocking(move || shard.count(filter.as_ref())).await?;
+        Ok(Response::new(pb::CountResponse { count }))
+    }
+
+    async fn search(&self, request: Request<pi::ShardSearchRequest>) -> Reply<pi::ShardSearchResponse> {
+        let r = request.into_inner();
+        let q = r.request.ok_or_else(|| missing("request"))?;
+        let req = vectron_engine::SearchRequest {
+            vector: q.vector,
+            top_k: q.top_k as usize,
+            ef: (q.ef > 0).then_some(q.ef as usize),
+            filter: q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?,
+            score_threshold: q.score_threshold,
+            with_payload: q.with_payload,
+            with_vector: q.with_vector,
+        };
+        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let hits = blocking(move || shard.search(&req)).await?;
+        Ok(Response::new(pi::ShardSearchResponse { hits: hits.iter().map(scored_to_pb).collect() }))
+    }
+
+    async fn status(&self, _: Request<pi::WorkerStatusRequest>) -> Reply<pi::WorkerStatusResponse> {
+        let replicas = self
+            .host
+            .replicas()
+            .iter()
+            .map(|r| {
+                let m = r.raft.metrics().borrow().clone();
+                let membership = m.membership_config.membership();
+                pi::ReplicaInfo {
+                    shard_id: r.shard_id,
+                    leader: m.current_leader == Some(self.host.id()),
+                    term: m.current_term,
+                    last_applied: m.last_applied.map_or(0, |l| l.index),
+                    points_count: r.slot.get().map_or(0, |s| s.len() as u64),
+                    voters: membership.voter_ids().collect(),
+                    learners: membership.learner_ids().collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(pi::WorkerStatusResponse { worker_id: self.host.id(), replicas }))
+    }
+}
+
+/// Largest message the worker accepts (a batch of 10k × 1536-d vectors is ~60 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 128 << 20;
+
+/// Serves the worker service and the Raft transport on `listener` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    host: Arc<WorkerHost>,
+    router: RaftRouter,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(router.into_service())
+        .add_service(
+            WorkerServer::new(WorkerGrpc::new(host))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await
+}
