@@ -51,11 +51,10 @@ pub fn value_from_pb(v: &pb::Value) -> Result<Value> {
         None | Some(Kind::NullValue(_)) => Value::Null,
         Some(Kind::BoolValue(b)) => Value::Bool(*b),
         Some(Kind::IntegerValue(i)) => Value::Number((*i).into()),
-        Some(Kind::DoubleValue(d)) => {
-            Value::Number(Number::from_f64(*d).ok_or_else(|| EngineError::InvalidPayload {
-                reason: format!("{d} is not a finite number"),
-            })?)
-        }
+        Some(Kind::DoubleValue(d)) => Value::Number(
+            Number::from_f64(*d)
+                .ok_or_else(|| EngineError::InvalidPayload { reason: format!("{d} is not a finite number") })?,
+        ),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_from_pb).collect::<Result<_>>()?),
         Some(Kind::StructValue(s)) => Value::Object(struct_from_pb(s)?),
@@ -283,7 +282,9 @@ fn condition_to_pb(c: &Condition) -> Result<pb::Condition> {
     let field = |key: &str, test| C::Field(pb::FieldCondition { key: key.to_owned(), test: Some(test) });
     let condition = match c {
         Condition::Filter(f) => C::Filter(filter_to_pb(f)?),
-        Condition::HasId { has_id } => C::HasId(pb::HasIdCondition { ids: has_id.iter().map(point_id_to_pb).collect() }),
+        Condition::HasId { has_id } => {
+            C::HasId(pb::HasIdCondition { ids: has_id.iter().map(point_id_to_pb).collect() })
+        }
         Condition::Exists { exists } => field(&exists.key, Test::Exists(true)),
         Condition::IsNull { is_null } => field(&is_null.key, Test::IsNull(true)),
         Condition::Field(fc) => match (&fc.matches, &fc.range) {

@@ -86,9 +86,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidPointId => Code::InvalidArgument,
         ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => Code::NotFound,
         ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists => Code::AlreadyExists,
-        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::ShardNotHosted | ErrorCode::Conflict => {
-            Code::Aborted
-        }
+        ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::ShardNotHosted | ErrorCode::Conflict => Code::Aborted,
         ErrorCode::Unavailable => Code::Unavailable,
         ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorCode::ResourceExhausted => Code::ResourceExhausted,

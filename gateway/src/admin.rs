@@ -135,7 +135,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
 type Reply = Result<Json<Value>, ApiError>;
 
 async fn table(admin: &Admin) -> Result<Arc<pi::RoutingTable>, ApiError> {
-    Ok(admin.api.router().refresh(0).await?)
+    Ok(admin.api.router().refresh_now().await?)
 }
 
 fn worker_json(w: &pi::WorkerInfo) -> Value {
@@ -145,15 +145,11 @@ fn worker_json(w: &pi::WorkerInfo) -> Value {
 }
 
 async fn health(State(admin): State<Admin>) -> Response {
-    match admin
-        .api
-        .router()
-        .placement()
-        .call(|mut c| async move { c.get_leader(pi::GetLeaderRequest {}).await })
-        .await
+    match admin.api.router().placement().call(|mut c| async move { c.get_leader(pi::GetLeaderRequest {}).await }).await
     {
         Ok(l) if l.leader_id != 0 => {
-            Json(json!({"status": "ok", "placement_leader": l.leader_address, "placement_term": l.term})).into_response()
+            Json(json!({"status": "ok", "placement_leader": l.leader_address, "placement_term": l.term}))
+                .into_response()
         }
         Ok(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "no placement leader"})))
             .into_response(),
@@ -235,7 +231,7 @@ async fn resolve_alert(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply
 }
 
 async fn render_metrics(State(admin): State<Admin>) -> Response {
-    if let Ok(t) = admin.api.router().refresh(0).await {
+    if let Ok(t) = admin.api.router().refresh_now().await {
         admin.metrics.update_shards(&t);
     }
     ([("content-type", "text/plain; version=0.0.4")], admin.metrics.render()).into_response()

@@ -98,12 +98,16 @@ impl Api {
         let config = req.config.ok_or_else(|| invalid("create collection needs a config"))?;
         let config = convert::normalize_collection(config).map_err(engine)?;
         let r = pb::CreateCollectionRequest { config: Some(config) };
-        let info = self.router.placement().call(|mut c| {
-            let r = r.clone();
-            async move { c.create_collection(r).await }
-        }).await?;
+        let info = self
+            .router
+            .placement()
+            .call(|mut c| {
+                let r = r.clone();
+                async move { c.create_collection(r).await }
+            })
+            .await?;
         let name = info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
-        self.router.refresh(0).await.ok();
+        self.router.refresh_now().await.ok();
         // Wait until every shard has a leader, so the first writes need no retries.
         let deadline = Instant::now() + self.config.create_wait;
         while Instant::now() < deadline {
@@ -133,9 +137,12 @@ impl Api {
         Ok(pb::GetCollectionResponse { config: route.info.config, points_count: count.count })
     }
 
-    pub async fn collection_status(&self, req: pb::GetCollectionStatusRequest) -> Result<pb::GetCollectionStatusResponse> {
+    pub async fn collection_status(
+        &self,
+        req: pb::GetCollectionStatusRequest,
+    ) -> Result<pb::GetCollectionStatusResponse> {
         let info = self.collection_info(&req.name).await?;
-        let table = self.router.refresh(0).await.unwrap_or_else(|_| self.router.table());
+        let table = self.router.refresh_now().await.unwrap_or_else(|_| self.router.table());
         let worker = |id: u64| table.workers.iter().find(|w| w.id == id);
         let shards = info
             .shards
@@ -187,7 +194,7 @@ impl Api {
                 async move { c.delete_collection(r).await }
             })
             .await?;
-        self.router.refresh(0).await.ok();
+        self.router.refresh_now().await.ok();
         Ok(pb::DeleteCollectionResponse {})
     }
 
@@ -369,7 +376,8 @@ impl Api {
         let mut points = Vec::with_capacity(limit);
         while index < route.info.shards.len() && points.len() < limit {
             let shard_id = route.info.shards[index].id;
-            let request = pb::ScrollRequest { limit: (limit - points.len()) as u32, cursor: inner.clone(), ..req.clone() };
+            let request =
+                pb::ScrollRequest { limit: (limit - points.len()) as u32, cursor: inner.clone(), ..req.clone() };
             let r = pi::ShardScrollRequest { shard_id, request: Some(request) };
             let page = self
                 .router

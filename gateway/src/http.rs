@@ -494,7 +494,9 @@ async fn delete_point(State(api): State<Api>, Path((c, id)): Path<(String, Strin
 
 async fn delete_points(State(api): State<Api>, Path(c): Path<String>, Body(d): Body<DeleteJson>) -> Reply<Value> {
     let selector = match (d.ids, d.filter) {
-        (Some(ids), None) => pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() }),
+        (Some(ids), None) => {
+            pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() })
+        }
         (None, Some(f)) => pb::delete_request::Selector::Filter(
             filter_pb(Some(&f))?.ok_or_else(|| invalid("delete by filter needs a filter"))?,
         ),
@@ -527,7 +529,11 @@ async fn scroll(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<Scr
 
 async fn count(State(api): State<Api>, Path(c): Path<String>, Body(q): Body<CountJson>) -> Reply<Value> {
     let r = api
-        .count(pb::CountRequest { collection: c, filter: filter_pb(q.filter.as_ref())?, consistency: q.consistency.to_pb() })
+        .count(pb::CountRequest {
+            collection: c,
+            filter: filter_pb(q.filter.as_ref())?,
+            consistency: q.consistency.to_pb(),
+        })
         .await?;
     Ok(Json(serde_json::json!({ "count": r.count })))
 }

@@ -80,6 +80,11 @@ impl Router {
         Ok(self.table())
     }
 
+    /// Fetches the current table whatever the cached one is.
+    pub async fn refresh_now(&self) -> Result<Arc<pi::RoutingTable>, WireError> {
+        self.refresh(self.table().epoch).await
+    }
+
     /// The route of `name`, refreshing the table once if it is not known.
     pub async fn collection(&self, name: &str) -> Result<CollectionRoute, WireError> {
         let find = |t: &pi::RoutingTable| {
@@ -90,9 +95,9 @@ impl Router {
             return Ok(CollectionRoute { info, epoch: table.epoch });
         }
         let table = self.refresh(table.epoch).await?;
-        find(&table)
-            .map(|info| CollectionRoute { info, epoch: table.epoch })
-            .ok_or_else(|| WireError::new(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist"), false))
+        find(&table).map(|info| CollectionRoute { info, epoch: table.epoch }).ok_or_else(|| {
+            WireError::new(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist"), false)
+        })
     }
 
     fn worker_addr(&self, worker: u64) -> Option<String> {

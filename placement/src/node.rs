@@ -190,9 +190,10 @@ impl PlacementNode {
         let cmd = PlacementCommand { now_ms: now_ms(), command: Some(command) };
         let response =
             self.raft.client_write(Request::new(&cmd)).await.map_err(|e| raft_error_to_wire("placement write", &e))?;
-        let result = response.data.decode().map_err(|e| {
-            WireError::new(ErrorCode::Internal, format!("undecodable placement result: {e}"), false)
-        })?;
+        let result = response
+            .data
+            .decode()
+            .map_err(|e| WireError::new(ErrorCode::Internal, format!("undecodable placement result: {e}"), false))?;
         match result.result {
             Some(Outcome::Error(e)) => {
                 let code = ErrorCode::try_from(e.code).unwrap_or(ErrorCode::Internal);

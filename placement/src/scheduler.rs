@@ -94,7 +94,8 @@ async fn tick(
             } else {
                 resolve_alerts(node, "shard_under_replicated", &subject).await;
             }
-            let led = node.liveness.lock().values().any(|l| l.shards.iter().any(|r| r.shard_id == shard.id && r.leader));
+            let led =
+                node.liveness.lock().values().any(|l| l.shards.iter().any(|r| r.shard_id == shard.id && r.leader));
             if led {
                 leaderless_since.remove(&shard.id);
                 resolve_alerts(node, "shard_without_leader", &subject).await;
@@ -126,7 +127,10 @@ fn settled(routing: &vectron_proto::internal::RoutingTable) -> bool {
 
 /// Proposes new targets for shards with replicas on gone, long-down or draining
 /// workers, or with too few replicas. Returns whether anything changed.
-async fn replace_replicas(node: &PlacementNode, state: &ClusterState) -> Result<bool, vectron_common::status::WireError> {
+async fn replace_replicas(
+    node: &PlacementNode,
+    state: &ClusterState,
+) -> Result<bool, vectron_common::status::WireError> {
     let Some(routing) = &state.routing else { return Ok(false) };
     let grace_ms = node.config.replace_after.as_millis() as u64;
     let now = now_ms();
@@ -209,7 +213,8 @@ async fn raise(
     subject: String,
     message: String,
 ) -> Result<(), vectron_common::status::WireError> {
-    let active = node.view.read(|s| s.alerts.iter().any(|a| a.resolved_at_ms == 0 && a.kind == kind && a.subject == subject));
+    let active =
+        node.view.read(|s| s.alerts.iter().any(|a| a.resolved_at_ms == 0 && a.kind == kind && a.subject == subject));
     if !active {
         let alert = Alert { kind: kind.into(), subject, message, ..Default::default() };
         node.propose(Command::RaiseAlert(alert)).await?;
@@ -220,7 +225,11 @@ async fn raise(
 /// Resolves the active alerts of `kind` about `subject` (best effort).
 pub async fn resolve_alerts(node: &PlacementNode, kind: &str, subject: &str) {
     let open: Vec<u64> = node.view.read(|s| {
-        s.alerts.iter().filter(|a| a.resolved_at_ms == 0 && a.kind == kind && a.subject == subject).map(|a| a.id).collect()
+        s.alerts
+            .iter()
+            .filter(|a| a.resolved_at_ms == 0 && a.kind == kind && a.subject == subject)
+            .map(|a| a.id)
+            .collect()
     });
     for id in open {
         if let Err(e) = node.propose(Command::ResolveAlert(id)).await {

@@ -55,14 +55,10 @@ impl PlacementGrpc {
 
     fn collection_info(&self, name: &str) -> Result<pi::CollectionInfo, Status> {
         let table = self.node.routing_table();
-        table
-            .collections
-            .into_iter()
-            .find(|c| c.config.as_ref().is_some_and(|x| x.name == name))
-            .ok_or_else(|| {
-                WireError::new(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist"), false)
-                    .to_status()
-            })
+        table.collections.into_iter().find(|c| c.config.as_ref().is_some_and(|x| x.name == name)).ok_or_else(|| {
+            WireError::new(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist"), false)
+                .to_status()
+        })
     }
 }
 
@@ -80,9 +76,10 @@ impl Placement for PlacementGrpc {
     async fn heartbeat(&self, request: Request<pi::HeartbeatRequest>) -> Reply<pi::HeartbeatResponse> {
         self.leader()?;
         let hb = request.into_inner();
-        let known = self.node.view.read(|s| {
-            s.routing.as_ref().and_then(|r| r.workers.iter().find(|w| w.id == hb.worker_id)).cloned()
-        });
+        let known = self
+            .node
+            .view
+            .read(|s| s.routing.as_ref().and_then(|r| r.workers.iter().find(|w| w.id == hb.worker_id)).cloned());
         let Some(worker) = known else {
             return Err(WireError::new(
                 ErrorCode::NotFound,
@@ -153,7 +150,10 @@ impl Placement for PlacementGrpc {
         self.collection_info(&request.into_inner().name).map(Response::new)
     }
 
-    async fn get_routing_table(&self, request: Request<pi::GetRoutingTableRequest>) -> Reply<pi::GetRoutingTableResponse> {
+    async fn get_routing_table(
+        &self,
+        request: Request<pi::GetRoutingTableRequest>,
+    ) -> Reply<pi::GetRoutingTableResponse> {
         self.leader()?;
         let known = request.into_inner().known_epoch;
         let routing = (self.node.view.epoch() > known || known == 0).then(|| self.node.routing_table());
@@ -180,7 +180,8 @@ impl Placement for PlacementGrpc {
     async fn list_alerts(&self, request: Request<pi::ListAlertsRequest>) -> Reply<pi::ListAlertsResponse> {
         self.leader()?;
         let all = request.into_inner().include_resolved;
-        let alerts = self.node.view.read(|s| s.alerts.iter().filter(|a| all || a.resolved_at_ms == 0).cloned().collect());
+        let alerts =
+            self.node.view.read(|s| s.alerts.iter().filter(|a| all || a.resolved_at_ms == 0).cloned().collect());
         Ok(Response::new(pi::ListAlertsResponse { alerts }))
     }
 

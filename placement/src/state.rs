@@ -13,8 +13,8 @@ use vectron_common::routing::split_ranges;
 use vectron_proto::internal::placement_command::Command;
 use vectron_proto::internal::placement_command_result::Result as Outcome;
 use vectron_proto::internal::{
-    Alert, ClusterState, CollectionInfo, Empty, PlacementCommand, PlacementCommandResult, PlacementError,
-    RoutingTable, ShardInfo, WorkerInfo, WorkerState,
+    Alert, ClusterState, CollectionInfo, Empty, PlacementCommand, PlacementCommandResult, PlacementError, RoutingTable,
+    ShardInfo, WorkerInfo, WorkerState,
 };
 use vectron_proto::v1::{CollectionConfig, ErrorCode};
 
@@ -135,8 +135,7 @@ fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outco
             Ok(Outcome::Worker(info))
         }
         Command::CreateCollection(config) => {
-            let config = normalize_collection(config.clone())
-                .map_err(|e| refuse(e.code(), e.to_string()))?;
+            let config = normalize_collection(config.clone()).map_err(|e| refuse(e.code(), e.to_string()))?;
             if routing(state).collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == config.name)) {
                 return Err(refuse(
                     ErrorCode::CollectionAlreadyExists,
@@ -267,10 +266,7 @@ pub fn place(
     let mut zones: BTreeSet<&str> = taken.iter().map(|&id| zone_of(id)).filter(|z| !z.is_empty()).collect();
     let mut chosen = Vec::with_capacity(count);
     while chosen.len() < count {
-        let pick = candidates
-            .iter()
-            .position(|w| w.zone.is_empty() || !zones.contains(w.zone.as_str()))
-            .unwrap_or(0);
+        let pick = candidates.iter().position(|w| w.zone.is_empty() || !zones.contains(w.zone.as_str())).unwrap_or(0);
         let w = candidates.remove(pick);
         if !w.zone.is_empty() {
             zones.insert(w.zone.as_str());
@@ -334,8 +330,7 @@ mod tests {
         let never = RegisterWorkerRequest { worker_id: 99, address: "x:1".into(), zone: String::new() };
         assert_eq!(run(&mut s, Command::RegisterWorker(never)).unwrap_err().code, ErrorCode::NotFound as i32);
         // Re-registering a known id keeps it and brings it back up.
-        run(&mut s, Command::SetWorkerState(SetWorkerState { worker_id: b, state: WorkerState::Down as i32 }))
-            .unwrap();
+        run(&mut s, Command::SetWorkerState(SetWorkerState { worker_id: b, state: WorkerState::Down as i32 })).unwrap();
         let back = RegisterWorkerRequest { worker_id: b, address: "y:2".into(), zone: String::new() };
         match run(&mut s, Command::RegisterWorker(back)).unwrap() {
             Outcome::Worker(w) => assert_eq!((w.id, w.state, w.address.as_str()), (b, WorkerState::Up as i32, "y:2")),

@@ -204,7 +204,8 @@ impl Client {
                         return Err(e.into());
                     }
                     let backoff = Duration::from_millis(50u64 << attempt.min(5));
-                    let pause = e.retry_after.unwrap_or(backoff).min(deadline.saturating_duration_since(Instant::now()));
+                    let pause =
+                        e.retry_after.unwrap_or(backoff).min(deadline.saturating_duration_since(Instant::now()));
                     tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
@@ -275,12 +276,7 @@ impl Client {
     pub fn search(&self, collection: &str, vector: Vec<f32>, top_k: u32) -> SearchBuilder<'_> {
         SearchBuilder {
             client: self,
-            request: pb::SearchRequest {
-                collection: collection.to_owned(),
-                vector,
-                top_k,
-                ..Default::default()
-            },
+            request: pb::SearchRequest { collection: collection.to_owned(), vector, top_k, ..Default::default() },
         }
     }
 
@@ -303,7 +299,8 @@ impl Client {
     }
 
     pub async fn delete(&self, collection: &str, ids: &[PointId]) -> Result<u64> {
-        let selector = pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() });
+        let selector =
+            pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() });
         self.delete_by(collection, selector).await
     }
 

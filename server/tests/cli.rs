@@ -27,5 +27,9 @@ fn bad_flags_are_refused() {
     let data = dir.path().display().to_string();
     let out = vectron(&["placement", "--listen", "127.0.0.1:0", "--initial-members", "x", "--data-dir", &data]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not id=host:port"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not id=host:port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

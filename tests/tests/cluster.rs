@@ -165,7 +165,12 @@ async fn killing_shard_leaders_loses_no_acknowledged_write() {
     // Every acknowledged write is readable (with its vector), through the leaders.
     let found = present(&client, name, &attempted).await;
     let missing: Vec<&u64> = acked.iter().filter(|i| !found.contains(i)).collect();
-    assert!(missing.is_empty(), "acknowledged points lost: {:?}…\n{}", &missing[..missing.len().min(10)], cluster.logs(40));
+    assert!(
+        missing.is_empty(),
+        "acknowledged points lost: {:?}…\n{}",
+        &missing[..missing.len().min(10)],
+        cluster.logs(40)
+    );
     // Nothing appears twice and nothing appears that was never written.
     let count = client.count(name, None).await.expect("count");
     assert_eq!(count as usize, found.len(), "count agrees with the points found (no duplicates)");
@@ -209,7 +214,8 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
     assert_eq!(http_ids, grpc_ids, "HTTP and gRPC search give the same hits");
     assert_eq!(grpc.hits.len(), 5);
     assert!(grpc.hits.iter().all(|h| h.payload.as_ref().is_none()), "no payload unless asked");
-    let count: Value = http.post(url("/v1/collections/api/points/count")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    let count: Value =
+        http.post(url("/v1/collections/api/points/count")).json(&json!({})).send().await.unwrap().json().await.unwrap();
     assert_eq!(count["count"], 21);
     assert_eq!(client.count(name, None).await.unwrap(), 21);
     let one: Value = http.get(url("/v1/collections/api/points/doc-a")).send().await.unwrap().json().await.unwrap();
@@ -234,12 +240,48 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
 
     // Typed errors, the same on both transports.
     let cases: Vec<(&str, &str, Value, u16, ErrorCode)> = vec![
-        ("POST", "/v1/collections/nope/points/search", json!({"vector": query, "top_k": 3}), 404, ErrorCode::CollectionNotFound),
-        ("POST", "/v1/collections/api/points/search", json!({"vector": [1.0, 2.0], "top_k": 3}), 400, ErrorCode::DimensionMismatch),
-        ("POST", "/v1/collections/api/points", json!({"points": [{"id": 1, "vector": [1.0, 2.0, 3.0]}]}), 400, ErrorCode::DimensionMismatch),
-        ("POST", "/v1/collections/api/points/search", json!({"vector": query, "top_k": 3, "filter": {"must": [{"key": "", "match": {"value": 1}}]}}), 400, ErrorCode::InvalidFilter),
-        ("POST", "/v1/collections", json!({"name": "bad name!", "dimension": 4, "distance": "cosine"}), 400, ErrorCode::InvalidArgument),
-        ("POST", "/v1/collections", json!({"name": "api", "dimension": 4, "distance": "cosine"}), 409, ErrorCode::CollectionAlreadyExists),
+        (
+            "POST",
+            "/v1/collections/nope/points/search",
+            json!({"vector": query, "top_k": 3}),
+            404,
+            ErrorCode::CollectionNotFound,
+        ),
+        (
+            "POST",
+            "/v1/collections/api/points/search",
+            json!({"vector": [1.0, 2.0], "top_k": 3}),
+            400,
+            ErrorCode::DimensionMismatch,
+        ),
+        (
+            "POST",
+            "/v1/collections/api/points",
+            json!({"points": [{"id": 1, "vector": [1.0, 2.0, 3.0]}]}),
+            400,
+            ErrorCode::DimensionMismatch,
+        ),
+        (
+            "POST",
+            "/v1/collections/api/points/search",
+            json!({"vector": query, "top_k": 3, "filter": {"must": [{"key": "", "match": {"value": 1}}]}}),
+            400,
+            ErrorCode::InvalidFilter,
+        ),
+        (
+            "POST",
+            "/v1/collections",
+            json!({"name": "bad name!", "dimension": 4, "distance": "cosine"}),
+            400,
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "POST",
+            "/v1/collections",
+            json!({"name": "api", "dimension": 4, "distance": "cosine"}),
+            409,
+            ErrorCode::CollectionAlreadyExists,
+        ),
         ("GET", "/v1/collections/api/points/999999", Value::Null, 404, ErrorCode::PointNotFound),
     ];
     for (method, path, body, status, code) in cases {
@@ -260,8 +302,7 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "INVALID_ARGUMENT");
     // A batch with one NaN writes nothing (the JSON number cannot be NaN: use gRPC).
-    let mut bad = vec![point(100), point(101)];
-    bad[1].vector[0] = f32::NAN;
+    let bad = vec![Point::new(100u64, vec![1.0, 2.0, 3.0, 4.0]), Point::new(101u64, vec![f32::NAN, 2.0, 3.0, 4.0])];
     let e = client.upsert(name, bad).await.unwrap_err();
     assert_eq!(e.code, ErrorCode::InvalidVector);
     assert_eq!(client.count(name, None).await.unwrap(), 21, "a refused batch writes nothing");
@@ -294,8 +335,12 @@ async fn placement_of(client: &Client, name: &str) -> Vec<(Vec<String>, Option<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_worker_is_replaced_and_the_new_replica_has_the_data() {
-    let mut cluster =
-        Cluster::start(ClusterSpec { workers: 3, replace_after_secs: 2.0, down_after_secs: 2.0, ..ClusterSpec::default() });
+    let mut cluster = Cluster::start(ClusterSpec {
+        workers: 3,
+        replace_after_secs: 2.0,
+        down_after_secs: 2.0,
+        ..ClusterSpec::default()
+    });
     let client = must_connect(&cluster).await;
     let name = "heal";
     must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(2).replication_factor(3), &cluster).await;
@@ -334,7 +379,12 @@ async fn a_dead_worker_is_replaced_and_the_new_replica_has_the_data() {
     })
     .await;
     let found = present(&client, name, &ids).await;
-    assert_eq!(found.len(), ids.len(), "every point is readable with the new replica in the quorum\n{}", cluster.logs(30));
+    assert_eq!(
+        found.len(),
+        ids.len(),
+        "every point is readable with the new replica in the quorum\n{}",
+        cluster.logs(30)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -389,7 +439,8 @@ async fn restarting_the_whole_cluster_brings_all_data_back() {
     }
     cluster.gateway.restart();
     let client = must_connect(&cluster).await.with_retry_budget(Duration::from_secs(60));
-    let count = client.count(name, None).await.unwrap_or_else(|e| panic!("count after restart: {e}\n{}", cluster.logs(40)));
+    let count =
+        client.count(name, None).await.unwrap_or_else(|e| panic!("count after restart: {e}\n{}", cluster.logs(40)));
     assert_eq!(count, 898);
     let found = present(&client, name, &ids).await;
     assert_eq!(found.len(), 898);

@@ -181,8 +181,12 @@ impl WorkerHost {
     /// The hosted replica of `shard_id`, or SHARD_NOT_HOSTED.
     pub fn replica(&self, shard_id: u64) -> Result<Arc<Replica>, WireError> {
         self.replicas.read().get(&shard_id).cloned().ok_or_else(|| {
-            WireError::new(ErrorCode::ShardNotHosted, format!("shard {shard_id} is not hosted on worker {}", self.id), true)
-                .with_epoch(self.routing.read().epoch)
+            WireError::new(
+                ErrorCode::ShardNotHosted,
+                format!("shard {shard_id} is not hosted on worker {}", self.id),
+                true,
+            )
+            .with_epoch(self.routing.read().epoch)
         })
     }
 
@@ -203,7 +207,11 @@ impl WorkerHost {
         Err(WireError::not_leader(format!("worker {} does not lead shard {}", self.id, replica.shard_id), hint))
     }
 
-    async fn open_replica(&self, shard_id: u64, create: Option<&pi::CollectionInfo>) -> Result<Arc<Replica>, StartError> {
+    async fn open_replica(
+        &self,
+        shard_id: u64,
+        create: Option<&pi::CollectionInfo>,
+    ) -> Result<Arc<Replica>, StartError> {
         let config = match create.and_then(|c| c.config.as_ref()) {
             Some(c) => Some(shard_config(c)?),
             None => None,
@@ -391,8 +399,11 @@ impl WorkerHost {
         if replica.changing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let nodes: Vec<(u64, String)> =
-            target.iter().filter(|id| !voters.contains(id)).filter_map(|id| addr_of.get(id).map(|a| (*id, a.clone()))).collect();
+        let nodes: Vec<(u64, String)> = target
+            .iter()
+            .filter(|id| !voters.contains(id))
+            .filter_map(|id| addr_of.get(id).map(|a| (*id, a.clone())))
+            .collect();
         let replica = replica.clone();
         let shard_id = shard.id;
         tokio::spawn(async move {

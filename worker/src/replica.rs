@@ -202,11 +202,7 @@ impl ShardStateMachine {
             None => format!("empty-{}", data.len()),
         };
         Ok(Snapshot {
-            meta: SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership,
-                snapshot_id,
-            },
+            meta: SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id },
             snapshot: Box::new(Cursor::new(data)),
         })
     }
@@ -252,11 +248,14 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
                         sm_write(std::io::Error::other(format!("shard {} has no data to apply to", self.id.0)))
                     })?;
                     let index = entry.log_id.index;
-                    let outcome = tokio::task::spawn_blocking(move || shard.apply(index, op)).await.map_err(join_err)?;
+                    let outcome =
+                        tokio::task::spawn_blocking(move || shard.apply(index, op)).await.map_err(join_err)?;
                     match outcome {
                         Ok(o) => ShardResponse { affected: o.affected as u64, refused: None },
                         // Storage failures must stop the group, not be skipped.
-                        Err(e @ (EngineError::Storage(_) | EngineError::Io { .. } | EngineError::Corruption { .. })) => {
+                        Err(
+                            e @ (EngineError::Storage(_) | EngineError::Io { .. } | EngineError::Corruption { .. }),
+                        ) => {
                             return Err(sm_write(e));
                         }
                         Err(e) => ShardResponse { affected: 0, refused: Some((e.code() as i32, e.to_string())) },
@@ -346,7 +345,8 @@ mod tests {
             .expect("open storage");
             let log = ShardLog::new(storage.db().clone(), 7, false);
             let config = ShardConfig::new(2, Distance::Euclid);
-            let sm = ShardStateMachine::open(ShardId(7), storage, dir.path().join("graphs"), log.clone(), Some(config))?;
+            let sm =
+                ShardStateMachine::open(ShardId(7), storage, dir.path().join("graphs"), log.clone(), Some(config))?;
             Ok((dir, log, sm))
         }
     }

@@ -107,8 +107,12 @@ impl Worker for WorkerGrpc {
     async fn delete(&self, request: Request<pi::ShardDeleteRequest>) -> Reply<pi::ShardWriteResponse> {
         let r = request.into_inner();
         let op = match r.selector.ok_or_else(|| missing("delete selector (ids or filter)"))? {
-            pi::shard_delete_request::Selector::Ids(ids) => WriteOp::Delete(point_ids_from_pb(&ids.ids).map_err(engine)?),
-            pi::shard_delete_request::Selector::Filter(f) => WriteOp::DeleteByFilter(filter_from_pb(&f).map_err(engine)?),
+            pi::shard_delete_request::Selector::Ids(ids) => {
+                WriteOp::Delete(point_ids_from_pb(&ids.ids).map_err(engine)?)
+            }
+            pi::shard_delete_request::Selector::Filter(f) => {
+                WriteOp::DeleteByFilter(filter_from_pb(&f).map_err(engine)?)
+            }
         };
         self.write(r.shard_id, op).await.map(Response::new)
     }
@@ -135,8 +139,8 @@ impl Worker for WorkerGrpc {
         };
         let limit = if q.limit == 0 { 100 } else { q.limit as usize };
         let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
-        let page =
-            blocking(move || shard.scroll(filter.as_ref(), from.as_ref(), limit, q.with_payload, q.with_vector)).await?;
+        let page = blocking(move || shard.scroll(filter.as_ref(), from.as_ref(), limit, q.with_payload, q.with_vector))
+            .await?;
         Ok(Response::new(pb::ScrollResponse {
             points: page.points.iter().map(record_to_pb).collect(),
             next_cursor: page.next.map(|id| id.encode()).unwrap_or_default(),

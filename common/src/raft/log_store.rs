@@ -117,7 +117,9 @@ impl<C> RocksLogStore<C> {
     /// Writes a `raft_meta` record of this group.
     pub fn put_meta<T: Serialize + ?Sized>(&self, suffix: &[u8], value: &T) -> StoreResult<()> {
         let bytes = encode(value).map_err(io_write)?;
-        self.db.put_cf_opt(self.cf(CF_RAFT_META)?, self.meta_key(suffix), bytes, &self.write_options()).map_err(io_write)
+        self.db
+            .put_cf_opt(self.cf(CF_RAFT_META)?, self.meta_key(suffix), bytes, &self.write_options())
+            .map_err(io_write)
     }
 
     /// Deletes everything the group stored: log, vote, and state machine metadata.

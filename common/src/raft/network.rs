@@ -113,11 +113,10 @@ enum CallError<E> {
 #[error("{0}")]
 struct TransportError(String);
 
-type RpcKind =
-    for<'a> fn(
-        &'a mut RaftTransportClient<Channel>,
-        Request<RaftMessage>,
-    ) -> Pin<Box<dyn Future<Output = Result<Response<RaftMessage>, Status>> + Send + 'a>>;
+type RpcKind = for<'a> fn(
+    &'a mut RaftTransportClient<Channel>,
+    Request<RaftMessage>,
+) -> Pin<Box<dyn Future<Output = Result<Response<RaftMessage>, Status>> + Send + 'a>>;
 
 impl GrpcNetwork {
     async fn call<Req, Resp, E>(&self, kind: RpcKind, req: &Req, option: &RPCOption) -> Result<Resp, CallError<E>>
@@ -139,7 +138,9 @@ impl GrpcNetwork {
                 let e = from_status(&status);
                 let err = TransportError(format!("{} ({:?})", e.message, e.code));
                 return Err(match e.code {
-                    ErrorCode::ShardNotHosted | ErrorCode::Unavailable => CallError::Unreachable(Unreachable::new(&err)),
+                    ErrorCode::ShardNotHosted | ErrorCode::Unavailable => {
+                        CallError::Unreachable(Unreachable::new(&err))
+                    }
                     _ => CallError::Network(NetworkError::new(&err)),
                 });
             }
@@ -279,7 +280,11 @@ impl RaftRouter {
 
     fn group(&self, group: GroupId) -> Result<Arc<dyn GroupEndpoint>, Status> {
         self.groups.read().get(&group).cloned().ok_or_else(|| {
-            to_status(&WireError::new(ErrorCode::ShardNotHosted, format!("Raft group {group} is not hosted here"), true))
+            to_status(&WireError::new(
+                ErrorCode::ShardNotHosted,
+                format!("Raft group {group} is not hosted here"),
+                true,
+            ))
         })
     }
 }
