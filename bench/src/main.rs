@@ -5,7 +5,11 @@
 //! build time and RSS; with `--filter-selectivity` it also measures filtered search
 //! through a real shard (RocksDB + payload index + planner). `--json` prints one JSON
 //! object per row on stdout; a table always goes to stderr.
+//!
+//! `vectron-bench cluster` runs the same workloads end to end through a gateway (see
+//! [`cluster`]).
 
+mod cluster;
 mod dataset;
 
 use std::path::PathBuf;
@@ -35,6 +39,8 @@ struct Cli {
 enum Command {
     /// Benchmarks one shard's index and search in-process.
     Engine(EngineArgs),
+    /// Benchmarks ingest and search end to end through a running gateway.
+    Cluster(cluster::ClusterArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -126,6 +132,7 @@ struct EngineArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Engine(args) => engine(args),
+        Command::Cluster(args) => cluster::run(args),
     }
 }
 

@@ -139,6 +139,9 @@ impl Router {
         let mut attempt: u32 = 0;
         let mut last: Option<WireError> = None;
         let mut tried_next: usize = 0;
+        // Replicas that did not answer during this call: a follower's stale hint
+        // pointing at one of them (the old leader, until it notices) is not followed.
+        let mut unreachable: Vec<u64> = Vec::new();
         loop {
             let route = self.collection(collection).await?;
             let Some(shard) = route.info.shards.iter().find(|s| s.id == shard_id) else {
@@ -170,13 +173,16 @@ impl Router {
             };
             match err.code {
                 ErrorCode::NotLeader => match &err.leader {
-                    Some(hint) if hint.id != target => {
+                    Some(hint) if hint.id != target && !unreachable.contains(&hint.id) => {
                         self.leaders.write().insert(shard_id, hint.id);
                         tried_next = 0;
                     }
                     _ => tried_next += 1, // an election is going on
                 },
                 ErrorCode::ShardNotHosted | ErrorCode::StaleEpoch | ErrorCode::Unavailable => {
+                    if err.code == ErrorCode::Unavailable && !unreachable.contains(&target) {
+                        unreachable.push(target);
+                    }
                     self.leaders.write().remove(&shard_id);
                     tried_next += 1;
                     if tried_next.is_multiple_of(order.len().max(1)) {
@@ -195,9 +201,10 @@ impl Router {
                 ));
             }
             last = Some(err);
-            // Back off once every replica was tried (an election takes ~1-2 s).
+            // Back off once every replica was tried (an election takes ~1-2 s); short
+            // pauses, so writes resume soon after a new leader is elected.
             if attempt as usize >= order.len() {
-                let pause = Duration::from_millis(25u64 << attempt.min(5) as u64).min(Duration::from_millis(500));
+                let pause = Duration::from_millis(25u64 << attempt.min(5) as u64).min(Duration::from_millis(150));
                 tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             }
         }

@@ -1,0 +1,264 @@
+//! `vectron-bench cluster`: the engine benchmark's workloads end to end through a
+//! gateway (gRPC, with the Rust SDK): ingest rate with N concurrent clients, then for
+//! each `ef` search QPS, p50/p99 and recall@k with N concurrent clients.
+//!
+//! `--compare-engine` also runs the same searches on an in-process shard built from the
+//! same data (RocksDB + index, no network) with the same concurrency, so the gateway's
+//! overhead shows as a ratio measured in the same run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use serde_json::json;
+use vectron_engine::{Distance, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage};
+use vectron_sdk::{Client, Collection};
+
+use crate::dataset::Dataset;
+use crate::{DistanceArg, Reporter, percentile, recall};
+
+#[derive(Parser, Clone)]
+pub struct ClusterArgs {
+    /// The gateway's gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    gateway: String,
+    /// Collection to create (dropped first if it exists).
+    #[arg(long, default_value = "bench")]
+    collection: String,
+    #[arg(long, default_value_t = 100_000)]
+    n: usize,
+    #[arg(long, default_value_t = 128)]
+    dim: usize,
+    #[arg(long, default_value_t = 1_000)]
+    queries: usize,
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    #[arg(long, default_value_t = 1)]
+    replication_factor: u32,
+    #[arg(long, default_value_t = 16)]
+    m: u32,
+    #[arg(long, default_value_t = 200)]
+    ef_construction: u32,
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    ef: Vec<u32>,
+    /// Concurrent clients (ingest and search).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Points per upsert request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, value_enum, default_value_t = DistanceArg::Euclid)]
+    distance: DistanceArg,
+    /// Timed search passes per ef; the best is reported.
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
+    /// Also search an in-process shard of the same data with the same concurrency.
+    #[arg(long)]
+    compare_engine: bool,
+    /// Small and fast: 20k × 64, 200 queries.
+    #[arg(long)]
+    quick: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+struct Timed {
+    found: Vec<Vec<u32>>,
+    qps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Runs every query once across `clients` concurrent tasks; the best of `repeat` passes.
+async fn timed<F, Fut>(queries: &Arc<Vec<Vec<f32>>>, clients: usize, repeat: usize, search: F) -> Result<Timed>
+where
+    F: Fn(Vec<f32>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Vec<u32>>> + Send,
+{
+    let mut best: Option<Timed> = None;
+    for pass in 0..repeat.max(1) + 1 {
+        let next = Arc::new(AtomicUsize::new(0));
+        let t = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients.max(1) {
+            let (queries, next, search) = (queries.clone(), next.clone(), search.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= queries.len() {
+                        return Ok::<_, anyhow::Error>(out);
+                    }
+                    let s = Instant::now();
+                    let ids = search(queries[i].clone()).await?;
+                    out.push((i, ids, s.elapsed()));
+                }
+            }));
+        }
+        let mut found = vec![Vec::new(); queries.len()];
+        let mut lat = Vec::with_capacity(queries.len());
+        for task in tasks {
+            for (i, ids, d) in task.await?? {
+                found[i] = ids;
+                lat.push(d);
+            }
+        }
+        let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+        lat.sort();
+        if pass == 0 {
+            continue; // warm-up
+        }
+        if best.as_ref().is_none_or(|b| qps > b.qps) {
+            best = Some(Timed { found, qps, p50_us: percentile(&lat, 0.5), p99_us: percentile(&lat, 0.99) });
+        }
+    }
+    Ok(best.expect("at least one pass"))
+}
+
+fn num_id(id: &PointId) -> u32 {
+    match id {
+        PointId::Num(n) => *n as u32,
+        PointId::Str(_) => u32::MAX,
+    }
+}
+
+pub fn run(mut args: ClusterArgs) -> Result<()> {
+    if args.quick {
+        (args.n, args.dim, args.queries) = (20_000, 64, 200);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_async(args))
+}
+
+async fn run_async(args: ClusterArgs) -> Result<()> {
+    let distance: Distance = args.distance.into();
+    let mut data = Dataset::clustered(args.n, args.queries, args.dim, args.clusters, args.seed);
+    if distance == Distance::Cosine {
+        data.normalise();
+    }
+    let truth = data.ground_truth(distance, args.k, None);
+    let client = Client::connect(&args.gateway).await.context("connecting to the gateway")?;
+    let _ = client.delete_collection(&args.collection).await;
+    let collection = Collection::new(&args.collection, args.dim as u32, distance)
+        .shards(args.shards)
+        .replication_factor(args.replication_factor)
+        .hnsw(args.m, args.ef_construction);
+    client.create_collection(collection).await.context("creating the collection")?;
+    eprintln!(
+        "dataset: {} × {} ({:?}); collection {:?}: {} shard(s), RF {}; {} clients",
+        args.n, args.dim, distance, args.collection, args.shards, args.replication_factor, args.clients
+    );
+
+    // Ingest: batches handed out to concurrent clients.
+    let base = Arc::new(data.base.clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients.max(1) {
+        let (client, base, next, name, batch) =
+            (client.clone(), base.clone(), next.clone(), args.collection.clone(), args.batch.max(1));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let start = next.fetch_add(batch, Ordering::Relaxed);
+                if start >= base.len() {
+                    return Ok::<_, vectron_sdk::Error>(());
+                }
+                let end = (start + batch).min(base.len());
+                let points =
+                    (start..end).map(|i| vectron_sdk::Point::new(i as u64, base[i].clone())).collect::<Vec<_>>();
+                client.upsert(&name, points).await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let ingest_s = t.elapsed().as_secs_f64();
+    let ingest_rate = args.n as f64 / ingest_s;
+    let mut report = Reporter { json: args.json, rows: Vec::new() };
+    let common = json!({"n": args.n, "dim": args.dim, "shards": args.shards, "rf": args.replication_factor,
+                        "clients": args.clients, "batch": args.batch});
+    eprintln!("ingest: {ingest_rate:.0} vectors/s ({ingest_s:.1} s)");
+    if args.json {
+        println!(
+            "{}",
+            json!({"bench": "cluster", "phase": "ingest", "vectors_per_s": ingest_rate, "seconds": ingest_s, "config": common})
+        );
+    }
+
+    let queries = Arc::new(data.queries.clone());
+    for &ef in &args.ef {
+        let (client, name, k) = (client.clone(), args.collection.clone(), args.k as u32);
+        let search = move |q: Vec<f32>| {
+            let (client, name) = (client.clone(), name.clone());
+            async move {
+                let r = client.search(&name, q, k).ef(ef).send().await?;
+                anyhow::ensure!(!r.partial, "partial answer (shards {:?} missed the deadline)", r.missing_shards);
+                Ok(r.hits.iter().map(|h| num_id(&h.id)).collect())
+            }
+        };
+        let m = timed(&queries, args.clients, args.repeat, search).await?;
+        report.row(json!({"backend": "gateway", "ef": ef, "recall": recall(&m.found, &truth, args.k),
+                          "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
+                          "build_s": ingest_s, "rss_bytes": 0, "config": common}));
+    }
+
+    if args.compare_engine {
+        let dir = tempfile::tempdir()?;
+        let storage = Storage::open(&dir.path().join("db"), Default::default())?;
+        let mut config = ShardConfig::new(args.dim, distance);
+        config.hnsw.m = args.m as usize;
+        config.hnsw.ef_construction = args.ef_construction as usize;
+        let shard = Arc::new(Shard::create(&storage, ShardId(1), config, dir.path())?);
+        let t = Instant::now();
+        for chunk in (0..args.n).collect::<Vec<_>>().chunks(args.batch.max(1)) {
+            shard.upsert(
+                chunk
+                    .iter()
+                    .map(|&i| Point { id: PointId::Num(i as u64), vector: data.base[i].clone(), payload: None })
+                    .collect(),
+            )?;
+        }
+        let engine_ingest = args.n as f64 / t.elapsed().as_secs_f64();
+        eprintln!("engine ingest (one writer, in-process): {engine_ingest:.0} vectors/s");
+        for &ef in &args.ef {
+            let (shard, k) = (shard.clone(), args.k);
+            let search = move |q: Vec<f32>| {
+                let shard = shard.clone();
+                async move {
+                    let hits = tokio::task::spawn_blocking(move || {
+                        let mut req = SearchRequest::new(q, k);
+                        req.ef = Some(ef as usize);
+                        shard.search(&req)
+                    })
+                    .await??;
+                    Ok(hits.iter().map(|h| num_id(&h.id)).collect())
+                }
+            };
+            let m = timed(&queries, args.clients, args.repeat, search).await?;
+            report.row(json!({"backend": "engine", "ef": ef, "recall": recall(&m.found, &truth, args.k),
+                              "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
+                              "build_s": 0.0, "rss_bytes": 0, "config": common}));
+        }
+        let rows = report.rows.clone();
+        for &ef in &args.ef {
+            let qps = |b: &str| {
+                rows.iter()
+                    .find(|r| r["backend"] == b && r["ef"] == ef)
+                    .and_then(|r| r["qps_mt"].as_f64())
+                    .unwrap_or(0.0)
+            };
+            eprintln!("ef {ef}: gateway / engine QPS = {:.2}", qps("gateway") / qps("engine").max(1e-9));
+        }
+    }
+    report.table();
+    std::thread::sleep(Duration::from_millis(1));
+    Ok(())
+}
