@@ -4,6 +4,8 @@
 //! - `GET /v1/system/health`: 200 when the placement driver answers, 503 otherwise;
 //! - `GET /v1/admin/stats`, `/v1/admin/workers`, `/v1/admin/collections`: JSON views of
 //!   the routing table (with leaders and sizes from heartbeats);
+//! - `POST /v1/admin/workers/{id}/drain`, `DELETE /v1/admin/workers/{id}`: move replicas
+//!   off a worker, or forget it;
 //! - `GET /v1/alerts` (`?all=true` includes resolved ones), `POST /v1/alerts/{id}/resolve`;
 //! - `GET /metrics`: request counts and latencies by route and status, plus per-shard
 //!   leader, Raft term and size gauges read from the routing table at scrape time.
@@ -114,6 +116,8 @@ impl Admin {
             .route("/v1/system/health", get(health))
             .route("/v1/admin/stats", get(stats))
             .route("/v1/admin/workers", get(workers))
+            .route("/v1/admin/workers/{id}/drain", post(drain_worker))
+            .route("/v1/admin/workers/{id}", axum::routing::delete(remove_worker))
             .route("/v1/admin/collections", get(collections))
             .route("/v1/alerts", get(alerts))
             .route("/v1/alerts/{id}/resolve", post(resolve_alert))
@@ -176,6 +180,28 @@ async fn stats(State(admin): State<Admin>) -> Reply {
 async fn workers(State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     Ok(Json(json!({"workers": t.workers.iter().map(worker_json).collect::<Vec<_>>()})))
+}
+
+/// Marks a worker draining: it keeps serving while the scheduler moves its replicas.
+async fn drain_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+    let w = admin
+        .api
+        .router()
+        .placement()
+        .call(|mut c| async move { c.drain_worker(pi::WorkerRef { worker_id: id }).await })
+        .await?;
+    Ok(Json(json!({"worker": worker_json(&w)})))
+}
+
+/// Forgets a worker for good (its id is never reused); its replicas are replaced.
+async fn remove_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+    let w = admin
+        .api
+        .router()
+        .placement()
+        .call(|mut c| async move { c.remove_worker(pi::WorkerRef { worker_id: id }).await })
+        .await?;
+    Ok(Json(json!({"removed": worker_json(&w)})))
 }
 
 async fn collections(State(admin): State<Admin>) -> Reply {

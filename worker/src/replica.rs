@@ -355,4 +355,91 @@ mod tests {
     fn passes_openraft_storage_suite() {
         Suite::test_all(Builder).expect("openraft storage suite");
     }
+
+    fn entry(index: u64, op: WriteOp) -> Entry<ShardTypes> {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(ShardRequest(op)),
+        }
+    }
+
+    fn points(range: std::ops::Range<u64>) -> Vec<Point> {
+        range
+            .map(|i| Point {
+                id: vectron_engine::PointId::Num(i),
+                vector: vec![i as f32, 1.0],
+                payload: Some(serde_json::json!({"i": i}).as_object().unwrap().clone()),
+            })
+            .collect()
+    }
+
+    fn open(dir: &std::path::Path, config: Option<ShardConfig>) -> ShardStateMachine {
+        let storage = Storage::open(
+            &dir.join("db"),
+            StorageOptions { extra_column_families: column_families(), ..Default::default() },
+        )
+        .unwrap();
+        let log = ShardLog::new(storage.db().clone(), 3, false);
+        ShardStateMachine::open(ShardId(3), storage, dir.join("graphs"), log, config).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_snapshot_carries_every_point_to_a_fresh_replica() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut config = ShardConfig::new(2, Distance::Euclid);
+        config.limits.max_batch = 1000; // several restore chunks
+        let mut a = open(a_dir.path(), Some(config));
+        let deleted = vec![vectron_engine::PointId::Num(5)];
+        let out = a
+            .apply([
+                entry(1, WriteOp::Upsert(points(0..1000))),
+                entry(2, WriteOp::Upsert(points(1000..2000))),
+                entry(3, WriteOp::Upsert(points(2000..2500))),
+                entry(4, WriteOp::Delete(deleted)),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(out.iter().map(|r| r.affected).collect::<Vec<_>>(), vec![1000, 1000, 500, 1]);
+        // A refused write is answered as such and changes nothing.
+        let bad = a
+            .apply([entry(5, WriteOp::Upsert(vec![Point { id: 9.into(), vector: vec![1.0], payload: None }]))])
+            .await
+            .unwrap();
+        assert_eq!(bad[0].refused.as_ref().map(|r| r.0), Some(vectron_proto::v1::ErrorCode::DimensionMismatch as i32));
+
+        let snapshot = a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(5));
+        let mut b = open(b_dir.path(), None);
+        b.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        let (applied, _) = b.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(5));
+        let shard = b.slot().get().unwrap();
+        assert_eq!(shard.len(), 2499);
+        assert_eq!(shard.applied_index(), 5);
+        let got =
+            shard.get(&[vectron_engine::PointId::Num(1499), vectron_engine::PointId::Num(5)], true, true).unwrap();
+        assert_eq!(got.len(), 1, "the deleted point stays deleted");
+        assert_eq!(got[0].vector.as_deref(), Some(&[1499.0, 1.0][..]));
+        assert_eq!(got[0].payload.as_ref().unwrap()["i"], 1499);
+        // Later entries apply on top; replays of installed ones are skipped.
+        let out = b.apply([entry(6, WriteOp::Upsert(points(3000..3001)))]).await.unwrap();
+        assert_eq!(out[0].affected, 1);
+        assert_eq!(b.slot().get().unwrap().len(), 2500);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_crash_while_installing_starts_the_replica_over_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut sm = open(dir.path(), Some(ShardConfig::new(2, Distance::Euclid)));
+            sm.apply([entry(1, WriteOp::Upsert(points(0..10)))]).await.unwrap();
+            // As if the process died between the marker and the end of the install.
+            sm.meta.put_meta(RESTORING_KEY, &true).unwrap();
+        }
+        let mut sm = open(dir.path(), None);
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, None, "nothing applied: the leader sends a snapshot again");
+        assert_eq!(sm.slot().get().unwrap().len(), 0);
+        assert!(!sm.meta.get_meta::<bool>(RESTORING_KEY).unwrap().unwrap());
+    }
 }
