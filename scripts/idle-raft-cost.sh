@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures what idle Raft groups cost: starts a loopback cluster (1 placement node,
 # 3 workers, gateway) from release binaries, creates collections totalling
-# ${GROUPS:-64} shards with RF 3 (every worker hosts every group: 1 leader or 2
+# ${IDLE_GROUPS:-64} shards with RF 3 (every worker hosts every group: 1 leader or 2
 # followers' worth of heartbeats each), waits for leaders, then samples each worker's
 # CPU time over ${SECONDS_IDLE:-30} s of idleness. Prints CPU % per worker process.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$here")"
 . "$here/env.sh"
 bin="$CARGO_TARGET_DIR/release/vectron"
 [ -x "$bin" ] || cargo build --release --locked -p vectron-server
-groups="${GROUPS:-64}"; idle="${SECONDS_IDLE:-30}"
+groups="${IDLE_GROUPS:-64}"; idle="${SECONDS_IDLE:-30}"
 dir="$(mktemp -d)"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT

@@ -203,7 +203,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(router.into_service())
         .add_service(PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
 }
 

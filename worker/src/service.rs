@@ -82,14 +82,26 @@ impl WorkerGrpc {
     }
 }
 
-/// Runs an engine read on a blocking thread (reads scan RocksDB and the graph).
+/// The pool engine reads run on: one thread per core. Reads are CPU-bound (graph
+/// walks, distance kernels, RocksDB reads from cache); more threads than cores would
+/// only add context switches.
+fn read_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new().thread_name(|i| format!("vectron-read-{i}")).build().expect("read thread pool")
+    })
+}
+
+/// Runs an engine read on the read pool, off the async runtime (a bounded pool, unlike
+/// `spawn_blocking`'s, which grows a thread per concurrent read).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, vectron_engine::EngineError> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| status(WireError::new(ErrorCode::Internal, e.to_string(), false)))?
-        .map_err(engine)
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    read_pool().spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await.map_err(|_| status(WireError::new(ErrorCode::Internal, "read task dropped", false)))?.map_err(engine)
 }
 
 fn missing(what: &str) -> Status {
@@ -213,6 +225,6 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
 }

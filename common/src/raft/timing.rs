@@ -2,10 +2,11 @@
 //!
 //! A worker hosts many groups, and an idle group still heartbeats: with openraft's
 //! defaults (50 ms) 64 idle groups with two followers each cost 2,560 RPCs a second.
-//! Shard groups heartbeat every 250 ms and elect after 1–2 s of silence, so a dead
-//! leader is replaced within ~2.5 s (the gateway's 5 s budget for writes to resume)
-//! while 64 idle groups cost 512 small RPCs a second. The placement group is a single
-//! group and heartbeats faster.
+//! Shard groups heartbeat every 200 ms and elect after 0.8–1.6 s of silence, so a dead
+//! leader is replaced within ~2 s (writes are meant to resume within 5 s) while 64 idle
+//! groups cost 640 small RPCs a second: measured 1.6–3.2 % of one core per worker
+//! (`scripts/idle-raft-cost.sh`, at 250 ms). The placement group is a single group and
+//! heartbeats faster.
 
 use openraft::{Config, SnapshotPolicy};
 
@@ -19,7 +20,7 @@ pub enum GroupKind {
 pub fn raft_config(kind: GroupKind) -> Config {
     let (heartbeat, election_min, election_max, snapshot_every) = match kind {
         GroupKind::Placement => (150, 750, 1500, 5_000),
-        GroupKind::Shard => (250, 1000, 2000, 20_000),
+        GroupKind::Shard => (200, 800, 1600, 20_000),
     };
     let config = Config {
         cluster_name: match kind {
