@@ -16,10 +16,11 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vectron_proto::internal as pi;
 
 use crate::api::Api;
@@ -110,20 +111,25 @@ impl Admin {
         Admin { api, metrics }
     }
 
+    /// The admin routes with their OpenAPI description.
+    pub fn routes(self) -> OpenApiRouter<Admin> {
+        OpenApiRouter::new()
+            .routes(routes!(health))
+            .routes(routes!(stats))
+            .routes(routes!(workers))
+            .routes(routes!(drain_worker))
+            .routes(routes!(remove_worker))
+            .routes(routes!(collections))
+            .routes(routes!(alerts))
+            .routes(routes!(resolve_alert))
+            .routes(routes!(render_metrics))
+    }
+
+    /// The admin routes, serving, with every request of the application counted.
     pub fn router(self) -> Router {
         let metrics = self.metrics.clone();
-        Router::new()
-            .route("/v1/system/health", get(health))
-            .route("/v1/admin/stats", get(stats))
-            .route("/v1/admin/workers", get(workers))
-            .route("/v1/admin/workers/{id}/drain", post(drain_worker))
-            .route("/v1/admin/workers/{id}", axum::routing::delete(remove_worker))
-            .route("/v1/admin/collections", get(collections))
-            .route("/v1/alerts", get(alerts))
-            .route("/v1/alerts/{id}/resolve", post(resolve_alert))
-            .route("/metrics", get(render_metrics))
-            .with_state(self)
-            .layer(axum::middleware::from_fn_with_state(metrics, track))
+        let (routes, _) = self.clone().routes().split_for_parts();
+        routes.with_state(self).layer(axum::middleware::from_fn_with_state(metrics, track))
     }
 }
 
@@ -148,6 +154,7 @@ fn worker_json(w: &pi::WorkerInfo) -> Value {
            "last_heartbeat_ms": w.last_heartbeat_ms, "state_since_ms": w.state_since_ms})
 }
 
+#[utoipa::path(get, path = "/v1/system/health", tag = "ops", responses((status = 200, body = serde_json::Value), (status = 503, body = serde_json::Value)))]
 async fn health(State(admin): State<Admin>) -> Response {
     match admin.api.router().placement().call(|mut c| async move { c.get_leader(pi::GetLeaderRequest {}).await }).await
     {
@@ -161,6 +168,7 @@ async fn health(State(admin): State<Admin>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", responses((status = 200, body = serde_json::Value)))]
 async fn stats(State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     let shards: Vec<&pi::ShardInfo> = t.collections.iter().flat_map(|c| c.shards.iter()).collect();
@@ -177,11 +185,13 @@ async fn stats(State(admin): State<Admin>) -> Reply {
     })))
 }
 
+#[utoipa::path(get, path = "/v1/admin/workers", tag = "admin", responses((status = 200, body = serde_json::Value)))]
 async fn workers(State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     Ok(Json(json!({"workers": t.workers.iter().map(worker_json).collect::<Vec<_>>()})))
 }
 
+#[utoipa::path(post, path = "/v1/admin/workers/{id}/drain", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
 /// Marks a worker draining: it keeps serving while the scheduler moves its replicas.
 async fn drain_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
     let w = admin
@@ -193,6 +203,7 @@ async fn drain_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply 
     Ok(Json(json!({"worker": worker_json(&w)})))
 }
 
+#[utoipa::path(delete, path = "/v1/admin/workers/{id}", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
 /// Forgets a worker for good (its id is never reused); its replicas are replaced.
 async fn remove_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
     let w = admin
@@ -204,6 +215,7 @@ async fn remove_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply
     Ok(Json(json!({"removed": worker_json(&w)})))
 }
 
+#[utoipa::path(get, path = "/v1/admin/collections", tag = "admin", responses((status = 200, body = serde_json::Value)))]
 async fn collections(State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     let list: Vec<Value> = t
@@ -236,6 +248,7 @@ struct AlertsQuery {
     all: bool,
 }
 
+#[utoipa::path(get, path = "/v1/alerts", tag = "ops", params(("all" = Option<bool>, Query, description = "include resolved alerts")), responses((status = 200, body = serde_json::Value)))]
 async fn alerts(State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Reply {
     let r = admin
         .api
@@ -246,6 +259,7 @@ async fn alerts(State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Rep
     Ok(Json(json!({"alerts": r.alerts.iter().map(alert_json).collect::<Vec<_>>()})))
 }
 
+#[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "ops", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
 async fn resolve_alert(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
     let a = admin
         .api
@@ -256,6 +270,7 @@ async fn resolve_alert(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply
     Ok(Json(json!({"alert": alert_json(&a)})))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn render_metrics(State(admin): State<Admin>) -> Response {
     if let Ok(t) = admin.api.router().refresh_now().await {
         admin.metrics.update_shards(&t);

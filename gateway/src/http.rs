@@ -7,14 +7,19 @@
 //! "retryable": false}}` with the HTTP status of `vectron_common::status::http_status`
 //! and `retry-after` when the server knows. Malformed JSON is a 400 INVALID_ARGUMENT.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use vectron_common::convert::{
     distance_to_pb, filter_to_pb, point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb,
 };
@@ -94,11 +99,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
 // ---- JSON shapes ----
 
 /// A collection's configuration as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionJson {
     pub name: String,
     pub dimension: u32,
+    #[schema(value_type = DistanceDoc)]
     pub distance: Distance,
     #[serde(default)]
     pub shard_count: u32,
@@ -107,10 +113,11 @@ pub struct CollectionJson {
     #[serde(default)]
     pub hnsw: Option<HnswJson>,
     #[serde(default)]
+    #[schema(value_type = Vec<PayloadIndexDoc>)]
     pub payload_indexes: Vec<PayloadIndexSpec>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HnswJson {
     #[serde(default)]
@@ -159,28 +166,32 @@ impl CollectionJson {
 }
 
 /// A point as JSON: `{"id": 1 | "text", "vector": [...], "payload": {...}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PointJson {
+    #[schema(value_type = PointIdDoc)]
     pub id: PointId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Map<String, Value>>,
 }
 
 /// A search hit as JSON.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HitJson {
+    #[schema(value_type = PointIdDoc)]
     pub id: PointId,
     pub score: f32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsistencyJson {
     Linearizable,
@@ -200,7 +211,7 @@ impl ConsistencyJson {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertJson {
     pub points: Vec<PointJson>,
@@ -208,13 +219,14 @@ pub struct UpsertJson {
     pub wait: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchJson {
     pub vector: Vec<f32>,
     #[serde(default = "default_top_k")]
     pub top_k: u32,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     #[serde(default)]
     pub ef: u32,
@@ -236,15 +248,16 @@ fn default_top_k() -> u32 {
     10
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBatchJson {
     pub searches: Vec<SearchJson>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetJson {
+    #[schema(value_type = Vec<PointIdDoc>)]
     pub ids: Vec<PointId>,
     #[serde(default = "yes")]
     pub with_payload: bool,
@@ -258,21 +271,24 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteJson {
     #[serde(default)]
+    #[schema(value_type = Option<Vec<PointIdDoc>>)]
     pub ids: Option<Vec<PointId>>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     #[serde(default)]
     pub wait: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScrollJson {
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     #[serde(default)]
     pub limit: u32,
@@ -287,22 +303,170 @@ pub struct ScrollJson {
     pub consistency: ConsistencyJson,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountJson {
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     #[serde(default)]
     pub consistency: ConsistencyJson,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackJson {
     pub collection: String,
     pub query_id: String,
+    #[schema(value_type = PointIdDoc)]
     pub point_id: PointId,
     pub relevance: f32,
+}
+
+// ---- documentation-only schemas (the engine's types, as JSON) ----
+
+/// A point id: an unsigned integer or a string of 1-256 bytes.
+#[derive(Debug, ToSchema)]
+#[schema(as = PointId)]
+#[allow(dead_code)]
+pub enum PointIdDoc {
+    Num(u64),
+    Str(String),
+}
+
+/// How vectors are compared.
+#[derive(Debug, ToSchema)]
+#[schema(as = Distance)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum DistanceDoc {
+    Cosine,
+    Euclid,
+    Dot,
+}
+
+/// An indexed payload field: `kind` is keyword, integer, float or bool.
+#[derive(Debug, ToSchema)]
+#[schema(as = PayloadIndex)]
+#[allow(dead_code)]
+pub struct PayloadIndexDoc {
+    key: String,
+    #[schema(example = "keyword")]
+    kind: String,
+}
+
+/// An error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorReply {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The stable `ErrorCode` name, e.g. `DIMENSION_MISMATCH`.
+    pub code: String,
+    pub message: String,
+    /// Whether sending the same request again may succeed.
+    pub retryable: bool,
+}
+
+// ---- replies ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionReply {
+    pub collection: CollectionJson,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionsReply {
+    pub collections: Vec<CollectionJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionInfoReply {
+    pub collection: CollectionJson,
+    pub points_count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedCollectionReply {
+    pub deleted: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaJson {
+    pub worker_id: u64,
+    pub address: String,
+    /// active, catching_up or unreachable.
+    pub state: String,
+    pub leader: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ShardStatusJson {
+    pub shard_id: u64,
+    pub range_start: u64,
+    /// 0 means 2^64.
+    pub range_end: u64,
+    pub points_count: u64,
+    pub replicas: Vec<ReplicaJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusReply {
+    pub collection: CollectionJson,
+    pub epoch: u64,
+    pub shards: Vec<ShardStatusJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UpsertReply {
+    pub upserted: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchReply {
+    pub hits: Vec<HitJson>,
+    /// Some shard missed the deadline; `missing_shards` lists them.
+    pub partial: bool,
+    pub missing_shards: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchBatchReply {
+    pub results: Vec<SearchReply>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointsReply {
+    pub points: Vec<PointJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PointReply {
+    pub point: PointJson,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeleteReply {
+    pub deleted: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScrollReply {
+    pub points: Vec<PointJson>,
+    /// Pass back as `cursor` for the next page; absent at the end.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CountReply {
+    pub count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackReply {
+    pub accepted: bool,
 }
 
 // ---- conversions ----
@@ -353,7 +517,7 @@ fn search_pb(collection: &str, s: &SearchJson) -> Result<pb::SearchRequest, ApiE
     })
 }
 
-fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<Value, ApiError> {
+fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<SearchReply, ApiError> {
     let hits = r
         .hits
         .iter()
@@ -366,7 +530,7 @@ fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<Value, ApiErr
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(serde_json::json!({"hits": hits, "partial": r.partial, "missing_shards": r.missing_shards}))
+    Ok(SearchReply { hits, partial: r.partial, missing_shards: r.missing_shards })
 }
 
 /// A point id from a URL segment: digits are a numeric id, anything else a string id.
@@ -376,53 +540,77 @@ fn path_id(raw: &str) -> PointId {
 
 // ---- handlers ----
 
-async fn create_collection(State(api): State<Api>, Body(c): Body<CollectionJson>) -> Reply<Value> {
+fn config_json(c: Option<&pb::CollectionConfig>) -> Result<CollectionJson, ApiError> {
+    CollectionJson::from_pb(c.ok_or_else(|| ApiError(WireError::new(ErrorCode::Internal, "no config", false)))?)
+}
+
+/// Creates a collection; answers once every shard has a leader.
+#[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CollectionJson,
+    responses((status = 200, body = CollectionReply), (status = 400, body = ErrorReply), (status = 409, body = ErrorReply)))]
+async fn create_collection(State(api): State<Api>, Body(c): Body<CollectionJson>) -> Reply<CollectionReply> {
     let r = api.create_collection(pb::CreateCollectionRequest { config: Some(c.to_pb()) }).await?;
-    let config = r.config.as_ref().map(CollectionJson::from_pb).transpose()?;
-    Ok(Json(serde_json::json!({ "collection": config })))
+    Ok(Json(CollectionReply { collection: config_json(r.config.as_ref())? }))
 }
 
-async fn list_collections(State(api): State<Api>) -> Reply<Value> {
+/// Lists collections.
+#[utoipa::path(get, path = "/v1/collections", tag = "collections", responses((status = 200, body = CollectionsReply)))]
+async fn list_collections(State(api): State<Api>) -> Reply<CollectionsReply> {
     let r = api.list_collections().await?;
-    let list = r.collections.iter().map(CollectionJson::from_pb).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(serde_json::json!({ "collections": list })))
+    let collections = r.collections.iter().map(CollectionJson::from_pb).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(CollectionsReply { collections }))
 }
 
-async fn get_collection(State(api): State<Api>, Path(name): Path<String>) -> Reply<Value> {
+/// A collection's configuration and point count.
+#[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
+    responses((status = 200, body = CollectionInfoReply), (status = 404, body = ErrorReply)))]
+async fn get_collection(State(api): State<Api>, Path(name): Path<String>) -> Reply<CollectionInfoReply> {
     let r = api.get_collection(pb::GetCollectionRequest { name }).await?;
-    let config = r.config.as_ref().map(CollectionJson::from_pb).transpose()?;
-    Ok(Json(serde_json::json!({ "collection": config, "points_count": r.points_count })))
+    Ok(Json(CollectionInfoReply { collection: config_json(r.config.as_ref())?, points_count: r.points_count }))
 }
 
-async fn delete_collection(State(api): State<Api>, Path(name): Path<String>) -> Reply<Value> {
+/// Deletes a collection and its data.
+#[utoipa::path(delete, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
+    responses((status = 200, body = DeletedCollectionReply), (status = 404, body = ErrorReply)))]
+async fn delete_collection(State(api): State<Api>, Path(name): Path<String>) -> Reply<DeletedCollectionReply> {
     api.delete_collection(pb::DeleteCollectionRequest { name }).await?;
-    Ok(Json(serde_json::json!({ "deleted": true })))
+    Ok(Json(DeletedCollectionReply { deleted: true }))
 }
 
-async fn collection_status(State(api): State<Api>, Path(name): Path<String>) -> Reply<Value> {
+/// Where a collection's shards live: replicas, their state, leaders, sizes.
+#[utoipa::path(get, path = "/v1/collections/{name}/status", tag = "collections", params(("name" = String, Path)),
+    responses((status = 200, body = StatusReply), (status = 404, body = ErrorReply)))]
+async fn collection_status(State(api): State<Api>, Path(name): Path<String>) -> Reply<StatusReply> {
     let r = api.collection_status(pb::GetCollectionStatusRequest { name }).await?;
-    let config = r.config.as_ref().map(CollectionJson::from_pb).transpose()?;
-    let shards: Vec<Value> = r
+    let shards = r
         .shards
         .iter()
-        .map(|s| {
-            let replicas: Vec<Value> = s
+        .map(|s| ShardStatusJson {
+            shard_id: s.shard_id,
+            range_start: s.range_start,
+            range_end: s.range_end,
+            points_count: s.points_count,
+            replicas: s
                 .replicas
                 .iter()
-                .map(|x| {
-                    let state = pb::ReplicaState::try_from(x.state).unwrap_or(pb::ReplicaState::Unspecified);
-                    serde_json::json!({"worker_id": x.worker_id, "address": x.worker_address,
-                                       "state": state.as_str_name().to_lowercase(), "leader": x.is_leader})
+                .map(|x| ReplicaJson {
+                    worker_id: x.worker_id,
+                    address: x.worker_address.clone(),
+                    state: pb::ReplicaState::try_from(x.state)
+                        .unwrap_or(pb::ReplicaState::Unspecified)
+                        .as_str_name()
+                        .to_lowercase(),
+                    leader: x.is_leader,
                 })
-                .collect();
-            serde_json::json!({"shard_id": s.shard_id, "range_start": s.range_start, "range_end": s.range_end,
-                               "points_count": s.points_count, "replicas": replicas})
+                .collect(),
         })
         .collect();
-    Ok(Json(serde_json::json!({"collection": config, "epoch": r.epoch, "shards": shards})))
+    Ok(Json(StatusReply { collection: config_json(r.config.as_ref())?, epoch: r.epoch, shards }))
 }
 
-async fn upsert(State(api): State<Api>, Path(c): Path<String>, Body(body): Body<UpsertJson>) -> Reply<Value> {
+/// Upserts points (all or nothing).
+#[utoipa::path(post, path = "/v1/collections/{name}/points", tag = "points", params(("name" = String, Path)),
+    request_body = UpsertJson, responses((status = 200, body = UpsertReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
+async fn upsert(State(api): State<Api>, Path(c): Path<String>, Body(body): Body<UpsertJson>) -> Reply<UpsertReply> {
     let points = body
         .points
         .iter()
@@ -433,15 +621,25 @@ async fn upsert(State(api): State<Api>, Path(c): Path<String>, Body(body): Body<
         })
         .collect();
     let r = api.upsert(pb::UpsertRequest { collection: c, points, wait: body.wait }).await?;
-    Ok(Json(serde_json::json!({ "upserted": r.upserted })))
+    Ok(Json(UpsertReply { upserted: r.upserted }))
 }
 
-async fn search(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<SearchJson>) -> Reply<Value> {
+/// Nearest neighbours of a vector, optionally filtered.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/search", tag = "search", params(("name" = String, Path)),
+    request_body = SearchJson, responses((status = 200, body = SearchReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
+async fn search(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<SearchJson>) -> Reply<SearchReply> {
     let r = api.search(search_pb(&c, &s)?).await?;
     Ok(Json(search_json(r, s.with_vector)?))
 }
 
-async fn search_batch(State(api): State<Api>, Path(c): Path<String>, Body(b): Body<SearchBatchJson>) -> Reply<Value> {
+/// Several searches in one request.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/search/batch", tag = "search", params(("name" = String, Path)),
+    request_body = SearchBatchJson, responses((status = 200, body = SearchBatchReply), (status = 400, body = ErrorReply)))]
+async fn search_batch(
+    State(api): State<Api>,
+    Path(c): Path<String>,
+    Body(b): Body<SearchBatchJson>,
+) -> Reply<SearchBatchReply> {
     let searches = b.searches.iter().map(|s| search_pb(&c, s)).collect::<Result<Vec<_>, _>>()?;
     let r = api.search_batch(pb::SearchBatchRequest { searches }).await?;
     let results = r
@@ -450,10 +648,13 @@ async fn search_batch(State(api): State<Api>, Path(c): Path<String>, Body(b): Bo
         .zip(&b.searches)
         .map(|(r, s)| search_json(r, s.with_vector))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(serde_json::json!({ "results": results })))
+    Ok(Json(SearchBatchReply { results }))
 }
 
-async fn get_points(State(api): State<Api>, Path(c): Path<String>, Body(g): Body<GetJson>) -> Reply<Value> {
+/// Reads points by id, in request order (missing ids are left out).
+#[utoipa::path(post, path = "/v1/collections/{name}/points/get", tag = "points", params(("name" = String, Path)),
+    request_body = GetJson, responses((status = 200, body = PointsReply), (status = 400, body = ErrorReply)))]
+async fn get_points(State(api): State<Api>, Path(c): Path<String>, Body(g): Body<GetJson>) -> Reply<PointsReply> {
     let r = api
         .get(pb::GetRequest {
             collection: c,
@@ -464,10 +665,14 @@ async fn get_points(State(api): State<Api>, Path(c): Path<String>, Body(g): Body
         })
         .await?;
     let points = r.points.iter().map(|p| retrieved_json(p, g.with_vector)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(serde_json::json!({ "points": points })))
+    Ok(Json(PointsReply { points }))
 }
 
-async fn get_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>) -> Reply<Value> {
+/// One point with its vector and payload (digits are a numeric id).
+#[utoipa::path(get, path = "/v1/collections/{name}/points/{id}", tag = "points",
+    params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = PointReply), (status = 404, body = ErrorReply)))]
+async fn get_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>) -> Reply<PointReply> {
     let id = path_id(&id);
     let r = api
         .get(pb::GetRequest {
@@ -479,20 +684,27 @@ async fn get_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>
         })
         .await?;
     match r.points.first() {
-        Some(p) => Ok(Json(serde_json::json!({ "point": retrieved_json(p, true)? }))),
+        Some(p) => Ok(Json(PointReply { point: retrieved_json(p, true)? })),
         None => Err(ApiError(WireError::new(ErrorCode::PointNotFound, format!("point {id} does not exist"), false))),
     }
 }
 
-async fn delete_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>) -> Reply<Value> {
+/// Deletes one point.
+#[utoipa::path(delete, path = "/v1/collections/{name}/points/{id}", tag = "points",
+    params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = DeleteReply), (status = 404, body = ErrorReply)))]
+async fn delete_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>) -> Reply<DeleteReply> {
     let ids = pb::PointIdList { ids: vec![point_id_to_pb(&path_id(&id))] };
     let r = api
         .delete(pb::DeleteRequest { collection: c, selector: Some(pb::delete_request::Selector::Ids(ids)), wait: None })
         .await?;
-    Ok(Json(serde_json::json!({ "deleted": r.deleted })))
+    Ok(Json(DeleteReply { deleted: r.deleted }))
 }
 
-async fn delete_points(State(api): State<Api>, Path(c): Path<String>, Body(d): Body<DeleteJson>) -> Reply<Value> {
+/// Deletes points by ids or by filter.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/delete", tag = "points", params(("name" = String, Path)),
+    request_body = DeleteJson, responses((status = 200, body = DeleteReply), (status = 400, body = ErrorReply)))]
+async fn delete_points(State(api): State<Api>, Path(c): Path<String>, Body(d): Body<DeleteJson>) -> Reply<DeleteReply> {
     let selector = match (d.ids, d.filter) {
         (Some(ids), None) => {
             pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() })
@@ -503,10 +715,13 @@ async fn delete_points(State(api): State<Api>, Path(c): Path<String>, Body(d): B
         _ => return Err(invalid("delete takes exactly one of \"ids\" or \"filter\"")),
     };
     let r = api.delete(pb::DeleteRequest { collection: c, selector: Some(selector), wait: d.wait }).await?;
-    Ok(Json(serde_json::json!({ "deleted": r.deleted })))
+    Ok(Json(DeleteReply { deleted: r.deleted }))
 }
 
-async fn scroll(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<ScrollJson>) -> Reply<Value> {
+/// Pages through points (optionally filtered).
+#[utoipa::path(post, path = "/v1/collections/{name}/points/scroll", tag = "points", params(("name" = String, Path)),
+    request_body = ScrollJson, responses((status = 200, body = ScrollReply), (status = 400, body = ErrorReply)))]
+async fn scroll(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<ScrollJson>) -> Reply<ScrollReply> {
     let cursor = match &s.cursor {
         None => Vec::new(),
         Some(hex_cursor) => hex::decode(hex_cursor).map_err(|_| invalid("cursor is not a cursor this API issued"))?,
@@ -523,11 +738,14 @@ async fn scroll(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<Scr
         })
         .await?;
     let points = r.points.iter().map(|p| retrieved_json(p, s.with_vector)).collect::<Result<Vec<_>, _>>()?;
-    let next = (!r.next_cursor.is_empty()).then(|| hex::encode(&r.next_cursor));
-    Ok(Json(serde_json::json!({ "points": points, "next_cursor": next })))
+    let next_cursor = (!r.next_cursor.is_empty()).then(|| hex::encode(&r.next_cursor));
+    Ok(Json(ScrollReply { points, next_cursor }))
 }
 
-async fn count(State(api): State<Api>, Path(c): Path<String>, Body(q): Body<CountJson>) -> Reply<Value> {
+/// Counts points (optionally filtered).
+#[utoipa::path(post, path = "/v1/collections/{name}/points/count", tag = "points", params(("name" = String, Path)),
+    request_body = CountJson, responses((status = 200, body = CountReply), (status = 400, body = ErrorReply)))]
+async fn count(State(api): State<Api>, Path(c): Path<String>, Body(q): Body<CountJson>) -> Reply<CountReply> {
     let r = api
         .count(pb::CountRequest {
             collection: c,
@@ -535,10 +753,13 @@ async fn count(State(api): State<Api>, Path(c): Path<String>, Body(q): Body<Coun
             consistency: q.consistency.to_pb(),
         })
         .await?;
-    Ok(Json(serde_json::json!({ "count": r.count })))
+    Ok(Json(CountReply { count: r.count }))
 }
 
-async fn feedback(State(api): State<Api>, Body(f): Body<FeedbackJson>) -> Reply<Value> {
+/// Relevance feedback on a search result.
+#[utoipa::path(post, path = "/v1/feedback", tag = "search", request_body = FeedbackJson,
+    responses((status = 200, body = FeedbackReply), (status = 400, body = ErrorReply)))]
+async fn feedback(State(api): State<Api>, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
     api.submit_feedback(pb::SubmitFeedbackRequest {
         collection: f.collection,
         query_id: f.query_id,
@@ -546,28 +767,112 @@ async fn feedback(State(api): State<Api>, Body(f): Body<FeedbackJson>) -> Reply<
         relevance: f.relevance,
     })
     .await?;
-    Ok(Json(serde_json::json!({ "accepted": true })))
+    Ok(Json(FeedbackReply { accepted: true }))
 }
 
 async fn not_found() -> ApiError {
     ApiError(WireError::new(ErrorCode::NotFound, "no such route", false))
 }
 
-/// The public HTTP API (data routes). Admin and ops routes come from [`Admin`].
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Vectron HTTP API",
+    description = "Vectron's public HTTP/JSON API; the gRPC service vectron.v1.VectronService offers the same operations."
+))]
+struct ApiDoc;
+
+/// The data routes, with their OpenAPI description (built from the same handlers, so
+/// the two cannot drift).
+fn data_routes() -> OpenApiRouter<Api> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_collection, list_collections))
+        .routes(routes!(get_collection, delete_collection))
+        .routes(routes!(collection_status))
+        .routes(routes!(upsert))
+        .routes(routes!(search))
+        .routes(routes!(search_batch))
+        .routes(routes!(get_points))
+        .routes(routes!(delete_points))
+        .routes(routes!(scroll))
+        .routes(routes!(count))
+        .routes(routes!(get_point, delete_point))
+        .routes(routes!(feedback))
+}
+
+/// The OpenAPI document of every HTTP route (data and admin).
+pub fn openapi(admin: &Admin) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = data_routes().split_for_parts();
+    let (_, admin_doc) = admin.clone().routes().split_for_parts();
+    doc.merge(admin_doc);
+    doc
+}
+
+/// The public HTTP API: data routes, admin routes and `GET /v1/openapi.json`.
 pub fn router(api: Api, admin: Admin) -> Router {
-    let data = Router::new()
-        .route("/v1/collections", post(create_collection).get(list_collections))
-        .route("/v1/collections/{name}", get(get_collection).delete(delete_collection))
-        .route("/v1/collections/{name}/status", get(collection_status))
-        .route("/v1/collections/{name}/points", post(upsert))
-        .route("/v1/collections/{name}/points/search", post(search))
-        .route("/v1/collections/{name}/points/search/batch", post(search_batch))
-        .route("/v1/collections/{name}/points/get", post(get_points))
-        .route("/v1/collections/{name}/points/delete", post(delete_points))
-        .route("/v1/collections/{name}/points/scroll", post(scroll))
-        .route("/v1/collections/{name}/points/count", post(count))
-        .route("/v1/collections/{name}/points/{id}", get(get_point).delete(delete_point))
-        .route("/v1/feedback", post(feedback))
-        .with_state(api);
-    data.merge(admin.router()).fallback(not_found).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    let doc = Arc::new(openapi(&admin));
+    let (data, _) = data_routes().split_for_parts();
+    let spec = Router::new().route("/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }));
+    data.with_state(api)
+        .merge(admin.router())
+        .merge(spec)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        let router =
+            Arc::new(crate::routing::Router::new(vectron_common::placement_client::PlacementClient::new(vec![
+                "127.0.0.1:1".into(),
+            ])));
+        let api = Api::new(router, Default::default());
+        let admin = Admin::new(api, Arc::new(crate::admin::Metrics::new()));
+        serde_json::to_value(openapi(&admin)).unwrap()
+    }
+
+    #[test]
+    fn the_openapi_document_describes_every_route_and_body() {
+        let doc = doc();
+        let paths = doc["paths"].as_object().unwrap();
+        let expected = [
+            ("/v1/collections", vec!["get", "post"]),
+            ("/v1/collections/{name}", vec!["get", "delete"]),
+            ("/v1/collections/{name}/status", vec!["get"]),
+            ("/v1/collections/{name}/points", vec!["post"]),
+            ("/v1/collections/{name}/points/search", vec!["post"]),
+            ("/v1/collections/{name}/points/search/batch", vec!["post"]),
+            ("/v1/collections/{name}/points/get", vec!["post"]),
+            ("/v1/collections/{name}/points/delete", vec!["post"]),
+            ("/v1/collections/{name}/points/scroll", vec!["post"]),
+            ("/v1/collections/{name}/points/count", vec!["post"]),
+            ("/v1/collections/{name}/points/{id}", vec!["get", "delete"]),
+            ("/v1/feedback", vec!["post"]),
+            ("/v1/system/health", vec!["get"]),
+            ("/v1/admin/stats", vec!["get"]),
+            ("/v1/admin/workers", vec!["get"]),
+            ("/v1/admin/workers/{id}/drain", vec!["post"]),
+            ("/v1/admin/workers/{id}", vec!["delete"]),
+            ("/v1/admin/collections", vec!["get"]),
+            ("/v1/alerts", vec!["get"]),
+            ("/v1/alerts/{id}/resolve", vec!["post"]),
+            ("/metrics", vec!["get"]),
+        ];
+        for (path, methods) in &expected {
+            let item = paths.get(*path).unwrap_or_else(|| panic!("{path} is documented"));
+            for m in methods {
+                assert!(item.get(*m).is_some(), "{m} {path} is documented");
+            }
+        }
+        assert_eq!(paths.len(), expected.len(), "no undocumented extras: {:?}", paths.keys().collect::<Vec<_>>());
+        let search = &doc["components"]["schemas"]["SearchJson"];
+        assert_eq!(search["required"], serde_json::json!(["vector"]), "{search}");
+        for field in ["vector", "top_k", "filter", "ef", "consistency", "timeout_ms"] {
+            assert!(search["properties"].get(field).is_some(), "SearchJson.{field}");
+        }
+        assert!(doc["components"]["schemas"].get("PointId").is_some());
+        assert!(doc["components"]["schemas"].get("ErrorReply").is_some());
+    }
 }

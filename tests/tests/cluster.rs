@@ -312,6 +312,8 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
     assert_eq!(e.code, ErrorCode::DimensionMismatch);
     let health = http.get(url("/v1/system/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    let spec: Value = http.get(url("/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["paths"]["/v1/collections/{name}/points/search"]["post"].is_object(), "{spec}");
     let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("vectron_requests_total"), "{metrics}");
     assert!(metrics.contains("vectron_shard_leader"), "{metrics}");
