@@ -5,11 +5,13 @@
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`.
-//! - [`admin`]: health, admin views, alerts, Prometheus metrics.
+//! - [`admin`]: health, admin views, alerts, Prometheus metrics; [`grpc_metrics`]:
+//!   the tower layer counting gRPC requests.
 
 pub mod admin;
 pub mod api;
 pub mod grpc;
+pub mod grpc_metrics;
 pub mod http;
 pub mod routing;
 
@@ -68,6 +70,7 @@ impl Gateway {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<VectronServiceServer<grpc::VectronGrpc>>().await;
         tonic::transport::Server::builder()
+            .layer(grpc_metrics::GrpcMetricsLayer::new(self.metrics.clone()))
             .add_service(health_service)
             .add_service(
                 VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone()))

@@ -317,6 +317,17 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
     let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("vectron_requests_total"), "{metrics}");
     assert!(metrics.contains("vectron_shard_leader"), "{metrics}");
+    let search_ok = metrics.lines().any(|l| {
+        l.starts_with("vectron_requests_total{")
+            && l.contains("protocol=\"grpc\"")
+            && l.contains("route=\"/vectron.v1.VectronService/Search\"")
+            && l.contains("status=\"0\"")
+    });
+    assert!(search_ok, "gRPC searches are counted: {metrics}");
+    let not_found = metrics.lines().any(|l| {
+        l.contains("protocol=\"grpc\"") && l.contains("/vectron.v1.VectronService/Search") && l.contains("status=\"5\"")
+    });
+    assert!(not_found, "a NOT_FOUND search is counted with its status: {metrics}");
     let _ = Consistency::Any;
 }
 
