@@ -6,17 +6,20 @@
 //! - `vectron dev`: all three in one process, data under `./data` — the zero-set-up way
 //!   to try Vectron.
 //!
-//! Every flag can also be set from the environment (`VECTRON_…`, shown by `--help`).
-//! Servers bind their listeners first and stop cleanly on SIGINT/SIGTERM.
+//! Settings come from defaults, a TOML file (`--config`), `VECTRON__SECTION__KEY`
+//! environment variables and flags, in that order (see [`config`]). Servers bind their
+//! listeners first and stop cleanly on SIGINT/SIGTERM.
 
-use std::collections::BTreeMap;
+mod config;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_common::raft::network::RaftRouter;
@@ -25,9 +28,15 @@ use vectron_gateway::{ApiConfig, Gateway};
 use vectron_placement::{PlacementConfig, PlacementNode};
 use vectron_worker::{WorkerConfig, WorkerHost};
 
+use crate::config::{Config, GatewaySection, PlacementSection, WorkerSection};
+
 #[derive(Debug, Parser)]
 #[command(name = "vectron", version, about = "Vectron: a distributed, sharded vector database")]
 struct Cli {
+    /// TOML config file (see vectron.example.toml); flags and VECTRON__SECTION__KEY
+    /// environment variables override it.
+    #[arg(long, global = true, env = "VECTRON_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,86 +53,8 @@ enum Command {
     Dev(DevArgs),
 }
 
-#[derive(Debug, Args)]
-struct PlacementArgs {
-    /// This node's id (must appear in --initial-members).
-    #[arg(long, env = "VECTRON_NODE_ID", default_value_t = 1)]
-    node_id: u64,
-    /// Address to listen on (Raft and the placement API).
-    #[arg(long, env = "VECTRON_LISTEN", default_value = "127.0.0.1:6001")]
-    listen: SocketAddr,
-    /// Address other nodes reach this one at (defaults to --listen).
-    #[arg(long, env = "VECTRON_ADVERTISE")]
-    advertise: Option<String>,
-    /// Every member as `id=host:port`, comma-separated; one member (this one) if omitted.
-    #[arg(long, env = "VECTRON_INITIAL_MEMBERS", value_delimiter = ',')]
-    initial_members: Vec<String>,
-    #[arg(long, env = "VECTRON_DATA_DIR", default_value = "./data/placement")]
-    data_dir: PathBuf,
-    /// Seconds without heartbeats before a worker is marked down.
-    #[arg(long, env = "VECTRON_DOWN_AFTER_SECS", default_value_t = 5.0)]
-    down_after_secs: f64,
-    /// Seconds a worker stays down before its replicas are replaced elsewhere.
-    #[arg(long, env = "VECTRON_REPLACE_AFTER_SECS", default_value_t = 60.0)]
-    replace_after_secs: f64,
-    #[command(flatten)]
-    durability: DurabilityArg,
-}
-
-#[derive(Debug, Args)]
-struct WorkerArgs {
-    /// Address to listen on (Raft and the worker API).
-    #[arg(long, env = "VECTRON_LISTEN", default_value = "127.0.0.1:9090")]
-    listen: SocketAddr,
-    #[arg(long, env = "VECTRON_ADVERTISE")]
-    advertise: Option<String>,
-    /// Placement driver addresses, comma-separated.
-    #[arg(long, env = "VECTRON_PLACEMENT", value_delimiter = ',', default_value = "127.0.0.1:6001")]
-    placement: Vec<String>,
-    #[arg(long, env = "VECTRON_DATA_DIR", default_value = "./data/worker")]
-    data_dir: PathBuf,
-    /// Failure-domain label; replicas of a shard go to distinct zones when possible.
-    #[arg(long, env = "VECTRON_ZONE", default_value = "")]
-    zone: String,
-    /// Milliseconds between heartbeats.
-    #[arg(long, env = "VECTRON_HEARTBEAT_MS", default_value_t = 1000)]
-    heartbeat_ms: u64,
-    #[command(flatten)]
-    durability: DurabilityArg,
-}
-
-#[derive(Debug, Args)]
-struct GatewayArgs {
-    #[arg(long, env = "VECTRON_HTTP", default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
-    #[arg(long, env = "VECTRON_GRPC", default_value = "127.0.0.1:8081")]
-    grpc: SocketAddr,
-    #[arg(long, env = "VECTRON_PLACEMENT", value_delimiter = ',', default_value = "127.0.0.1:6001")]
-    placement: Vec<String>,
-    /// Default read deadline in milliseconds (a search past it answers partial).
-    #[arg(long, env = "VECTRON_READ_TIMEOUT_MS", default_value_t = 5000)]
-    read_timeout_ms: u64,
-}
-
-#[derive(Debug, Args)]
-struct DevArgs {
-    #[arg(long, env = "VECTRON_DATA_DIR", default_value = "./data")]
-    data_dir: PathBuf,
-    #[arg(long, env = "VECTRON_HTTP", default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
-    #[arg(long, env = "VECTRON_GRPC", default_value = "127.0.0.1:8081")]
-    grpc: SocketAddr,
-    #[arg(long, env = "VECTRON_PLACEMENT_LISTEN", default_value = "127.0.0.1:6001")]
-    placement: SocketAddr,
-    #[arg(long, env = "VECTRON_WORKER_LISTEN", default_value = "127.0.0.1:9090")]
-    worker: SocketAddr,
-}
-
-#[derive(Debug, Args)]
-struct DurabilityArg {
-    /// `process` (WAL without fsync: survives kill -9) or `machine` (fsync every write).
-    #[arg(long, env = "VECTRON_DURABILITY", default_value = "process", value_parser = parse_durability)]
-    durability: Durability,
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 500ms or 5s: {e}"))
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -134,20 +65,110 @@ fn parse_durability(s: &str) -> Result<Durability, String> {
     }
 }
 
-fn parse_members(raw: &[String], node_id: u64, advertise: &str) -> Result<BTreeMap<u64, String>> {
-    if raw.is_empty() {
-        return Ok(BTreeMap::from([(node_id, advertise.to_owned())]));
-    }
-    let mut members = BTreeMap::new();
-    for m in raw {
-        let (id, addr) = m.split_once('=').with_context(|| format!("member {m:?} is not id=host:port"))?;
-        let id: u64 = id.trim().parse().with_context(|| format!("member id in {m:?}"))?;
-        if id == 0 {
-            bail!("member ids start at 1");
-        }
-        members.insert(id, addr.trim().to_owned());
-    }
-    Ok(members)
+/// Flags override the config file and environment; only the flags given are set.
+#[derive(Debug, Args, Serialize)]
+struct PlacementArgs {
+    /// This node's id (must appear in --initial-members) [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<u64>,
+    /// Address to listen on (Raft and the placement API) [default: 127.0.0.1:6001].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// Address other nodes reach this one at [default: --listen].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise: Option<String>,
+    /// Every member as `id=host:port`, comma-separated [default: this node alone].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    initial_members: Vec<String>,
+    /// [default: ./data/placement]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Silence after which a worker is marked down [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    down_after: Option<Duration>,
+    /// Time a worker stays down before its replicas are replaced elsewhere [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    replace_after: Option<Duration>,
+    /// `process` (WAL without fsync: survives kill -9) or `machine` (fsync every write).
+    #[arg(long, value_parser = parse_durability)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durability: Option<Durability>,
+}
+
+#[derive(Debug, Args, Serialize)]
+struct WorkerArgs {
+    /// Address to listen on (Raft and the worker API) [default: 127.0.0.1:9090].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise: Option<String>,
+    /// Placement driver addresses, comma-separated [default: 127.0.0.1:6001].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    placement: Vec<String>,
+    /// [default: ./data/worker]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Failure-domain label; replicas of a shard go to distinct zones when possible.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    zone: Option<String>,
+    /// Time between heartbeats [default: 1s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    heartbeat: Option<Duration>,
+    #[arg(long, value_parser = parse_durability)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    durability: Option<Durability>,
+}
+
+#[derive(Debug, Args, Serialize)]
+struct GatewayArgs {
+    /// [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<SocketAddr>,
+    /// [default: 127.0.0.1:8081]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<SocketAddr>,
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    placement: Vec<String>,
+    /// Default read deadline; a search past it answers partial [default: 5s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    read_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args, Serialize)]
+struct DevArgs {
+    /// [default: ./data]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<SocketAddr>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc: Option<SocketAddr>,
+    #[arg(long = "placement")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    placement_listen: Option<SocketAddr>,
+    #[arg(long = "worker")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    worker_listen: Option<SocketAddr>,
 }
 
 /// A shutdown signal every server of the process waits on.
@@ -173,21 +194,21 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
-async fn start_placement(args: &PlacementArgs, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
-    let listener = bind(args.listen, "placement").await?;
-    let advertise = args.advertise.clone().unwrap_or_else(|| args.listen.to_string());
+async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
+    let members = c.members()?;
+    let listener = bind(c.listen, "placement").await?;
     let config = PlacementConfig {
-        node_id: args.node_id,
-        members: parse_members(&args.initial_members, args.node_id, &advertise)?,
-        data_dir: args.data_dir.clone(),
-        durability: args.durability.durability,
-        down_after: Duration::from_secs_f64(args.down_after_secs),
-        replace_after: Duration::from_secs_f64(args.replace_after_secs),
+        node_id: c.node_id,
+        members,
+        data_dir: c.data_dir.clone(),
+        durability: c.durability,
+        down_after: c.down_after,
+        replace_after: c.replace_after,
         tick: Duration::from_millis(500),
     };
     let router = RaftRouter::default();
     let node = PlacementNode::start(config, &router).await.context("starting the placement node")?;
-    tracing::info!(node = args.node_id, listen = %args.listen, "placement node started");
+    tracing::info!(node = c.node_id, listen = %c.listen, "placement node started");
     tokio::spawn(vectron_placement::scheduler::run(node.clone(), stopped(stop.clone())));
     Ok(tokio::spawn(async move {
         if let Err(e) = vectron_placement::service::serve(listener, node.clone(), router, stopped(stop)).await {
@@ -197,20 +218,19 @@ async fn start_placement(args: &PlacementArgs, stop: watch::Receiver<bool>) -> R
     }))
 }
 
-async fn start_worker(args: &WorkerArgs, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
-    let listener = bind(args.listen, "worker").await?;
+async fn start_worker(c: &WorkerSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = bind(c.listen, "worker").await?;
     let config = WorkerConfig {
-        advertise: args.advertise.clone().unwrap_or_else(|| args.listen.to_string()),
-        placement: args.placement.clone(),
-        data_dir: args.data_dir.clone(),
-        zone: args.zone.clone(),
-        heartbeat: Duration::from_millis(args.heartbeat_ms),
-        durability: args.durability.durability,
+        advertise: c.advertise.clone().unwrap_or_else(|| c.listen.to_string()),
+        placement: c.placement.clone(),
+        data_dir: c.data_dir.clone(),
+        zone: c.zone.clone(),
+        heartbeat: c.heartbeat,
+        durability: c.durability,
     };
     let router = RaftRouter::default();
-    // Serve Raft before registering, so peers reach the reopened replicas at once.
     let host = WorkerHost::start(config, router.clone()).await.context("starting the worker")?;
-    tracing::info!(worker = host.id(), listen = %args.listen, "worker started");
+    tracing::info!(worker = host.id(), listen = %c.listen, "worker started");
     tokio::spawn(host.clone().run(stopped(stop.clone())));
     Ok(tokio::spawn(async move {
         if let Err(e) = vectron_worker::service::serve(listener, host, router, stopped(stop)).await {
@@ -219,11 +239,11 @@ async fn start_worker(args: &WorkerArgs, stop: watch::Receiver<bool>) -> Result<
     }))
 }
 
-async fn start_gateway(args: &GatewayArgs, stop: watch::Receiver<bool>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
-    let http = bind(args.http, "gateway HTTP").await?;
-    let grpc = bind(args.grpc, "gateway gRPC").await?;
-    let config = ApiConfig { read_timeout: Duration::from_millis(args.read_timeout_ms), ..ApiConfig::default() };
-    let gateway = Arc::new(Gateway::new(args.placement.clone(), config));
+async fn start_gateway(c: &GatewaySection, stop: watch::Receiver<bool>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let http = bind(c.http, "gateway HTTP").await?;
+    let grpc = bind(c.grpc, "gateway gRPC").await?;
+    let config = ApiConfig { read_timeout: c.read_timeout, write_timeout: c.write_timeout, ..ApiConfig::default() };
+    let gateway = Arc::new(Gateway::new(c.placement.clone(), config));
     let (g1, g2) = (gateway.clone(), gateway);
     let (s1, s2) = (stop.clone(), stop);
     Ok(vec![
@@ -240,49 +260,59 @@ async fn start_gateway(args: &GatewayArgs, stop: watch::Receiver<bool>) -> Resul
     ])
 }
 
+/// The command line's flags as a partial config, under the subcommand's section.
+fn flag_layer(command: &Command) -> Result<serde_json::Value> {
+    let (section, flags) = match command {
+        Command::Placement(a) => ("placement", serde_json::to_value(a)?),
+        Command::Worker(a) => ("worker", serde_json::to_value(a)?),
+        Command::Gateway(a) => ("gateway", serde_json::to_value(a)?),
+        Command::Dev(a) => ("dev", serde_json::to_value(a)?),
+    };
+    Ok(serde_json::json!({ section: flags }))
+}
+
 async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref(), flag_layer(&cli.command)?)?;
     let stop = shutdown_signal();
     let mut tasks = Vec::new();
     match cli.command {
-        Command::Placement(args) => tasks.push(start_placement(&args, stop).await?),
-        Command::Worker(args) => tasks.push(start_worker(&args, stop).await?),
-        Command::Gateway(args) => {
-            tasks.extend(start_gateway(&args, stop).await?);
-            tracing::info!(http = %args.http, grpc = %args.grpc, "gateway started");
+        Command::Placement(_) => tasks.push(start_placement(&config.placement, stop).await?),
+        Command::Worker(_) => tasks.push(start_worker(&config.worker, stop).await?),
+        Command::Gateway(_) => {
+            tasks.extend(start_gateway(&config.gateway, stop).await?);
+            tracing::info!(http = %config.gateway.http, grpc = %config.gateway.grpc, "gateway started");
         }
-        Command::Dev(args) => {
-            let placement = PlacementArgs {
+        Command::Dev(_) => {
+            let dev = &config.dev;
+            let placement = PlacementSection {
                 node_id: 1,
-                listen: args.placement,
+                listen: dev.placement_listen,
                 advertise: None,
                 initial_members: vec![],
-                data_dir: args.data_dir.join("placement"),
-                down_after_secs: 5.0,
-                replace_after_secs: 60.0,
-                durability: DurabilityArg { durability: Durability::Process },
+                data_dir: dev.data_dir.join("placement"),
+                ..config.placement.clone()
             };
             tasks.push(start_placement(&placement, stop.clone()).await?);
-            let worker = WorkerArgs {
-                listen: args.worker,
+            let worker = WorkerSection {
+                listen: dev.worker_listen,
                 advertise: None,
-                placement: vec![args.placement.to_string()],
-                data_dir: args.data_dir.join("worker"),
-                zone: String::new(),
-                heartbeat_ms: 500,
-                durability: DurabilityArg { durability: Durability::Process },
+                placement: vec![dev.placement_listen.to_string()],
+                data_dir: dev.data_dir.join("worker"),
+                heartbeat: Duration::from_millis(500),
+                ..config.worker.clone()
             };
             tasks.push(start_worker(&worker, stop.clone()).await?);
-            let gateway = GatewayArgs {
-                http: args.http,
-                grpc: args.grpc,
-                placement: vec![args.placement.to_string()],
-                read_timeout_ms: 5000,
+            let gateway = GatewaySection {
+                http: dev.http,
+                grpc: dev.grpc,
+                placement: vec![dev.placement_listen.to_string()],
+                ..config.gateway.clone()
             };
             tasks.extend(start_gateway(&gateway, stop).await?);
-            println!("Vectron dev cluster is up (data in {}):", args.data_dir.display());
-            println!("  HTTP  http://{}/v1/collections", args.http);
-            println!("  gRPC  {} (vectron.v1.VectronService)", args.grpc);
-            println!("  try:  curl -s http://{}/v1/system/health", args.http);
+            println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
+            println!("  HTTP  http://{}/v1/collections", dev.http);
+            println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
+            println!("  try:  curl -s http://{}/v1/system/health", dev.http);
         }
     }
     for t in tasks {

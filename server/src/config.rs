@@ -1,0 +1,234 @@
+//! Configuration of every `vectron` process, in layers: built-in defaults → a TOML
+//! file (`--config FILE` or `VECTRON_CONFIG`) → environment (`VECTRON__SECTION__KEY`,
+//! e.g. `VECTRON__WORKER__ZONE=b`) → command-line flags. Durations are written the
+//! human way (`"500ms"`, `"5s"`, `"1m"`). `vectron.example.toml` at the repository root
+//! lists every key with its default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use vectron_engine::store::Durability;
+
+/// Every section; each process reads the one(s) it runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub placement: PlacementSection,
+    pub worker: WorkerSection,
+    pub gateway: GatewaySection,
+    pub dev: DevSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementSection {
+    /// This node's id (must appear in `initial_members`).
+    pub node_id: u64,
+    /// Address to listen on (Raft and the placement API).
+    pub listen: SocketAddr,
+    /// Address other nodes reach this one at (defaults to `listen`).
+    pub advertise: Option<String>,
+    /// Every member as `id=host:port`; this node alone when empty.
+    pub initial_members: Vec<String>,
+    pub data_dir: PathBuf,
+    /// A worker silent this long is marked down.
+    #[serde(with = "humantime_serde")]
+    pub down_after: Duration,
+    /// A worker down this long has its replicas replaced elsewhere.
+    #[serde(with = "humantime_serde")]
+    pub replace_after: Duration,
+    pub durability: Durability,
+}
+
+impl Default for PlacementSection {
+    fn default() -> Self {
+        PlacementSection {
+            node_id: 1,
+            listen: "127.0.0.1:6001".parse().expect("valid address"),
+            advertise: None,
+            initial_members: Vec::new(),
+            data_dir: "./data/placement".into(),
+            down_after: Duration::from_secs(5),
+            replace_after: Duration::from_secs(60),
+            durability: Durability::Process,
+        }
+    }
+}
+
+impl PlacementSection {
+    /// The members by id (this node alone when none are configured).
+    pub fn members(&self) -> Result<BTreeMap<u64, String>> {
+        let advertise = self.advertise.clone().unwrap_or_else(|| self.listen.to_string());
+        if self.initial_members.is_empty() {
+            return Ok(BTreeMap::from([(self.node_id, advertise)]));
+        }
+        let mut members = BTreeMap::new();
+        for m in &self.initial_members {
+            let (id, addr) = m.split_once('=').with_context(|| format!("member {m:?} is not id=host:port"))?;
+            let id: u64 = id.trim().parse().with_context(|| format!("member id in {m:?}"))?;
+            if id == 0 {
+                bail!("member ids start at 1");
+            }
+            members.insert(id, addr.trim().to_owned());
+        }
+        if !members.contains_key(&self.node_id) {
+            bail!("node id {} is not among the initial members", self.node_id);
+        }
+        Ok(members)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Address to listen on (Raft and the worker API).
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    /// Placement driver addresses.
+    pub placement: Vec<String>,
+    pub data_dir: PathBuf,
+    /// Failure-domain label; replicas of a shard go to distinct zones when possible.
+    pub zone: String,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    pub durability: Durability,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection {
+            listen: "127.0.0.1:9090".parse().expect("valid address"),
+            advertise: None,
+            placement: vec!["127.0.0.1:6001".into()],
+            data_dir: "./data/worker".into(),
+            zone: String::new(),
+            heartbeat: Duration::from_secs(1),
+            durability: Durability::Process,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub placement: Vec<String>,
+    /// Default read deadline (a search past it answers partial).
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// Budget of a write, retries and leader changes included.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        GatewaySection {
+            http: "127.0.0.1:8080".parse().expect("valid address"),
+            grpc: "127.0.0.1:8081".parse().expect("valid address"),
+            placement: vec!["127.0.0.1:6001".into()],
+            read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevSection {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub placement_listen: SocketAddr,
+    pub worker_listen: SocketAddr,
+}
+
+impl Default for DevSection {
+    fn default() -> Self {
+        DevSection {
+            data_dir: "./data".into(),
+            http: "127.0.0.1:8080".parse().expect("valid address"),
+            grpc: "127.0.0.1:8081".parse().expect("valid address"),
+            placement_listen: "127.0.0.1:6001".parse().expect("valid address"),
+            worker_listen: "127.0.0.1:9090".parse().expect("valid address"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers: defaults, `file` (if given), `VECTRON__…` environment, then
+    /// `flags` (a partial config holding only what was given on the command line).
+    pub fn load(file: Option<&Path>, flags: serde_json::Value) -> Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("VECTRON__").split("__")).merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types cannot: members, non-empty address lists, sane durations.
+    pub fn validate(&self) -> Result<()> {
+        self.placement.members()?;
+        if self.worker.placement.is_empty() || self.gateway.placement.is_empty() {
+            bail!("placement address lists must not be empty");
+        }
+        // (worker.heartbeat must also be well under placement.down_after, but the two
+        // are read by different processes, so each checks only its own.)
+        if self.worker.heartbeat.is_zero() {
+            bail!("worker.heartbeat must be positive");
+        }
+        if self.placement.replace_after < self.placement.down_after {
+            bail!("placement.replace_after must be at least placement.down_after");
+        }
+        if self.gateway.read_timeout.is_zero() || self.gateway.write_timeout.is_zero() {
+            bail!("gateway timeouts must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_the_example_file_load_and_agree() {
+        let defaults = Config::load(None, serde_json::json!({})).unwrap();
+        assert_eq!(defaults, Config::default());
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vectron.example.toml");
+        let loaded = Config::load(Some(&example), serde_json::json!({})).unwrap();
+        assert_eq!(loaded, Config::default(), "the example lists the defaults");
+    }
+
+    #[test]
+    fn layers_override_in_order_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.toml");
+        std::fs::write(&file, "[worker]\nzone = \"a\"\nheartbeat = \"300ms\"\n[placement]\ndown_after = \"2s\"\n")
+            .unwrap();
+        let c = Config::load(Some(&file), serde_json::json!({"worker": {"zone": "b"}})).unwrap();
+        assert_eq!(c.worker.zone, "b", "flags win over the file");
+        assert_eq!(c.worker.heartbeat, Duration::from_millis(300));
+        assert_eq!(c.placement.down_after, Duration::from_secs(2));
+        std::fs::write(&file, "[worker]\nzoen = \"a\"\n").unwrap();
+        assert!(Config::load(Some(&file), serde_json::json!({})).is_err(), "unknown keys are refused");
+        std::fs::write(&file, "[placement]\ndown_after = \"soon\"\n").unwrap();
+        assert!(Config::load(Some(&file), serde_json::json!({})).is_err(), "bad durations are refused");
+        let bad_members = serde_json::json!({"placement": {"node_id": 4, "initial_members": ["1=a:1", "2=b:2"]}});
+        assert!(Config::load(None, bad_members).is_err(), "a node must be among the members");
+        assert!(Config::load(Some(&dir.path().join("missing.toml")), serde_json::json!({})).is_err());
+    }
+}
