@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership,
+    BasicNode, Entry, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use parking_lot::RwLock;
 use prost::Message;
 use serde::{Deserialize, Serialize};
+use vectron_common::raft::applied::AppliedMeta;
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_common::raft::{NodeId, PLACEMENT_GROUP};
 use vectron_proto::internal::{ClusterState, PlacementCommand, PlacementCommandResult};
@@ -60,8 +60,7 @@ pub type LogStore = RocksLogStore<PlacementTypes>;
 /// What the state machine persists: everything it knows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Persisted {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    applied: AppliedMeta,
     #[serde(with = "serde_bytes")]
     state: Vec<u8>,
 }
@@ -69,8 +68,7 @@ struct Persisted {
 /// The state the service reads (through [`ClusterView`]) and the state machine writes.
 #[derive(Debug, Clone)]
 struct Applied {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    meta: AppliedMeta,
     cluster: ClusterState,
 }
 
@@ -117,12 +115,8 @@ impl PlacementStateMachine {
     pub fn open(log: &LogStore) -> Result<PlacementStateMachine, StorageError<NodeId>> {
         let meta = log.clone();
         let applied = match meta.get_meta::<Persisted>(SM_KEY)? {
-            None => Applied { last_applied: None, membership: Default::default(), cluster: state::initial_state() },
-            Some(p) => Applied {
-                last_applied: p.last_applied,
-                membership: p.membership,
-                cluster: ClusterState::decode(&p.state[..]).map_err(read_err)?,
-            },
+            None => Applied { meta: AppliedMeta::default(), cluster: state::initial_state() },
+            Some(p) => Applied { meta: p.applied, cluster: ClusterState::decode(&p.state[..]).map_err(read_err)? },
         };
         debug_assert_eq!(meta.group(), PLACEMENT_GROUP);
         Ok(PlacementStateMachine { meta, applied: Arc::new(RwLock::new(applied)) })
@@ -133,28 +127,21 @@ impl PlacementStateMachine {
     }
 
     fn persist(&self, applied: &Applied) -> Result<(), StorageError<NodeId>> {
-        let p = Persisted {
-            last_applied: applied.last_applied,
-            membership: applied.membership.clone(),
-            state: applied.cluster.encode_to_vec(),
-        };
-        self.meta.put_meta(SM_KEY, &p).map_err(|e| match e {
-            StorageError::IO { source } => StorageError::IO { source },
-            other => other,
-        })
+        let p = Persisted { applied: applied.meta.clone(), state: applied.cluster.encode_to_vec() };
+        self.meta.put_meta(SM_KEY, &p)
     }
 
     fn current_snapshot(&self) -> Snapshot<PlacementTypes> {
         let applied = self.applied.read();
         let data = applied.cluster.encode_to_vec();
-        let id = match applied.last_applied {
+        let id = match applied.meta.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
             None => "empty".into(),
         };
         Snapshot {
             meta: SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership.clone(),
+                last_log_id: applied.meta.last_applied,
+                last_membership: applied.meta.membership.clone(),
                 snapshot_id: id,
             },
             snapshot: Box::new(Cursor::new(data)),
@@ -175,7 +162,7 @@ impl RaftStateMachine<PlacementTypes> for PlacementStateMachine {
         &mut self,
     ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>> {
         let a = self.applied.read();
-        Ok((a.last_applied, a.membership.clone()))
+        Ok((a.meta.last_applied, a.meta.membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
@@ -188,14 +175,9 @@ impl RaftStateMachine<PlacementTypes> for PlacementStateMachine {
         let mut next = self.applied.read().clone();
         let mut responses = Vec::new();
         for entry in entries {
-            next.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => Response::default(),
-                EntryPayload::Membership(m) => {
-                    next.membership = StoredMembership::new(Some(entry.log_id), m);
-                    Response::default()
-                }
-                EntryPayload::Normal(Request(bytes)) => {
+            let response = match next.meta.record(entry) {
+                None => Response::default(),
+                Some(Request(bytes)) => {
                     let result = match PlacementCommand::decode(&bytes[..]) {
                         Ok(cmd) => state::apply(&mut next.cluster, &cmd),
                         Err(e) => PlacementCommandResult {
@@ -231,7 +213,10 @@ impl RaftStateMachine<PlacementTypes> for PlacementStateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let cluster = ClusterState::decode(&snapshot.into_inner()[..]).map_err(read_err)?;
-        let next = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone(), cluster };
+        let next = Applied {
+            meta: AppliedMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() },
+            cluster,
+        };
         self.persist(&next).map_err(|e| write_err(std::io::Error::other(e.to_string())))?;
         *self.applied.write() = next;
         Ok(())
@@ -240,7 +225,7 @@ impl RaftStateMachine<PlacementTypes> for PlacementStateMachine {
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<PlacementTypes>>, StorageError<NodeId>> {
         // The state machine is persistent, so its current state is always a valid
         // snapshot.
-        if self.applied.read().last_applied.is_none() {
+        if self.applied.read().meta.last_applied.is_none() {
             return Ok(None);
         }
         Ok(Some(self.current_snapshot()))
@@ -250,6 +235,7 @@ impl RaftStateMachine<PlacementTypes> for PlacementStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openraft::EntryPayload;
     use openraft::testing::{StoreBuilder, Suite};
     use vectron_common::raft::column_families;
     use vectron_engine::{Storage, StorageOptions};

@@ -21,12 +21,12 @@ use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership,
+    BasicNode, Entry, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
 };
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use vectron_common::raft::NodeId;
+use vectron_common::raft::applied::AppliedMeta;
 use vectron_common::raft::codec::{decode, encode};
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_engine::shard::MAX_TOP_K;
@@ -85,13 +85,6 @@ impl ShardSlot {
     }
 }
 
-/// What the state machine persists in `raft_meta` besides the engine's own data.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Applied {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
-}
-
 const SM_KEY: &[u8] = b"sm";
 const RESTORING_KEY: &[u8] = b"restoring";
 
@@ -110,7 +103,7 @@ pub struct ShardStateMachine {
     graphs_dir: PathBuf,
     slot: ShardSlot,
     meta: ShardLog,
-    applied: Arc<Mutex<Applied>>,
+    applied: Arc<Mutex<AppliedMeta>>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -141,7 +134,7 @@ impl ShardStateMachine {
         config: Option<ShardConfig>,
     ) -> Result<ShardStateMachine, StorageError<NodeId>> {
         let restoring = meta.get_meta::<bool>(RESTORING_KEY)?.unwrap_or(false);
-        let mut applied: Applied = meta.get_meta(SM_KEY)?.unwrap_or_default();
+        let mut applied: AppliedMeta = meta.get_meta(SM_KEY)?.unwrap_or_default();
         let slot = ShardSlot::default();
         let existing = vectron_engine::store::RocksPointStore::new(storage.clone(), id);
         let stored_config = vectron_engine::store::PointStore::load_config(&existing).map_err(sm_read)?;
@@ -154,7 +147,7 @@ impl ShardStateMachine {
                 slot.put(fresh);
             }
             meta.clear_log()?;
-            applied = Applied::default();
+            applied = AppliedMeta::default();
             meta.put_meta(SM_KEY, &applied)?;
             meta.put_meta(RESTORING_KEY, &false)?;
         } else {
@@ -174,7 +167,7 @@ impl ShardStateMachine {
         self.slot.clone()
     }
 
-    fn save_applied(&self, applied: &Applied) -> Result<(), StorageError<NodeId>> {
+    fn save_applied(&self, applied: &AppliedMeta) -> Result<(), StorageError<NodeId>> {
         self.meta.put_meta(SM_KEY, applied)
     }
 
@@ -236,18 +229,13 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
         let mut applied = self.applied.lock().clone();
         let mut responses = Vec::new();
         for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            let response = match entry.payload {
-                EntryPayload::Blank => ShardResponse::default(),
-                EntryPayload::Membership(m) => {
-                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                    ShardResponse::default()
-                }
-                EntryPayload::Normal(ShardRequest(op)) => {
+            let index = entry.log_id.index;
+            let response = match applied.record(entry) {
+                None => ShardResponse::default(),
+                Some(ShardRequest(op)) => {
                     let shard = self.slot.get().ok_or_else(|| {
                         sm_write(std::io::Error::other(format!("shard {} has no data to apply to", self.id.0)))
                     })?;
-                    let index = entry.log_id.index;
                     let outcome =
                         tokio::task::spawn_blocking(move || shard.apply(index, op)).await.map_err(join_err)?;
                     match outcome {
@@ -309,7 +297,7 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
         .map_err(join_err)?
         .map_err(sm_write)?;
         self.slot.put(shard);
-        let applied = Applied { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        let applied = AppliedMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
         self.save_applied(&applied)?;
         *self.applied.lock() = applied;
         self.meta.put_meta(RESTORING_KEY, &false)?;
@@ -329,6 +317,7 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openraft::EntryPayload;
     use openraft::testing::{StoreBuilder, Suite};
     use vectron_common::raft::column_families;
     use vectron_engine::{Distance, StorageOptions};

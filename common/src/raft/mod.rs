@@ -8,11 +8,13 @@
 //!   dispatches by group id and answers SHARD_NOT_HOSTED for groups it does not host,
 //!   which the sender treats as unreachable (openraft backs off).
 //! - [`timing`]: election and heartbeat settings per kind of group.
+//! - [`applied`]: the applied log id and membership every state machine records.
 //!
 //! Node ids are `u64`: placement members number themselves from their config; workers
 //! get ids from the placement driver. Groups: 0 is the placement group, a shard's group
 //! id is its shard id.
 
+pub mod applied;
 pub mod codec;
 pub mod log_store;
 pub mod network;
