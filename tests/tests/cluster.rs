@@ -461,3 +461,65 @@ async fn restarting_the_whole_cluster_brings_all_data_back() {
     let hits = client.search(name, crash_vector(77), 1).send().await.unwrap();
     assert_eq!(hits.hits[0].id, PointId::Num(77), "the index is back too");
 }
+
+/// Worker address → number of shard replicas it is a target of.
+async fn replicas_per_worker(client: &Client, name: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (addrs, _, _) in placement_of(client, name).await {
+        for a in addrs {
+            *out.entry(a).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rebalancing_and_draining_move_replicas_with_their_data() {
+    let mut cluster = Cluster::start(ClusterSpec { workers: 3, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    let name = "moves";
+    must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(6).replication_factor(1), &cluster).await;
+    let ids: Vec<u64> = (1..=600).collect();
+    for chunk in ids.chunks(100) {
+        client.upsert(name, chunk.iter().map(|&i| point(i)).collect()).await.expect("upsert");
+    }
+    assert!(replicas_per_worker(&client, name).await.values().all(|&n| n == 2), "6 replicas over 3 workers");
+
+    // A new worker receives replicas (2,2,2,0 → one moves), data and leadership included.
+    let fresh = cluster.add_worker();
+    let fresh_addr = cluster.workers[fresh].addr.clone();
+    eventually(Duration::from_secs(60), "the new worker to lead a moved replica", || async {
+        let p = placement_of(&client, name).await;
+        p.iter()
+            .any(|(addrs, leader, _)| {
+                addrs == &vec![fresh_addr.clone()] && leader.as_deref() == Some(fresh_addr.as_str())
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Draining a worker moves everything off it.
+    let http = reqwest::Client::new();
+    let workers: Value =
+        http.get(format!("http://{}/v1/admin/workers", cluster.http)).send().await.unwrap().json().await.unwrap();
+    let drained_addr = cluster.workers[0].addr.clone();
+    let drained_id = workers["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["address"] == drained_addr.as_str())
+        .map(|w| w["id"].as_u64().unwrap())
+        .expect("worker 1 is registered");
+    let r = http.post(format!("http://{}/v1/admin/workers/{drained_id}/drain", cluster.http)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(60), "the drained worker to hold no replica", || async {
+        let per = replicas_per_worker(&client, name).await;
+        let p = placement_of(&client, name).await;
+        let settled = p.iter().all(|(_, leader, _)| leader.as_ref().is_some_and(|l| *l != drained_addr));
+        (!per.contains_key(&drained_addr) && settled).then_some(())
+    })
+    .await;
+    let found = present(&client, name, &ids).await;
+    assert_eq!(found.len(), ids.len(), "every point moved with its replica\n{}", cluster.logs(30));
+    assert_eq!(client.count(name, None).await.unwrap(), 600);
+}
