@@ -38,6 +38,18 @@ async fn must_create(client: &Client, c: Collection, cluster: &Cluster) {
     }
 }
 
+/// Waits until `n` workers are registered and up.
+async fn must_have_workers_up(cluster: &Cluster, n: usize) {
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/v1/admin/workers", cluster.http);
+    eventually(Duration::from_secs(60), "the workers to register", || async {
+        let r: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+        let up = r["workers"].as_array()?.iter().filter(|w| w["state"] == "up").count();
+        (up >= n).then_some(())
+    })
+    .await;
+}
+
 fn point(id: u64) -> Point {
     Point::new(id, crash_vector(id)).with_payload(json!({"n": id, "even": id.is_multiple_of(2)}))
 }
@@ -478,6 +490,7 @@ async fn rebalancing_and_draining_move_replicas_with_their_data() {
     let mut cluster = Cluster::start(ClusterSpec { workers: 3, ..ClusterSpec::default() });
     let client = must_connect(&cluster).await;
     let name = "moves";
+    must_have_workers_up(&cluster, 3).await;
     must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(6).replication_factor(1), &cluster).await;
     let ids: Vec<u64> = (1..=600).collect();
     for chunk in ids.chunks(100) {
