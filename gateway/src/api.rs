@@ -223,10 +223,11 @@ impl Api {
         }
         let deadline = Instant::now() + self.config.write_timeout;
         let name = name_of(&route);
+        let no_wait = !req.wait.unwrap_or(true);
         let calls = groups.into_iter().map(|(shard_id, points)| {
             let name = name.clone();
             async move {
-                let r = pi::ShardUpsertRequest { shard_id, points };
+                let r = pi::ShardUpsertRequest { shard_id, points, no_wait };
                 self.router
                     .call_shard(&name, shard_id, deadline, |mut c| {
                         let r = r.clone();
@@ -246,6 +247,7 @@ impl Api {
         let route = self.router.collection(&req.collection).await?;
         let name = name_of(&route);
         let deadline = Instant::now() + self.config.write_timeout;
+        let no_wait = !req.wait.unwrap_or(true);
         let selector = req.selector.ok_or_else(|| invalid("delete needs ids or a filter"))?;
         let requests: Vec<pi::ShardDeleteRequest> = match selector {
             pb::delete_request::Selector::Ids(list) => {
@@ -259,6 +261,7 @@ impl Api {
                     .map(|(shard_id, ids)| pi::ShardDeleteRequest {
                         shard_id,
                         selector: Some(pi::shard_delete_request::Selector::Ids(pb::PointIdList { ids })),
+                        no_wait,
                     })
                     .collect()
             }
@@ -271,6 +274,7 @@ impl Api {
                     .map(|s| pi::ShardDeleteRequest {
                         shard_id: s.id,
                         selector: Some(pi::shard_delete_request::Selector::Filter(f.clone())),
+                        no_wait,
                     })
                     .collect()
             }

@@ -235,6 +235,25 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
     let got = client.get(name, &[PointId::Str("doc-a".into())], false).await.unwrap();
     assert_eq!(got[0].payload.as_ref().unwrap()["tag"], "text");
 
+    // wait=false answers before the write is applied; it becomes visible shortly.
+    let quick: Vec<Value> = (500..510).map(|i: u64| json!({"id": i, "vector": [1.0, i as f32, 0.0, 0.5]})).collect();
+    let r: Value = http
+        .post(url("/v1/collections/api/points"))
+        .json(&json!({"points": quick, "wait": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["upserted"], 10, "{r}");
+    eventually(Duration::from_secs(10), "the unawaited write to be applied", || async {
+        (client.count(name, None).await.ok()? == 31).then_some(())
+    })
+    .await;
+    let ids: Vec<PointId> = (500..510).map(PointId::Num).collect();
+    assert_eq!(client.delete(name, &ids).await.unwrap(), 10);
+
     // Scroll over both shards visits every point once.
     let mut seen = BTreeSet::new();
     let mut cursor = None;

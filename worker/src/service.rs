@@ -3,7 +3,8 @@
 //! [`serve`], which runs it with the Raft transport on an already-bound listener.
 //!
 //! Writes are proposed only by the leader (others answer NOT_LEADER with the leader's
-//! address) and answered after they are committed and applied. Reads:
+//! address) and answered after they are committed and applied, or, with `no_wait`,
+//! once the leader has queued the proposal. Reads:
 //! - `LINEARIZABLE`: the leader confirms its leadership with a quorum (read index) and
 //!   waits until it has applied up to it;
 //! - `LEADER` (default): served by the replica that believes it leads;
@@ -47,9 +48,22 @@ impl WorkerGrpc {
         WorkerGrpc { host }
     }
 
-    async fn write(&self, shard_id: u64, op: WriteOp) -> Result<pi::ShardWriteResponse, Status> {
+    async fn write(&self, shard_id: u64, op: WriteOp, no_wait: bool) -> Result<pi::ShardWriteResponse, Status> {
         let replica = self.host.replica(shard_id).map_err(status)?;
         self.host.ensure_leading(&replica).map_err(status)?;
+        if no_wait {
+            let named = match &op {
+                WriteOp::Upsert(points) => points.len() as u64,
+                WriteOp::Delete(ids) => ids.len() as u64,
+                WriteOp::DeleteByFilter(_) => 0,
+            };
+            // The leader has the entry once the proposal is queued; its outcome is not
+            // awaited (the gateway validated the batch already).
+            replica.raft.client_write_ff(ShardRequest(op)).await.map_err(|e| {
+                status(WireError::new(ErrorCode::Unavailable, format!("shard {shard_id} write: {e}"), true))
+            })?;
+            return Ok(pi::ShardWriteResponse { affected: named, log_index: 0 });
+        }
         let response = replica
             .raft
             .client_write(ShardRequest(op))
@@ -113,7 +127,7 @@ impl Worker for WorkerGrpc {
     async fn upsert(&self, request: Request<pi::ShardUpsertRequest>) -> Reply<pi::ShardWriteResponse> {
         let r = request.into_inner();
         let points = r.points.iter().map(point_from_pb).collect::<Result<Vec<_>, _>>().map_err(engine)?;
-        self.write(r.shard_id, WriteOp::Upsert(points)).await.map(Response::new)
+        self.write(r.shard_id, WriteOp::Upsert(points), r.no_wait).await.map(Response::new)
     }
 
     async fn delete(&self, request: Request<pi::ShardDeleteRequest>) -> Reply<pi::ShardWriteResponse> {
@@ -126,7 +140,7 @@ impl Worker for WorkerGrpc {
                 WriteOp::DeleteByFilter(filter_from_pb(&f).map_err(engine)?)
             }
         };
-        self.write(r.shard_id, op).await.map(Response::new)
+        self.write(r.shard_id, op, r.no_wait).await.map(Response::new)
     }
 
     async fn get(&self, request: Request<pi::ShardGetRequest>) -> Reply<pb::GetResponse> {
