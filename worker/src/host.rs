@@ -246,16 +246,7 @@ impl WorkerHost {
         let slot = replica.slot.clone();
         drop(replica);
         let log = ShardLog::new(self.storage.db().clone(), shard_id, false);
-        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
-            if let Some(shard) = slot.take_blocking() {
-                shard.destroy().map_err(|e| e.to_string())?;
-            }
-            // Keep the vote (and mark the group retired) so it is never initialised
-            // again on this worker.
-            log.clear_log().map_err(|e| e.to_string())?;
-            log.put_meta(RETIRED_KEY, &true).map_err(|e| e.to_string())
-        })
-        .await;
+        let result = tokio::task::spawn_blocking(move || crate::replica::retire(&slot, &log)).await;
         match result {
             Ok(Ok(())) => tracing::info!(worker = self.id, shard = shard_id, "replica dropped"),
             Ok(Err(e)) => tracing::error!(shard = shard_id, "dropping replica: {e}"),
@@ -366,7 +357,7 @@ impl WorkerHost {
         addr_of: &BTreeMap<u64, String>,
     ) -> Result<(), StartError> {
         let log = ShardLog::new(self.storage.db().clone(), shard.id, false);
-        let retired = log.get_meta::<bool>(RETIRED_KEY)?.unwrap_or(false);
+        let retired = crate::replica::is_retired(&log)?;
         let fresh = !retired && !log.is_initialized()?;
         let replica = self.open_replica(shard.id, Some(collection)).await?;
         if fresh && shard.initial_replicas.first() == Some(&self.id) {
@@ -425,5 +416,3 @@ impl WorkerHost {
         });
     }
 }
-
-const RETIRED_KEY: &[u8] = b"retired";

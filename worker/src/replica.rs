@@ -87,6 +87,27 @@ impl ShardSlot {
 
 const SM_KEY: &[u8] = b"sm";
 const RESTORING_KEY: &[u8] = b"restoring";
+const RETIRED_KEY: &[u8] = b"retired";
+
+/// Forgets a dropped replica (its Raft node already shut down): first its applied
+/// position and log — the vote stays, with a `retired` mark, so this worker never
+/// initialises the group again — then its data. In that order, a crash in between
+/// leaves data whose applied position reads as nothing, which the next open treats
+/// as a replica to fill again, never as a state that is ahead of its data.
+pub fn retire(slot: &ShardSlot, log: &ShardLog) -> Result<(), String> {
+    log.put_meta(SM_KEY, &AppliedMeta::default()).map_err(|e| e.to_string())?;
+    log.clear_log().map_err(|e| e.to_string())?;
+    log.put_meta(RETIRED_KEY, &true).map_err(|e| e.to_string())?;
+    if let Some(shard) = slot.take_blocking() {
+        shard.destroy().map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Whether this worker hosted the group before and dropped it.
+pub fn is_retired(log: &ShardLog) -> Result<bool, StorageError<NodeId>> {
+    Ok(log.get_meta::<bool>(RETIRED_KEY)?.unwrap_or(false))
+}
 
 /// A snapshot's content.
 #[derive(Debug, Serialize, Deserialize)]
@@ -414,6 +435,24 @@ mod tests {
         let out = b.apply([entry(6, WriteOp::Upsert(points(3000..3001)))]).await.unwrap();
         assert_eq!(out[0].affected, 1);
         assert_eq!(b.slot().get().unwrap().len(), 2500);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_retired_replica_reopens_empty_and_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ShardConfig::new(2, Distance::Euclid);
+        {
+            let mut sm = open(dir.path(), Some(config.clone()));
+            sm.apply([entry(1, WriteOp::Upsert(points(0..10)))]).await.unwrap();
+            assert!(!is_retired(&sm.meta).unwrap());
+            retire(&sm.slot(), &sm.meta).unwrap();
+        }
+        // Placed here again later: it must not claim entries it no longer holds.
+        let mut sm = open(dir.path(), Some(config));
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, None);
+        assert_eq!(sm.slot().get().unwrap().len(), 0);
+        assert!(is_retired(&sm.meta).unwrap(), "never initialised again here");
     }
 
     #[tokio::test(flavor = "multi_thread")]
