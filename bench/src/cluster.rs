@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -259,6 +259,5 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
         }
     }
     report.table();
-    std::thread::sleep(Duration::from_millis(1));
     Ok(())
 }

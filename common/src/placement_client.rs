@@ -45,10 +45,6 @@ impl PlacementClient {
         self
     }
 
-    pub fn addresses(&self) -> &[String] {
-        &self.addrs
-    }
-
     /// Runs `op` against the leader. Retries on NOT_LEADER (following the hint), on
     /// UNAVAILABLE and on transport errors; any other error is returned at once.
     pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, WireError>

@@ -100,10 +100,6 @@ impl Router {
         })
     }
 
-    fn worker_addr(&self, worker: u64) -> Option<String> {
-        self.table().workers.iter().find(|w| w.id == worker).map(|w| w.address.clone())
-    }
-
     /// Replicas of `shard` in the order to try: the known leader first.
     fn candidates(&self, shard: &pi::ShardInfo) -> Vec<u64> {
         let leader = self.leaders.read().get(&shard.id).copied().or((shard.leader != 0).then_some(shard.leader));
@@ -143,8 +139,16 @@ impl Router {
         // pointing at one of them (the old leader, until it notices) is not followed.
         let mut unreachable: Vec<u64> = Vec::new();
         loop {
-            let route = self.collection(collection).await?;
-            let Some(shard) = route.info.shards.iter().find(|s| s.id == shard_id) else {
+            // PERF: on every shard call; borrows the cached table instead of cloning the
+            // collection's route.
+            let table = self.table();
+            let shard = table
+                .collections
+                .iter()
+                .filter(|c| c.config.as_ref().is_some_and(|x| x.name == collection))
+                .flat_map(|c| c.shards.iter())
+                .find(|s| s.id == shard_id);
+            let Some(shard) = shard else {
                 return Err(WireError::new(
                     ErrorCode::StaleEpoch,
                     format!("shard {shard_id} is no longer part of {collection:?}"),
@@ -153,7 +157,7 @@ impl Router {
             };
             let order = self.candidates(shard);
             let target = order[tried_next % order.len().max(1)];
-            let err = match self.worker_addr(target) {
+            let err = match table.workers.iter().find(|w| w.id == target).map(|w| w.address.clone()) {
                 None => WireError::new(ErrorCode::Unavailable, format!("worker {target} has no address"), true),
                 Some(addr) => {
                     let client = self.client(&addr)?;
@@ -186,7 +190,7 @@ impl Router {
                     self.leaders.write().remove(&shard_id);
                     tried_next += 1;
                     if tried_next.is_multiple_of(order.len().max(1)) {
-                        let _ = self.refresh(route.epoch).await;
+                        let _ = self.refresh(table.epoch).await;
                     }
                 }
                 _ => return Err(err),

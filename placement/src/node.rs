@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, raft_config};
-use vectron_common::raft::{NodeId, PLACEMENT_GROUP, column_families, raft_error_to_wire};
+use vectron_common::raft::{NodeId, PLACEMENT_GROUP, column_families, leader_hint, raft_error_to_wire};
 use vectron_common::status::{LeaderHint, WireError};
 use vectron_engine::store::Durability;
 use vectron_engine::{Storage, StorageOptions};
@@ -155,20 +155,21 @@ impl PlacementNode {
 
     /// The leader as this node knows it: id and address.
     pub fn leader(&self) -> Option<LeaderHint> {
-        let m = self.raft.metrics().borrow().clone();
-        let id = m.current_leader?;
-        let address = m.membership_config.membership().get_node(&id).map(|n| n.addr.clone());
-        Some(LeaderHint { id, address })
+        leader_hint(&self.raft.metrics().borrow())
     }
 
     /// Ok when this node leads; NOT_LEADER pointing at the leader otherwise. Also
     /// resets the liveness table when leadership is new.
     pub fn ensure_leader(&self) -> Result<(), WireError> {
-        let m = self.raft.metrics().borrow().clone();
-        if m.current_leader == Some(self.id) {
+        let (leader, current_term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_leader, m.current_term)
+        };
+        if leader == Some(self.id) {
             let mut term = self.liveness_term.lock();
-            if *term != m.current_term {
-                *term = m.current_term;
+            if *term != current_term {
+                *term = current_term;
                 let now = Instant::now();
                 let mut live = self.liveness.lock();
                 live.clear();

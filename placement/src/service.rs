@@ -18,7 +18,6 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 use crate::node::{Liveness, PlacementNode};
-use crate::state;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -205,9 +204,4 @@ pub async fn serve(
         .add_service(PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
-}
-
-/// The collection configs the driver holds (for tests and the admin API).
-pub fn collection_configs(node: &PlacementNode) -> Vec<pb::CollectionConfig> {
-    node.view.read(state::collection_configs)
 }

@@ -16,7 +16,7 @@ use vectron_proto::internal::{
     Alert, ClusterState, CollectionInfo, Empty, PlacementCommand, PlacementCommandResult, PlacementError, RoutingTable,
     ShardInfo, WorkerInfo, WorkerState,
 };
-use vectron_proto::v1::{CollectionConfig, ErrorCode};
+use vectron_proto::v1::ErrorCode;
 
 /// Why a command was refused; becomes the command's result (not a Raft failure).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -276,20 +276,11 @@ pub fn place(
     Ok(chosen)
 }
 
-/// The collection named `name`.
-pub fn collection<'a>(state: &'a ClusterState, name: &str) -> Option<&'a CollectionInfo> {
-    state.routing.as_ref()?.collections.iter().find(|c| c.config.as_ref().is_some_and(|x| x.name == name))
-}
-
-/// The config of every collection.
-pub fn collection_configs(state: &ClusterState) -> Vec<CollectionConfig> {
-    state.routing.as_ref().map(|t| t.collections.iter().filter_map(|c| c.config.clone()).collect()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use vectron_proto::internal::{RegisterWorkerRequest, SetReplicas, SetWorkerState, WorkerRef};
+    use vectron_proto::v1::CollectionConfig;
 
     fn run(state: &mut ClusterState, command: Command) -> Result<Outcome, PlacementError> {
         match apply(state, &PlacementCommand { now_ms: 1000, command: Some(command) }).result.unwrap() {

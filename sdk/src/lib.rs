@@ -305,12 +305,7 @@ impl Client {
     }
 
     pub async fn delete_by_filter(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        let f = vectron_common::convert::filter_to_pb(filter).map_err(|e| Error {
-            code: ErrorCode::InvalidFilter,
-            message: e.to_string(),
-            retryable: false,
-        })?;
-        self.delete_by(collection, pb::delete_request::Selector::Filter(f)).await
+        self.delete_by(collection, pb::delete_request::Selector::Filter(filter_pb(filter)?)).await
     }
 
     async fn delete_by(&self, collection: &str, selector: pb::delete_request::Selector) -> Result<u64> {

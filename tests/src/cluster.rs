@@ -65,10 +65,6 @@ impl Node {
         self.kill();
         self.spawn();
     }
-
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
 }
 
 impl Drop for Node {

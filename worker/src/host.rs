@@ -26,8 +26,8 @@ use vectron_common::convert::shard_config;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, raft_config};
-use vectron_common::raft::{NodeId, column_families};
-use vectron_common::status::{LeaderHint, WireError};
+use vectron_common::raft::{NodeId, column_families, leader_hint};
+use vectron_common::status::WireError;
 use vectron_engine::store::Durability;
 use vectron_engine::{Shard, ShardId, Storage, StorageOptions};
 use vectron_proto::internal as pi;
@@ -196,15 +196,16 @@ impl WorkerHost {
 
     /// Ok when this worker leads `replica`'s group; NOT_LEADER with the leader otherwise.
     pub fn ensure_leading(&self, replica: &Replica) -> Result<(), WireError> {
-        let m = replica.raft.metrics().borrow().clone();
+        // PERF: on every read and write; borrows the metrics instead of cloning them.
+        let metrics = replica.raft.metrics();
+        let m = metrics.borrow();
         if m.current_leader == Some(self.id) && m.state == ServerState::Leader {
             return Ok(());
         }
-        let hint = m.current_leader.map(|id| LeaderHint {
-            id,
-            address: m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()),
-        });
-        Err(WireError::not_leader(format!("worker {} does not lead shard {}", self.id, replica.shard_id), hint))
+        Err(WireError::not_leader(
+            format!("worker {} does not lead shard {}", self.id, replica.shard_id),
+            leader_hint(&m),
+        ))
     }
 
     async fn open_replica(

@@ -24,7 +24,7 @@ use vectron_proto::internal::worker_server::{Worker, WorkerServer};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::{Consistency, ErrorCode};
 
-use crate::host::{Replica, WorkerHost};
+use crate::host::WorkerHost;
 use crate::replica::ShardRequest;
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -77,7 +77,7 @@ impl WorkerGrpc {
     }
 
     /// The shard to read from at `consistency`.
-    async fn readable(&self, shard_id: u64, consistency: i32) -> Result<(Arc<Replica>, Arc<Shard>), Status> {
+    async fn readable(&self, shard_id: u64, consistency: i32) -> Result<Arc<Shard>, Status> {
         let replica = self.host.replica(shard_id).map_err(status)?;
         match Consistency::try_from(consistency).unwrap_or(Consistency::Unspecified) {
             Consistency::Any => {}
@@ -91,8 +91,7 @@ impl WorkerGrpc {
                     .map_err(|e| status(raft_error_to_wire(&format!("shard {shard_id} read index"), &e)))?;
             }
         }
-        let shard = replica.shard().map_err(status)?;
-        Ok((replica, shard))
+        replica.shard().map_err(status)
     }
 }
 
@@ -147,7 +146,7 @@ impl Worker for WorkerGrpc {
         let r = request.into_inner();
         let q = r.request.ok_or_else(|| missing("request"))?;
         let ids = point_ids_from_pb(&q.ids).map_err(engine)?;
-        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let shard = self.readable(r.shard_id, q.consistency).await?;
         let records = blocking(move || shard.get(&ids, q.with_payload, q.with_vector)).await?;
         Ok(Response::new(pb::GetResponse { points: records.iter().map(record_to_pb).collect() }))
     }
@@ -164,7 +163,7 @@ impl Worker for WorkerGrpc {
             })?)
         };
         let limit = if q.limit == 0 { 100 } else { q.limit as usize };
-        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let shard = self.readable(r.shard_id, q.consistency).await?;
         let page = blocking(move || shard.scroll(filter.as_ref(), from.as_ref(), limit, q.with_payload, q.with_vector))
             .await?;
         Ok(Response::new(pb::ScrollResponse {
@@ -177,7 +176,7 @@ impl Worker for WorkerGrpc {
         let r = request.into_inner();
         let q = r.request.ok_or_else(|| missing("request"))?;
         let filter = q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?;
-        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let shard = self.readable(r.shard_id, q.consistency).await?;
         let count = blocking(move || shard.count(filter.as_ref())).await?;
         Ok(Response::new(pb::CountResponse { count }))
     }
@@ -194,7 +193,7 @@ impl Worker for WorkerGrpc {
             with_payload: q.with_payload,
             with_vector: q.with_vector,
         };
-        let (_, shard) = self.readable(r.shard_id, q.consistency).await?;
+        let shard = self.readable(r.shard_id, q.consistency).await?;
         let hits = blocking(move || shard.search(&req)).await?;
         Ok(Response::new(pi::ShardSearchResponse { hits: hits.iter().map(scored_to_pb).collect() }))
     }

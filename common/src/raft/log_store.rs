@@ -6,7 +6,7 @@
 //!   the group's state machine keeps there under its own suffixes.
 //!
 //! Every key starts with its group, so groups never clobber each other's vote or log, and
-//! a group is dropped with two range deletes. Writes use the storage's durability
+//! a group's log is dropped with one range delete. Writes use the storage's durability
 //! (WAL without fsync by default: survives the process being killed; replication covers
 //! the machine).
 
@@ -120,16 +120,6 @@ impl<C> RocksLogStore<C> {
         self.db
             .put_cf_opt(self.cf(CF_RAFT_META)?, self.meta_key(suffix), bytes, &self.write_options())
             .map_err(io_write)
-    }
-
-    /// Deletes everything the group stored: log, vote, and state machine metadata.
-    pub fn destroy(&self) -> StoreResult<()> {
-        let start = self.group.to_be_bytes();
-        let end = self.group_end();
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_RAFT_LOG)?, &start[..], &end[..]);
-        batch.delete_range_cf(self.cf(CF_RAFT_META)?, &start[..], &end[..]);
-        self.db.write_opt(batch, &self.write_options()).map_err(io_write)
     }
 
     /// Deletes the group's log (entries, committed and purged marks) but keeps its vote,

@@ -37,10 +37,16 @@ pub fn column_families() -> Vec<String> {
 }
 
 use openraft::error::{ForwardToLeader, RaftError};
-use openraft::{BasicNode, TryAsRef};
+use openraft::{BasicNode, RaftMetrics, TryAsRef};
 use vectron_proto::v1::ErrorCode;
 
 use crate::status::{LeaderHint, WireError};
+
+/// The leader a node's metrics name, with its address from the membership.
+pub fn leader_hint(m: &RaftMetrics<NodeId, BasicNode>) -> Option<LeaderHint> {
+    let id = m.current_leader?;
+    Some(LeaderHint { id, address: m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()) })
+}
 
 /// A Raft API error as a typed wire error: NOT_LEADER (with the leader's id and address
 /// when known) for "forward to leader", UNAVAILABLE for a node shutting down, and

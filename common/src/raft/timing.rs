@@ -4,8 +4,8 @@
 //! defaults (50 ms) 64 idle groups with two followers each cost 2,560 RPCs a second.
 //! Shard groups heartbeat every 200 ms and elect after 0.8–1.6 s of silence, so a dead
 //! leader is replaced within ~2 s (writes are meant to resume within 5 s) while 64 idle
-//! groups cost 640 small RPCs a second: measured 1.6–3.2 % of one core per worker
-//! (`scripts/idle-raft-cost.sh`, at 250 ms). The placement group is a single group and
+//! groups cost 640 small RPCs a second: measured 1.4–2.7 % of one core per worker
+//! (`IDLE_GROUPS=64 scripts/idle-raft-cost.sh`). The placement group is a single group and
 //! heartbeats faster.
 
 use openraft::{Config, SnapshotPolicy};
