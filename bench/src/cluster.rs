@@ -63,6 +63,10 @@ pub struct ClusterArgs {
     /// Also search an in-process shard of the same data with the same concurrency.
     #[arg(long)]
     compare_engine: bool,
+    /// The server's Prometheus endpoint; its `process_cpu_seconds_total` gives the
+    /// server's CPU per query (empty: not measured).
+    #[arg(long, default_value = "http://127.0.0.1:8080/metrics")]
+    metrics_url: String,
     /// Small and fast: 20k × 64, 200 queries.
     #[arg(long)]
     quick: bool,
@@ -75,6 +79,30 @@ struct Timed {
     qps: f64,
     p50_us: f64,
     p99_us: f64,
+    /// Queries run in all passes (warm-up included), for CPU per query.
+    total: usize,
+}
+
+/// CPU seconds (user + system) this process has used.
+fn own_cpu_seconds() -> f64 {
+    procfs::process::Process::myself()
+        .and_then(|p| p.stat())
+        .map(|s| (s.utime + s.stime) as f64 / procfs::ticks_per_second() as f64)
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds the server has used, from its `process_cpu_seconds_total`.
+async fn server_cpu_seconds(http: &reqwest::Client, url: &str) -> Option<f64> {
+    if url.is_empty() {
+        return None;
+    }
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("process_cpu_seconds_total ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Microseconds of CPU per query between two CPU readings.
+fn per_query_us(before: f64, after: f64, queries: usize) -> f64 {
+    (after - before) * 1e6 / queries.max(1) as f64
 }
 
 /// Runs every query once across `clients` concurrent tasks; the best of `repeat` passes.
@@ -84,7 +112,8 @@ where
     Fut: std::future::Future<Output = Result<Vec<u32>>> + Send,
 {
     let mut best: Option<Timed> = None;
-    for pass in 0..repeat.max(1) + 1 {
+    let passes = repeat.max(1) + 1;
+    for pass in 0..passes {
         let next = Arc::new(AtomicUsize::new(0));
         let t = Instant::now();
         let mut tasks = Vec::new();
@@ -117,7 +146,13 @@ where
             continue; // warm-up
         }
         if best.as_ref().is_none_or(|b| qps > b.qps) {
-            best = Some(Timed { found, qps, p50_us: percentile(&lat, 0.5), p99_us: percentile(&lat, 0.99) });
+            best = Some(Timed {
+                found,
+                qps,
+                p50_us: percentile(&lat, 0.5),
+                p99_us: percentile(&lat, 0.99),
+                total: queries.len() * passes,
+            });
         }
     }
     Ok(best.expect("at least one pass"))
@@ -194,6 +229,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
     }
 
     let queries = Arc::new(data.queries.clone());
+    let http = reqwest::Client::new();
     for &ef in &args.ef {
         let (client, name, k) = (client.clone(), args.collection.clone(), args.k as u32);
         let search = move |q: Vec<f32>| {
@@ -204,9 +240,16 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                 Ok(r.hits.iter().map(|h| num_id(&h.id)).collect())
             }
         };
+        let (server_before, client_before) = (server_cpu_seconds(&http, &args.metrics_url).await, own_cpu_seconds());
         let m = timed(&queries, args.clients, args.repeat, search).await?;
+        let client_cpu_us = per_query_us(client_before, own_cpu_seconds(), m.total);
+        let server_cpu_us = match (server_before, server_cpu_seconds(&http, &args.metrics_url).await) {
+            (Some(b), Some(a)) => Some(per_query_us(b, a, m.total)),
+            _ => None,
+        };
         report.row(json!({"backend": "gateway", "ef": ef, "recall": recall(&m.found, &truth, args.k),
                           "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
+                          "server_cpu_us_per_query": server_cpu_us, "client_cpu_us_per_query": client_cpu_us,
                           "build_s": ingest_s, "rss_bytes": 0, "config": common}));
     }
 
@@ -242,20 +285,29 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                     Ok(hits.iter().map(|h| num_id(&h.id)).collect())
                 }
             };
+            let before = own_cpu_seconds();
             let m = timed(&queries, args.clients, args.repeat, search).await?;
+            let cpu_us = per_query_us(before, own_cpu_seconds(), m.total);
             report.row(json!({"backend": "engine", "ef": ef, "recall": recall(&m.found, &truth, args.k),
                               "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
-                              "build_s": 0.0, "rss_bytes": 0, "config": common}));
+                              "cpu_us_per_query": cpu_us, "build_s": 0.0, "rss_bytes": 0, "config": common}));
         }
         let rows = report.rows.clone();
         for &ef in &args.ef {
-            let qps = |b: &str| {
-                rows.iter()
-                    .find(|r| r["backend"] == b && r["ef"] == ef)
-                    .and_then(|r| r["qps_mt"].as_f64())
-                    .unwrap_or(0.0)
+            let field = |b: &str, f: &str| {
+                rows.iter().find(|r| r["backend"] == b && r["ef"] == ef).and_then(|r| r[f].as_f64()).unwrap_or(0.0)
             };
-            eprintln!("ef {ef}: gateway / engine QPS = {:.2}", qps("gateway") / qps("engine").max(1e-9));
+            let ratio = field("gateway", "qps_mt") / field("engine", "qps_mt").max(1e-9);
+            let (server, client, engine) = (
+                field("gateway", "server_cpu_us_per_query"),
+                field("gateway", "client_cpu_us_per_query"),
+                field("engine", "cpu_us_per_query"),
+            );
+            eprintln!(
+                "ef {ef}: gateway / engine QPS = {ratio:.2}; CPU per query: server {server:.0} µs + load generator \
+                 {client:.0} µs, in-process engine {engine:.0} µs (engine / server = {:.2})",
+                engine / server.max(1e-9)
+            );
         }
     }
     report.table();

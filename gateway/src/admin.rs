@@ -8,7 +8,8 @@
 //!   off a worker, or forget it;
 //! - `GET /v1/alerts` (`?all=true` includes resolved ones), `POST /v1/alerts/{id}/resolve`;
 //! - `GET /metrics`: request counts and latencies by route and status, plus per-shard
-//!   leader, Raft term and size gauges read from the routing table at scrape time.
+//!   leader, Raft term and size gauges read from the routing table at scrape time, and
+//!   the process's CPU seconds, resident memory and threads.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +18,9 @@ use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,6 +38,41 @@ pub struct Metrics {
     shard_leader: IntGaugeVec,
     shard_term: IntGaugeVec,
     shard_points: IntGaugeVec,
+    process: ProcessMetrics,
+}
+
+/// The process's CPU time, memory and threads, read from /proc at scrape time (the
+/// prometheus crate's own collector rounds CPU time down to whole seconds, too coarse to
+/// tell the CPU cost of a request).
+#[derive(Debug, Clone)]
+struct ProcessMetrics {
+    cpu_seconds: Counter,
+    resident_bytes: IntGauge,
+    threads: IntGauge,
+}
+
+impl ProcessMetrics {
+    fn new(registry: &Registry) -> ProcessMetrics {
+        let cpu_seconds = Counter::new("process_cpu_seconds_total", "User and system CPU time spent, in seconds")
+            .expect("valid metric");
+        let resident_bytes =
+            IntGauge::new("process_resident_memory_bytes", "Resident memory size in bytes").expect("valid metric");
+        let threads = IntGauge::new("process_threads", "Number of OS threads").expect("valid metric");
+        registry.register(Box::new(cpu_seconds.clone())).expect("unique metric");
+        registry.register(Box::new(resident_bytes.clone())).expect("unique metric");
+        registry.register(Box::new(threads.clone())).expect("unique metric");
+        ProcessMetrics { cpu_seconds, resident_bytes, threads }
+    }
+
+    fn update(&self) {
+        let Ok(stat) = procfs::process::Process::myself().and_then(|p| p.stat()) else {
+            return;
+        };
+        let cpu = (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
+        self.cpu_seconds.inc_by((cpu - self.cpu_seconds.get()).max(0.0));
+        self.resident_bytes.set((stat.rss * procfs::page_size()) as i64);
+        self.threads.set(stat.num_threads);
+    }
 }
 
 impl Metrics {
@@ -62,7 +100,8 @@ impl Metrics {
         for g in [&shard_leader, &shard_term, &shard_points] {
             registry.register(Box::new(g.clone())).expect("unique metric");
         }
-        Metrics { registry, requests, latency, shard_leader, shard_term, shard_points }
+        let process = ProcessMetrics::new(&registry);
+        Metrics { registry, requests, latency, shard_leader, shard_term, shard_points, process }
     }
 
     /// Counts one request.
@@ -87,6 +126,7 @@ impl Metrics {
     }
 
     fn render(&self) -> String {
+        self.process.update();
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out).ok();
         String::from_utf8(out).unwrap_or_default()

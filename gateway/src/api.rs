@@ -229,7 +229,7 @@ impl Api {
             async move {
                 let r = pi::ShardUpsertRequest { shard_id, points, no_wait };
                 self.router
-                    .call_shard(&name, shard_id, deadline, |mut c| {
+                    .call_shard(&name, shard_id, deadline, |c| {
                         let r = r.clone();
                         async move { c.upsert(r).await }
                     })
@@ -284,7 +284,7 @@ impl Api {
             async move {
                 let shard_id = r.shard_id;
                 self.router
-                    .call_shard(&name, shard_id, deadline, |mut c| {
+                    .call_shard(&name, shard_id, deadline, |c| {
                         let r = r.clone();
                         async move { c.delete(r).await }
                     })
@@ -317,7 +317,7 @@ impl Api {
             async move {
                 let r = pi::ShardGetRequest { shard_id, request: Some(request) };
                 self.router
-                    .call_shard(&name, shard_id, deadline, |mut c| {
+                    .call_shard(&name, shard_id, deadline, |c| {
                         let r = r.clone();
                         async move { c.get(r).await }
                     })
@@ -348,7 +348,7 @@ impl Api {
             let r = pi::ShardCountRequest { shard_id: s.id, request: Some(req.clone()) };
             async move {
                 self.router
-                    .call_shard(&name, r.shard_id, deadline, |mut c| {
+                    .call_shard(&name, r.shard_id, deadline, |c| {
                         let r = r.clone();
                         async move { c.count(r).await }
                     })
@@ -385,7 +385,7 @@ impl Api {
             let r = pi::ShardScrollRequest { shard_id, request: Some(request) };
             let page = self
                 .router
-                .call_shard(&name, shard_id, deadline, |mut c| {
+                .call_shard(&name, shard_id, deadline, |c| {
                     let r = r.clone();
                     async move { c.scroll(r).await }
                 })
@@ -432,7 +432,7 @@ impl Api {
                 let shard_id = r.shard_id;
                 let result = self
                     .router
-                    .call_shard(&name, shard_id, deadline, |mut c| {
+                    .call_shard(&name, shard_id, deadline, |c| {
                         let r = r.clone();
                         async move { c.search(r).await }
                     })

@@ -824,10 +824,8 @@ mod tests {
     use super::*;
 
     fn doc() -> Value {
-        let router =
-            Arc::new(crate::routing::Router::new(vectron_common::placement_client::PlacementClient::new(vec![
-                "127.0.0.1:1".into(),
-            ])));
+        let placement = vectron_common::placement_client::PlacementClient::new(vec!["127.0.0.1:1".into()]);
+        let router = Arc::new(crate::routing::Router::new(placement, None));
         let api = Api::new(router, Default::default());
         let admin = Admin::new(api, Arc::new(crate::admin::Metrics::new()));
         serde_json::to_value(openapi(&admin)).unwrap()

@@ -34,9 +34,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway routing through the placement driver at `placement`.
-    pub fn new(placement: Vec<String>, config: ApiConfig) -> Gateway {
-        let router = Arc::new(routing::Router::new(PlacementClient::new(placement)));
+    /// A gateway routing through the placement driver at `placement`; `local` is a
+    /// worker in the same process (`vectron dev`), called without a network hop.
+    pub fn new(placement: Vec<String>, config: ApiConfig, local: Option<routing::LocalWorker>) -> Gateway {
+        let router = Arc::new(routing::Router::new(PlacementClient::new(placement), local));
         Gateway { api: Api::new(router, config), metrics: Arc::new(admin::Metrics::new()) }
     }
 

@@ -17,10 +17,60 @@ use vectron_common::raft::network::PeerChannels;
 use vectron_common::status::{WireError, from_status};
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_client::WorkerClient;
+use vectron_proto::internal::worker_server::Worker;
+use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 /// Largest message exchanged with workers.
 const MAX_MESSAGE_BYTES: usize = 128 << 20;
+
+/// A handle on a worker's shard service: a gRPC client, or the service itself when
+/// the worker runs in the gateway's process (`vectron dev`), called without encoding
+/// or a network hop.
+#[derive(Clone)]
+pub enum WorkerConn {
+    Remote(WorkerClient<Channel>),
+    Local(Arc<dyn Worker>),
+}
+
+/// The shard calls, the same on both kinds of handle.
+macro_rules! worker_calls {
+    ($($method:ident($request:ty) -> $response:ty;)*) => {
+        impl WorkerConn {
+            $(
+                pub async fn $method(self, request: $request) -> Result<tonic::Response<$response>, tonic::Status> {
+                    match self {
+                        WorkerConn::Remote(mut client) => client.$method(request).await,
+                        WorkerConn::Local(worker) => worker.$method(tonic::Request::new(request)).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+worker_calls! {
+    upsert(pi::ShardUpsertRequest) -> pi::ShardWriteResponse;
+    delete(pi::ShardDeleteRequest) -> pi::ShardWriteResponse;
+    get(pi::ShardGetRequest) -> pb::GetResponse;
+    scroll(pi::ShardScrollRequest) -> pb::ScrollResponse;
+    count(pi::ShardCountRequest) -> pb::CountResponse;
+    search(pi::ShardSearchRequest) -> pi::ShardSearchResponse;
+}
+
+/// A worker in the gateway's own process.
+#[derive(Clone)]
+pub struct LocalWorker {
+    /// The address the worker registered with (the one routing tables name).
+    pub address: String,
+    pub service: Arc<dyn Worker>,
+}
+
+impl std::fmt::Debug for LocalWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalWorker").field("address", &self.address).finish_non_exhaustive()
+    }
+}
 
 /// A collection as the gateway routes it.
 #[derive(Debug, Clone)]
@@ -37,17 +87,21 @@ pub struct Router {
     /// Leaders learned from NOT_LEADER hints since the table was fetched.
     leaders: RwLock<HashMap<u64, u64>>,
     channels: PeerChannels,
+    local: Option<LocalWorker>,
     /// Serialises refreshes so a burst of stale answers costs one fetch.
     refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Router {
-    pub fn new(placement: PlacementClient) -> Router {
+    /// A router for the placement driver behind `placement`; `local` is a worker in
+    /// this process, called directly instead of over loopback.
+    pub fn new(placement: PlacementClient, local: Option<LocalWorker>) -> Router {
         Router {
             placement,
             table: RwLock::new(Arc::new(pi::RoutingTable::default())),
             leaders: RwLock::new(HashMap::new()),
             channels: PeerChannels::default(),
+            local,
             refreshing: tokio::sync::Mutex::new(()),
         }
     }
@@ -108,14 +162,19 @@ impl Router {
         order
     }
 
-    fn client(&self, addr: &str) -> Result<WorkerClient<Channel>, WireError> {
+    fn client(&self, addr: &str) -> Result<WorkerConn, WireError> {
+        if let Some(local) = self.local.as_ref().filter(|l| l.address == addr) {
+            return Ok(WorkerConn::Local(local.service.clone()));
+        }
         let channel = self
             .channels
             .get(addr)
             .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("worker {addr}: {e}"), true))?;
-        Ok(WorkerClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+        Ok(WorkerConn::Remote(
+            WorkerClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ))
     }
 
     /// Calls `op` on a replica of `shard_id` (the leader first), following NOT_LEADER
@@ -129,7 +188,7 @@ impl Router {
         op: F,
     ) -> Result<T, WireError>
     where
-        F: Fn(WorkerClient<Channel>) -> Fut,
+        F: Fn(WorkerConn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut attempt: u32 = 0;

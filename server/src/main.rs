@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_common::raft::network::RaftRouter;
+use vectron_gateway::routing::LocalWorker;
 use vectron_engine::store::Durability;
 use vectron_gateway::{ApiConfig, Gateway};
 use vectron_placement::{PlacementConfig, PlacementNode};
@@ -218,10 +219,16 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
     }))
 }
 
-async fn start_worker(c: &WorkerSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
+/// Starts a worker; the returned [`LocalWorker`] lets a gateway in this process call it
+/// without a network hop.
+async fn start_worker(
+    c: &WorkerSection,
+    stop: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, LocalWorker)> {
     let listener = bind(c.listen, "worker").await?;
+    let advertise = c.advertise.clone().unwrap_or_else(|| c.listen.to_string());
     let config = WorkerConfig {
-        advertise: c.advertise.clone().unwrap_or_else(|| c.listen.to_string()),
+        advertise: advertise.clone(),
         placement: c.placement.clone(),
         data_dir: c.data_dir.clone(),
         zone: c.zone.clone(),
@@ -232,18 +239,24 @@ async fn start_worker(c: &WorkerSection, stop: watch::Receiver<bool>) -> Result<
     let host = WorkerHost::start(config, router.clone()).await.context("starting the worker")?;
     tracing::info!(worker = host.id(), listen = %c.listen, "worker started");
     tokio::spawn(host.clone().run(stopped(stop.clone())));
-    Ok(tokio::spawn(async move {
+    let local = LocalWorker { address: advertise, service: Arc::new(vectron_worker::service::WorkerGrpc::new(host.clone())) };
+    let task = tokio::spawn(async move {
         if let Err(e) = vectron_worker::service::serve(listener, host, router, stopped(stop)).await {
             tracing::error!("worker server: {e}");
         }
-    }))
+    });
+    Ok((task, local))
 }
 
-async fn start_gateway(c: &GatewaySection, stop: watch::Receiver<bool>) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+async fn start_gateway(
+    c: &GatewaySection,
+    stop: watch::Receiver<bool>,
+    local: Option<LocalWorker>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let http = bind(c.http, "gateway HTTP").await?;
     let grpc = bind(c.grpc, "gateway gRPC").await?;
     let config = ApiConfig { read_timeout: c.read_timeout, write_timeout: c.write_timeout, ..ApiConfig::default() };
-    let gateway = Arc::new(Gateway::new(c.placement.clone(), config));
+    let gateway = Arc::new(Gateway::new(c.placement.clone(), config, local));
     let (g1, g2) = (gateway.clone(), gateway);
     let (s1, s2) = (stop.clone(), stop);
     Ok(vec![
@@ -277,9 +290,9 @@ async fn run(cli: Cli) -> Result<()> {
     let mut tasks = Vec::new();
     match cli.command {
         Command::Placement(_) => tasks.push(start_placement(&config.placement, stop).await?),
-        Command::Worker(_) => tasks.push(start_worker(&config.worker, stop).await?),
+        Command::Worker(_) => tasks.push(start_worker(&config.worker, stop).await?.0),
         Command::Gateway(_) => {
-            tasks.extend(start_gateway(&config.gateway, stop).await?);
+            tasks.extend(start_gateway(&config.gateway, stop, None).await?);
             tracing::info!(http = %config.gateway.http, grpc = %config.gateway.grpc, "gateway started");
         }
         Command::Dev(_) => {
@@ -301,14 +314,15 @@ async fn run(cli: Cli) -> Result<()> {
                 heartbeat: Duration::from_millis(500),
                 ..config.worker.clone()
             };
-            tasks.push(start_worker(&worker, stop.clone()).await?);
+            let (task, local) = start_worker(&worker, stop.clone()).await?;
+            tasks.push(task);
             let gateway = GatewaySection {
                 http: dev.http,
                 grpc: dev.grpc,
                 placement: vec![dev.placement_listen.to_string()],
                 ..config.gateway.clone()
             };
-            tasks.extend(start_gateway(&gateway, stop).await?);
+            tasks.extend(start_gateway(&gateway, stop, Some(local)).await?);
             println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
             println!("  HTTP  http://{}/v1/collections", dev.http);
             println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);

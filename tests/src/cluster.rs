@@ -39,6 +39,21 @@ pub struct Node {
 }
 
 impl Node {
+    /// Starts `vectron ARGS` as `name` (reached at `addr`), logging to `<dir>/<name>.log`.
+    pub fn start(name: &str, addr: &str, args: Vec<String>, dir: &Path) -> Node {
+        let mut node =
+            Node { name: name.into(), addr: addr.into(), args, log: dir.join(format!("{name}.log")), child: None };
+        node.spawn();
+        node
+    }
+
+    /// The last `lines` lines of the process's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
         let err = log.try_clone().expect("clone log");
@@ -110,10 +125,7 @@ impl Cluster {
         let mut placement = Vec::new();
         for (i, addr) in placement_addrs.iter().enumerate() {
             let name = format!("placement-{}", i + 1);
-            let mut node = Node {
-                name: name.clone(),
-                addr: addr.clone(),
-                args: vec![
+            let args = vec![
                     "placement".into(),
                     "--node-id".into(),
                     (i + 1).to_string(),
@@ -127,31 +139,21 @@ impl Cluster {
                     format!("{}ms", (spec.down_after_secs * 1000.0) as u64),
                     "--replace-after".into(),
                     format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
-                ],
-                log: dir.path().join(format!("{name}.log")),
-                child: None,
-            };
-            node.spawn();
-            placement.push(node);
+                ];
+            placement.push(Node::start(&name, addr, args, dir.path()));
         }
         let placement_list = placement_addrs.join(",");
         let (http, grpc) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let mut gateway = Node {
-            name: "gateway".into(),
-            addr: grpc.clone(),
-            args: vec![
-                "gateway".into(),
-                "--http".into(),
-                http.clone(),
-                "--grpc".into(),
-                grpc.clone(),
-                "--placement".into(),
-                placement_list.clone(),
-            ],
-            log: dir.path().join("gateway.log"),
-            child: None,
-        };
-        gateway.spawn();
+        let args = vec![
+            "gateway".into(),
+            "--http".into(),
+            http.clone(),
+            "--grpc".into(),
+            grpc.clone(),
+            "--placement".into(),
+            placement_list.clone(),
+        ];
+        let gateway = Node::start("gateway", &grpc, args, dir.path());
         let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc };
         for _ in 0..spec.workers {
             cluster.add_worker();
@@ -168,25 +170,18 @@ impl Cluster {
         let i = self.workers.len();
         let name = format!("worker-{}", i + 1);
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut node = Node {
-            name: name.clone(),
-            addr: addr.clone(),
-            args: vec![
+        let args = vec![
                 "worker".into(),
                 "--listen".into(),
-                addr,
+                addr.clone(),
                 "--placement".into(),
                 self.placement_list(),
                 "--data-dir".into(),
                 self.dir.path().join(&name).display().to_string(),
                 "--heartbeat".into(),
                 "300ms".into(),
-            ],
-            log: self.dir.path().join(format!("{name}.log")),
-            child: None,
-        };
-        node.spawn();
-        self.workers.push(node);
+            ];
+        self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
         i
     }
 
@@ -204,13 +199,7 @@ impl Cluster {
         let mut out = String::new();
         let nodes = self.placement.iter().chain(self.workers.iter()).chain(std::iter::once(&self.gateway));
         for n in nodes {
-            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("---- {} ----\n", n.name));
-            for l in &all[all.len().saturating_sub(lines)..] {
-                out.push_str(l);
-                out.push('\n');
-            }
+            out.push_str(&format!("---- {} ----\n{}\n", n.name, n.log_tail(lines)));
         }
         out
     }

@@ -378,6 +378,8 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
     let metrics = http.get(url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("vectron_requests_total"), "{metrics}");
     assert!(metrics.contains("vectron_shard_leader"), "{metrics}");
+    let cpu = metrics.lines().find_map(|l| l.strip_prefix("process_cpu_seconds_total ")).map(|v| v.parse::<f64>());
+    assert!(matches!(cpu, Some(Ok(s)) if s > 0.0), "the process's CPU time is exported: {metrics}");
     let search_ok = metrics.lines().any(|l| {
         l.starts_with("vectron_requests_total{")
             && l.contains("protocol=\"grpc\"")
