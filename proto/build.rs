@@ -9,7 +9,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/vectron/internal/v1/placement.proto",
         "proto/vectron/internal/v1/worker.proto",
     ];
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_protos(&protos, &["proto"])?;
+    let descriptors = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("vectron_descriptor.bin");
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .file_descriptor_set_path(descriptors)
+        .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

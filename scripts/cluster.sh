@@ -35,7 +35,7 @@ for i in 1 2 3; do
   start "worker-$i" worker --listen "127.0.0.1:909$i" --placement "$placement" --zone "${zones[$((i-1))]}" \
     --data-dir "$dir/worker-$i"
 done
-start gateway gateway --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --placement "$placement"
+start gateway gateway --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --placement "$placement" --no-auth
 echo
 echo "Cluster starting: HTTP http://127.0.0.1:8080/v1 (health: /v1/system/health), gRPC 127.0.0.1:8081"
 echo "Ctrl-C stops it."

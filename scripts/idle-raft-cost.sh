@@ -22,7 +22,7 @@ for i in 1 2 3; do
   "$bin" worker --listen 127.0.0.1:$(port) --placement 127.0.0.1:$p --data-dir "$dir/w$i" >"$dir/w$i.log" 2>&1 &
   pids+=($!); wpids+=($!)
 done
-"$bin" gateway --http 127.0.0.1:$http --grpc 127.0.0.1:$grpc --placement 127.0.0.1:$p >"$dir/g.log" 2>&1 & pids+=($!)
+"$bin" gateway --http 127.0.0.1:$http --grpc 127.0.0.1:$grpc --placement 127.0.0.1:$p --no-auth >"$dir/g.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do curl -sf "127.0.0.1:$http/v1/system/health" >/dev/null && break; sleep 0.2; done
 sleep 2
 per=16; n=$(( (groups + per - 1) / per ))

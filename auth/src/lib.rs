@@ -16,8 +16,10 @@
 //!   per-key / per-user token-bucket rate limits.
 //! - [`error`]: the crate's error type, `AuthError`.
 //!
-//! Not built yet (issue "Auth service on etcd, and access control on every route"): the
-//! `vectron auth` subcommand and config, the HTTP routes, and the gateway's tower layer.
+//! The gateway enforces access with [`client`] (its `auth` module: one tower layer for
+//! both transports, scope checks in every operation). Not built yet (issue "Auth
+//! service on etcd, and access control on every route"): the `vectron auth` subcommand
+//! and config, auth in `vectron dev`, and the console's HTTP routes.
 
 pub mod client;
 pub mod error;

@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 use vectron_proto::internal as pi;
 
 use crate::api::Api;
+use crate::auth::Administrator;
 use crate::http::ApiError;
 
 /// The gateway's Prometheus metrics.
@@ -209,7 +210,7 @@ async fn health(State(admin): State<Admin>) -> Response {
 }
 
 #[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", responses((status = 200, body = serde_json::Value)))]
-async fn stats(State(admin): State<Admin>) -> Reply {
+async fn stats(_: Administrator, State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     let shards: Vec<&pi::ShardInfo> = t.collections.iter().flat_map(|c| c.shards.iter()).collect();
     let up = t.workers.iter().filter(|w| w.state == pi::WorkerState::Up as i32).count();
@@ -226,14 +227,14 @@ async fn stats(State(admin): State<Admin>) -> Reply {
 }
 
 #[utoipa::path(get, path = "/v1/admin/workers", tag = "admin", responses((status = 200, body = serde_json::Value)))]
-async fn workers(State(admin): State<Admin>) -> Reply {
+async fn workers(_: Administrator, State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     Ok(Json(json!({"workers": t.workers.iter().map(worker_json).collect::<Vec<_>>()})))
 }
 
 #[utoipa::path(post, path = "/v1/admin/workers/{id}/drain", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
 /// Marks a worker draining: it keeps serving while the scheduler moves its replicas.
-async fn drain_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+async fn drain_worker(_: Administrator, State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
     let w = admin
         .api
         .router()
@@ -245,7 +246,7 @@ async fn drain_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply 
 
 #[utoipa::path(delete, path = "/v1/admin/workers/{id}", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
 /// Forgets a worker for good (its id is never reused); its replicas are replaced.
-async fn remove_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+async fn remove_worker(_: Administrator, State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
     let w = admin
         .api
         .router()
@@ -256,7 +257,7 @@ async fn remove_worker(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply
 }
 
 #[utoipa::path(get, path = "/v1/admin/collections", tag = "admin", responses((status = 200, body = serde_json::Value)))]
-async fn collections(State(admin): State<Admin>) -> Reply {
+async fn collections(_: Administrator, State(admin): State<Admin>) -> Reply {
     let t = table(&admin).await?;
     let list: Vec<Value> = t
         .collections
@@ -289,7 +290,7 @@ struct AlertsQuery {
 }
 
 #[utoipa::path(get, path = "/v1/alerts", tag = "ops", params(("all" = Option<bool>, Query, description = "include resolved alerts")), responses((status = 200, body = serde_json::Value)))]
-async fn alerts(State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Reply {
+async fn alerts(_: Administrator, State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Reply {
     let r = admin
         .api
         .router()
@@ -300,7 +301,7 @@ async fn alerts(State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Rep
 }
 
 #[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "ops", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
-async fn resolve_alert(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+async fn resolve_alert(_: Administrator, State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
     let a = admin
         .api
         .router()
@@ -311,7 +312,7 @@ async fn resolve_alert(State(admin): State<Admin>, Path(id): Path<u64>) -> Reply
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn render_metrics(State(admin): State<Admin>) -> Response {
+async fn render_metrics(_: Administrator, State(admin): State<Admin>) -> Response {
     if let Ok(t) = admin.api.router().refresh_now().await {
         admin.metrics.update_shards(&t);
     }

@@ -7,6 +7,9 @@
 //!   parallel.
 //! - Searches fan out to every shard and are merged by score; a shard that misses the
 //!   deadline makes the answer `partial` (with the shard listed), never silently short.
+//! - Every operation first checks that the caller's [`Access`] allows it on the
+//!   collection it names (admin for creating and deleting collections, write for
+//!   writes, read for reads); the auth layer put the access in the request.
 //! - Scroll walks the shards in order; its cursor is the shard's position and the
 //!   shard's own cursor.
 
@@ -24,6 +27,7 @@ use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
+use crate::auth::{Access, Scope, require};
 use crate::routing::{CollectionRoute, Router};
 
 /// Gateway behaviour.
@@ -94,7 +98,8 @@ impl Api {
 
     // ---- collections ----
 
-    pub async fn create_collection(&self, req: pb::CreateCollectionRequest) -> Result<pb::CreateCollectionResponse> {
+    pub async fn create_collection(&self, access: &Access, req: pb::CreateCollectionRequest) -> Result<pb::CreateCollectionResponse> {
+        require(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str()))?;
         let config = req.config.ok_or_else(|| invalid("create collection needs a config"))?;
         let config = convert::normalize_collection(config).map_err(engine)?;
         let r = pb::CreateCollectionRequest { config: Some(config) };
@@ -131,16 +136,17 @@ impl Api {
             .await
     }
 
-    pub async fn get_collection(&self, req: pb::GetCollectionRequest) -> Result<pb::GetCollectionResponse> {
-        let count = self.count(pb::CountRequest { collection: req.name.clone(), ..Default::default() }).await?;
+    pub async fn get_collection(&self, access: &Access, req: pb::GetCollectionRequest) -> Result<pb::GetCollectionResponse> {
+        require(access, Scope::Read, Some(&req.name))?;
+        let count = self.count(access, pb::CountRequest { collection: req.name.clone(), ..Default::default() }).await?;
         let route = self.router.collection(&req.name).await?;
         Ok(pb::GetCollectionResponse { config: route.info.config, points_count: count.count })
     }
 
     pub async fn collection_status(
         &self,
-        req: pb::GetCollectionStatusRequest,
-    ) -> Result<pb::GetCollectionStatusResponse> {
+        access: &Access, req: pb::GetCollectionStatusRequest) -> Result<pb::GetCollectionStatusResponse> {
+        require(access, Scope::Read, Some(&req.name))?;
         let info = self.collection_info(&req.name).await?;
         let table = self.router.refresh_now().await.unwrap_or_else(|_| self.router.table());
         let worker = |id: u64| table.workers.iter().find(|w| w.id == id);
@@ -177,16 +183,24 @@ impl Api {
         Ok(pb::GetCollectionStatusResponse { config: info.config, shards, epoch: table.epoch })
     }
 
-    pub async fn list_collections(&self) -> Result<pb::ListCollectionsResponse> {
+    /// The collections `access` may read.
+    pub async fn list_collections(&self, access: &Access) -> Result<pb::ListCollectionsResponse> {
         let list = self
             .router
             .placement()
             .call(|mut c| async move { c.list_collections(pb::ListCollectionsRequest {}).await })
             .await?;
-        Ok(pb::ListCollectionsResponse { collections: list.collections.into_iter().filter_map(|c| c.config).collect() })
+        let collections = list
+            .collections
+            .into_iter()
+            .filter_map(|c| c.config)
+            .filter(|c| access.permits(Scope::Read, Some(&c.name)))
+            .collect();
+        Ok(pb::ListCollectionsResponse { collections })
     }
 
-    pub async fn delete_collection(&self, req: pb::DeleteCollectionRequest) -> Result<pb::DeleteCollectionResponse> {
+    pub async fn delete_collection(&self, access: &Access, req: pb::DeleteCollectionRequest) -> Result<pb::DeleteCollectionResponse> {
+        require(access, Scope::Admin, Some(&req.name))?;
         self.router
             .placement()
             .call(|mut c| {
@@ -200,7 +214,8 @@ impl Api {
 
     // ---- writes ----
 
-    pub async fn upsert(&self, req: pb::UpsertRequest) -> Result<pb::UpsertResponse> {
+    pub async fn upsert(&self, access: &Access, req: pb::UpsertRequest) -> Result<pb::UpsertResponse> {
+        require(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
         let shard_config = shard_config(config).map_err(engine)?;
@@ -243,7 +258,8 @@ impl Api {
         Ok(pb::UpsertResponse { upserted })
     }
 
-    pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+    pub async fn delete(&self, access: &Access, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+        require(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let name = name_of(&route);
         let deadline = Instant::now() + self.config.write_timeout;
@@ -300,7 +316,8 @@ impl Api {
 
     // ---- reads ----
 
-    pub async fn get(&self, req: pb::GetRequest) -> Result<pb::GetResponse> {
+    pub async fn get(&self, access: &Access, req: pb::GetRequest) -> Result<pb::GetResponse> {
+        require(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let name = name_of(&route);
         let deadline = self.read_deadline(0);
@@ -336,7 +353,8 @@ impl Api {
         Ok(pb::GetResponse { points })
     }
 
-    pub async fn count(&self, req: pb::CountRequest) -> Result<pb::CountResponse> {
+    pub async fn count(&self, access: &Access, req: pb::CountRequest) -> Result<pb::CountResponse> {
+        require(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         if let Some(f) = &req.filter {
             convert::filter_from_pb(f).map_err(engine)?;
@@ -362,7 +380,8 @@ impl Api {
         Ok(pb::CountResponse { count })
     }
 
-    pub async fn scroll(&self, req: pb::ScrollRequest) -> Result<pb::ScrollResponse> {
+    pub async fn scroll(&self, access: &Access, req: pb::ScrollRequest) -> Result<pb::ScrollResponse> {
+        require(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         if let Some(f) = &req.filter {
             convert::filter_from_pb(f).map_err(engine)?;
@@ -402,7 +421,8 @@ impl Api {
         Ok(pb::ScrollResponse { points, next_cursor })
     }
 
-    pub async fn search(&self, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
+    pub async fn search(&self, access: &Access, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
+        require(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
         let distance = convert::distance_from_pb(config.distance).map_err(engine)?;
@@ -459,12 +479,13 @@ impl Api {
         Ok(pb::SearchResponse { hits, partial: !missing_shards.is_empty(), missing_shards })
     }
 
-    pub async fn search_batch(&self, req: pb::SearchBatchRequest) -> Result<pb::SearchBatchResponse> {
-        let results = join_all(req.searches.into_iter().map(|s| self.search(s))).await;
+    pub async fn search_batch(&self, access: &Access, req: pb::SearchBatchRequest) -> Result<pb::SearchBatchResponse> {
+        let results = join_all(req.searches.into_iter().map(|s| self.search(access, s))).await;
         Ok(pb::SearchBatchResponse { results: results.into_iter().collect::<Result<_>>()? })
     }
 
-    pub async fn submit_feedback(&self, req: pb::SubmitFeedbackRequest) -> Result<pb::SubmitFeedbackResponse> {
+    pub async fn submit_feedback(&self, access: &Access, req: pb::SubmitFeedbackRequest) -> Result<pb::SubmitFeedbackResponse> {
+        require(access, Scope::Write, Some(&req.collection))?;
         self.router.collection(&req.collection).await?;
         point_id_from_pb(req.point_id.as_ref()).map_err(engine)?;
         if !(-1.0..=1.0).contains(&req.relevance) {

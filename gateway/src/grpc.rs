@@ -1,5 +1,6 @@
 //! `vectron.v1.VectronService` over tonic: each RPC hands its request to [`Api`] and
-//! maps a [`WireError`] to a status with the code and retry metadata.
+//! maps a [`WireError`] to a status with the code and retry metadata. The auth layer
+//! (see [`crate::auth`]) put the caller's access in the request's extensions.
 
 use std::pin::Pin;
 
@@ -10,11 +11,18 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_server::VectronService;
 
 use crate::api::Api;
+use crate::auth::{Access, access_of};
 
 type Reply<T> = Result<Response<T>, Status>;
 
 fn reply<T>(r: Result<T, WireError>) -> Reply<T> {
     r.map(Response::new).map_err(|e| e.to_status())
+}
+
+/// The request's message and the access the auth layer admitted it with.
+fn admitted<T>(r: Request<T>) -> Result<(Access, T), Status> {
+    let access = access_of(r.extensions()).map_err(|e| e.to_status())?;
+    Ok((access, r.into_inner()))
 }
 
 /// The public gRPC service.
@@ -32,68 +40,80 @@ impl VectronGrpc {
 #[tonic::async_trait]
 impl VectronService for VectronGrpc {
     async fn create_collection(&self, r: Request<pb::CreateCollectionRequest>) -> Reply<pb::CreateCollectionResponse> {
-        reply(self.api.create_collection(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.create_collection(&access, req).await)
     }
 
     async fn get_collection(&self, r: Request<pb::GetCollectionRequest>) -> Reply<pb::GetCollectionResponse> {
-        reply(self.api.get_collection(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.get_collection(&access, req).await)
     }
 
     async fn get_collection_status(
         &self,
         r: Request<pb::GetCollectionStatusRequest>,
     ) -> Reply<pb::GetCollectionStatusResponse> {
-        reply(self.api.collection_status(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.collection_status(&access, req).await)
     }
 
-    async fn list_collections(&self, _: Request<pb::ListCollectionsRequest>) -> Reply<pb::ListCollectionsResponse> {
-        reply(self.api.list_collections().await)
+    async fn list_collections(&self, r: Request<pb::ListCollectionsRequest>) -> Reply<pb::ListCollectionsResponse> {
+        let (access, _) = admitted(r)?;
+        reply(self.api.list_collections(&access).await)
     }
 
     async fn delete_collection(&self, r: Request<pb::DeleteCollectionRequest>) -> Reply<pb::DeleteCollectionResponse> {
-        reply(self.api.delete_collection(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.delete_collection(&access, req).await)
     }
 
     async fn upsert(&self, r: Request<pb::UpsertRequest>) -> Reply<pb::UpsertResponse> {
-        reply(self.api.upsert(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.upsert(&access, req).await)
     }
 
     async fn get(&self, r: Request<pb::GetRequest>) -> Reply<pb::GetResponse> {
-        reply(self.api.get(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.get(&access, req).await)
     }
 
     async fn delete(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::DeleteResponse> {
-        reply(self.api.delete(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.delete(&access, req).await)
     }
 
     async fn scroll(&self, r: Request<pb::ScrollRequest>) -> Reply<pb::ScrollResponse> {
-        reply(self.api.scroll(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.scroll(&access, req).await)
     }
 
     async fn count(&self, r: Request<pb::CountRequest>) -> Reply<pb::CountResponse> {
-        reply(self.api.count(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.count(&access, req).await)
     }
 
     async fn search(&self, r: Request<pb::SearchRequest>) -> Reply<pb::SearchResponse> {
-        reply(self.api.search(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.search(&access, req).await)
     }
 
     async fn search_batch(&self, r: Request<pb::SearchBatchRequest>) -> Reply<pb::SearchBatchResponse> {
-        reply(self.api.search_batch(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.search_batch(&access, req).await)
     }
 
     type SearchStreamStream = Pin<Box<dyn Stream<Item = Result<pb::SearchResponse, Status>> + Send>>;
 
     async fn search_stream(&self, r: Request<Streaming<pb::SearchRequest>>) -> Reply<Self::SearchStreamStream> {
         let api = self.api.clone();
-        let requests = r.into_inner();
+        let (access, requests) = admitted(r)?;
         // Up to 16 searches in flight; answers keep request order.
         let answers = requests
             .map(move |req| {
-                let api = api.clone();
+                let (api, access) = (api.clone(), access.clone());
                 async move {
                     match req {
-                        Ok(req) => api.search(req).await.map_err(|e| e.to_status()),
+                        Ok(req) => api.search(&access, req).await.map_err(|e| e.to_status()),
                         Err(status) => Err(status),
                     }
                 }
@@ -103,6 +123,7 @@ impl VectronService for VectronGrpc {
     }
 
     async fn submit_feedback(&self, r: Request<pb::SubmitFeedbackRequest>) -> Reply<pb::SubmitFeedbackResponse> {
-        reply(self.api.submit_feedback(r.into_inner()).await)
+        let (access, req) = admitted(r)?;
+        reply(self.api.submit_feedback(&access, req).await)
     }
 }

@@ -31,6 +31,7 @@ use vectron_proto::v1::ErrorCode;
 
 use crate::admin::Admin;
 use crate::api::Api;
+use crate::auth::Caller;
 
 /// Largest HTTP request body (a batch of 10k × 768-d vectors as JSON is ~80 MiB).
 pub const MAX_BODY_BYTES: usize = 256 << 20;
@@ -547,15 +548,17 @@ fn config_json(c: Option<&pb::CollectionConfig>) -> Result<CollectionJson, ApiEr
 /// Creates a collection; answers once every shard has a leader.
 #[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CollectionJson,
     responses((status = 200, body = CollectionReply), (status = 400, body = ErrorReply), (status = 409, body = ErrorReply)))]
-async fn create_collection(State(api): State<Api>, Body(c): Body<CollectionJson>) -> Reply<CollectionReply> {
-    let r = api.create_collection(pb::CreateCollectionRequest { config: Some(c.to_pb()) }).await?;
+async fn create_collection(State(api): State<Api>,
+    Caller(access): Caller, Body(c): Body<CollectionJson>) -> Reply<CollectionReply> {
+    let r = api.create_collection(&access, pb::CreateCollectionRequest { config: Some(c.to_pb()) }).await?;
     Ok(Json(CollectionReply { collection: config_json(r.config.as_ref())? }))
 }
 
 /// Lists collections.
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", responses((status = 200, body = CollectionsReply)))]
-async fn list_collections(State(api): State<Api>) -> Reply<CollectionsReply> {
-    let r = api.list_collections().await?;
+async fn list_collections(State(api): State<Api>,
+    Caller(access): Caller) -> Reply<CollectionsReply> {
+    let r = api.list_collections(&access).await?;
     let collections = r.collections.iter().map(CollectionJson::from_pb).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(CollectionsReply { collections }))
 }
@@ -563,24 +566,27 @@ async fn list_collections(State(api): State<Api>) -> Reply<CollectionsReply> {
 /// A collection's configuration and point count.
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
     responses((status = 200, body = CollectionInfoReply), (status = 404, body = ErrorReply)))]
-async fn get_collection(State(api): State<Api>, Path(name): Path<String>) -> Reply<CollectionInfoReply> {
-    let r = api.get_collection(pb::GetCollectionRequest { name }).await?;
+async fn get_collection(State(api): State<Api>,
+    Caller(access): Caller, Path(name): Path<String>) -> Reply<CollectionInfoReply> {
+    let r = api.get_collection(&access, pb::GetCollectionRequest { name }).await?;
     Ok(Json(CollectionInfoReply { collection: config_json(r.config.as_ref())?, points_count: r.points_count }))
 }
 
 /// Deletes a collection and its data.
 #[utoipa::path(delete, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
     responses((status = 200, body = DeletedCollectionReply), (status = 404, body = ErrorReply)))]
-async fn delete_collection(State(api): State<Api>, Path(name): Path<String>) -> Reply<DeletedCollectionReply> {
-    api.delete_collection(pb::DeleteCollectionRequest { name }).await?;
+async fn delete_collection(State(api): State<Api>,
+    Caller(access): Caller, Path(name): Path<String>) -> Reply<DeletedCollectionReply> {
+    api.delete_collection(&access, pb::DeleteCollectionRequest { name }).await?;
     Ok(Json(DeletedCollectionReply { deleted: true }))
 }
 
 /// Where a collection's shards live: replicas, their state, leaders, sizes.
 #[utoipa::path(get, path = "/v1/collections/{name}/status", tag = "collections", params(("name" = String, Path)),
     responses((status = 200, body = StatusReply), (status = 404, body = ErrorReply)))]
-async fn collection_status(State(api): State<Api>, Path(name): Path<String>) -> Reply<StatusReply> {
-    let r = api.collection_status(pb::GetCollectionStatusRequest { name }).await?;
+async fn collection_status(State(api): State<Api>,
+    Caller(access): Caller, Path(name): Path<String>) -> Reply<StatusReply> {
+    let r = api.collection_status(&access, pb::GetCollectionStatusRequest { name }).await?;
     let shards = r
         .shards
         .iter()
@@ -610,7 +616,8 @@ async fn collection_status(State(api): State<Api>, Path(name): Path<String>) -> 
 /// Upserts points (all or nothing).
 #[utoipa::path(post, path = "/v1/collections/{name}/points", tag = "points", params(("name" = String, Path)),
     request_body = UpsertJson, responses((status = 200, body = UpsertReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
-async fn upsert(State(api): State<Api>, Path(c): Path<String>, Body(body): Body<UpsertJson>) -> Reply<UpsertReply> {
+async fn upsert(State(api): State<Api>,
+    Caller(access): Caller, Path(c): Path<String>, Body(body): Body<UpsertJson>) -> Reply<UpsertReply> {
     let points = body
         .points
         .iter()
@@ -620,15 +627,16 @@ async fn upsert(State(api): State<Api>, Path(c): Path<String>, Body(body): Body<
             payload: p.payload.as_ref().map(struct_to_pb),
         })
         .collect();
-    let r = api.upsert(pb::UpsertRequest { collection: c, points, wait: body.wait }).await?;
+    let r = api.upsert(&access, pb::UpsertRequest { collection: c, points, wait: body.wait }).await?;
     Ok(Json(UpsertReply { upserted: r.upserted }))
 }
 
 /// Nearest neighbours of a vector, optionally filtered.
 #[utoipa::path(post, path = "/v1/collections/{name}/points/search", tag = "search", params(("name" = String, Path)),
     request_body = SearchJson, responses((status = 200, body = SearchReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
-async fn search(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<SearchJson>) -> Reply<SearchReply> {
-    let r = api.search(search_pb(&c, &s)?).await?;
+async fn search(State(api): State<Api>,
+    Caller(access): Caller, Path(c): Path<String>, Body(s): Body<SearchJson>) -> Reply<SearchReply> {
+    let r = api.search(&access, search_pb(&c, &s)?).await?;
     Ok(Json(search_json(r, s.with_vector)?))
 }
 
@@ -637,11 +645,12 @@ async fn search(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<Sea
     request_body = SearchBatchJson, responses((status = 200, body = SearchBatchReply), (status = 400, body = ErrorReply)))]
 async fn search_batch(
     State(api): State<Api>,
+    Caller(access): Caller,
     Path(c): Path<String>,
     Body(b): Body<SearchBatchJson>,
 ) -> Reply<SearchBatchReply> {
     let searches = b.searches.iter().map(|s| search_pb(&c, s)).collect::<Result<Vec<_>, _>>()?;
-    let r = api.search_batch(pb::SearchBatchRequest { searches }).await?;
+    let r = api.search_batch(&access, pb::SearchBatchRequest { searches }).await?;
     let results = r
         .results
         .into_iter()
@@ -654,9 +663,10 @@ async fn search_batch(
 /// Reads points by id, in request order (missing ids are left out).
 #[utoipa::path(post, path = "/v1/collections/{name}/points/get", tag = "points", params(("name" = String, Path)),
     request_body = GetJson, responses((status = 200, body = PointsReply), (status = 400, body = ErrorReply)))]
-async fn get_points(State(api): State<Api>, Path(c): Path<String>, Body(g): Body<GetJson>) -> Reply<PointsReply> {
+async fn get_points(State(api): State<Api>,
+    Caller(access): Caller, Path(c): Path<String>, Body(g): Body<GetJson>) -> Reply<PointsReply> {
     let r = api
-        .get(pb::GetRequest {
+        .get(&access, pb::GetRequest {
             collection: c,
             ids: g.ids.iter().map(point_id_to_pb).collect(),
             with_payload: g.with_payload,
@@ -672,10 +682,11 @@ async fn get_points(State(api): State<Api>, Path(c): Path<String>, Body(g): Body
 #[utoipa::path(get, path = "/v1/collections/{name}/points/{id}", tag = "points",
     params(("name" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = PointReply), (status = 404, body = ErrorReply)))]
-async fn get_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>) -> Reply<PointReply> {
+async fn get_point(State(api): State<Api>,
+    Caller(access): Caller, Path((c, id)): Path<(String, String)>) -> Reply<PointReply> {
     let id = path_id(&id);
     let r = api
-        .get(pb::GetRequest {
+        .get(&access, pb::GetRequest {
             collection: c,
             ids: vec![point_id_to_pb(&id)],
             with_payload: true,
@@ -693,10 +704,11 @@ async fn get_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>
 #[utoipa::path(delete, path = "/v1/collections/{name}/points/{id}", tag = "points",
     params(("name" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = DeleteReply), (status = 404, body = ErrorReply)))]
-async fn delete_point(State(api): State<Api>, Path((c, id)): Path<(String, String)>) -> Reply<DeleteReply> {
+async fn delete_point(State(api): State<Api>,
+    Caller(access): Caller, Path((c, id)): Path<(String, String)>) -> Reply<DeleteReply> {
     let ids = pb::PointIdList { ids: vec![point_id_to_pb(&path_id(&id))] };
     let r = api
-        .delete(pb::DeleteRequest { collection: c, selector: Some(pb::delete_request::Selector::Ids(ids)), wait: None })
+        .delete(&access, pb::DeleteRequest { collection: c, selector: Some(pb::delete_request::Selector::Ids(ids)), wait: None })
         .await?;
     Ok(Json(DeleteReply { deleted: r.deleted }))
 }
@@ -704,7 +716,8 @@ async fn delete_point(State(api): State<Api>, Path((c, id)): Path<(String, Strin
 /// Deletes points by ids or by filter.
 #[utoipa::path(post, path = "/v1/collections/{name}/points/delete", tag = "points", params(("name" = String, Path)),
     request_body = DeleteJson, responses((status = 200, body = DeleteReply), (status = 400, body = ErrorReply)))]
-async fn delete_points(State(api): State<Api>, Path(c): Path<String>, Body(d): Body<DeleteJson>) -> Reply<DeleteReply> {
+async fn delete_points(State(api): State<Api>,
+    Caller(access): Caller, Path(c): Path<String>, Body(d): Body<DeleteJson>) -> Reply<DeleteReply> {
     let selector = match (d.ids, d.filter) {
         (Some(ids), None) => {
             pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() })
@@ -714,20 +727,21 @@ async fn delete_points(State(api): State<Api>, Path(c): Path<String>, Body(d): B
         ),
         _ => return Err(invalid("delete takes exactly one of \"ids\" or \"filter\"")),
     };
-    let r = api.delete(pb::DeleteRequest { collection: c, selector: Some(selector), wait: d.wait }).await?;
+    let r = api.delete(&access, pb::DeleteRequest { collection: c, selector: Some(selector), wait: d.wait }).await?;
     Ok(Json(DeleteReply { deleted: r.deleted }))
 }
 
 /// Pages through points (optionally filtered).
 #[utoipa::path(post, path = "/v1/collections/{name}/points/scroll", tag = "points", params(("name" = String, Path)),
     request_body = ScrollJson, responses((status = 200, body = ScrollReply), (status = 400, body = ErrorReply)))]
-async fn scroll(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<ScrollJson>) -> Reply<ScrollReply> {
+async fn scroll(State(api): State<Api>,
+    Caller(access): Caller, Path(c): Path<String>, Body(s): Body<ScrollJson>) -> Reply<ScrollReply> {
     let cursor = match &s.cursor {
         None => Vec::new(),
         Some(hex_cursor) => hex::decode(hex_cursor).map_err(|_| invalid("cursor is not a cursor this API issued"))?,
     };
     let r = api
-        .scroll(pb::ScrollRequest {
+        .scroll(&access, pb::ScrollRequest {
             collection: c,
             filter: filter_pb(s.filter.as_ref())?,
             limit: s.limit,
@@ -745,9 +759,10 @@ async fn scroll(State(api): State<Api>, Path(c): Path<String>, Body(s): Body<Scr
 /// Counts points (optionally filtered).
 #[utoipa::path(post, path = "/v1/collections/{name}/points/count", tag = "points", params(("name" = String, Path)),
     request_body = CountJson, responses((status = 200, body = CountReply), (status = 400, body = ErrorReply)))]
-async fn count(State(api): State<Api>, Path(c): Path<String>, Body(q): Body<CountJson>) -> Reply<CountReply> {
+async fn count(State(api): State<Api>,
+    Caller(access): Caller, Path(c): Path<String>, Body(q): Body<CountJson>) -> Reply<CountReply> {
     let r = api
-        .count(pb::CountRequest {
+        .count(&access, pb::CountRequest {
             collection: c,
             filter: filter_pb(q.filter.as_ref())?,
             consistency: q.consistency.to_pb(),
@@ -759,8 +774,9 @@ async fn count(State(api): State<Api>, Path(c): Path<String>, Body(q): Body<Coun
 /// Relevance feedback on a search result.
 #[utoipa::path(post, path = "/v1/feedback", tag = "search", request_body = FeedbackJson,
     responses((status = 200, body = FeedbackReply), (status = 400, body = ErrorReply)))]
-async fn feedback(State(api): State<Api>, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
-    api.submit_feedback(pb::SubmitFeedbackRequest {
+async fn feedback(State(api): State<Api>,
+    Caller(access): Caller, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
+    api.submit_feedback(&access, pb::SubmitFeedbackRequest {
         collection: f.collection,
         query_id: f.query_id,
         point_id: Some(point_id_to_pb(&f.point_id)),
@@ -811,7 +827,7 @@ pub fn openapi(admin: &Admin) -> utoipa::openapi::OpenApi {
 pub fn router(api: Api, admin: Admin) -> Router {
     let doc = Arc::new(openapi(&admin));
     let (data, _) = data_routes().split_for_parts();
-    let spec = Router::new().route("/v1/openapi.json", get(move || async move { Json(doc.as_ref().clone()) }));
+    let spec = Router::new().route("/v1/openapi.json", get(move |_: Caller| async move { Json(doc.as_ref().clone()) }));
     data.with_state(api)
         .merge(admin.router())
         .merge(spec)

@@ -5,11 +5,13 @@
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`.
+//! - [`auth`]: the layer admitting requests (both transports) and the scope checks;
 //! - [`admin`]: health, admin views, alerts, Prometheus metrics; [`grpc_metrics`]:
 //!   the tower layer counting gRPC requests.
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod grpc;
 pub mod grpc_metrics;
 pub mod http;
@@ -31,19 +33,27 @@ pub const MAX_GRPC_MESSAGE_BYTES: usize = 128 << 20;
 pub struct Gateway {
     pub api: Api,
     pub metrics: Arc<admin::Metrics>,
+    pub auth: Arc<auth::Authenticator>,
 }
 
 impl Gateway {
-    /// A gateway routing through the placement driver at `placement`; `local` is a
-    /// worker in the same process (`vectron dev`), called without a network hop.
-    pub fn new(placement: Vec<String>, config: ApiConfig, local: Option<routing::LocalWorker>) -> Gateway {
+    /// A gateway routing through the placement driver at `placement`, admitting
+    /// requests with `auth`; `local` is a worker in the same process (`vectron dev`),
+    /// called without a network hop.
+    pub fn new(
+        placement: Vec<String>,
+        config: ApiConfig,
+        auth: auth::Authenticator,
+        local: Option<routing::LocalWorker>,
+    ) -> Gateway {
         let router = Arc::new(routing::Router::new(PlacementClient::new(placement), local));
-        Gateway { api: Api::new(router, config), metrics: Arc::new(admin::Metrics::new()) }
+        Gateway { api: Api::new(router, config), metrics: Arc::new(admin::Metrics::new()), auth: Arc::new(auth) }
     }
 
-    /// The HTTP application.
+    /// The HTTP application, every route behind the auth layer.
     pub fn http_app(&self) -> axum::Router {
         http::router(self.api.clone(), admin::Admin::new(self.api.clone(), self.metrics.clone()))
+            .layer(auth::AuthLayer::new(self.auth.clone()))
     }
 
     /// Serves HTTP on `listener` until `shutdown`.
@@ -72,6 +82,7 @@ impl Gateway {
         health.set_serving::<VectronServiceServer<grpc::VectronGrpc>>().await;
         tonic::transport::Server::builder()
             .layer(grpc_metrics::GrpcMetricsLayer::new(self.metrics.clone()))
+            .layer(auth::AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(
                 VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone()))

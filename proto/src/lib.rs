@@ -9,6 +9,10 @@
 //!
 //! This crate holds the contract and nothing else: no conversions, no logic.
 
+/// Every service and message, as an encoded `FileDescriptorSet` (for reflection, and for
+/// tests that walk every RPC).
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("vectron_descriptor");
+
 /// The `vectron.v1` package: public service and shared types.
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

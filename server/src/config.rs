@@ -126,6 +126,18 @@ pub struct GatewaySection {
     /// Budget of a write, retries and leader changes included.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// Auth service addresses; every request except health checks needs credentials
+    /// it accepts.
+    pub auth: Vec<String>,
+    /// Serve without checking credentials (tests and trusted networks only); the gateway
+    /// refuses to start with neither `auth` nor this.
+    pub no_auth: bool,
+    /// How long an accepted credential is reused without asking the auth service (a
+    /// revoked key works at most this much longer).
+    #[serde(with = "humantime_serde")]
+    pub auth_cache_ttl: Duration,
+    /// Requests per second per user or API key without a limit of its own.
+    pub rate_limit_per_sec: u32,
 }
 
 impl Default for GatewaySection {
@@ -136,6 +148,10 @@ impl Default for GatewaySection {
             placement: vec!["127.0.0.1:6001".into()],
             read_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(15),
+            auth: Vec::new(),
+            no_auth: false,
+            auth_cache_ttl: Duration::from_secs(2),
+            rate_limit_per_sec: 1000,
         }
     }
 }
@@ -195,6 +211,9 @@ impl Config {
         }
         if self.gateway.read_timeout.is_zero() || self.gateway.write_timeout.is_zero() {
             bail!("gateway timeouts must be positive");
+        }
+        if self.gateway.rate_limit_per_sec == 0 {
+            bail!("gateway.rate_limit_per_sec must be positive");
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_common::raft::network::RaftRouter;
+use vectron_gateway::auth::Authenticator;
 use vectron_gateway::routing::LocalWorker;
 use vectron_engine::store::Durability;
 use vectron_gateway::{ApiConfig, Gateway};
@@ -150,6 +151,14 @@ struct GatewayArgs {
     #[arg(long, value_parser = parse_duration)]
     #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
     read_timeout: Option<Duration>,
+    /// Auth service addresses (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    auth: Vec<String>,
+    /// Serve without checking credentials (tests and trusted networks only).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_auth: bool,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -256,7 +265,16 @@ async fn start_gateway(
     let http = bind(c.http, "gateway HTTP").await?;
     let grpc = bind(c.grpc, "gateway gRPC").await?;
     let config = ApiConfig { read_timeout: c.read_timeout, write_timeout: c.write_timeout, ..ApiConfig::default() };
-    let gateway = Arc::new(Gateway::new(c.placement.clone(), config, local));
+    let auth = if c.no_auth {
+        tracing::warn!("gateway started with --no-auth: every request has full access");
+        Authenticator::Disabled
+    } else {
+        let rate = std::num::NonZeroU32::new(c.rate_limit_per_sec).context("rate_limit_per_sec must be positive")?;
+        Authenticator::service(&c.auth, c.auth_cache_ttl, rate).map_err(|e| {
+            anyhow::anyhow!("the gateway needs auth service addresses (gateway.auth / --auth), or --no-auth: {e}")
+        })?
+    };
+    let gateway = Arc::new(Gateway::new(c.placement.clone(), config, auth, local));
     let (g1, g2) = (gateway.clone(), gateway);
     let (s1, s2) = (stop.clone(), stop);
     Ok(vec![
@@ -316,10 +334,12 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let (task, local) = start_worker(&worker, stop.clone()).await?;
             tasks.push(task);
+            // TODO(issue 4): an embedded auth service and an admin API key for dev.
             let gateway = GatewaySection {
                 http: dev.http,
                 grpc: dev.grpc,
                 placement: vec![dev.placement_listen.to_string()],
+                no_auth: true,
                 ..config.gateway.clone()
             };
             tasks.extend(start_gateway(&gateway, stop, Some(local)).await?);

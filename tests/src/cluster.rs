@@ -152,6 +152,8 @@ impl Cluster {
             grpc.clone(),
             "--placement".into(),
             placement_list.clone(),
+            // Access control has its own tests (gateway/tests/auth.rs).
+            "--no-auth".into(),
         ];
         let gateway = Node::start("gateway", &grpc, args, dir.path());
         let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc };

@@ -1,0 +1,349 @@
+//! Access control through a real auth service (embedded store, gRPC on loopback) and a
+//! real gateway: every public route — the gRPC methods listed from the service
+//! descriptor, the HTTP routes listed from the OpenAPI document the router is built
+//! from — refuses missing, tampered, expired and revoked credentials, a read key on a
+//! write route, and a key for collection A used on collection B. A route the tables
+//! below do not classify fails the test, so a new route cannot be forgotten.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+use vectron_auth::keys::{ApiKeys, KeySpec, Scope};
+use vectron_auth::service::{AuthConfig, AuthGrpc, bootstrap_admin};
+use vectron_auth::store::{EmbeddedStore, KvStore};
+use vectron_auth::tokens::{SigningKey, TokenConfig, Tokens};
+use vectron_gateway::auth::Authenticator;
+use vectron_gateway::{ApiConfig, Gateway};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Needs {
+    Public,
+    Read,
+    Write,
+    Admin,
+}
+
+/// Every gRPC method: the scope it needs and whether its (empty) message names a
+/// collection (a batch or stream names them in its searches; the HTTP walk covers that).
+fn grpc_table() -> BTreeMap<&'static str, (Needs, bool)> {
+    use Needs::*;
+    BTreeMap::from([
+        ("CreateCollection", (Admin, true)),
+        ("GetCollection", (Read, true)),
+        ("GetCollectionStatus", (Read, true)),
+        ("ListCollections", (Read, false)),
+        ("DeleteCollection", (Admin, true)),
+        ("Upsert", (Write, true)),
+        ("Get", (Read, true)),
+        ("Delete", (Write, true)),
+        ("Scroll", (Read, true)),
+        ("Count", (Read, true)),
+        ("Search", (Read, true)),
+        ("SearchBatch", (Read, false)),
+        ("SearchStream", (Read, false)),
+        ("SubmitFeedback", (Write, true)),
+    ])
+}
+
+/// Every HTTP route: scope, whether it names a collection, and a valid body.
+fn http_table() -> BTreeMap<&'static str, (Needs, bool, Value)> {
+    use Needs::*;
+    let v = json!([0.0, 0.0, 0.0, 1.0]);
+    BTreeMap::from([
+        ("GET /v1/system/health", (Public, false, Value::Null)),
+        ("GET /v1/collections", (Read, false, Value::Null)),
+        ("POST /v1/collections", (Admin, true, json!({"name": "b", "dimension": 4, "distance": "cosine"}))),
+        ("GET /v1/collections/{name}", (Read, true, Value::Null)),
+        ("DELETE /v1/collections/{name}", (Admin, true, Value::Null)),
+        ("GET /v1/collections/{name}/status", (Read, true, Value::Null)),
+        ("POST /v1/collections/{name}/points", (Write, true, json!({"points": [{"id": 1, "vector": v}]}))),
+        ("POST /v1/collections/{name}/points/search", (Read, true, json!({"vector": v, "top_k": 1}))),
+        ("POST /v1/collections/{name}/points/search/batch", (Read, true, json!({"searches": [{"vector": v, "top_k": 1}]}))),
+        ("POST /v1/collections/{name}/points/get", (Read, true, json!({"ids": [1]}))),
+        ("GET /v1/collections/{name}/points/{id}", (Read, true, Value::Null)),
+        ("DELETE /v1/collections/{name}/points/{id}", (Write, true, Value::Null)),
+        ("POST /v1/collections/{name}/points/delete", (Write, true, json!({"ids": [1]}))),
+        ("POST /v1/collections/{name}/points/scroll", (Read, true, json!({}))),
+        ("POST /v1/collections/{name}/points/count", (Read, true, json!({}))),
+        ("POST /v1/feedback", (Write, true, json!({"collection": "b", "query_id": "q", "point_id": 1, "relevance": 1.0}))),
+        ("GET /v1/admin/stats", (Admin, false, Value::Null)),
+        ("GET /v1/admin/workers", (Admin, false, Value::Null)),
+        ("POST /v1/admin/workers/{id}/drain", (Admin, false, Value::Null)),
+        ("DELETE /v1/admin/workers/{id}", (Admin, false, Value::Null)),
+        ("GET /v1/admin/collections", (Admin, false, Value::Null)),
+        ("GET /v1/alerts", (Admin, false, Value::Null)),
+        ("POST /v1/alerts/{id}/resolve", (Admin, false, Value::Null)),
+        ("GET /metrics", (Admin, false, Value::Null)),
+    ])
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    http: String,
+    grpc: Channel,
+    keys: ApiKeys,
+    admin_key: String,
+    read_key: String,
+    write_key_a: String,
+    revoked_key: String,
+    token: String,
+    expired_token: String,
+}
+
+async fn serve_grpc(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) {
+    tokio::spawn(async move { gateway.serve_grpc(listener, std::future::pending()).await.unwrap() });
+}
+
+async fn setup(rate_limit_per_sec: u32) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(&dir.path().join("auth")).unwrap());
+    bootstrap_admin(store.clone(), "admin", Some("admin password 123")).await.unwrap();
+    let secret = [7u8; 32];
+    let tokens = TokenConfig::new(SigningKey::new("k1", &secret).unwrap());
+    let auth = AuthGrpc::new(store.clone(), tokens.clone(), AuthConfig::default());
+    let auth_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth_addr = auth_listener.local_addr().unwrap().to_string();
+    tokio::spawn(vectron_auth::service::serve(auth_listener, auth, std::future::pending()));
+
+    let keys = ApiKeys::new(store.clone());
+    let key = |scope, collections: Option<Vec<String>>| {
+        let keys = keys.clone();
+        async move {
+            keys.create(KeySpec { owner: "admin".into(), scope, collections, rate_limit_per_sec: None })
+                .await
+                .unwrap()
+        }
+    };
+    let admin_key = key(Scope::Admin, None).await.key;
+    let read_key = key(Scope::Read, None).await.key;
+    let write_key_a = key(Scope::Admin, Some(vec!["a".into()])).await.key;
+    let revoked = key(Scope::Admin, None).await;
+    keys.revoke(&revoked.info.key_id).await.unwrap();
+    let token = Tokens::new(store.clone(), tokens.clone()).login("admin", "admin password 123").await.unwrap().access_token;
+    let short = TokenConfig { access_ttl: Duration::from_secs(1), ..tokens };
+    let expired_token = Tokens::new(store, short).login("admin", "admin password 123").await.unwrap().access_token;
+
+    let authenticator = Authenticator::service(
+        &[auth_addr],
+        Duration::from_millis(100),
+        std::num::NonZeroU32::new(rate_limit_per_sec).unwrap(),
+    )
+    .unwrap();
+    // The placement driver is unreachable: admitted requests fail later, refused ones
+    // never get that far.
+    let gateway = Arc::new(Gateway::new(vec!["127.0.0.1:1".into()], ApiConfig::default(), authenticator, None));
+    let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = format!("http://{}", http_listener.local_addr().unwrap());
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve_http(http_listener, std::future::pending()).await.unwrap() });
+    let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
+    serve_grpc(grpc_listener, gateway).await;
+    let grpc = Channel::from_shared(grpc_url).unwrap().connect_lazy();
+    // The short token expires (whole-second expiry: up to 2 s after it was issued).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    Setup { _dir: dir, http, grpc, keys, admin_key, read_key, write_key_a, revoked_key: revoked.key, token, expired_token }
+}
+
+/// A credential as headers.
+#[derive(Clone, Debug)]
+enum Cred {
+    None,
+    Bearer(String),
+    Key(String),
+}
+
+impl Cred {
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Cred::None => vec![],
+            Cred::Bearer(t) => vec![("authorization", format!("Bearer {t}"))],
+            Cred::Key(k) => vec![("x-api-key", k.clone())],
+        }
+    }
+}
+
+fn tampered(token: &str) -> String {
+    let mut t: Vec<char> = token.chars().collect();
+    let last = t.len() - 2;
+    t[last] = if t[last] == 'A' { 'B' } else { 'A' };
+    t.into_iter().collect()
+}
+
+/// Calls gRPC `method` with an empty message; the status code (`Ok` as 0).
+async fn grpc_code(channel: &Channel, method: &str, cred: &Cred) -> tonic::Code {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_str(&format!("/vectron.v1.VectronService/{method}")).unwrap();
+    let mut request = tonic::Request::new(());
+    for (k, v) in cred.headers() {
+        request.metadata_mut().insert(k, v.parse().unwrap());
+    }
+    request.set_timeout(Duration::from_secs(3));
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    match grpc.unary(request, path, codec).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+async fn http_status(s: &Setup, route: &str, collection: &str, body: &Value, cred: &Cred) -> reqwest::Response {
+    let (method, path) = route.split_once(' ').unwrap();
+    let path = path.replace("{name}", collection).replace("{id}", "1");
+    let mut body = body.clone();
+    if body.get("collection").is_some() {
+        body["collection"] = json!(collection);
+    }
+    if body.get("name").is_some() {
+        body["name"] = json!(collection);
+    }
+    let client = reqwest::Client::new();
+    let mut req = client.request(reqwest::Method::from_str(method).unwrap(), format!("{}{path}", s.http));
+    for (k, v) in cred.headers() {
+        req = req.header(k, v);
+    }
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    req.timeout(Duration::from_secs(30)).send().await.unwrap()
+}
+
+fn vectron_methods() -> Vec<String> {
+    let set = prost_types::FileDescriptorSet::decode(vectron_proto::FILE_DESCRIPTOR_SET).unwrap();
+    set.file
+        .iter()
+        .filter(|f| f.package() == "vectron.v1")
+        .flat_map(|f| f.service.iter())
+        .filter(|s| s.name() == "VectronService")
+        .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
+        .collect()
+}
+
+fn http_routes(gateway_doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, item) in gateway_doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            out.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_what_it_must() {
+    let s = setup(10_000).await;
+    let refused_401 = [
+        ("no credentials", Cred::None),
+        ("a tampered token", Cred::Bearer(tampered(&s.token))),
+        ("an expired token", Cred::Bearer(s.expired_token.clone())),
+        ("a revoked key", Cred::Key(s.revoked_key.clone())),
+        ("an unknown key", Cred::Key("vx_not_a_key".into())),
+    ];
+
+    // gRPC, every method of the descriptor.
+    let table = grpc_table();
+    let methods = vectron_methods();
+    assert!(methods.len() >= 14, "{methods:?}");
+    for m in &methods {
+        let (needs, named) = *table.get(m.as_str()).unwrap_or_else(|| panic!("classify the new gRPC method {m}"));
+        for (what, cred) in &refused_401 {
+            assert_eq!(grpc_code(&s.grpc, m, cred).await, tonic::Code::Unauthenticated, "{m} with {what}");
+        }
+        if needs != Needs::Read {
+            let code = grpc_code(&s.grpc, m, &Cred::Key(s.read_key.clone())).await;
+            assert_eq!(code, tonic::Code::PermissionDenied, "{m} with a read key");
+        }
+        if named {
+            // The empty message names collection "" — not the key's "a".
+            let code = grpc_code(&s.grpc, m, &Cred::Key(s.write_key_a.clone())).await;
+            assert_eq!(code, tonic::Code::PermissionDenied, "{m} with a key for another collection");
+        }
+    }
+    // Admitted: the admin key gets past the layer and the checks (placement is down).
+    let code = grpc_code(&s.grpc, "ListCollections", &Cred::Key(s.admin_key.clone())).await;
+    assert!(!matches!(code, tonic::Code::Unauthenticated | tonic::Code::PermissionDenied), "{code:?}");
+
+    // HTTP, every route of the OpenAPI document, plus the document itself.
+    let doc: Value = http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &Cred::Key(s.read_key.clone()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let table = http_table();
+    let routes = http_routes(&doc);
+    assert!(routes.len() >= 20, "{routes:?}");
+    let mut routes_and_spec = routes.clone();
+    routes_and_spec.push("GET /v1/openapi.json".into());
+    for route in &routes_and_spec {
+        let (needs, named, body) = if route == "GET /v1/openapi.json" {
+            (Needs::Read, false, Value::Null)
+        } else {
+            table.get(route.as_str()).cloned().unwrap_or_else(|| panic!("classify the new HTTP route {route}"))
+        };
+        if needs == Needs::Public {
+            let r = http_status(&s, route, "b", &body, &Cred::None).await;
+            assert!(r.status() != 401 && r.status() != 403, "{route} is public: {}", r.status());
+            continue;
+        }
+        for (what, cred) in &refused_401 {
+            let r = http_status(&s, route, "b", &body, cred).await;
+            assert_eq!(r.status(), 401, "{route} with {what}");
+            let e: Value = r.json().await.unwrap();
+            assert!(matches!(e["error"]["code"].as_str(), Some("UNAUTHENTICATED" | "TOKEN_EXPIRED")), "{route}: {e}");
+        }
+        if needs != Needs::Read {
+            let r = http_status(&s, route, "b", &body, &Cred::Key(s.read_key.clone())).await;
+            assert_eq!(r.status(), 403, "{route} with a read key");
+        }
+        if named || needs == Needs::Admin {
+            let r = http_status(&s, route, "b", &body, &Cred::Key(s.write_key_a.clone())).await;
+            assert_eq!(r.status(), 403, "{route} with a key for collection a");
+        }
+    }
+    // The admin key and a user's token pass.
+    for cred in [Cred::Key(s.admin_key.clone()), Cred::Bearer(s.token.clone())] {
+        let r = http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await;
+        assert_eq!(r.status(), 200, "{cred:?}");
+    }
+    assert!(table.len() == routes.len(), "the table lists routes the router no longer has");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stops_working_within_the_cache_ttl() {
+    let s = setup(10_000).await;
+    let key = s.keys.create(KeySpec { owner: "admin".into(), scope: Scope::Read, collections: None, rate_limit_per_sec: None });
+    let key = key.await.unwrap();
+    let cred = Cred::Key(key.key.clone());
+    assert_eq!(http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await.status(), 200);
+    s.keys.revoke(&key.info.key_id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the gateway's 100 ms cache
+    assert_eq!(http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceeding_the_rate_limit_gives_429_then_recovers() {
+    let s = setup(10_000).await;
+    let key = s.keys.create(KeySpec { owner: "admin".into(), scope: Scope::Read, collections: None, rate_limit_per_sec: Some(3) });
+    let cred = Cred::Key(key.await.unwrap().key);
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..8 {
+        let r = http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await;
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|&&c| c == 200).count(), 3, "a burst of 3 passes: {statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(retry_after.is_some_and(|v| v.parse::<u64>().is_ok_and(|s| s >= 1)), "429 says when to retry");
+    // gRPC is limited by the same bucket.
+    assert_eq!(grpc_code(&s.grpc, "ListCollections", &cred).await, tonic::Code::ResourceExhausted);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await.status(), 200);
+}
