@@ -37,10 +37,7 @@ mod tests;
 
 pub use error::{AuthError, Result};
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
+pub(crate) use vectron_common::now_ms;
 
 /// Parses a stored JSON record, naming the key if it is corrupt.
 pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {

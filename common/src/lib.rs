@@ -9,6 +9,7 @@
 //!   RocksDB log store, the multiplexed gRPC transport, timing.
 //! - [`routing`]: which shard owns a point id (hash ranges).
 //! - [`placement_client`]: how workers and gateways reach the placement driver's leader.
+//! - [`now_ms`]: wall-clock time as stored in records (created-at, heartbeats).
 
 pub mod convert;
 pub mod net;
@@ -16,3 +17,8 @@ pub mod placement_client;
 pub mod raft;
 pub mod routing;
 pub mod status;
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -98,7 +98,11 @@ impl Api {
 
     // ---- collections ----
 
-    pub async fn create_collection(&self, access: &Access, req: pb::CreateCollectionRequest) -> Result<pb::CreateCollectionResponse> {
+    pub async fn create_collection(
+        &self,
+        access: &Access,
+        req: pb::CreateCollectionRequest,
+    ) -> Result<pb::CreateCollectionResponse> {
         require(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str()))?;
         let config = req.config.ok_or_else(|| invalid("create collection needs a config"))?;
         let config = convert::normalize_collection(config).map_err(engine)?;
@@ -136,7 +140,11 @@ impl Api {
             .await
     }
 
-    pub async fn get_collection(&self, access: &Access, req: pb::GetCollectionRequest) -> Result<pb::GetCollectionResponse> {
+    pub async fn get_collection(
+        &self,
+        access: &Access,
+        req: pb::GetCollectionRequest,
+    ) -> Result<pb::GetCollectionResponse> {
         require(access, Scope::Read, Some(&req.name))?;
         let count = self.count(access, pb::CountRequest { collection: req.name.clone(), ..Default::default() }).await?;
         let route = self.router.collection(&req.name).await?;
@@ -145,7 +153,9 @@ impl Api {
 
     pub async fn collection_status(
         &self,
-        access: &Access, req: pb::GetCollectionStatusRequest) -> Result<pb::GetCollectionStatusResponse> {
+        access: &Access,
+        req: pb::GetCollectionStatusRequest,
+    ) -> Result<pb::GetCollectionStatusResponse> {
         require(access, Scope::Read, Some(&req.name))?;
         let info = self.collection_info(&req.name).await?;
         let table = self.router.refresh_now().await.unwrap_or_else(|_| self.router.table());
@@ -199,7 +209,11 @@ impl Api {
         Ok(pb::ListCollectionsResponse { collections })
     }
 
-    pub async fn delete_collection(&self, access: &Access, req: pb::DeleteCollectionRequest) -> Result<pb::DeleteCollectionResponse> {
+    pub async fn delete_collection(
+        &self,
+        access: &Access,
+        req: pb::DeleteCollectionRequest,
+    ) -> Result<pb::DeleteCollectionResponse> {
         require(access, Scope::Admin, Some(&req.name))?;
         self.router
             .placement()
@@ -484,7 +498,11 @@ impl Api {
         Ok(pb::SearchBatchResponse { results: results.into_iter().collect::<Result<_>>()? })
     }
 
-    pub async fn submit_feedback(&self, access: &Access, req: pb::SubmitFeedbackRequest) -> Result<pb::SubmitFeedbackResponse> {
+    pub async fn submit_feedback(
+        &self,
+        access: &Access,
+        req: pb::SubmitFeedbackRequest,
+    ) -> Result<pb::SubmitFeedbackResponse> {
         require(access, Scope::Write, Some(&req.collection))?;
         self.router.collection(&req.collection).await?;
         point_id_from_pb(req.point_id.as_ref()).map_err(engine)?;

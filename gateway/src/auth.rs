@@ -34,8 +34,7 @@ pub use vectron_auth::keys::{Access, Scope};
 use crate::http::ApiError;
 
 /// Paths anyone may call: health checks.
-const PUBLIC_PATHS: &[&str] =
-    &["/v1/system/health", "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
+const PUBLIC_PATHS: &[&str] = &["/v1/system/health", "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
 
 /// How the gateway decides what a request may do.
 #[derive(Debug)]
@@ -254,7 +253,10 @@ mod tests {
     #[test]
     fn credentials_are_read_from_either_header() {
         assert_eq!(credential(&headers(&[("authorization", "Bearer abc")])).unwrap(), Credential::Bearer("abc".into()));
-        assert_eq!(credential(&headers(&[("authorization", "bearer  abc ")])).unwrap(), Credential::Bearer("abc".into()));
+        assert_eq!(
+            credential(&headers(&[("authorization", "bearer  abc ")])).unwrap(),
+            Credential::Bearer("abc".into())
+        );
         assert_eq!(credential(&headers(&[("x-api-key", "vk_1")])).unwrap(), Credential::ApiKey("vk_1".into()));
         for bad in [&[][..], &[("authorization", "Basic dTpw")], &[("authorization", "Bearer ")]] {
             assert_eq!(credential(&headers(bad)).unwrap_err().code, ErrorCode::Unauthenticated, "{bad:?}");

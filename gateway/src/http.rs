@@ -548,16 +548,18 @@ fn config_json(c: Option<&pb::CollectionConfig>) -> Result<CollectionJson, ApiEr
 /// Creates a collection; answers once every shard has a leader.
 #[utoipa::path(post, path = "/v1/collections", tag = "collections", request_body = CollectionJson,
     responses((status = 200, body = CollectionReply), (status = 400, body = ErrorReply), (status = 409, body = ErrorReply)))]
-async fn create_collection(State(api): State<Api>,
-    Caller(access): Caller, Body(c): Body<CollectionJson>) -> Reply<CollectionReply> {
+async fn create_collection(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Body(c): Body<CollectionJson>,
+) -> Reply<CollectionReply> {
     let r = api.create_collection(&access, pb::CreateCollectionRequest { config: Some(c.to_pb()) }).await?;
     Ok(Json(CollectionReply { collection: config_json(r.config.as_ref())? }))
 }
 
 /// Lists collections.
 #[utoipa::path(get, path = "/v1/collections", tag = "collections", responses((status = 200, body = CollectionsReply)))]
-async fn list_collections(State(api): State<Api>,
-    Caller(access): Caller) -> Reply<CollectionsReply> {
+async fn list_collections(State(api): State<Api>, Caller(access): Caller) -> Reply<CollectionsReply> {
     let r = api.list_collections(&access).await?;
     let collections = r.collections.iter().map(CollectionJson::from_pb).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(CollectionsReply { collections }))
@@ -566,8 +568,11 @@ async fn list_collections(State(api): State<Api>,
 /// A collection's configuration and point count.
 #[utoipa::path(get, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
     responses((status = 200, body = CollectionInfoReply), (status = 404, body = ErrorReply)))]
-async fn get_collection(State(api): State<Api>,
-    Caller(access): Caller, Path(name): Path<String>) -> Reply<CollectionInfoReply> {
+async fn get_collection(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(name): Path<String>,
+) -> Reply<CollectionInfoReply> {
     let r = api.get_collection(&access, pb::GetCollectionRequest { name }).await?;
     Ok(Json(CollectionInfoReply { collection: config_json(r.config.as_ref())?, points_count: r.points_count }))
 }
@@ -575,8 +580,11 @@ async fn get_collection(State(api): State<Api>,
 /// Deletes a collection and its data.
 #[utoipa::path(delete, path = "/v1/collections/{name}", tag = "collections", params(("name" = String, Path)),
     responses((status = 200, body = DeletedCollectionReply), (status = 404, body = ErrorReply)))]
-async fn delete_collection(State(api): State<Api>,
-    Caller(access): Caller, Path(name): Path<String>) -> Reply<DeletedCollectionReply> {
+async fn delete_collection(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(name): Path<String>,
+) -> Reply<DeletedCollectionReply> {
     api.delete_collection(&access, pb::DeleteCollectionRequest { name }).await?;
     Ok(Json(DeletedCollectionReply { deleted: true }))
 }
@@ -584,8 +592,11 @@ async fn delete_collection(State(api): State<Api>,
 /// Where a collection's shards live: replicas, their state, leaders, sizes.
 #[utoipa::path(get, path = "/v1/collections/{name}/status", tag = "collections", params(("name" = String, Path)),
     responses((status = 200, body = StatusReply), (status = 404, body = ErrorReply)))]
-async fn collection_status(State(api): State<Api>,
-    Caller(access): Caller, Path(name): Path<String>) -> Reply<StatusReply> {
+async fn collection_status(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(name): Path<String>,
+) -> Reply<StatusReply> {
     let r = api.collection_status(&access, pb::GetCollectionStatusRequest { name }).await?;
     let shards = r
         .shards
@@ -616,8 +627,12 @@ async fn collection_status(State(api): State<Api>,
 /// Upserts points (all or nothing).
 #[utoipa::path(post, path = "/v1/collections/{name}/points", tag = "points", params(("name" = String, Path)),
     request_body = UpsertJson, responses((status = 200, body = UpsertReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
-async fn upsert(State(api): State<Api>,
-    Caller(access): Caller, Path(c): Path<String>, Body(body): Body<UpsertJson>) -> Reply<UpsertReply> {
+async fn upsert(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(c): Path<String>,
+    Body(body): Body<UpsertJson>,
+) -> Reply<UpsertReply> {
     let points = body
         .points
         .iter()
@@ -634,8 +649,12 @@ async fn upsert(State(api): State<Api>,
 /// Nearest neighbours of a vector, optionally filtered.
 #[utoipa::path(post, path = "/v1/collections/{name}/points/search", tag = "search", params(("name" = String, Path)),
     request_body = SearchJson, responses((status = 200, body = SearchReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
-async fn search(State(api): State<Api>,
-    Caller(access): Caller, Path(c): Path<String>, Body(s): Body<SearchJson>) -> Reply<SearchReply> {
+async fn search(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(c): Path<String>,
+    Body(s): Body<SearchJson>,
+) -> Reply<SearchReply> {
     let r = api.search(&access, search_pb(&c, &s)?).await?;
     Ok(Json(search_json(r, s.with_vector)?))
 }
@@ -663,16 +682,23 @@ async fn search_batch(
 /// Reads points by id, in request order (missing ids are left out).
 #[utoipa::path(post, path = "/v1/collections/{name}/points/get", tag = "points", params(("name" = String, Path)),
     request_body = GetJson, responses((status = 200, body = PointsReply), (status = 400, body = ErrorReply)))]
-async fn get_points(State(api): State<Api>,
-    Caller(access): Caller, Path(c): Path<String>, Body(g): Body<GetJson>) -> Reply<PointsReply> {
+async fn get_points(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(c): Path<String>,
+    Body(g): Body<GetJson>,
+) -> Reply<PointsReply> {
     let r = api
-        .get(&access, pb::GetRequest {
-            collection: c,
-            ids: g.ids.iter().map(point_id_to_pb).collect(),
-            with_payload: g.with_payload,
-            with_vector: g.with_vector,
-            consistency: g.consistency.to_pb(),
-        })
+        .get(
+            &access,
+            pb::GetRequest {
+                collection: c,
+                ids: g.ids.iter().map(point_id_to_pb).collect(),
+                with_payload: g.with_payload,
+                with_vector: g.with_vector,
+                consistency: g.consistency.to_pb(),
+            },
+        )
         .await?;
     let points = r.points.iter().map(|p| retrieved_json(p, g.with_vector)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(PointsReply { points }))
@@ -682,17 +708,23 @@ async fn get_points(State(api): State<Api>,
 #[utoipa::path(get, path = "/v1/collections/{name}/points/{id}", tag = "points",
     params(("name" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = PointReply), (status = 404, body = ErrorReply)))]
-async fn get_point(State(api): State<Api>,
-    Caller(access): Caller, Path((c, id)): Path<(String, String)>) -> Reply<PointReply> {
+async fn get_point(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path((c, id)): Path<(String, String)>,
+) -> Reply<PointReply> {
     let id = path_id(&id);
     let r = api
-        .get(&access, pb::GetRequest {
-            collection: c,
-            ids: vec![point_id_to_pb(&id)],
-            with_payload: true,
-            with_vector: true,
-            consistency: pb::Consistency::Leader as i32,
-        })
+        .get(
+            &access,
+            pb::GetRequest {
+                collection: c,
+                ids: vec![point_id_to_pb(&id)],
+                with_payload: true,
+                with_vector: true,
+                consistency: pb::Consistency::Leader as i32,
+            },
+        )
         .await?;
     match r.points.first() {
         Some(p) => Ok(Json(PointReply { point: retrieved_json(p, true)? })),
@@ -704,11 +736,17 @@ async fn get_point(State(api): State<Api>,
 #[utoipa::path(delete, path = "/v1/collections/{name}/points/{id}", tag = "points",
     params(("name" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = DeleteReply), (status = 404, body = ErrorReply)))]
-async fn delete_point(State(api): State<Api>,
-    Caller(access): Caller, Path((c, id)): Path<(String, String)>) -> Reply<DeleteReply> {
+async fn delete_point(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path((c, id)): Path<(String, String)>,
+) -> Reply<DeleteReply> {
     let ids = pb::PointIdList { ids: vec![point_id_to_pb(&path_id(&id))] };
     let r = api
-        .delete(&access, pb::DeleteRequest { collection: c, selector: Some(pb::delete_request::Selector::Ids(ids)), wait: None })
+        .delete(
+            &access,
+            pb::DeleteRequest { collection: c, selector: Some(pb::delete_request::Selector::Ids(ids)), wait: None },
+        )
         .await?;
     Ok(Json(DeleteReply { deleted: r.deleted }))
 }
@@ -716,8 +754,12 @@ async fn delete_point(State(api): State<Api>,
 /// Deletes points by ids or by filter.
 #[utoipa::path(post, path = "/v1/collections/{name}/points/delete", tag = "points", params(("name" = String, Path)),
     request_body = DeleteJson, responses((status = 200, body = DeleteReply), (status = 400, body = ErrorReply)))]
-async fn delete_points(State(api): State<Api>,
-    Caller(access): Caller, Path(c): Path<String>, Body(d): Body<DeleteJson>) -> Reply<DeleteReply> {
+async fn delete_points(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(c): Path<String>,
+    Body(d): Body<DeleteJson>,
+) -> Reply<DeleteReply> {
     let selector = match (d.ids, d.filter) {
         (Some(ids), None) => {
             pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() })
@@ -734,22 +776,29 @@ async fn delete_points(State(api): State<Api>,
 /// Pages through points (optionally filtered).
 #[utoipa::path(post, path = "/v1/collections/{name}/points/scroll", tag = "points", params(("name" = String, Path)),
     request_body = ScrollJson, responses((status = 200, body = ScrollReply), (status = 400, body = ErrorReply)))]
-async fn scroll(State(api): State<Api>,
-    Caller(access): Caller, Path(c): Path<String>, Body(s): Body<ScrollJson>) -> Reply<ScrollReply> {
+async fn scroll(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(c): Path<String>,
+    Body(s): Body<ScrollJson>,
+) -> Reply<ScrollReply> {
     let cursor = match &s.cursor {
         None => Vec::new(),
         Some(hex_cursor) => hex::decode(hex_cursor).map_err(|_| invalid("cursor is not a cursor this API issued"))?,
     };
     let r = api
-        .scroll(&access, pb::ScrollRequest {
-            collection: c,
-            filter: filter_pb(s.filter.as_ref())?,
-            limit: s.limit,
-            cursor,
-            with_payload: s.with_payload,
-            with_vector: s.with_vector,
-            consistency: s.consistency.to_pb(),
-        })
+        .scroll(
+            &access,
+            pb::ScrollRequest {
+                collection: c,
+                filter: filter_pb(s.filter.as_ref())?,
+                limit: s.limit,
+                cursor,
+                with_payload: s.with_payload,
+                with_vector: s.with_vector,
+                consistency: s.consistency.to_pb(),
+            },
+        )
         .await?;
     let points = r.points.iter().map(|p| retrieved_json(p, s.with_vector)).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = (!r.next_cursor.is_empty()).then(|| hex::encode(&r.next_cursor));
@@ -759,14 +808,21 @@ async fn scroll(State(api): State<Api>,
 /// Counts points (optionally filtered).
 #[utoipa::path(post, path = "/v1/collections/{name}/points/count", tag = "points", params(("name" = String, Path)),
     request_body = CountJson, responses((status = 200, body = CountReply), (status = 400, body = ErrorReply)))]
-async fn count(State(api): State<Api>,
-    Caller(access): Caller, Path(c): Path<String>, Body(q): Body<CountJson>) -> Reply<CountReply> {
+async fn count(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Path(c): Path<String>,
+    Body(q): Body<CountJson>,
+) -> Reply<CountReply> {
     let r = api
-        .count(&access, pb::CountRequest {
-            collection: c,
-            filter: filter_pb(q.filter.as_ref())?,
-            consistency: q.consistency.to_pb(),
-        })
+        .count(
+            &access,
+            pb::CountRequest {
+                collection: c,
+                filter: filter_pb(q.filter.as_ref())?,
+                consistency: q.consistency.to_pb(),
+            },
+        )
         .await?;
     Ok(Json(CountReply { count: r.count }))
 }
@@ -774,14 +830,16 @@ async fn count(State(api): State<Api>,
 /// Relevance feedback on a search result.
 #[utoipa::path(post, path = "/v1/feedback", tag = "search", request_body = FeedbackJson,
     responses((status = 200, body = FeedbackReply), (status = 400, body = ErrorReply)))]
-async fn feedback(State(api): State<Api>,
-    Caller(access): Caller, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
-    api.submit_feedback(&access, pb::SubmitFeedbackRequest {
-        collection: f.collection,
-        query_id: f.query_id,
-        point_id: Some(point_id_to_pb(&f.point_id)),
-        relevance: f.relevance,
-    })
+async fn feedback(State(api): State<Api>, Caller(access): Caller, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
+    api.submit_feedback(
+        &access,
+        pb::SubmitFeedbackRequest {
+            collection: f.collection,
+            query_id: f.query_id,
+            point_id: Some(point_id_to_pb(&f.point_id)),
+            relevance: f.relevance,
+        },
+    )
     .await?;
     Ok(Json(FeedbackReply { accepted: true }))
 }

@@ -63,14 +63,20 @@ fn http_table() -> BTreeMap<&'static str, (Needs, bool, Value)> {
         ("GET /v1/collections/{name}/status", (Read, true, Value::Null)),
         ("POST /v1/collections/{name}/points", (Write, true, json!({"points": [{"id": 1, "vector": v}]}))),
         ("POST /v1/collections/{name}/points/search", (Read, true, json!({"vector": v, "top_k": 1}))),
-        ("POST /v1/collections/{name}/points/search/batch", (Read, true, json!({"searches": [{"vector": v, "top_k": 1}]}))),
+        (
+            "POST /v1/collections/{name}/points/search/batch",
+            (Read, true, json!({"searches": [{"vector": v, "top_k": 1}]})),
+        ),
         ("POST /v1/collections/{name}/points/get", (Read, true, json!({"ids": [1]}))),
         ("GET /v1/collections/{name}/points/{id}", (Read, true, Value::Null)),
         ("DELETE /v1/collections/{name}/points/{id}", (Write, true, Value::Null)),
         ("POST /v1/collections/{name}/points/delete", (Write, true, json!({"ids": [1]}))),
         ("POST /v1/collections/{name}/points/scroll", (Read, true, json!({}))),
         ("POST /v1/collections/{name}/points/count", (Read, true, json!({}))),
-        ("POST /v1/feedback", (Write, true, json!({"collection": "b", "query_id": "q", "point_id": 1, "relevance": 1.0}))),
+        (
+            "POST /v1/feedback",
+            (Write, true, json!({"collection": "b", "query_id": "q", "point_id": 1, "relevance": 1.0})),
+        ),
         ("GET /v1/admin/stats", (Admin, false, Value::Null)),
         ("GET /v1/admin/workers", (Admin, false, Value::Null)),
         ("POST /v1/admin/workers/{id}/drain", (Admin, false, Value::Null)),
@@ -95,10 +101,6 @@ struct Setup {
     expired_token: String,
 }
 
-async fn serve_grpc(listener: tokio::net::TcpListener, gateway: Arc<Gateway>) {
-    tokio::spawn(async move { gateway.serve_grpc(listener, std::future::pending()).await.unwrap() });
-}
-
 async fn setup(rate_limit_per_sec: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(&dir.path().join("auth")).unwrap());
@@ -114,9 +116,7 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     let key = |scope, collections: Option<Vec<String>>| {
         let keys = keys.clone();
         async move {
-            keys.create(KeySpec { owner: "admin".into(), scope, collections, rate_limit_per_sec: None })
-                .await
-                .unwrap()
+            keys.create(KeySpec { owner: "admin".into(), scope, collections, rate_limit_per_sec: None }).await.unwrap()
         }
     };
     let admin_key = key(Scope::Admin, None).await.key;
@@ -124,7 +124,8 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     let write_key_a = key(Scope::Admin, Some(vec!["a".into()])).await.key;
     let revoked = key(Scope::Admin, None).await;
     keys.revoke(&revoked.info.key_id).await.unwrap();
-    let token = Tokens::new(store.clone(), tokens.clone()).login("admin", "admin password 123").await.unwrap().access_token;
+    let token =
+        Tokens::new(store.clone(), tokens.clone()).login("admin", "admin password 123").await.unwrap().access_token;
     let short = TokenConfig { access_ttl: Duration::from_secs(1), ..tokens };
     let expired_token = Tokens::new(store, short).login("admin", "admin password 123").await.unwrap().access_token;
 
@@ -143,11 +144,22 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     tokio::spawn(async move { g.serve_http(http_listener, std::future::pending()).await.unwrap() });
     let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
-    serve_grpc(grpc_listener, gateway).await;
+    tokio::spawn(async move { gateway.serve_grpc(grpc_listener, std::future::pending()).await.unwrap() });
     let grpc = Channel::from_shared(grpc_url).unwrap().connect_lazy();
     // The short token expires (whole-second expiry: up to 2 s after it was issued).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    Setup { _dir: dir, http, grpc, keys, admin_key, read_key, write_key_a, revoked_key: revoked.key, token, expired_token }
+    Setup {
+        _dir: dir,
+        http,
+        grpc,
+        keys,
+        admin_key,
+        read_key,
+        write_key_a,
+        revoked_key: revoked.key,
+        token,
+        expired_token,
+    }
 }
 
 /// A credential as headers.
@@ -310,13 +322,18 @@ async fn every_route_refuses_what_it_must() {
         let r = http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await;
         assert_eq!(r.status(), 200, "{cred:?}");
     }
-    assert!(table.len() == routes.len(), "the table lists routes the router no longer has");
+    assert_eq!(table.len(), routes.len(), "the table lists routes the router no longer has");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_stops_working_within_the_cache_ttl() {
     let s = setup(10_000).await;
-    let key = s.keys.create(KeySpec { owner: "admin".into(), scope: Scope::Read, collections: None, rate_limit_per_sec: None });
+    let key = s.keys.create(KeySpec {
+        owner: "admin".into(),
+        scope: Scope::Read,
+        collections: None,
+        rate_limit_per_sec: None,
+    });
     let key = key.await.unwrap();
     let cred = Cred::Key(key.key.clone());
     assert_eq!(http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await.status(), 200);
@@ -328,7 +345,12 @@ async fn a_revoked_key_stops_working_within_the_cache_ttl() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exceeding_the_rate_limit_gives_429_then_recovers() {
     let s = setup(10_000).await;
-    let key = s.keys.create(KeySpec { owner: "admin".into(), scope: Scope::Read, collections: None, rate_limit_per_sec: Some(3) });
+    let key = s.keys.create(KeySpec {
+        owner: "admin".into(),
+        scope: Scope::Read,
+        collections: None,
+        rate_limit_per_sec: Some(3),
+    });
     let cred = Cred::Key(key.await.unwrap().key);
     let mut statuses = Vec::new();
     let mut retry_after = None;

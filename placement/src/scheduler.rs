@@ -15,10 +15,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use vectron_common::now_ms;
 use vectron_proto::internal::placement_command::Command;
 use vectron_proto::internal::{Alert, ClusterState, SetReplicas, SetWorkerState, WorkerState};
 
-use crate::node::{PlacementNode, now_ms};
+use crate::node::PlacementNode;
 use crate::state::{place, replica_load};
 
 /// How long a shard may go without a reported leader before it is an alert.

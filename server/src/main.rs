@@ -23,9 +23,9 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_common::raft::network::RaftRouter;
+use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
 use vectron_gateway::routing::LocalWorker;
-use vectron_engine::store::Durability;
 use vectron_gateway::{ApiConfig, Gateway};
 use vectron_placement::{PlacementConfig, PlacementNode};
 use vectron_worker::{WorkerConfig, WorkerHost};
@@ -248,7 +248,8 @@ async fn start_worker(
     let host = WorkerHost::start(config, router.clone()).await.context("starting the worker")?;
     tracing::info!(worker = host.id(), listen = %c.listen, "worker started");
     tokio::spawn(host.clone().run(stopped(stop.clone())));
-    let local = LocalWorker { address: advertise, service: Arc::new(vectron_worker::service::WorkerGrpc::new(host.clone())) };
+    let local =
+        LocalWorker { address: advertise, service: Arc::new(vectron_worker::service::WorkerGrpc::new(host.clone())) };
     let task = tokio::spawn(async move {
         if let Err(e) = vectron_worker::service::serve(listener, host, router, stopped(stop)).await {
             tracing::error!("worker server: {e}");

@@ -126,20 +126,20 @@ impl Cluster {
         for (i, addr) in placement_addrs.iter().enumerate() {
             let name = format!("placement-{}", i + 1);
             let args = vec![
-                    "placement".into(),
-                    "--node-id".into(),
-                    (i + 1).to_string(),
-                    "--listen".into(),
-                    addr.clone(),
-                    "--initial-members".into(),
-                    members.join(","),
-                    "--data-dir".into(),
-                    dir.path().join(&name).display().to_string(),
-                    "--down-after".into(),
-                    format!("{}ms", (spec.down_after_secs * 1000.0) as u64),
-                    "--replace-after".into(),
-                    format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
-                ];
+                "placement".into(),
+                "--node-id".into(),
+                (i + 1).to_string(),
+                "--listen".into(),
+                addr.clone(),
+                "--initial-members".into(),
+                members.join(","),
+                "--data-dir".into(),
+                dir.path().join(&name).display().to_string(),
+                "--down-after".into(),
+                format!("{}ms", (spec.down_after_secs * 1000.0) as u64),
+                "--replace-after".into(),
+                format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
+            ];
             placement.push(Node::start(&name, addr, args, dir.path()));
         }
         let placement_list = placement_addrs.join(",");
@@ -173,16 +173,16 @@ impl Cluster {
         let name = format!("worker-{}", i + 1);
         let addr = format!("127.0.0.1:{}", free_port());
         let args = vec![
-                "worker".into(),
-                "--listen".into(),
-                addr.clone(),
-                "--placement".into(),
-                self.placement_list(),
-                "--data-dir".into(),
-                self.dir.path().join(&name).display().to_string(),
-                "--heartbeat".into(),
-                "300ms".into(),
-            ];
+            "worker".into(),
+            "--listen".into(),
+            addr.clone(),
+            "--placement".into(),
+            self.placement_list(),
+            "--data-dir".into(),
+            self.dir.path().join(&name).display().to_string(),
+            "--heartbeat".into(),
+            "300ms".into(),
+        ];
         self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
         i
     }
