@@ -166,11 +166,10 @@ impl Admin {
             .routes(routes!(render_metrics))
     }
 
-    /// The admin routes, serving, with every request of the application counted.
+    /// The admin routes, serving.
     pub fn router(self) -> Router {
-        let metrics = self.metrics.clone();
         let (routes, _) = self.clone().routes().split_for_parts();
-        routes.with_state(self).layer(axum::middleware::from_fn_with_state(metrics, track))
+        routes.with_state(self)
     }
 }
 

@@ -50,10 +50,12 @@ impl Gateway {
         Gateway { api: Api::new(router, config), metrics: Arc::new(admin::Metrics::new()), auth: Arc::new(auth) }
     }
 
-    /// The HTTP application, every route behind the auth layer.
+    /// The HTTP application: every route behind the auth layer, and every request
+    /// (refused ones included) counted in the metrics.
     pub fn http_app(&self) -> axum::Router {
         http::router(self.api.clone(), admin::Admin::new(self.api.clone(), self.metrics.clone()))
             .layer(auth::AuthLayer::new(self.auth.clone()))
+            .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), admin::track))
     }
 
     /// Serves HTTP on `listener` until `shutdown`.

@@ -323,6 +323,13 @@ async fn every_route_refuses_what_it_must() {
         assert_eq!(r.status(), 200, "{cred:?}");
     }
     assert_eq!(table.len(), routes.len(), "the table lists routes the router no longer has");
+    // Refusals are counted like any request.
+    let metrics = http_status(&s, "GET /metrics", "", &Value::Null, &Cred::Key(s.admin_key.clone())).await;
+    let metrics = metrics.text().await.unwrap();
+    let refused = |status: &str| {
+        metrics.lines().any(|l| l.contains("protocol=\"http\"") && l.contains(&format!("status=\"{status}\"")))
+    };
+    assert!(refused("401") && refused("403"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -391,6 +391,13 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
         l.contains("protocol=\"grpc\"") && l.contains("/vectron.v1.VectronService/Search") && l.contains("status=\"5\"")
     });
     assert!(not_found, "a NOT_FOUND search is counted with its status: {metrics}");
+    let http_search = metrics.lines().any(|l| {
+        l.starts_with("vectron_requests_total{")
+            && l.contains("protocol=\"http\"")
+            && l.contains("route=\"/v1/collections/{name}/points/search\"")
+            && l.contains("status=\"200\"")
+    });
+    assert!(http_search, "HTTP searches are counted: {metrics}");
 }
 
 /// Shard id → (target replicas' worker addresses, leader address) from the status.
