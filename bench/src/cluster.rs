@@ -17,7 +17,7 @@ use vectron_engine::{Distance, Point, PointId, SearchRequest, Shard, ShardConfig
 use vectron_sdk::{Client, Collection};
 
 use crate::dataset::Dataset;
-use crate::{DistanceArg, Reporter, percentile, recall};
+use crate::{DataArgs, Reporter, percentile, recall};
 
 #[derive(Parser, Clone)]
 pub struct ClusterArgs {
@@ -27,14 +27,8 @@ pub struct ClusterArgs {
     /// Collection to create (dropped first if it exists).
     #[arg(long, default_value = "bench")]
     collection: String,
-    #[arg(long, default_value_t = 100_000)]
-    n: usize,
-    #[arg(long, default_value_t = 128)]
-    dim: usize,
-    #[arg(long, default_value_t = 1_000)]
-    queries: usize,
-    #[arg(long, default_value_t = 100)]
-    clusters: usize,
+    #[command(flatten)]
+    data: DataArgs,
     #[arg(long, default_value_t = 1)]
     shards: u32,
     #[arg(long, default_value_t = 1)]
@@ -51,12 +45,6 @@ pub struct ClusterArgs {
     /// Points per upsert request.
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    #[arg(long, default_value_t = 10)]
-    k: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    #[arg(long, value_enum, default_value_t = DistanceArg::Euclid)]
-    distance: DistanceArg,
     /// Timed search passes per ef; the best is reported.
     #[arg(long, default_value_t = 2)]
     repeat: usize,
@@ -67,11 +55,6 @@ pub struct ClusterArgs {
     /// server's CPU per query (empty: not measured).
     #[arg(long, default_value = "http://127.0.0.1:8080/metrics")]
     metrics_url: String,
-    /// Small and fast: 20k × 64, 200 queries.
-    #[arg(long)]
-    quick: bool,
-    #[arg(long)]
-    json: bool,
 }
 
 struct Timed {
@@ -166,29 +149,28 @@ fn num_id(id: &PointId) -> u32 {
 }
 
 pub fn run(mut args: ClusterArgs) -> Result<()> {
-    if args.quick {
-        (args.n, args.dim, args.queries) = (20_000, 64, 200);
-    }
+    args.data = args.data.resolved();
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_async(args))
 }
 
 async fn run_async(args: ClusterArgs) -> Result<()> {
-    let distance: Distance = args.distance.into();
-    let mut data = Dataset::clustered(args.n, args.queries, args.dim, args.clusters, args.seed);
+    let distance: Distance = args.data.distance.into();
+    let mut data =
+        Dataset::clustered(args.data.n, args.data.queries, args.data.dim, args.data.clusters, args.data.seed);
     if distance == Distance::Cosine {
         data.normalise();
     }
-    let truth = data.ground_truth(distance, args.k, None);
+    let truth = data.ground_truth(distance, args.data.k, None);
     let client = Client::connect(&args.gateway).await.context("connecting to the gateway")?;
     let _ = client.delete_collection(&args.collection).await;
-    let collection = Collection::new(&args.collection, args.dim as u32, distance)
+    let collection = Collection::new(&args.collection, args.data.dim as u32, distance)
         .shards(args.shards)
         .replication_factor(args.replication_factor)
         .hnsw(args.m, args.ef_construction);
     client.create_collection(collection).await.context("creating the collection")?;
     eprintln!(
         "dataset: {} × {} ({:?}); collection {:?}: {} shard(s), RF {}; {} clients",
-        args.n, args.dim, distance, args.collection, args.shards, args.replication_factor, args.clients
+        args.data.n, args.data.dim, distance, args.collection, args.shards, args.replication_factor, args.clients
     );
 
     // Ingest: batches handed out to concurrent clients.
@@ -216,12 +198,12 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
         task.await??;
     }
     let ingest_s = t.elapsed().as_secs_f64();
-    let ingest_rate = args.n as f64 / ingest_s;
-    let mut report = Reporter { json: args.json, rows: Vec::new() };
-    let common = json!({"n": args.n, "dim": args.dim, "shards": args.shards, "rf": args.replication_factor,
+    let ingest_rate = args.data.n as f64 / ingest_s;
+    let mut report = Reporter { json: args.data.json, rows: Vec::new() };
+    let common = json!({"n": args.data.n, "dim": args.data.dim, "shards": args.shards, "rf": args.replication_factor,
                         "clients": args.clients, "batch": args.batch});
     eprintln!("ingest: {ingest_rate:.0} vectors/s ({ingest_s:.1} s)");
-    if args.json {
+    if args.data.json {
         println!(
             "{}",
             json!({"bench": "cluster", "phase": "ingest", "vectors_per_s": ingest_rate, "seconds": ingest_s, "config": common})
@@ -231,7 +213,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
     let queries = Arc::new(data.queries.clone());
     let http = reqwest::Client::new();
     for &ef in &args.ef {
-        let (client, name, k) = (client.clone(), args.collection.clone(), args.k as u32);
+        let (client, name, k) = (client.clone(), args.collection.clone(), args.data.k as u32);
         let search = move |q: Vec<f32>| {
             let (client, name) = (client.clone(), name.clone());
             async move {
@@ -247,7 +229,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
             (Some(b), Some(a)) => Some(per_query_us(b, a, m.total)),
             _ => None,
         };
-        report.row(json!({"backend": "gateway", "ef": ef, "recall": recall(&m.found, &truth, args.k),
+        report.row(json!({"backend": "gateway", "ef": ef, "recall": recall(&m.found, &truth, args.data.k),
                           "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
                           "server_cpu_us_per_query": server_cpu_us, "client_cpu_us_per_query": client_cpu_us,
                           "build_s": ingest_s, "rss_bytes": 0, "config": common}));
@@ -256,12 +238,12 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
     if args.compare_engine {
         let dir = tempfile::tempdir()?;
         let storage = Storage::open(&dir.path().join("db"), Default::default())?;
-        let mut config = ShardConfig::new(args.dim, distance);
+        let mut config = ShardConfig::new(args.data.dim, distance);
         config.hnsw.m = args.m as usize;
         config.hnsw.ef_construction = args.ef_construction as usize;
         let shard = Arc::new(Shard::create(&storage, ShardId(1), config, dir.path())?);
         let t = Instant::now();
-        for chunk in (0..args.n).collect::<Vec<_>>().chunks(args.batch.max(1)) {
+        for chunk in (0..args.data.n).collect::<Vec<_>>().chunks(args.batch.max(1)) {
             shard.upsert(
                 chunk
                     .iter()
@@ -269,10 +251,10 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                     .collect(),
             )?;
         }
-        let engine_ingest = args.n as f64 / t.elapsed().as_secs_f64();
+        let engine_ingest = args.data.n as f64 / t.elapsed().as_secs_f64();
         eprintln!("engine ingest (one writer, in-process): {engine_ingest:.0} vectors/s");
         for &ef in &args.ef {
-            let (shard, k) = (shard.clone(), args.k);
+            let (shard, k) = (shard.clone(), args.data.k);
             let search = move |q: Vec<f32>| {
                 let shard = shard.clone();
                 async move {
@@ -288,7 +270,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
             let before = own_cpu_seconds();
             let m = timed(&queries, args.clients, args.repeat, search).await?;
             let cpu_us = per_query_us(before, own_cpu_seconds(), m.total);
-            report.row(json!({"backend": "engine", "ef": ef, "recall": recall(&m.found, &truth, args.k),
+            report.row(json!({"backend": "engine", "ef": ef, "recall": recall(&m.found, &truth, args.data.k),
                               "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
                               "cpu_us_per_query": cpu_us, "build_s": 0.0, "rss_bytes": 0, "config": common}));
         }

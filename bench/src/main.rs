@@ -52,7 +52,7 @@ enum Backend {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DistanceArg {
+pub enum DistanceArg {
     Cosine,
     Euclid,
     Dot,
@@ -68,18 +68,48 @@ impl From<DistanceArg> for Distance {
     }
 }
 
-#[derive(Parser, Clone)]
-struct EngineArgs {
+/// The data set and what is measured on it, shared by every subcommand.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
     /// Base vectors to generate.
     #[arg(long, default_value_t = 100_000)]
-    n: usize,
+    pub n: usize,
     #[arg(long, default_value_t = 128)]
-    dim: usize,
+    pub dim: usize,
     #[arg(long, default_value_t = 1_000)]
-    queries: usize,
+    pub queries: usize,
     /// Gaussian clusters in the generated set.
     #[arg(long, default_value_t = 100)]
-    clusters: usize,
+    pub clusters: usize,
+    /// Neighbours per query (recall@k).
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = DistanceArg::Euclid)]
+    pub distance: DistanceArg,
+    /// Small and fast: 20k × 64, 200 queries.
+    #[arg(long)]
+    pub quick: bool,
+    /// One JSON object per result row on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DataArgs {
+    /// The sizes to use (`--quick` overrides `--n`, `--dim`, `--queries`).
+    pub fn resolved(mut self) -> DataArgs {
+        if self.quick {
+            (self.n, self.dim, self.queries) = (20_000, 64, 200);
+        }
+        self
+    }
+}
+
+#[derive(Parser, Clone)]
+struct EngineArgs {
+    #[command(flatten)]
+    data: DataArgs,
     #[arg(long, default_value_t = 16)]
     m: usize,
     #[arg(long, default_value_t = 200)]
@@ -90,12 +120,6 @@ struct EngineArgs {
     /// Threads for building and for the multi-thread search run.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    #[arg(long, default_value_t = 10)]
-    k: usize,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    #[arg(long, value_enum, default_value_t = DistanceArg::Euclid)]
-    distance: DistanceArg,
     /// Backends to run, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "vectron")]
     backend: Vec<Backend>,
@@ -121,12 +145,6 @@ struct EngineArgs {
     /// Timed passes per measurement; the best is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Small and fast: 20k × 64, 200 queries.
-    #[arg(long)]
-    quick: bool,
-    /// One JSON object per result row on stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 fn main() -> Result<()> {
@@ -261,24 +279,22 @@ impl Reporter {
 }
 
 fn engine(mut args: EngineArgs) -> Result<()> {
-    if args.quick {
-        (args.n, args.dim, args.queries) = (20_000, 64, 200);
-    }
-    if args.k == 0 || args.ef.is_empty() {
+    args.data = args.data.resolved();
+    if args.data.k == 0 || args.ef.is_empty() {
         bail!("--k and --ef must be positive");
     }
-    let distance: Distance = args.distance.into();
+    let distance: Distance = args.data.distance.into();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build()?;
 
     let t = Instant::now();
     let mut data = match (&args.base_file, &args.query_file) {
         (Some(b), Some(q)) => Dataset::load(b, q)?,
-        _ => Dataset::clustered(args.n, args.queries, args.dim, args.clusters, args.seed),
+        _ => Dataset::clustered(args.data.n, args.data.queries, args.data.dim, args.data.clusters, args.data.seed),
     };
     if distance == Distance::Cosine {
         data.normalise();
     }
-    let truth = pool.install(|| data.ground_truth(distance, args.k, None));
+    let truth = pool.install(|| data.ground_truth(distance, args.data.k, None));
     eprintln!(
         "dataset: {} base × {} dim, {} queries, {:?}; ground truth in {:.1}s",
         data.base.len(),
@@ -292,7 +308,7 @@ fn engine(mut args: EngineArgs) -> Result<()> {
         eprintln!("saved dataset to {}", dir.display());
     }
 
-    let mut report = Reporter { json: args.json, rows: Vec::new() };
+    let mut report = Reporter { json: args.data.json, rows: Vec::new() };
     let params = HnswParams { m: args.m, ef_construction: args.ef_construction };
     for backend in args.backend.clone() {
         let rss_before = rss_bytes();
@@ -309,12 +325,12 @@ fn engine(mut args: EngineArgs) -> Result<()> {
 
         for &ef in &args.ef {
             let m = measure(&data.queries, &pool, args.repeat, |q| {
-                index.search(q, args.k, ef, None).into_iter().map(|x| x.0).collect()
+                index.search(q, args.data.k, ef, None).into_iter().map(|x| x.0).collect()
             });
             report.row(json!({
                 "bench": "engine", "backend": index.name(), "n": data.base.len(), "dim": data.dim,
-                "m": args.m, "ef_construction": args.ef_construction, "threads": args.threads, "k": args.k,
-                "ef": ef, "recall": recall(&m.found, &truth, args.k), "qps_1t": m.qps_1t, "qps_mt": m.qps_mt,
+                "m": args.m, "ef_construction": args.ef_construction, "threads": args.threads, "k": args.data.k,
+                "ef": ef, "recall": recall(&m.found, &truth, args.data.k), "qps_1t": m.qps_1t, "qps_mt": m.qps_mt,
                 "p50_us": m.p50_us, "p99_us": m.p99_us, "build_s": build_s, "rss_bytes": rss,
             }));
         }
@@ -392,11 +408,11 @@ fn shard_bench(
     );
 
     if sel > 0.0 {
-        let truth = pool.install(|| data.ground_truth(distance, args.k, Some(&|i| in_cat(i))));
+        let truth = pool.install(|| data.ground_truth(distance, args.data.k, Some(&|i| in_cat(i))));
         let filter = Filter::from_json(&json!({"must": [{"key": "cat", "match": {"value": "hit"}}]}))?;
         for &ef in &args.ef {
             let search = |q: &[f32]| -> Vec<u32> {
-                let mut req = SearchRequest::new(q.to_vec(), args.k);
+                let mut req = SearchRequest::new(q.to_vec(), args.data.k);
                 req.ef = Some(ef);
                 req.filter = Some(filter.clone());
                 match shard.search(&req) {
@@ -413,7 +429,7 @@ fn shard_bench(
             let m = measure(&data.queries, pool, args.repeat, search);
             report.row(json!({
                 "bench": "shard_filtered", "backend": "vectron-shard", "n": data.base.len(), "dim": data.dim,
-                "ef": ef, "filter_selectivity": sel, "recall": recall(&m.found, &truth, args.k),
+                "ef": ef, "filter_selectivity": sel, "recall": recall(&m.found, &truth, args.data.k),
                 "qps_1t": m.qps_1t, "qps_mt": m.qps_mt, "p50_us": m.p50_us, "p99_us": m.p99_us, "build_s": ingest_s,
                 "rss_bytes": rss_bytes(),
             }));
@@ -436,7 +452,7 @@ fn shard_bench(
         eprintln!("reopen: {with_file:.2}s with the persisted graph, {rebuilt:.2}s rebuilding it");
         let row = json!({"bench": "reopen", "backend": "vectron-shard", "n": data.base.len(), "dim": data.dim,
                          "ef": 0, "reopen_graph_file_s": with_file, "reopen_rebuild_s": rebuilt});
-        if args.json {
+        if args.data.json {
             println!("{row}");
         }
     }
