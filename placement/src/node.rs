@@ -18,10 +18,9 @@ use vectron_common::now_ms;
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, raft_config};
-use vectron_common::raft::{NodeId, PLACEMENT_GROUP, column_families, leader_hint, raft_error_to_wire};
+use vectron_common::raft::{NodeId, PLACEMENT_GROUP, leader_hint, open_storage, raft_error_to_wire};
 use vectron_common::status::{LeaderHint, WireError};
 use vectron_engine::store::Durability;
-use vectron_engine::{Storage, StorageOptions};
 use vectron_proto::internal::placement_command::Command;
 use vectron_proto::internal::placement_command_result::Result as Outcome;
 use vectron_proto::internal::{PlacementCommand, RoutingTable, ShardReport};
@@ -109,10 +108,7 @@ impl PlacementNode {
         if !config.members.contains_key(&config.node_id) {
             return Err(StartError::NotAMember(config.node_id));
         }
-        let storage = Storage::open(
-            &config.data_dir.join("placement-db"),
-            StorageOptions { durability: config.durability, extra_column_families: column_families() },
-        )?;
+        let storage = open_storage(&config.data_dir.join("placement-db"), config.durability)?;
         let sync = config.durability == Durability::Machine;
         let log = RocksLogStore::<PlacementTypes>::new(storage.db().clone(), PLACEMENT_GROUP, sync);
         let fresh = !log.is_initialized()?;

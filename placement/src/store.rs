@@ -237,19 +237,14 @@ mod tests {
     use super::*;
     use openraft::EntryPayload;
     use openraft::testing::{StoreBuilder, Suite};
-    use vectron_common::raft::column_families;
-    use vectron_engine::{Storage, StorageOptions};
+    use vectron_common::raft::open_storage;
 
     struct Builder;
 
     impl StoreBuilder<PlacementTypes, LogStore, PlacementStateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, PlacementStateMachine), StorageError<NodeId>> {
             let dir = tempfile::tempdir().expect("temp dir");
-            let storage = Storage::open(
-                dir.path(),
-                StorageOptions { extra_column_families: column_families(), ..Default::default() },
-            )
-            .expect("open storage");
+            let storage = open_storage(dir.path(), Default::default()).expect("open storage");
             let log = LogStore::new(storage.db().clone(), PLACEMENT_GROUP, false);
             let sm = PlacementStateMachine::open(&log)?;
             Ok((dir, log, sm))
@@ -266,7 +261,6 @@ mod tests {
         use vectron_proto::internal::RegisterWorkerRequest;
         use vectron_proto::internal::placement_command::Command;
         let dir = tempfile::tempdir().unwrap();
-        let opts = || StorageOptions { extra_column_families: column_families(), ..Default::default() };
         let cmd = PlacementCommand {
             now_ms: 5,
             command: Some(Command::RegisterWorker(RegisterWorkerRequest {
@@ -276,7 +270,7 @@ mod tests {
             })),
         };
         {
-            let storage = Storage::open(dir.path(), opts()).unwrap();
+            let storage = open_storage(dir.path(), Default::default()).unwrap();
             let log = LogStore::new(storage.db().clone(), PLACEMENT_GROUP, false);
             let mut sm = PlacementStateMachine::open(&log).unwrap();
             let entry = Entry::<PlacementTypes> {
@@ -289,7 +283,7 @@ mod tests {
                 Some(vectron_proto::internal::placement_command_result::Result::Worker(_))
             ));
         }
-        let storage = Storage::open(dir.path(), opts()).unwrap();
+        let storage = open_storage(dir.path(), Default::default()).unwrap();
         let log = LogStore::new(storage.db().clone(), PLACEMENT_GROUP, false);
         let mut sm = PlacementStateMachine::open(&log).unwrap();
         let (applied, _) = sm.applied_state().await.unwrap();

@@ -26,10 +26,10 @@ use vectron_common::convert::shard_config;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, raft_config};
-use vectron_common::raft::{NodeId, column_families, leader_hint};
+use vectron_common::raft::{NodeId, leader_hint, open_storage};
 use vectron_common::status::WireError;
 use vectron_engine::store::Durability;
-use vectron_engine::{Shard, ShardId, Storage, StorageOptions};
+use vectron_engine::{Shard, ShardId, Storage};
 use vectron_proto::internal as pi;
 use vectron_proto::v1::ErrorCode;
 
@@ -135,10 +135,7 @@ impl WorkerHost {
     pub async fn start(config: WorkerConfig, router: RaftRouter) -> Result<Arc<WorkerHost>, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::IdFile { path: config.data_dir.display().to_string(), source })?;
-        let storage = Storage::open(
-            &config.data_dir.join("worker-db"),
-            StorageOptions { durability: config.durability, extra_column_families: column_families() },
-        )?;
+        let storage = open_storage(&config.data_dir.join("worker-db"), config.durability)?;
         let placement = PlacementClient::new(config.placement.clone()).with_budget(Duration::from_secs(30));
         let stored = read_id(&config.data_dir)?;
         let request = pi::RegisterWorkerRequest {

@@ -340,19 +340,15 @@ mod tests {
     use super::*;
     use openraft::EntryPayload;
     use openraft::testing::{StoreBuilder, Suite};
-    use vectron_common::raft::column_families;
-    use vectron_engine::{Distance, StorageOptions};
+    use vectron_common::raft::open_storage;
+    use vectron_engine::Distance;
 
     struct Builder;
 
     impl StoreBuilder<ShardTypes, ShardLog, ShardStateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, ShardLog, ShardStateMachine), StorageError<NodeId>> {
             let dir = tempfile::tempdir().expect("temp dir");
-            let storage = Storage::open(
-                &dir.path().join("db"),
-                StorageOptions { extra_column_families: column_families(), ..Default::default() },
-            )
-            .expect("open storage");
+            let storage = open_storage(&dir.path().join("db"), Default::default()).expect("open storage");
             let log = ShardLog::new(storage.db().clone(), 7, false);
             let config = ShardConfig::new(2, Distance::Euclid);
             let sm =
@@ -384,11 +380,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path, config: Option<ShardConfig>) -> ShardStateMachine {
-        let storage = Storage::open(
-            &dir.join("db"),
-            StorageOptions { extra_column_families: column_families(), ..Default::default() },
-        )
-        .unwrap();
+        let storage = open_storage(&dir.join("db"), Default::default()).unwrap();
         let log = ShardLog::new(storage.db().clone(), 3, false);
         ShardStateMachine::open(ShardId(3), storage, dir.join("graphs"), log, config).unwrap()
     }

@@ -63,7 +63,7 @@ fn io_write(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
 struct MissingColumnFamily(&'static str);
 
 impl<C> RocksLogStore<C> {
-    /// `db` must have been opened with [`super::column_families`]. `sync` fsyncs the WAL
+    /// `db` must have been opened with [`super::open_storage`]. `sync` fsyncs the WAL
     /// on every write.
     pub fn new(db: Arc<DB>, group: GroupId, sync: bool) -> Self {
         RocksLogStore { db, group, sync, _config: PhantomData }

@@ -31,9 +31,14 @@ pub const PLACEMENT_GROUP: GroupId = 0;
 pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_META: &str = "raft_meta";
 
-/// The column families to add when opening the process's storage.
-pub fn column_families() -> Vec<String> {
-    vec![CF_RAFT_LOG.to_owned(), CF_RAFT_META.to_owned()]
+/// Opens a process's storage (RocksDB) with the Raft column families next to the
+/// engine's.
+pub fn open_storage(
+    path: &std::path::Path,
+    durability: vectron_engine::store::Durability,
+) -> Result<vectron_engine::Storage, vectron_engine::EngineError> {
+    let extra_column_families = vec![CF_RAFT_LOG.to_owned(), CF_RAFT_META.to_owned()];
+    vectron_engine::Storage::open(path, vectron_engine::StorageOptions { durability, extra_column_families })
 }
 
 use openraft::error::{ForwardToLeader, RaftError};
