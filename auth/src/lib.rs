@@ -12,6 +12,8 @@
 //! - [`throttle`]: failed-login throttling per user and per source address.
 //! - [`service`]: the `vectron.v1.AuthService` gRPC service, its server, and the
 //!   first-start admin.
+//! - [`setup`]: what a process does before serving: open the store, load or create
+//!   signing secrets, `vectron dev`'s admin key file.
 //! - [`client`]: the gateway's side: a caching client of the auth service and
 //!   per-key / per-user token-bucket rate limits.
 //! - [`error`]: the crate's error type, `AuthError`.
@@ -25,6 +27,7 @@ pub mod client;
 pub mod error;
 pub mod keys;
 pub mod service;
+pub mod setup;
 pub mod store;
 pub mod throttle;
 pub mod tokens;

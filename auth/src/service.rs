@@ -25,12 +25,19 @@ use crate::users::{Role, UserInfo, Users};
 /// Metadata key of an API key credential.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
+/// Metadata key in which a trusted proxy (the gateway) names the client it logs in for,
+/// so failed logins are throttled per client rather than per gateway.
+pub const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
+
 /// Service behaviour.
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
     /// Anyone may create a (non-admin) user.
     pub open_signup: bool,
     pub login_throttle: ThrottleConfig,
+    /// Peers whose `x-forwarded-for` is believed (the gateways' networks); anyone else
+    /// is throttled by their own address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The auth service.
@@ -147,6 +154,18 @@ impl AuthGrpc {
         }
     }
 
+    /// The client a login comes from: the peer, or whom a trusted proxy forwards for.
+    fn source<T>(&self, req: &Request<T>) -> Option<IpAddr> {
+        let peer = req.remote_addr()?.ip();
+        if !self.config.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+            return Some(peer);
+        }
+        let forwarded = req.metadata().get(FORWARDED_FOR_HEADER).and_then(|v| v.to_str().ok());
+        // The left-most address is the original client.
+        let client = forwarded.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok());
+        Some(client.unwrap_or(peer))
+    }
+
     /// Checks a bearer token or API key.
     async fn grant(&self, bearer: Option<&str>, api_key: Option<&str>) -> Result<(Access, pb::AccessGrant), AuthError> {
         if let Some(token) = bearer {
@@ -202,7 +221,7 @@ impl AuthGrpc {
 #[tonic::async_trait]
 impl AuthService for AuthGrpc {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::TokenPair>, Status> {
-        let source: Option<IpAddr> = req.remote_addr().map(|a| a.ip());
+        let source = self.source(&req);
         let pb::LoginRequest { username, password } = req.into_inner();
         if let Some(wait) = self.throttle.check(&username, source) {
             return Err(to_status(

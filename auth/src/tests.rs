@@ -472,6 +472,41 @@ mod grpc {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         login(c, "admin", &password).await.unwrap();
     }
+
+    async fn login_from(client: &mut Client, source: &str, user: &str, password: &str) -> Result<(), tonic::Status> {
+        let mut r = tonic::Request::new(pb::LoginRequest { username: user.into(), password: password.into() });
+        r.metadata_mut().insert("x-forwarded-for", MetadataValue::try_from(format!("{source}, 127.0.0.1")).unwrap());
+        client.login(r).await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_throttled_per_forwarded_client_only_behind_trusted_proxies() {
+        let throttle = ThrottleConfig {
+            free_failures: 2,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(60),
+        };
+        for trusted in [true, false] {
+            let trusted_proxies = if trusted { vec!["127.0.0.0/8".parse().unwrap()] } else { vec![] };
+            let config = AuthConfig { login_throttle: throttle, trusted_proxies, ..AuthConfig::default() };
+            let mut s = must_start(config).await;
+            let password = s.admin_password.clone();
+            // One client guessing several users' passwords.
+            for user in ["u1", "u2", "u3"] {
+                let e = login_from(&mut s.client, "10.0.0.1", user, "guess").await.unwrap_err();
+                assert_eq!(e.code(), Code::Unauthenticated);
+            }
+            let e = login_from(&mut s.client, "10.0.0.1", "admin", &password).await.unwrap_err();
+            assert_eq!(e.code(), Code::ResourceExhausted, "the guessing client is locked out");
+            let other = login_from(&mut s.client, "10.0.0.2", "admin", &password).await;
+            if trusted {
+                other.expect("another client behind the same gateway is not");
+            } else {
+                // The header is not believed: the locked-out source is the peer itself.
+                assert_eq!(other.unwrap_err().code(), Code::ResourceExhausted);
+            }
+        }
+    }
 }
 
 mod gateway_side {
