@@ -76,6 +76,11 @@ impl AuthClient {
         AuthClient { client: AuthServiceClient::new(channel), ttl, cache: Arc::new(Mutex::new(HashMap::new())) }
     }
 
+    /// The auth service's own API (for calls made on a caller's behalf).
+    pub fn service(&self) -> AuthServiceClient<Channel> {
+        self.client.clone()
+    }
+
     /// What `credential` may do. Failures are not cached.
     pub async fn authenticate(&self, credential: &Credential) -> Result<Grant, WireError> {
         let (raw, cred) = match credential {

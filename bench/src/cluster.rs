@@ -55,6 +55,10 @@ pub struct ClusterArgs {
     /// server's CPU per query (empty: not measured).
     #[arg(long, default_value = "http://127.0.0.1:8080/metrics")]
     metrics_url: String,
+    /// API key for the gateway (an admin key: the bench creates collections and reads
+    /// /metrics), e.g. `$(cat data/admin.key)` for `vectron dev`.
+    #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 struct Timed {
@@ -75,11 +79,15 @@ fn own_cpu_seconds() -> f64 {
 }
 
 /// CPU seconds the server has used, from its `process_cpu_seconds_total`.
-async fn server_cpu_seconds(http: &reqwest::Client, url: &str) -> Option<f64> {
+async fn server_cpu_seconds(http: &reqwest::Client, url: &str, api_key: Option<&str>) -> Option<f64> {
     if url.is_empty() {
         return None;
     }
-    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    let mut request = http.get(url);
+    if let Some(key) = api_key {
+        request = request.header(vectron_sdk::API_KEY_HEADER, key);
+    }
+    let text = request.send().await.ok()?.error_for_status().ok()?.text().await.ok()?;
     text.lines().find_map(|l| l.strip_prefix("process_cpu_seconds_total ")).and_then(|v| v.trim().parse().ok())
 }
 
@@ -161,7 +169,10 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
         data.normalise();
     }
     let truth = data.ground_truth(distance, args.data.k, None);
-    let client = Client::connect(&args.gateway).await.context("connecting to the gateway")?;
+    let mut client = Client::connect(&args.gateway).await.context("connecting to the gateway")?;
+    if let Some(key) = &args.api_key {
+        client = client.with_api_key(key)?;
+    }
     let _ = client.delete_collection(&args.collection).await;
     let collection = Collection::new(&args.collection, args.data.dim as u32, distance)
         .shards(args.shards)
@@ -222,13 +233,15 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                 Ok(r.hits.iter().map(|h| num_id(&h.id)).collect())
             }
         };
-        let (server_before, client_before) = (server_cpu_seconds(&http, &args.metrics_url).await, own_cpu_seconds());
+        let (server_before, client_before) =
+            (server_cpu_seconds(&http, &args.metrics_url, args.api_key.as_deref()).await, own_cpu_seconds());
         let m = timed(&queries, args.clients, args.repeat, search).await?;
         let client_cpu_us = per_query_us(client_before, own_cpu_seconds(), m.total);
-        let server_cpu_us = match (server_before, server_cpu_seconds(&http, &args.metrics_url).await) {
-            (Some(b), Some(a)) => Some(per_query_us(b, a, m.total)),
-            _ => None,
-        };
+        let server_cpu_us =
+            match (server_before, server_cpu_seconds(&http, &args.metrics_url, args.api_key.as_deref()).await) {
+                (Some(b), Some(a)) => Some(per_query_us(b, a, m.total)),
+                _ => None,
+            };
         report.row(json!({"backend": "gateway", "ef": ef, "recall": recall(&m.found, &truth, args.data.k),
                           "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
                           "server_cpu_us_per_query": server_cpu_us, "client_cpu_us_per_query": client_cpu_us,

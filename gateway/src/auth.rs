@@ -6,7 +6,8 @@
 //! within the cache TTL), takes a token from the caller's rate-limit bucket, and puts
 //! the resulting [`Access`] in the request's extensions. Failures are answered in the
 //! caller's protocol: a gRPC status, or the JSON error body with 401/403/429 and
-//! `retry-after`. Only health checks pass without credentials.
+//! `retry-after`. Only health checks and log-in (whose bodies carry credentials) pass
+//! without credentials.
 //!
 //! The layer authenticates; each operation then checks the scope it needs on the
 //! collection it names with [`require`] (in [`crate::api::Api`], so both transports
@@ -33,8 +34,13 @@ pub use vectron_auth::keys::{Access, Scope};
 
 use crate::http::ApiError;
 
-/// Paths anyone may call: health checks.
+/// Paths anyone may call: health checks (and the account routes whose bodies carry the
+/// credentials, [`crate::accounts::PUBLIC_PATHS`]).
 const PUBLIC_PATHS: &[&str] = &["/v1/system/health", "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
+
+fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || crate::accounts::PUBLIC_PATHS.contains(&path)
+}
 
 /// How the gateway decides what a request may do.
 #[derive(Debug)]
@@ -61,12 +67,24 @@ impl Authenticator {
         }
         let endpoints = addresses
             .iter()
-            .map(|a| Endpoint::from_shared(format!("http://{a}")).map_err(|e| format!("auth address {a:?}: {e}")))
+            .map(|a| {
+                Endpoint::from_shared(format!("http://{a}"))
+                    .map(|e| e.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(10)))
+                    .map_err(|e| format!("auth address {a:?}: {e}"))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Authenticator::Service {
             client: AuthClient::new(Channel::balance_list(endpoints.into_iter()), cache_ttl),
             limits: RateLimits::new(rate_limit_per_sec),
         })
+    }
+
+    /// The auth service, when there is one.
+    pub fn service_client(&self) -> Option<vectron_proto::v1::auth_service_client::AuthServiceClient<Channel>> {
+        match self {
+            Authenticator::Disabled => None,
+            Authenticator::Service { client, .. } => Some(client.service()),
+        }
     }
 
     /// What the request with these headers may do.
@@ -229,7 +247,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
         Box::pin(async move {
-            if !PUBLIC_PATHS.contains(&req.uri().path()) {
+            if !is_public(req.uri().path()) {
                 match auth.admit(req.headers()).await {
                     Ok(access) => {
                         req.extensions_mut().insert(access);

@@ -29,6 +29,7 @@ use vectron_engine::{Distance, Filter, PointId};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
+use crate::accounts::Accounts;
 use crate::admin::Admin;
 use crate::api::Api;
 use crate::auth::Caller;
@@ -873,21 +874,25 @@ fn data_routes() -> OpenApiRouter<Api> {
         .routes(routes!(feedback))
 }
 
-/// The OpenAPI document of every HTTP route (data and admin).
+/// The OpenAPI document of every HTTP route (data, admin and accounts).
 pub fn openapi(admin: &Admin) -> utoipa::openapi::OpenApi {
     let (_, mut doc) = data_routes().split_for_parts();
     let (_, admin_doc) = admin.clone().routes().split_for_parts();
+    let (_, accounts_doc) = Accounts::routes().split_for_parts();
     doc.merge(admin_doc);
+    doc.merge(accounts_doc);
     doc
 }
 
-/// The public HTTP API: data routes, admin routes and `GET /v1/openapi.json`.
-pub fn router(api: Api, admin: Admin) -> Router {
+/// The public HTTP API: data routes, admin routes, account routes and
+/// `GET /v1/openapi.json`.
+pub fn router(api: Api, admin: Admin, accounts: Accounts) -> Router {
     let doc = Arc::new(openapi(&admin));
     let (data, _) = data_routes().split_for_parts();
     let spec = Router::new().route("/v1/openapi.json", get(move |_: Caller| async move { Json(doc.as_ref().clone()) }));
     data.with_state(api)
         .merge(admin.router())
+        .merge(accounts.router())
         .merge(spec)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -931,6 +936,15 @@ mod tests {
             ("/v1/alerts", vec!["get"]),
             ("/v1/alerts/{id}/resolve", vec!["post"]),
             ("/metrics", vec!["get"]),
+            ("/v1/auth/login", vec!["post"]),
+            ("/v1/auth/refresh", vec!["post"]),
+            ("/v1/auth/logout", vec!["post"]),
+            ("/v1/auth/me", vec!["get"]),
+            ("/v1/auth/password", vec!["post"]),
+            ("/v1/auth/keys", vec!["get", "post"]),
+            ("/v1/auth/keys/{key_id}", vec!["delete"]),
+            ("/v1/auth/users", vec!["get", "post"]),
+            ("/v1/auth/users/{username}", vec!["get", "patch", "delete"]),
         ];
         for (path, methods) in &expected {
             let item = paths.get(*path).unwrap_or_else(|| panic!("{path} is documented"));

@@ -8,7 +8,10 @@
 //! - [`auth`]: the layer admitting requests (both transports) and the scope checks;
 //! - [`admin`]: health, admin views, alerts, Prometheus metrics; [`grpc_metrics`]:
 //!   the tower layer counting gRPC requests.
+//! - [`accounts`]: the console's account routes (login, keys, users), forwarded to the
+//!   auth service.
 
+pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -53,7 +56,8 @@ impl Gateway {
     /// The HTTP application: every route behind the auth layer, and every request
     /// (refused ones included) counted in the metrics.
     pub fn http_app(&self) -> axum::Router {
-        http::router(self.api.clone(), admin::Admin::new(self.api.clone(), self.metrics.clone()))
+        let admin = admin::Admin::new(self.api.clone(), self.metrics.clone());
+        http::router(self.api.clone(), admin, accounts::Accounts::new(self.auth.clone()))
             .layer(auth::AuthLayer::new(self.auth.clone()))
             .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), admin::track))
     }
@@ -70,7 +74,9 @@ impl Gateway {
                 tracing::debug!("TCP_NODELAY: {e}");
             }
         });
-        axum::serve(listener, self.http_app()).with_graceful_shutdown(shutdown).await
+        // The peer address reaches handlers (log-ins are throttled per client).
+        let app = self.http_app().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
 
     /// Serves gRPC (the public service and the standard health service) on `listener`

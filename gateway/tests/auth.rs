@@ -85,8 +85,26 @@ fn http_table() -> BTreeMap<&'static str, (Needs, bool, Value)> {
         ("GET /v1/alerts", (Admin, false, Value::Null)),
         ("POST /v1/alerts/{id}/resolve", (Admin, false, Value::Null)),
         ("GET /metrics", (Admin, false, Value::Null)),
+        // Accounts: the auth service judges; a read key may manage its own keys.
+        ("POST /v1/auth/login", (Public, false, json!({"username": "admin", "password": ADMIN_PASSWORD}))),
+        ("POST /v1/auth/refresh", (Public, false, json!({"refresh_token": FRESH_REFRESH_TOKEN}))),
+        ("POST /v1/auth/logout", (Public, false, json!({"refresh_token": FRESH_REFRESH_TOKEN}))),
+        ("GET /v1/auth/me", (Read, false, Value::Null)),
+        ("POST /v1/auth/password", (Read, false, json!({"old_password": "x", "new_password": "y"}))),
+        ("GET /v1/auth/keys", (Read, false, Value::Null)),
+        ("POST /v1/auth/keys", (Read, false, json!({"scope": "read"}))),
+        ("DELETE /v1/auth/keys/{key_id}", (Read, false, Value::Null)),
+        ("GET /v1/auth/users", (Admin, false, Value::Null)),
+        ("POST /v1/auth/users", (Admin, false, json!({"username": "u", "password": "a long password"}))),
+        ("GET /v1/auth/users/{username}", (Admin, false, Value::Null)),
+        ("PATCH /v1/auth/users/{username}", (Admin, false, json!({"role": "admin"}))),
+        ("DELETE /v1/auth/users/{username}", (Admin, false, Value::Null)),
     ])
 }
+
+const ADMIN_PASSWORD: &str = "admin password 123";
+/// In a table body: replaced by a refresh token minted for the call.
+const FRESH_REFRESH_TOKEN: &str = "$fresh-refresh-token";
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -99,12 +117,13 @@ struct Setup {
     revoked_key: String,
     token: String,
     expired_token: String,
+    token_maker: Tokens,
 }
 
 async fn setup(rate_limit_per_sec: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(&dir.path().join("auth")).unwrap());
-    bootstrap_admin(store.clone(), "admin", Some("admin password 123")).await.unwrap();
+    bootstrap_admin(store.clone(), "admin", Some(ADMIN_PASSWORD)).await.unwrap();
     let secret = [7u8; 32];
     let tokens = TokenConfig::new(SigningKey::new("k1", &secret).unwrap());
     let auth = AuthGrpc::new(store.clone(), tokens.clone(), AuthConfig::default());
@@ -124,10 +143,10 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     let write_key_a = key(Scope::Admin, Some(vec!["a".into()])).await.key;
     let revoked = key(Scope::Admin, None).await;
     keys.revoke(&revoked.info.key_id).await.unwrap();
-    let token =
-        Tokens::new(store.clone(), tokens.clone()).login("admin", "admin password 123").await.unwrap().access_token;
+    let token_maker = Tokens::new(store.clone(), tokens.clone());
+    let token = token_maker.login("admin", ADMIN_PASSWORD).await.unwrap().access_token;
     let short = TokenConfig { access_ttl: Duration::from_secs(1), ..tokens };
-    let expired_token = Tokens::new(store, short).login("admin", "admin password 123").await.unwrap().access_token;
+    let expired_token = Tokens::new(store, short).login("admin", ADMIN_PASSWORD).await.unwrap().access_token;
 
     let authenticator = Authenticator::service(
         &[auth_addr],
@@ -159,6 +178,7 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
         revoked_key: revoked.key,
         token,
         expired_token,
+        token_maker,
     }
 }
 
@@ -206,8 +226,12 @@ async fn grpc_code(channel: &Channel, method: &str, cred: &Cred) -> tonic::Code 
 
 async fn http_status(s: &Setup, route: &str, collection: &str, body: &Value, cred: &Cred) -> reqwest::Response {
     let (method, path) = route.split_once(' ').unwrap();
-    let path = path.replace("{name}", collection).replace("{id}", "1");
+    let path =
+        path.replace("{name}", collection).replace("{id}", "1").replace("{key_id}", "k").replace("{username}", "u");
     let mut body = body.clone();
+    if body.get("refresh_token") == Some(&json!(FRESH_REFRESH_TOKEN)) {
+        body["refresh_token"] = json!(s.token_maker.login("admin", ADMIN_PASSWORD).await.unwrap().refresh_token);
+    }
     if body.get("collection").is_some() {
         body["collection"] = json!(collection);
     }
@@ -299,7 +323,11 @@ async fn every_route_refuses_what_it_must() {
         };
         if needs == Needs::Public {
             let r = http_status(&s, route, "b", &body, &Cred::None).await;
-            assert!(r.status() != 401 && r.status() != 403, "{route} is public: {}", r.status());
+            if route.starts_with("POST /v1/auth/") {
+                assert_eq!(r.status(), 200, "{route} is public (given what its body needs)");
+            } else {
+                assert!(r.status() != 401 && r.status() != 403, "{route} is public: {}", r.status());
+            }
             continue;
         }
         for (what, cred) in &refused_401 {
@@ -375,4 +403,94 @@ async fn exceeding_the_rate_limit_gives_429_then_recovers() {
     assert_eq!(grpc_code(&s.grpc, "ListCollections", &cred).await, tonic::Code::ResourceExhausted);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(http_status(&s, "GET /v1/openapi.json", "", &Value::Null, &cred).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_manages_accounts_over_http() {
+    let s = setup(10_000).await;
+    let call = |route: &'static str, body: Value, cred: Cred| {
+        let s = &s;
+        async move {
+            let r = http_status(s, route, "", &body, &cred).await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let login = |user: &'static str, password: &'static str| {
+        call("POST /v1/auth/login", json!({"username": user, "password": password}), Cred::None)
+    };
+    assert_eq!(login("admin", "wrong").await.0, 401);
+    let (status, admin) = login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "{admin}");
+    let admin = Cred::Bearer(admin["access_token"].as_str().unwrap().to_owned());
+    let (_, me) = call("GET /v1/auth/me", Value::Null, admin.clone()).await;
+    assert_eq!(me, json!({"principal": "admin", "scope": "admin"}));
+
+    // An admin creates a user; names are unique.
+    let alice = json!({"username": "alice", "password": "alice's password"});
+    let (status, user) = call("POST /v1/auth/users", alice.clone(), admin.clone()).await;
+    assert_eq!((status, &user["role"]), (200, &json!("user")), "{user}");
+    assert_eq!(call("POST /v1/auth/users", alice, admin.clone()).await.0, 409);
+    let (_, pair) = login("alice", "alice's password").await;
+    let alice = Cred::Bearer(pair["access_token"].as_str().unwrap().to_owned());
+    let (_, me) = call("GET /v1/auth/me", Value::Null, alice.clone()).await;
+    assert_eq!(me, json!({"principal": "alice", "scope": "write"}));
+    assert_eq!(call("GET /v1/auth/users", Value::Null, alice.clone()).await.0, 403, "users are for admins");
+
+    // Her own keys: at most her scope; the secret is shown once, then works.
+    assert_eq!(call("POST /v1/auth/keys", json!({"scope": "admin"}), alice.clone()).await.0, 403);
+    let (status, created) =
+        call("POST /v1/auth/keys", json!({"scope": "read", "collections": ["a"]}), alice.clone()).await;
+    assert_eq!(status, 200, "{created}");
+    let key = Cred::Key(created["secret_key"].as_str().unwrap().to_owned());
+    let key_id = created["key"]["key_id"].as_str().unwrap().to_owned();
+    let (_, me) = call("GET /v1/auth/me", Value::Null, key.clone()).await;
+    assert_eq!(me, json!({"principal": "alice", "scope": "read", "collections": ["a"]}));
+    let (_, listed) = call("GET /v1/auth/keys", Value::Null, alice.clone()).await;
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 1, "{listed}");
+    assert!(!listed.to_string().contains(created["secret_key"].as_str().unwrap()), "no secrets in lists");
+    let r = http_status(&s, "GET /v1/auth/keys?owner=*", "", &Value::Null, &admin).await;
+    let everyone: Value = r.json().await.unwrap();
+    assert!(everyone["keys"].as_array().unwrap().iter().any(|k| k["key_id"] == json!(key_id)), "{everyone}");
+
+    // Revoked: refused within the gateway's cache TTL (100 ms here).
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/auth/keys/{key_id}", s.http))
+        .header("authorization", format!("Bearer {}", pair["access_token"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["revoked"], json!(true));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(call("GET /v1/auth/me", Value::Null, key).await.0, 401);
+
+    // Refresh rotates; a used refresh token is refused; logout ends the family.
+    let (status, rotated) =
+        call("POST /v1/auth/refresh", json!({"refresh_token": pair["refresh_token"]}), Cred::None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let reused = call("POST /v1/auth/refresh", json!({"refresh_token": pair["refresh_token"]}), Cred::None).await;
+    assert_eq!(reused.0, 401, "{reused:?}");
+    let (_, fresh) = login("alice", "alice's password").await;
+    assert_eq!(call("POST /v1/auth/logout", json!({"refresh_token": fresh["refresh_token"]}), Cred::None).await.0, 200);
+    let after = call("POST /v1/auth/refresh", json!({"refresh_token": fresh["refresh_token"]}), Cred::None).await;
+    assert_eq!(after.0, 401);
+
+    // Password change, then an admin deletes her.
+    let fresh = Cred::Bearer(fresh["access_token"].as_str().unwrap().to_owned());
+    let change = json!({"old_password": "alice's password", "new_password": "alice's new password"});
+    assert_eq!(call("POST /v1/auth/password", change, fresh).await.0, 200);
+    assert_eq!(login("alice", "alice's password").await.0, 401);
+    assert_eq!(login("alice", "alice's new password").await.0, 200);
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/auth/users/alice", s.http))
+        .header("x-api-key", &s.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(login("alice", "alice's new password").await.0, 401);
+    // Malformed bodies are typed errors.
+    let (status, e) = call("POST /v1/auth/keys", json!({"scope": "everything"}), admin).await;
+    assert_eq!((status, &e["error"]["code"]), (400, &json!("INVALID_ARGUMENT")), "{e}");
 }

@@ -3,12 +3,15 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), vectron_sdk::Error> {
 //! use vectron_sdk::{Client, Collection, Distance, Point};
-//! let client = Client::connect("http://127.0.0.1:8081").await?;
+//! let client = Client::connect("http://127.0.0.1:8081").await?.with_api_key("vx_…")?;
 //! client.create_collection(Collection::new("docs", 3, Distance::Cosine)).await?;
 //! client.upsert("docs", vec![Point::new(1u64, vec![0.1, 0.2, 0.3])]).await?;
 //! let hits = client.search("docs", vec![0.1, 0.2, 0.3], 5).send().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! Every call carries the client's credentials: an API key ([`Client::with_api_key`]) or
+//! a bearer access token ([`Client::with_bearer_token`]).
 //!
 //! Calls that fail with a retryable code (NOT_LEADER, UNAVAILABLE, RESOURCE_EXHAUSTED, …)
 //! are retried with exponential backoff (honouring `retry-after`) until the client's
@@ -19,6 +22,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use vectron_common::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
 use vectron_common::status::{WireError, from_status};
@@ -148,10 +154,43 @@ impl Collection {
     }
 }
 
+/// Header of an API key credential.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Adds the client's credential to every request.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    header: Option<(AsciiMetadataKey, AsciiMetadataValue)>,
+}
+
+impl Credentials {
+    fn new(key: &'static str, value: String) -> Result<Credentials> {
+        let mut value = AsciiMetadataValue::try_from(value).map_err(|_| Error {
+            code: ErrorCode::InvalidArgument,
+            message: "credentials must be printable ASCII".into(),
+            retryable: false,
+        })?;
+        value.set_sensitive(true);
+        Ok(Credentials { header: Some((AsciiMetadataKey::from_static(key), value)) })
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some((key, value)) = &self.header {
+            request.metadata_mut().insert(key.clone(), value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Grpc = VectronServiceClient<InterceptedService<Channel, Credentials>>;
+
 /// A client of one gateway.
 #[derive(Debug, Clone)]
 pub struct Client {
-    grpc: VectronServiceClient<Channel>,
+    channel: Channel,
+    grpc: Grpc,
     /// How long a call keeps retrying retryable errors.
     retry_budget: Duration,
 }
@@ -172,14 +211,33 @@ impl Client {
         Ok(Client::from_channel(channel))
     }
 
-    /// A client over an existing channel (e.g. one created lazily).
+    /// A client over an existing channel (e.g. one created lazily), without credentials.
     pub fn from_channel(channel: Channel) -> Client {
         Client {
-            grpc: VectronServiceClient::new(channel)
-                .max_decoding_message_size(128 << 20)
-                .max_encoding_message_size(128 << 20),
+            grpc: Client::grpc(channel.clone(), Credentials::default()),
+            channel,
             retry_budget: Duration::from_secs(30),
         }
+    }
+
+    fn grpc(channel: Channel, credentials: Credentials) -> Grpc {
+        VectronServiceClient::with_interceptor(channel, credentials)
+            .max_decoding_message_size(128 << 20)
+            .max_encoding_message_size(128 << 20)
+    }
+
+    /// Sends `key` (`vx_…`, from the auth service or `vectron dev`'s `admin.key`) with
+    /// every call.
+    pub fn with_api_key(mut self, key: &str) -> Result<Client> {
+        self.grpc = Client::grpc(self.channel.clone(), Credentials::new(API_KEY_HEADER, key.trim().to_owned())?);
+        Ok(self)
+    }
+
+    /// Sends `Authorization: Bearer <token>` (an access token from a login) with every
+    /// call.
+    pub fn with_bearer_token(mut self, token: &str) -> Result<Client> {
+        self.grpc = Client::grpc(self.channel.clone(), Credentials::new("authorization", format!("Bearer {token}"))?);
+        Ok(self)
     }
 
     /// Sets how long calls retry retryable errors (0: never retry).
@@ -190,7 +248,7 @@ impl Client {
 
     async fn call<T, F, Fut>(&self, op: F) -> Result<T>
     where
-        F: Fn(VectronServiceClient<Channel>) -> Fut,
+        F: Fn(Grpc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = Instant::now() + self.retry_budget;

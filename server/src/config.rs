@@ -13,6 +13,10 @@ use anyhow::{Context, Result, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use vectron_auth::service::AuthConfig;
+use vectron_auth::setup::StoreLocation;
+use vectron_auth::throttle::ThrottleConfig;
+use vectron_auth::tokens::{SigningKey, TokenConfig};
 use vectron_engine::store::Durability;
 
 /// Every section; each process reads the one(s) it runs.
@@ -22,6 +26,7 @@ pub struct Config {
     pub placement: PlacementSection,
     pub worker: WorkerSection,
     pub gateway: GatewaySection,
+    pub auth: AuthSection,
     pub dev: DevSection,
 }
 
@@ -158,12 +163,132 @@ impl Default for GatewaySection {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub listen: SocketAddr,
+    /// etcd endpoints; when empty, the embedded store under `data_dir` (then only one
+    /// auth process may serve these records).
+    pub etcd: Vec<String>,
+    /// Every key lives under it (several deployments can share one etcd).
+    pub etcd_prefix: String,
+    pub data_dir: PathBuf,
+    /// File holding the JWT signing secret (at least 32 bytes), e.g. a mounted secret.
+    pub signing_key_file: Option<PathBuf>,
+    /// The secret itself, for environments that pass secrets as variables
+    /// (`VECTRON__AUTH__SIGNING_SECRET`); give this or `signing_key_file`.
+    pub signing_secret: Option<String>,
+    /// Key id written in tokens (`kid`); change it with the secret when rotating.
+    pub signing_key_id: String,
+    /// Earlier keys still accepted for tokens they signed, as `id=path`.
+    pub previous_signing_keys: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub access_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_ttl: Duration,
+    /// Anyone may create a (non-admin) user.
+    pub open_signup: bool,
+    /// Created on first start (no users yet).
+    pub admin_user: String,
+    /// The first admin's password (`VECTRON__AUTH__ADMIN_PASSWORD`); when unset, one is
+    /// generated and printed once.
+    pub admin_password: Option<String>,
+    /// Networks of the gateways, whose `x-forwarded-for` names the client that logs in.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed logins allowed before a user or address is locked out.
+    pub login_free_failures: u32,
+    /// The first lock-out; each further failure doubles it, up to `login_max_lockout`.
+    #[serde(with = "humantime_serde")]
+    pub login_lockout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub login_max_lockout: Duration,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            listen: "127.0.0.1:8090".parse().expect("valid address"),
+            etcd: Vec::new(),
+            etcd_prefix: vectron_auth::store::DEFAULT_PREFIX.to_owned(),
+            data_dir: "./data/auth".into(),
+            signing_key_file: None,
+            signing_secret: None,
+            signing_key_id: "k1".into(),
+            previous_signing_keys: Vec::new(),
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            open_signup: false,
+            admin_user: "admin".into(),
+            admin_password: None,
+            trusted_proxies: vec!["127.0.0.0/8".parse().expect("valid net"), "::1/128".parse().expect("valid net")],
+            login_free_failures: 5,
+            login_lockout: Duration::from_secs(1),
+            login_max_lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl AuthSection {
+    /// Where the records live.
+    pub fn store_location(&self) -> StoreLocation {
+        if self.etcd.is_empty() {
+            StoreLocation::Embedded { path: self.data_dir.join("store") }
+        } else {
+            StoreLocation::Etcd { endpoints: self.etcd.clone(), prefix: self.etcd_prefix.clone() }
+        }
+    }
+
+    /// The signing keys: the current one, and earlier ones still accepted.
+    pub fn token_config(&self) -> Result<TokenConfig> {
+        let kid = &self.signing_key_id;
+        let current = match (&self.signing_key_file, &self.signing_secret) {
+            (Some(path), None) => SigningKey::from_file(kid, path)?,
+            (None, Some(secret)) => SigningKey::new(kid, secret.as_bytes())?,
+            (Some(_), Some(_)) => bail!("give auth.signing_key_file or auth.signing_secret, not both"),
+            (None, None) => bail!(
+                "the auth service needs a JWT signing secret of at least 32 bytes: auth.signing_key_file \
+                 (--signing-key-file) or VECTRON__AUTH__SIGNING_SECRET"
+            ),
+        };
+        let mut previous = Vec::new();
+        for entry in &self.previous_signing_keys {
+            let (id, path) =
+                entry.split_once('=').with_context(|| format!("previous signing key {entry:?} is not id=path"))?;
+            if id == kid {
+                bail!("previous signing key {id:?} has the current key's id");
+            }
+            previous.push(SigningKey::from_file(id, Path::new(path))?);
+        }
+        let mut tokens = TokenConfig::new(current);
+        tokens.access_ttl = self.access_ttl;
+        tokens.refresh_ttl = self.refresh_ttl;
+        tokens.previous_keys = previous;
+        Ok(tokens)
+    }
+
+    pub fn service_config(&self) -> AuthConfig {
+        AuthConfig {
+            open_signup: self.open_signup,
+            login_throttle: ThrottleConfig {
+                free_failures: self.login_free_failures,
+                base_delay: self.login_lockout,
+                max_delay: self.login_max_lockout,
+            },
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DevSection {
     pub data_dir: PathBuf,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
     pub placement_listen: SocketAddr,
     pub worker_listen: SocketAddr,
+    pub auth_listen: SocketAddr,
+    /// Serve without credentials (by default dev runs an auth service and creates an
+    /// admin API key on first start).
+    pub no_auth: bool,
 }
 
 impl Default for DevSection {
@@ -174,6 +299,8 @@ impl Default for DevSection {
             grpc: "127.0.0.1:8081".parse().expect("valid address"),
             placement_listen: "127.0.0.1:6001".parse().expect("valid address"),
             worker_listen: "127.0.0.1:9090".parse().expect("valid address"),
+            auth_listen: "127.0.0.1:8090".parse().expect("valid address"),
+            no_auth: false,
         }
     }
 }
@@ -214,6 +341,12 @@ impl Config {
         }
         if self.gateway.rate_limit_per_sec == 0 {
             bail!("gateway.rate_limit_per_sec must be positive");
+        }
+        if self.auth.access_ttl.is_zero() || self.auth.refresh_ttl < self.auth.access_ttl {
+            bail!("auth.access_ttl must be positive and at most auth.refresh_ttl");
+        }
+        if self.auth.login_max_lockout < self.auth.login_lockout {
+            bail!("auth.login_max_lockout must be at least auth.login_lockout");
         }
         Ok(())
     }

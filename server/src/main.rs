@@ -3,8 +3,9 @@
 //! - `vectron placement`: a placement driver node (1 in dev, 3 in production);
 //! - `vectron worker`: a worker hosting shard replicas;
 //! - `vectron gateway`: the public gRPC + HTTP API;
-//! - `vectron dev`: all three in one process, data under `./data` — the zero-set-up way
-//!   to try Vectron.
+//! - `vectron auth`: the auth service (users, API keys, tokens) on etcd;
+//! - `vectron dev`: all of them in one process, data under `./data` — the zero-set-up
+//!   way to try Vectron, with auth on (an admin API key is created on first start).
 //!
 //! Settings come from defaults, a TOML file (`--config`), `VECTRON__SECTION__KEY`
 //! environment variables and flags, in that order (see [`config`]). Servers bind their
@@ -22,6 +23,9 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use vectron_auth::service::{AuthGrpc, bootstrap_admin};
+use vectron_auth::setup::{self, StoreLocation};
+use vectron_auth::store::KvStore;
 use vectron_common::raft::network::RaftRouter;
 use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
@@ -30,7 +34,7 @@ use vectron_gateway::{ApiConfig, Gateway};
 use vectron_placement::{PlacementConfig, PlacementNode};
 use vectron_worker::{WorkerConfig, WorkerHost};
 
-use crate::config::{Config, GatewaySection, PlacementSection, WorkerSection};
+use crate::config::{AuthSection, Config, DevSection, GatewaySection, PlacementSection, WorkerSection};
 
 #[derive(Debug, Parser)]
 #[command(name = "vectron", version, about = "Vectron: a distributed, sharded vector database")]
@@ -51,7 +55,9 @@ enum Command {
     Worker(WorkerArgs),
     /// Runs a gateway.
     Gateway(GatewayArgs),
-    /// Runs placement + one worker + gateway in one process (data under --data-dir).
+    /// Runs the auth service.
+    Auth(AuthArgs),
+    /// Runs placement + one worker + auth + gateway in one process (data under --data-dir).
     Dev(DevArgs),
 }
 
@@ -162,6 +168,30 @@ struct GatewayArgs {
 }
 
 #[derive(Debug, Args, Serialize)]
+struct AuthArgs {
+    /// [default: 127.0.0.1:8090]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// etcd endpoints, comma-separated [default: none: the embedded store under --data-dir].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    etcd: Vec<String>,
+    /// [default: ./data/auth]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// File holding the JWT signing secret (at least 32 bytes).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_key_file: Option<PathBuf>,
+    /// Anyone may create a (non-admin) user.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    open_signup: bool,
+}
+
+#[derive(Debug, Args, Serialize)]
 struct DevArgs {
     /// [default: ./data]
     #[arg(long)]
@@ -179,6 +209,13 @@ struct DevArgs {
     #[arg(long = "worker")]
     #[serde(skip_serializing_if = "Option::is_none")]
     worker_listen: Option<SocketAddr>,
+    #[arg(long = "auth")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_listen: Option<SocketAddr>,
+    /// Serve without credentials (no auth service).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_auth: bool,
 }
 
 /// A shutdown signal every server of the process waits on.
@@ -258,6 +295,39 @@ async fn start_worker(
     Ok((task, local))
 }
 
+/// Starts the auth service; creates the first admin on first start (printing a
+/// generated password once). Returns the store for callers that add records of their own.
+async fn start_auth(
+    c: &AuthSection,
+    stop: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, Arc<dyn KvStore>)> {
+    let tokens = c.token_config()?;
+    let listener = bind(c.listen, "auth").await?;
+    let location = c.store_location();
+    if matches!(location, StoreLocation::Embedded { .. }) {
+        tracing::info!("auth records in the embedded store under {} (one auth process only)", c.data_dir.display());
+    }
+    let store = setup::open_store(&location).await.context("opening the auth store")?;
+    let created = bootstrap_admin(store.clone(), &c.admin_user, c.admin_password.as_deref())
+        .await
+        .context("creating the first admin")?;
+    match created {
+        Some(password) if c.admin_password.is_none() => {
+            println!("Created admin user {:?} with password {password} (shown once; change it)", c.admin_user);
+        }
+        Some(_) => tracing::info!(user = c.admin_user, "created the admin user from the configuration"),
+        None => {}
+    }
+    let service = AuthGrpc::new(store.clone(), tokens, c.service_config());
+    tracing::info!(listen = %c.listen, "auth service started");
+    let task = tokio::spawn(async move {
+        if let Err(e) = vectron_auth::service::serve(listener, service, stopped(stop)).await {
+            tracing::error!("auth server: {e}");
+        }
+    });
+    Ok((task, store))
+}
+
 async fn start_gateway(
     c: &GatewaySection,
     stop: watch::Receiver<bool>,
@@ -292,12 +362,64 @@ async fn start_gateway(
     ])
 }
 
+/// The admin API key of a dev cluster, and whether it was created by this start.
+struct DevAdminKey {
+    key: String,
+    created: bool,
+    path: PathBuf,
+}
+
+/// `vectron dev`'s auth service: the embedded store, a signing secret and an admin API
+/// key kept under the data dir (created on first start, mode 0600).
+async fn start_dev_auth(
+    dev: &DevSection,
+    base: &AuthSection,
+    stop: watch::Receiver<bool>,
+) -> Result<(tokio::task::JoinHandle<()>, DevAdminKey)> {
+    let dir = dev.data_dir.join("auth");
+    let secret = dir.join("jwt.secret");
+    setup::signing_key_or_create(&base.signing_key_id, &secret).context("creating the dev signing secret")?;
+    let auth = AuthSection {
+        listen: dev.auth_listen,
+        etcd: Vec::new(),
+        data_dir: dir,
+        signing_key_file: Some(secret),
+        signing_secret: None,
+        ..base.clone()
+    };
+    let (task, store) = start_auth(&auth, stop).await?;
+    let path = dev.data_dir.join("admin.key");
+    let (key, created) =
+        setup::admin_key_file(store, &auth.admin_user, &path).await.context("creating the dev admin API key")?;
+    Ok((task, DevAdminKey { key, created, path }))
+}
+
+fn print_dev_banner(dev: &DevSection, admin_key: Option<&DevAdminKey>) {
+    println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
+    println!("  HTTP  http://{}/v1/collections", dev.http);
+    println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
+    let Some(admin) = admin_key else {
+        println!("  auth is off (--no-auth): every request has full access");
+        println!("  try:  curl -s http://{}/v1/collections", dev.http);
+        return;
+    };
+    println!("  auth  {} (vectron.v1.AuthService)", dev.auth_listen);
+    if admin.created {
+        println!("  admin API key (shown once; kept in {}, mode 0600):", admin.path.display());
+        println!("        {}", admin.key);
+    } else {
+        println!("  admin API key: in {}", admin.path.display());
+    }
+    println!("  try:  curl -s -H \"x-api-key: $(cat {})\" http://{}/v1/collections", admin.path.display(), dev.http);
+}
+
 /// The command line's flags as a partial config, under the subcommand's section.
 fn flag_layer(command: &Command) -> Result<serde_json::Value> {
     let (section, flags) = match command {
         Command::Placement(a) => ("placement", serde_json::to_value(a)?),
         Command::Worker(a) => ("worker", serde_json::to_value(a)?),
         Command::Gateway(a) => ("gateway", serde_json::to_value(a)?),
+        Command::Auth(a) => ("auth", serde_json::to_value(a)?),
         Command::Dev(a) => ("dev", serde_json::to_value(a)?),
     };
     Ok(serde_json::json!({ section: flags }))
@@ -314,6 +436,7 @@ async fn run(cli: Cli) -> Result<()> {
             tasks.extend(start_gateway(&config.gateway, stop, None).await?);
             tracing::info!(http = %config.gateway.http, grpc = %config.gateway.grpc, "gateway started");
         }
+        Command::Auth(_) => tasks.push(start_auth(&config.auth, stop).await?.0),
         Command::Dev(_) => {
             let dev = &config.dev;
             let placement = PlacementSection {
@@ -335,19 +458,23 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let (task, local) = start_worker(&worker, stop.clone()).await?;
             tasks.push(task);
-            // TODO(issue 4): an embedded auth service and an admin API key for dev.
+            let admin_key = if dev.no_auth {
+                None
+            } else {
+                let (task, key) = start_dev_auth(dev, &config.auth, stop.clone()).await?;
+                tasks.push(task);
+                Some(key)
+            };
             let gateway = GatewaySection {
                 http: dev.http,
                 grpc: dev.grpc,
                 placement: vec![dev.placement_listen.to_string()],
-                no_auth: true,
+                auth: vec![dev.auth_listen.to_string()],
+                no_auth: dev.no_auth,
                 ..config.gateway.clone()
             };
             tasks.extend(start_gateway(&gateway, stop, Some(local)).await?);
-            println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
-            println!("  HTTP  http://{}/v1/collections", dev.http);
-            println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
-            println!("  try:  curl -s http://{}/v1/system/health", dev.http);
+            print_dev_banner(dev, admin_key.as_ref());
         }
     }
     for t in tasks {

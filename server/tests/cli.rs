@@ -13,7 +13,7 @@ fn help_lists_every_subcommand() {
     let out = vectron(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["placement", "worker", "gateway", "dev"] {
+    for sub in ["placement", "worker", "gateway", "auth", "dev"] {
         assert!(text.contains(sub), "--help mentions {sub}: {text}");
     }
 }
@@ -32,4 +32,19 @@ fn bad_flags_are_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_auth_service_refuses_to_start_without_a_long_enough_signing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let base = ["auth", "--listen", "127.0.0.1:0", "--data-dir", &data];
+    let out = vectron(&base);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a JWT signing secret"));
+    let secret = dir.path().join("jwt");
+    std::fs::write(&secret, "too short").unwrap();
+    let out = vectron(&[&base[..], &["--signing-key-file", secret.to_str().unwrap()]].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 are required"));
 }

@@ -1,5 +1,6 @@
-//! `vectron dev` (placement, worker and gateway in one process, the gateway calling the
-//! worker in-process): every shard operation answers what a brute-force model says.
+//! `vectron dev` (placement, worker, auth and gateway in one process, the gateway calling
+//! the worker in-process): auth is on with an admin key created on first start, and every
+//! shard operation answers what a brute-force model says.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,17 +20,33 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
 async fn dev_mode_serves_every_shard_operation_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let port = || format!("127.0.0.1:{}", free_port());
-    let (http, grpc, placement, worker) = (port(), port(), port(), port());
-    let args = ["dev", "--data-dir", &dir.path().join("data").display().to_string(), "--http", &http, "--grpc", &grpc]
+    let (http, grpc, placement, worker, auth) = (port(), port(), port(), port(), port());
+    let data = dir.path().join("data");
+    let args = ["dev", "--data-dir", &data.display().to_string(), "--http", &http, "--grpc", &grpc]
         .into_iter()
-        .chain(["--placement", &placement, "--worker", &worker])
+        .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth])
         .map(String::from)
         .collect();
-    let node = Node::start("dev", &grpc, args, dir.path());
-    let client = eventually(Duration::from_secs(30), "the dev gateway", || async {
+    let mut node = Node::start("dev", &grpc, args, dir.path());
+    let anonymous = eventually(Duration::from_secs(30), "the dev gateway", || async {
         Client::connect(&format!("http://{grpc}")).await.ok()
     })
     .await;
+
+    // Secure by default: an admin key was created, stored owner-only, printed once.
+    let key_file = data.join("admin.key");
+    let key = eventually(Duration::from_secs(30), "the admin key", || async {
+        std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
+    })
+    .await;
+    let key = key.trim().to_owned();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let refused = anonymous.list_collections().await.unwrap_err();
+    assert_eq!(refused.code, ErrorCode::Unauthenticated, "{refused:?}");
+    let client = anonymous.clone().with_api_key(&key).unwrap();
+    let wrong_key = anonymous.with_api_key("vx_0000_0000").unwrap().list_collections().await.unwrap_err();
+    assert_eq!(wrong_key.code, ErrorCode::Unauthenticated, "{wrong_key:?}");
 
     let collection = Collection::new("dev", CRASH_DIM as u32, Distance::Euclid).shards(2);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -84,4 +101,17 @@ async fn dev_mode_serves_every_shard_operation_in_process() {
     // Typed errors come through the in-process path too.
     let wrong = client.search("dev", vec![0.0; 3], 5).send().await.unwrap_err();
     assert_eq!(wrong.code, ErrorCode::DimensionMismatch, "{wrong:?}");
+
+    // Restarted: the same key works (the auth store and the signing secret persist), the
+    // data is back, and the key was printed on the first start only.
+    node.restart();
+    let count = eventually(Duration::from_secs(60), "the restarted dev cluster", || async {
+        let client = Client::connect(&format!("http://{grpc}")).await.ok()?.with_api_key(&key).ok()?;
+        client.count("dev", None).await.ok()
+    })
+    .await;
+    assert_eq!(count, alive.len() as u64);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap().trim(), key, "the key file is kept");
+    let log = std::fs::read_to_string(dir.path().join("dev.log")).unwrap();
+    assert_eq!(log.matches(&key).count(), 1, "the key is printed once, on the first start:\n{}", node.log_tail(30));
 }
