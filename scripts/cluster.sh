@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A local multi-process cluster on loopback, for trying failover by hand: 3 placement
-# nodes (127.0.0.1:6001-6003), 3 workers (127.0.0.1:9091-9093, zones a/b/c) and a
-# gateway (HTTP 127.0.0.1:8080, gRPC 127.0.0.1:8081). Data and logs go under
-# ${VECTRON_CLUSTER_DIR:-./data/cluster}. Ctrl-C stops everything.
+# nodes (127.0.0.1:6001-6003), 3 workers (127.0.0.1:9091-9093, zones a/b/c), an auth
+# service (127.0.0.1:8090, embedded store) and a gateway (HTTP 127.0.0.1:8080, gRPC
+# 127.0.0.1:8081). Data and logs go under ${VECTRON_CLUSTER_DIR:-./data/cluster}; the
+# admin API key is in <dir>/admin.key. Ctrl-C stops everything.
 #
 # Try: kill -9 a worker's pid (printed below) while writing, then start it again with
 # the command printed next to it; or kill the placement leader (see
@@ -35,8 +36,16 @@ for i in 1 2 3; do
   start "worker-$i" worker --listen "127.0.0.1:909$i" --placement "$placement" --zone "${zones[$((i-1))]}" \
     --data-dir "$dir/worker-$i"
 done
-start gateway gateway --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --placement "$placement" --no-auth
+secret="$dir/auth/jwt.secret"
+if [ ! -s "$secret" ]; then
+  mkdir -p "$dir/auth"
+  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$secret")
+fi
+start auth auth --listen 127.0.0.1:8090 --data-dir "$dir/auth" --signing-key-file "$secret" \
+  --admin-key-file "$dir/admin.key"
+start gateway gateway --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --placement "$placement" --auth 127.0.0.1:8090
 echo
 echo "Cluster starting: HTTP http://127.0.0.1:8080/v1 (health: /v1/system/health), gRPC 127.0.0.1:8081"
+echo "Admin API key: $dir/admin.key (e.g. curl -H \"x-api-key: \$(cat $dir/admin.key)\" http://127.0.0.1:8080/v1/collections)"
 echo "Ctrl-C stops it."
 wait

@@ -33,8 +33,8 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

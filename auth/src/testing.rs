@@ -1,4 +1,5 @@
-//! Test support: a real etcd process on loopback ports with a temporary data dir.
+//! Test support (this crate's tests, and others' with the `testing` feature): a real etcd
+//! process on loopback ports with a temporary data dir.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,7 @@ fn free_port() -> u16 {
 }
 
 /// An etcd server for one test; killed when dropped.
-pub(crate) struct EtcdProcess {
+pub struct EtcdProcess {
     child: Option<Child>,
     dir: tempfile::TempDir,
     client_port: u16,
@@ -21,19 +22,19 @@ pub(crate) struct EtcdProcess {
 
 impl EtcdProcess {
     /// Starts etcd and waits until it answers. Panics with a hint if etcd is missing.
-    pub(crate) async fn must_start() -> EtcdProcess {
+    pub async fn must_start() -> EtcdProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut etcd = EtcdProcess { child: None, dir, client_port: free_port(), peer_port: free_port() };
         etcd.must_spawn().await;
         etcd
     }
 
-    pub(crate) fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
     /// Kills etcd (SIGKILL) and starts it again on the same data and ports.
-    pub(crate) async fn must_restart(&mut self) {
+    pub async fn must_restart(&mut self) {
         self.kill();
         self.must_spawn().await;
     }

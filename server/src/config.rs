@@ -191,6 +191,9 @@ pub struct AuthSection {
     /// The first admin's password (`VECTRON__AUTH__ADMIN_PASSWORD`); when unset, one is
     /// generated and printed once.
     pub admin_password: Option<String>,
+    /// When set and the file is missing: create an admin API key for `admin_user` and
+    /// store it there (mode 0600); `vectron dev` uses `<data>/admin.key`.
+    pub admin_key_file: Option<PathBuf>,
     /// Networks of the gateways, whose `x-forwarded-for` names the client that logs in.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Failed logins allowed before a user or address is locked out.
@@ -218,6 +221,7 @@ impl Default for AuthSection {
             open_signup: false,
             admin_user: "admin".into(),
             admin_password: None,
+            admin_key_file: None,
             trusted_proxies: vec!["127.0.0.0/8".parse().expect("valid net"), "::1/128".parse().expect("valid net")],
             login_free_failures: 5,
             login_lockout: Duration::from_secs(1),

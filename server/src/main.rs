@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_auth::service::{AuthGrpc, bootstrap_admin};
 use vectron_auth::setup::{self, StoreLocation};
-use vectron_auth::store::KvStore;
 use vectron_common::raft::network::RaftRouter;
 use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
@@ -189,6 +188,10 @@ struct AuthArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     open_signup: bool,
+    /// Create an admin API key in this file if it is missing (mode 0600).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -296,11 +299,9 @@ async fn start_worker(
 }
 
 /// Starts the auth service; creates the first admin on first start (printing a
-/// generated password once). Returns the store for callers that add records of their own.
-async fn start_auth(
-    c: &AuthSection,
-    stop: watch::Receiver<bool>,
-) -> Result<(tokio::task::JoinHandle<()>, Arc<dyn KvStore>)> {
+/// generated password once) and, when configured, the admin API key file (printing the
+/// key once).
+async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
     let tokens = c.token_config()?;
     let listener = bind(c.listen, "auth").await?;
     let location = c.store_location();
@@ -318,14 +319,20 @@ async fn start_auth(
         Some(_) => tracing::info!(user = c.admin_user, "created the admin user from the configuration"),
         None => {}
     }
-    let service = AuthGrpc::new(store.clone(), tokens, c.service_config());
+    if let Some(path) = &c.admin_key_file {
+        let (key, created) =
+            setup::admin_key_file(store.clone(), &c.admin_user, path).await.context("creating the admin API key")?;
+        if created {
+            println!("Admin API key (shown once; kept in {}, mode 0600):\n    {key}", path.display());
+        }
+    }
+    let service = AuthGrpc::new(store, tokens, c.service_config());
     tracing::info!(listen = %c.listen, "auth service started");
-    let task = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         if let Err(e) = vectron_auth::service::serve(listener, service, stopped(stop)).await {
             tracing::error!("auth server: {e}");
         }
-    });
-    Ok((task, store))
+    }))
 }
 
 async fn start_gateway(
@@ -362,55 +369,40 @@ async fn start_gateway(
     ])
 }
 
-/// The admin API key of a dev cluster, and whether it was created by this start.
-struct DevAdminKey {
-    key: String,
-    created: bool,
-    path: PathBuf,
-}
-
 /// `vectron dev`'s auth service: the embedded store, a signing secret and an admin API
-/// key kept under the data dir (created on first start, mode 0600).
+/// key kept under the data dir (created on first start, mode 0600). Returns the key file.
 async fn start_dev_auth(
     dev: &DevSection,
     base: &AuthSection,
     stop: watch::Receiver<bool>,
-) -> Result<(tokio::task::JoinHandle<()>, DevAdminKey)> {
+) -> Result<(tokio::task::JoinHandle<()>, PathBuf)> {
     let dir = dev.data_dir.join("auth");
     let secret = dir.join("jwt.secret");
     setup::signing_key_or_create(&base.signing_key_id, &secret).context("creating the dev signing secret")?;
+    let key_file = dev.data_dir.join("admin.key");
     let auth = AuthSection {
         listen: dev.auth_listen,
         etcd: Vec::new(),
         data_dir: dir,
         signing_key_file: Some(secret),
         signing_secret: None,
+        admin_key_file: Some(key_file.clone()),
         ..base.clone()
     };
-    let (task, store) = start_auth(&auth, stop).await?;
-    let path = dev.data_dir.join("admin.key");
-    let (key, created) =
-        setup::admin_key_file(store, &auth.admin_user, &path).await.context("creating the dev admin API key")?;
-    Ok((task, DevAdminKey { key, created, path }))
+    Ok((start_auth(&auth, stop).await?, key_file))
 }
 
-fn print_dev_banner(dev: &DevSection, admin_key: Option<&DevAdminKey>) {
+fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>) {
     println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
     println!("  HTTP  http://{}/v1/collections", dev.http);
     println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
-    let Some(admin) = admin_key else {
+    let Some(key_file) = admin_key_file else {
         println!("  auth is off (--no-auth): every request has full access");
         println!("  try:  curl -s http://{}/v1/collections", dev.http);
         return;
     };
-    println!("  auth  {} (vectron.v1.AuthService)", dev.auth_listen);
-    if admin.created {
-        println!("  admin API key (shown once; kept in {}, mode 0600):", admin.path.display());
-        println!("        {}", admin.key);
-    } else {
-        println!("  admin API key: in {}", admin.path.display());
-    }
-    println!("  try:  curl -s -H \"x-api-key: $(cat {})\" http://{}/v1/collections", admin.path.display(), dev.http);
+    println!("  auth  {} (vectron.v1.AuthService); admin API key in {}", dev.auth_listen, key_file.display());
+    println!("  try:  curl -s -H \"x-api-key: $(cat {})\" http://{}/v1/collections", key_file.display(), dev.http);
 }
 
 /// The command line's flags as a partial config, under the subcommand's section.
@@ -436,7 +428,7 @@ async fn run(cli: Cli) -> Result<()> {
             tasks.extend(start_gateway(&config.gateway, stop, None).await?);
             tracing::info!(http = %config.gateway.http, grpc = %config.gateway.grpc, "gateway started");
         }
-        Command::Auth(_) => tasks.push(start_auth(&config.auth, stop).await?.0),
+        Command::Auth(_) => tasks.push(start_auth(&config.auth, stop).await?),
         Command::Dev(_) => {
             let dev = &config.dev;
             let placement = PlacementSection {
@@ -458,12 +450,12 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let (task, local) = start_worker(&worker, stop.clone()).await?;
             tasks.push(task);
-            let admin_key = if dev.no_auth {
+            let admin_key_file = if dev.no_auth {
                 None
             } else {
-                let (task, key) = start_dev_auth(dev, &config.auth, stop.clone()).await?;
+                let (task, key_file) = start_dev_auth(dev, &config.auth, stop.clone()).await?;
                 tasks.push(task);
-                Some(key)
+                Some(key_file)
             };
             let gateway = GatewaySection {
                 http: dev.http,
@@ -474,7 +466,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ..config.gateway.clone()
             };
             tasks.extend(start_gateway(&gateway, stop, Some(local)).await?);
-            print_dev_banner(dev, admin_key.as_ref());
+            print_dev_banner(dev, admin_key_file.as_ref());
         }
     }
     for t in tasks {
