@@ -17,11 +17,12 @@
 //! - [`client`]: the gateway's side: a caching client of the auth service and
 //!   per-key / per-user token-bucket rate limits.
 //! - [`error`]: the crate's error type, `AuthError`.
+//! - `testing` (with the `testing` feature): a real etcd process for tests.
 //!
 //! The gateway enforces access with [`client`] (its `auth` module: one tower layer for
-//! both transports, scope checks in every operation). Not built yet (issue "Auth
-//! service on etcd, and access control on every route"): the `vectron auth` subcommand
-//! and config, auth in `vectron dev`, and the console's HTTP routes.
+//! both transports, scope checks in every operation) and forwards the console's account
+//! routes to [`service`]; the `vectron auth` subcommand and `vectron dev` start it with
+//! [`setup`].
 
 pub mod client;
 pub mod error;
