@@ -17,6 +17,7 @@ use vectron_auth::service::AuthConfig;
 use vectron_auth::setup::StoreLocation;
 use vectron_auth::throttle::ThrottleConfig;
 use vectron_auth::tokens::{SigningKey, TokenConfig};
+use vectron_common::raft::timing::{GroupKind, LogCompaction};
 use vectron_engine::store::Durability;
 
 /// Every section; each process reads the one(s) it runs.
@@ -103,6 +104,11 @@ pub struct WorkerSection {
     #[serde(with = "humantime_serde")]
     pub heartbeat: Duration,
     pub durability: Durability,
+    /// A shard group snapshots (and may drop its log) after this many entries.
+    pub snapshot_after_entries: u64,
+    /// Entries kept behind a snapshot for replicas that lag a little; replicas further
+    /// behind are sent the shard's data.
+    pub log_entries_kept: u64,
 }
 
 impl Default for WorkerSection {
@@ -115,6 +121,8 @@ impl Default for WorkerSection {
             zone: String::new(),
             heartbeat: Duration::from_secs(1),
             durability: Durability::Process,
+            snapshot_after_entries: LogCompaction::default_for(GroupKind::Shard).snapshot_after,
+            log_entries_kept: LogCompaction::default_for(GroupKind::Shard).keep,
         }
     }
 }
@@ -336,6 +344,9 @@ impl Config {
         // are read by different processes, so each checks only its own.)
         if self.worker.heartbeat.is_zero() {
             bail!("worker.heartbeat must be positive");
+        }
+        if self.worker.snapshot_after_entries == 0 {
+            bail!("worker.snapshot_after_entries must be positive");
         }
         if self.placement.replace_after < self.placement.down_after {
             bail!("placement.replace_after must be at least placement.down_after");

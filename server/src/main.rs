@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use vectron_auth::service::{AuthGrpc, bootstrap_admin};
 use vectron_auth::setup::{self, StoreLocation};
 use vectron_common::raft::network::RaftRouter;
+use vectron_common::raft::timing::LogCompaction;
 use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
 use vectron_gateway::routing::LocalWorker;
@@ -137,6 +138,14 @@ struct WorkerArgs {
     #[arg(long, value_parser = parse_durability)]
     #[serde(skip_serializing_if = "Option::is_none")]
     durability: Option<Durability>,
+    /// A shard group snapshots (and may drop its log) after this many entries [default: 20000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_after_entries: Option<u64>,
+    /// Entries kept behind a snapshot for lagging replicas [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_entries_kept: Option<u64>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -283,6 +292,7 @@ async fn start_worker(
         zone: c.zone.clone(),
         heartbeat: c.heartbeat,
         durability: c.durability,
+        compaction: LogCompaction { snapshot_after: c.snapshot_after_entries, keep: c.log_entries_kept },
     };
     let router = RaftRouter::default();
     let host = WorkerHost::start(config, router.clone()).await.context("starting the worker")?;

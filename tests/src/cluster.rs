@@ -96,11 +96,19 @@ pub struct ClusterSpec {
     /// Seconds a worker may be down before its replicas are replaced.
     pub replace_after_secs: f64,
     pub down_after_secs: f64,
+    /// Extra flags for every worker.
+    pub worker_args: Vec<String>,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        ClusterSpec { placement_nodes: 1, workers: 3, replace_after_secs: 600.0, down_after_secs: 3.0 }
+        ClusterSpec {
+            placement_nodes: 1,
+            workers: 3,
+            replace_after_secs: 600.0,
+            down_after_secs: 3.0,
+            worker_args: Vec::new(),
+        }
     }
 }
 
@@ -113,6 +121,7 @@ pub struct Cluster {
     pub gateway: Node,
     pub http: String,
     pub grpc: String,
+    worker_args: Vec<String>,
 }
 
 impl Cluster {
@@ -156,7 +165,8 @@ impl Cluster {
             "--no-auth".into(),
         ];
         let gateway = Node::start("gateway", &grpc, args, dir.path());
-        let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc };
+        let mut cluster =
+            Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args: spec.worker_args };
         for _ in 0..spec.workers {
             cluster.add_worker();
         }
@@ -172,7 +182,7 @@ impl Cluster {
         let i = self.workers.len();
         let name = format!("worker-{}", i + 1);
         let addr = format!("127.0.0.1:{}", free_port());
-        let args = vec![
+        let mut args = vec![
             "worker".into(),
             "--listen".into(),
             addr.clone(),
@@ -183,6 +193,7 @@ impl Cluster {
             "--heartbeat".into(),
             "300ms".into(),
         ];
+        args.extend(self.worker_args.iter().cloned());
         self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
         i
     }

@@ -417,17 +417,21 @@ async fn placement_of(client: &Client, name: &str) -> Vec<(Vec<String>, Option<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_worker_is_replaced_and_the_new_replica_has_the_data() {
+    // Logs compact every 10 entries and keep none: the new replica cannot catch up from
+    // the log and must be sent the shards' data (a snapshot file, in chunks).
+    let compaction = ["--snapshot-after-entries", "10", "--log-entries-kept", "0"];
     let mut cluster = Cluster::start(ClusterSpec {
         workers: 3,
         replace_after_secs: 2.0,
         down_after_secs: 2.0,
+        worker_args: compaction.iter().map(|s| s.to_string()).collect(),
         ..ClusterSpec::default()
     });
     let client = must_connect(&cluster).await;
     let name = "heal";
     must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(2).replication_factor(3), &cluster).await;
     let ids: Vec<u64> = (1..=600).collect();
-    for chunk in ids.chunks(100) {
+    for chunk in ids.chunks(20) {
         client.upsert(name, chunk.iter().map(|&i| point(i)).collect()).await.expect("upsert");
     }
     let dead = 2;
@@ -436,7 +440,7 @@ async fn a_dead_worker_is_replaced_and_the_new_replica_has_the_data() {
     let fresh = cluster.add_worker();
     let fresh_addr = cluster.workers[fresh].addr.clone();
     // The scheduler moves the dead worker's replicas to the new one, which receives
-    // them by snapshot or log and becomes a voter.
+    // them by snapshot and becomes a voter.
     eventually(Duration::from_secs(60), "RF=3 restored without the dead worker", || async {
         let p = placement_of(&client, name).await;
         let healed = p.iter().all(|(addrs, leader, states)| {
@@ -449,6 +453,8 @@ async fn a_dead_worker_is_replaced_and_the_new_replica_has_the_data() {
         healed.then_some(())
     })
     .await;
+    let installs = cluster.workers[fresh].log_tail(400).matches("snapshot installed").count();
+    assert_eq!(installs, 2, "both shards arrived by snapshot\n{}", cluster.workers[fresh].log_tail(40));
     // Kill one of the two old replicas: the remaining majority (one old replica and
     // the new one) must still serve every point, so the new replica holds them all.
     let survivor_to_kill = (0..2).find(|&i| i != dead).unwrap();

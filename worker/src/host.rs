@@ -25,7 +25,7 @@ use parking_lot::RwLock;
 use vectron_common::convert::shard_config;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
-use vectron_common::raft::timing::{GroupKind, raft_config};
+use vectron_common::raft::timing::{GroupKind, LogCompaction, raft_config_with};
 use vectron_common::raft::{NodeId, leader_hint, open_storage};
 use vectron_common::status::WireError;
 use vectron_engine::store::Durability;
@@ -46,6 +46,8 @@ pub struct WorkerConfig {
     pub zone: String,
     pub heartbeat: Duration,
     pub durability: Durability,
+    /// When shard groups compact their logs.
+    pub compaction: LogCompaction,
 }
 
 /// A hosted replica.
@@ -220,14 +222,18 @@ impl WorkerHost {
             ShardId(shard_id),
             self.storage.clone(),
             self.config.data_dir.join("graphs"),
+            self.config.data_dir.join("snapshots"),
             log.clone(),
             config,
         )?;
         let slot = sm.slot();
+        let started = sm.clone();
         let network = GrpcNetworkFactory::new(shard_id, self.channels.clone());
-        let raft = Raft::new(self.id, Arc::new(raft_config(GroupKind::Shard)), network, log, sm)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft =
+            Raft::new(self.id, Arc::new(raft_config_with(GroupKind::Shard, self.config.compaction)), network, log, sm)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        started.group_started();
         self.router.register(shard_id, raft.clone());
         let replica = Arc::new(Replica { shard_id, raft, slot, changing: AtomicBool::new(false) });
         self.replicas.write().insert(shard_id, replica.clone());

@@ -3,7 +3,7 @@
 //!
 //! Layout:
 //! - [`replica`]: a shard group's Raft types and its state machine over the engine's
-//!   `Shard` (apply, snapshots).
+//!   `Shard` (apply, snapshots); [`snapshot`]: the snapshot file format.
 //! - [`host`]: the process's replicas, registration, heartbeats, and reconciliation
 //!   with the placement driver's routing table (create, drop, move membership).
 //! - [`service`]: the `Worker` gRPC service (per-shard writes and reads at a
@@ -12,5 +12,6 @@
 pub mod host;
 pub mod replica;
 pub mod service;
+pub mod snapshot;
 
 pub use host::{WorkerConfig, WorkerHost};

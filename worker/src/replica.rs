@@ -8,15 +8,20 @@
 //! identically on every replica and answered as a typed error; a storage failure stops
 //! the group instead (it must not diverge).
 //!
-//! Snapshots carry the shard's config and every point (vector and payload). Building one
-//! copies the shard's points under the state machine's turn (applies wait), so the copy
-//! is exactly the state at its log id. Installing one drops the local shard, creates it
-//! afresh and loads the points; a `restoring` marker makes a crash mid-install start
+//! Snapshots carry the shard's config and every point (vector and payload), as a file
+//! ([`crate::snapshot`]), never whole in memory. The state machine is persistent, so its
+//! current state *is* its snapshot: openraft's periodic "build" only needs the log id
+//! (it keeps the meta and drops the data, then purges the log up to it), so building
+//! records the meta and copies nothing. Data is copied only when a replica must be sent
+//! one ([`RaftStateMachine::get_current_snapshot`] once the group runs): page by page
+//! into a file, under the state machine's turn (applies wait), so the copy is exactly
+//! the state at its log id. Installing one drops the local shard, creates it afresh and
+//! loads the points page by page; a `restoring` marker makes a crash mid-install start
 //! over from an empty replica, which the leader then sends a snapshot again.
 
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -27,10 +32,11 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use vectron_common::raft::NodeId;
 use vectron_common::raft::applied::AppliedMeta;
-use vectron_common::raft::codec::{decode, encode};
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_engine::shard::MAX_TOP_K;
 use vectron_engine::{EngineError, Point, Shard, ShardConfig, ShardId, Storage, WriteOp};
+
+use crate::snapshot::{SnapshotReader, SnapshotWriter};
 
 /// A write as a log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +58,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = BasicNode,
         Entry = Entry<ShardTypes>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 pub type ShardLog = RocksLogStore<ShardTypes>;
@@ -109,22 +115,19 @@ pub fn is_retired(log: &ShardLog) -> Result<bool, StorageError<NodeId>> {
     Ok(log.get_meta::<bool>(RETIRED_KEY)?.unwrap_or(false))
 }
 
-/// A snapshot's content.
-#[derive(Debug, Serialize, Deserialize)]
-struct ShardSnapshot {
-    config: ShardConfig,
-    points: Vec<Point>,
-}
-
 /// The state machine of one shard replica.
 #[derive(Debug, Clone)]
 pub struct ShardStateMachine {
     id: ShardId,
     storage: Storage,
     graphs_dir: PathBuf,
+    /// Where snapshot files (unnamed) are made.
+    snapshots_dir: PathBuf,
     slot: ShardSlot,
     meta: ShardLog,
     applied: Arc<Mutex<AppliedMeta>>,
+    /// Set once the Raft group runs (see [`ShardStateMachine::group_started`]).
+    started: Arc<AtomicBool>,
 }
 
 fn sm_read(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
@@ -139,18 +142,33 @@ fn snapshot_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
     StorageIOError::read_snapshot(None, &e).into()
 }
 
+fn snapshot_write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+/// A snapshot's id: the log id it covers (two snapshots at one log id hold the same
+/// state, with or without its data).
+fn snapshot_id(last_applied: Option<LogId<NodeId>>) -> String {
+    match last_applied {
+        Some(l) => format!("{}-{}", l.leader_id, l.index),
+        None => "empty".to_owned(),
+    }
+}
+
 fn join_err(e: tokio::task::JoinError) -> StorageError<NodeId> {
     sm_write(std::io::Error::other(e.to_string()))
 }
 
 impl ShardStateMachine {
-    /// Opens (or, with `config`, creates) the shard's state machine. A replica that
+    /// Opens (or, with `config`, creates) the shard's state machine; HNSW graphs are
+    /// kept under `graphs_dir`, snapshot files made in `snapshots_dir`. A replica that
     /// crashed while installing a snapshot is emptied: it reports nothing applied and is
     /// sent a snapshot again.
     pub fn open(
         id: ShardId,
         storage: Storage,
         graphs_dir: PathBuf,
+        snapshots_dir: PathBuf,
         meta: ShardLog,
         config: Option<ShardConfig>,
     ) -> Result<ShardStateMachine, StorageError<NodeId>> {
@@ -181,7 +199,24 @@ impl ShardStateMachine {
                 slot.put(s);
             }
         }
-        Ok(ShardStateMachine { id, storage, graphs_dir, slot, meta, applied: Arc::new(Mutex::new(applied)) })
+        Ok(ShardStateMachine {
+            id,
+            storage,
+            graphs_dir,
+            snapshots_dir,
+            slot,
+            meta,
+            applied: Arc::new(Mutex::new(applied)),
+            started: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Marks the group as running (call on a clone after `Raft::new`). Until then the
+    /// current snapshot is answered with its meta only: openraft asks for it once while
+    /// starting, for the meta alone, and copying a whole shard at every start would make
+    /// restarts slow. After it, a current snapshot carries the data.
+    pub fn group_started(&self) {
+        self.started.store(true, Ordering::Release);
     }
 
     pub fn slot(&self) -> ShardSlot {
@@ -192,37 +227,59 @@ impl ShardStateMachine {
         self.meta.put_meta(SM_KEY, applied)
     }
 
-    /// Copies the shard's points (in pages) into a snapshot of the current state.
+    /// A snapshot of the current state's meta, with no data (an empty file).
+    fn meta_only(&self) -> Result<Snapshot<ShardTypes>, StorageError<NodeId>> {
+        let applied = self.applied.lock().clone();
+        let file = crate::snapshot::temp_file(&self.snapshots_dir).map_err(snapshot_write_err)?;
+        Ok(Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership,
+                snapshot_id: snapshot_id(applied.last_applied),
+            },
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
+        })
+    }
+
+    /// Copies the shard's points, a page at a time, into a snapshot file of the current
+    /// state (blocking; call it on the state machine's turn).
     fn copy_out(&self) -> Result<Snapshot<ShardTypes>, StorageError<NodeId>> {
         let applied = self.applied.lock().clone();
         let shard = self.slot.get().ok_or_else(|| snapshot_err(std::io::Error::other("shard is being restored")))?;
-        let mut points = Vec::with_capacity(shard.len());
+        let file = crate::snapshot::temp_file(&self.snapshots_dir).map_err(snapshot_write_err)?;
+        let mut out = SnapshotWriter::new(file, shard.config()).map_err(snapshot_write_err)?;
         let mut from = None;
         loop {
             let page = shard.scroll(None, from.as_ref(), MAX_TOP_K, true, true).map_err(snapshot_err)?;
-            for r in page.points {
-                let vector = r.vector.unwrap_or_default();
-                let payload = r.payload.filter(|p| !p.is_empty());
-                points.push(Point { id: r.id, vector, payload });
-            }
+            let points: Vec<Point> = page
+                .points
+                .into_iter()
+                .map(|r| Point {
+                    id: r.id,
+                    vector: r.vector.unwrap_or_default(),
+                    payload: r.payload.filter(|p| !p.is_empty()),
+                })
+                .collect();
+            out.page(&points).map_err(snapshot_write_err)?;
             match page.next {
                 Some(next) => from = Some(next),
                 None => break,
             }
         }
-        let data = encode(&ShardSnapshot { config: shard.config().clone(), points }).map_err(snapshot_err)?;
-        let snapshot_id = match applied.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
-            None => format!("empty-{}", data.len()),
-        };
+        let (file, _) = out.finish().map_err(snapshot_write_err)?;
         Ok(Snapshot {
-            meta: SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id },
-            snapshot: Box::new(Cursor::new(data)),
+            meta: SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership,
+                snapshot_id: snapshot_id(applied.last_applied),
+            },
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
 
-/// Builds a snapshot from the copy taken when the builder was made.
+/// "Builds" a snapshot: the meta taken when the builder was made (see the module docs:
+/// openraft keeps only the meta of a built snapshot).
 #[derive(Debug)]
 pub struct ShardSnapshotBuilder(Option<Result<Snapshot<ShardTypes>, StorageError<NodeId>>>);
 
@@ -279,44 +336,47 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> ShardSnapshotBuilder {
-        // Copied here, on the state machine's turn, so no apply interleaves.
-        let this = self.clone();
-        let copy = tokio::task::spawn_blocking(move || this.copy_out()).await.map_err(join_err).and_then(|r| r);
-        ShardSnapshotBuilder(Some(copy))
+        ShardSnapshotBuilder(Some(self.meta_only()))
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        let file = crate::snapshot::temp_file(&self.snapshots_dir).map_err(snapshot_write_err)?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
-        let content: ShardSnapshot = decode(snapshot.get_ref()).map_err(snapshot_err)?;
+        let file = snapshot.into_std().await;
+        // Checked before the local shard is touched: a corrupt file changes nothing.
+        let (mut pages, config) = SnapshotReader::new(file).map_err(snapshot_err)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
-        tracing::info!(shard = self.id.0, index, points = content.points.len(), "installing snapshot");
+        tracing::info!(shard = self.id.0, index, "installing snapshot");
         self.meta.put_meta(RESTORING_KEY, &true)?;
         let (storage, id, dir, slot) = (self.storage.clone(), self.id, self.graphs_dir.clone(), self.slot.clone());
-        let shard = tokio::task::spawn_blocking(move || -> Result<Shard, EngineError> {
+        let shard = tokio::task::spawn_blocking(move || -> Result<Shard, StorageError<NodeId>> {
             if let Some(old) = slot.take_blocking() {
-                old.destroy()?;
+                old.destroy().map_err(sm_write)?;
             }
-            let shard = Shard::create(&storage, id, content.config, &dir)?;
+            let shard = Shard::create(&storage, id, config, &dir).map_err(sm_write)?;
             let chunk = shard.config().limits.max_batch.max(1);
-            let mut points = content.points;
-            while !points.is_empty() {
-                let rest = points.split_off(points.len().min(chunk));
-                shard.restore_chunk(index, points)?;
-                points = rest;
+            let mut restored = 0usize;
+            while let Some(mut points) = pages.next_page().map_err(snapshot_err)? {
+                restored += points.len();
+                while !points.is_empty() {
+                    let rest = points.split_off(points.len().min(chunk));
+                    shard.restore_chunk(index, points).map_err(sm_write)?;
+                    points = rest;
+                }
             }
-            shard.restore_chunk(index, Vec::new())?;
+            shard.restore_chunk(index, Vec::new()).map_err(sm_write)?;
+            tracing::info!(shard = id.0, index, points = restored, "snapshot installed");
             Ok(shard)
         })
         .await
-        .map_err(join_err)?
-        .map_err(sm_write)?;
+        .map_err(join_err)??;
         self.slot.put(shard);
         let applied = AppliedMeta { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
         self.save_applied(&applied)?;
@@ -329,6 +389,9 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
         // The state machine is persistent: its current state is a valid snapshot.
         if self.applied.lock().last_applied.is_none() {
             return Ok(None);
+        }
+        if !self.started.load(Ordering::Acquire) {
+            return self.meta_only().map(Some);
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.copy_out()).await.map_err(join_err)?.map(Some)
@@ -351,8 +414,15 @@ mod tests {
             let storage = open_storage(&dir.path().join("db"), Default::default()).expect("open storage");
             let log = ShardLog::new(storage.db().clone(), 7, false);
             let config = ShardConfig::new(2, Distance::Euclid);
-            let sm =
-                ShardStateMachine::open(ShardId(7), storage, dir.path().join("graphs"), log.clone(), Some(config))?;
+            let sm = ShardStateMachine::open(
+                ShardId(7),
+                storage,
+                dir.path().join("graphs"),
+                dir.path().join("snap"),
+                log.clone(),
+                Some(config),
+            )?;
+            sm.group_started(); // the suite transfers snapshots without a Raft group
             Ok((dir, log, sm))
         }
     }
@@ -382,7 +452,14 @@ mod tests {
     fn open(dir: &std::path::Path, config: Option<ShardConfig>) -> ShardStateMachine {
         let storage = open_storage(&dir.join("db"), Default::default()).unwrap();
         let log = ShardLog::new(storage.db().clone(), 3, false);
-        ShardStateMachine::open(ShardId(3), storage, dir.join("graphs"), log, config).unwrap()
+        let sm =
+            ShardStateMachine::open(ShardId(3), storage, dir.join("graphs"), dir.join("snap"), log, config).unwrap();
+        sm.group_started();
+        sm
+    }
+
+    async fn data_of(snapshot: Snapshot<ShardTypes>) -> usize {
+        snapshot.snapshot.into_std().await.metadata().unwrap().len() as usize
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -409,10 +486,20 @@ mod tests {
             .unwrap();
         assert_eq!(bad[0].refused.as_ref().map(|r| r.0), Some(vectron_proto::v1::ErrorCode::DimensionMismatch as i32));
 
-        let snapshot = a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        // Building one (openraft's periodic compaction) records the log id and copies nothing.
+        let built = a.get_snapshot_builder().await.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(5));
+        assert_eq!(data_of(built).await, 0);
+        // One to send carries the data, from a file.
+        let snapshot = a.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(5));
         let mut b = open(b_dir.path(), None);
-        b.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        // Received as openraft does: chunks written into the file the follower provides.
+        let mut received = b.begin_receiving_snapshot().await.unwrap();
+        let mut sent = snapshot.snapshot;
+        let copied = tokio::io::copy(&mut sent, &mut *received).await.unwrap();
+        assert!(copied > 2499 * 8, "{copied} bytes");
+        b.install_snapshot(&snapshot.meta, received).await.unwrap();
         let (applied, _) = b.applied_state().await.unwrap();
         assert_eq!(applied.map(|l| l.index), Some(5));
         let shard = b.slot().get().unwrap();
@@ -427,6 +514,42 @@ mod tests {
         let out = b.apply([entry(6, WriteOp::Upsert(points(3000..3001)))]).await.unwrap();
         assert_eq!(out[0].affected, 1);
         assert_eq!(b.slot().get().unwrap().len(), 2500);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn snapshots_copy_nothing_while_starting_and_corrupt_ones_change_nothing() {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let config = ShardConfig::new(2, Distance::Euclid);
+        let storage = open_storage(&a_dir.path().join("db"), Default::default()).unwrap();
+        let log = ShardLog::new(storage.db().clone(), 3, false);
+        let (graphs, snaps) = (a_dir.path().join("graphs"), a_dir.path().join("snap"));
+        let mut a = ShardStateMachine::open(ShardId(3), storage, graphs, snaps, log, Some(config)).unwrap();
+        a.apply([entry(1, WriteOp::Upsert(points(0..100)))]).await.unwrap();
+        // What openraft asks for while the group starts: the meta, without a copy.
+        let starting = a.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(starting.meta.last_log_id.map(|l| l.index), Some(1));
+        assert_eq!(data_of(starting).await, 0);
+        a.group_started();
+        let full = a.get_current_snapshot().await.unwrap().unwrap();
+        let meta = full.meta.clone();
+        let bytes = data_of(full).await;
+        assert!(bytes > 100 * 8, "{bytes}");
+
+        // A follower with data of its own receives a truncated file: refused, untouched.
+        let mut b = open(b_dir.path(), Some(ShardConfig::new(2, Distance::Euclid)));
+        b.apply([entry(1, WriteOp::Upsert(points(500..510)))]).await.unwrap();
+        let mut sent = a.get_current_snapshot().await.unwrap().unwrap().snapshot.into_std().await;
+        let mut received = b.begin_receiving_snapshot().await.unwrap().into_std().await;
+        std::io::copy(&mut sent, &mut received).unwrap();
+        received.set_len(bytes as u64 - 1).unwrap();
+        let e = b.install_snapshot(&meta, Box::new(tokio::fs::File::from_std(received))).await.unwrap_err();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        assert_eq!(b.slot().get().unwrap().len(), 10, "the local shard is untouched");
+        assert_eq!(b.applied_state().await.unwrap().0.map(|l| l.index), Some(1));
+        // Nothing is left on disk: snapshot files have no names.
+        for dir in [a_dir.path().join("snap"), b_dir.path().join("snap")] {
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "{}", dir.display());
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

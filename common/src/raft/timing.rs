@@ -17,10 +17,36 @@ pub enum GroupKind {
     Shard,
 }
 
+/// When a group compacts its log: a snapshot once `snapshot_after` entries were applied
+/// since the last one, keeping `keep` entries behind it for replicas that lag a little
+/// (replicas further behind are sent a snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCompaction {
+    pub snapshot_after: u64,
+    pub keep: u64,
+}
+
+impl LogCompaction {
+    /// The default for `kind`. A shard's snapshot "build" copies nothing (its state
+    /// machine is persistent), so the threshold only bounds the log kept on disk.
+    pub const fn default_for(kind: GroupKind) -> LogCompaction {
+        match kind {
+            GroupKind::Placement => LogCompaction { snapshot_after: 5_000, keep: 1_000 },
+            GroupKind::Shard => LogCompaction { snapshot_after: 20_000, keep: 1_000 },
+        }
+    }
+}
+
+/// The Raft config of a group of `kind` with its default log compaction.
 pub fn raft_config(kind: GroupKind) -> Config {
-    let (heartbeat, election_min, election_max, snapshot_every) = match kind {
-        GroupKind::Placement => (150, 750, 1500, 5_000),
-        GroupKind::Shard => (200, 800, 1600, 20_000),
+    raft_config_with(kind, LogCompaction::default_for(kind))
+}
+
+/// The Raft config of a group of `kind` compacting its log as `compaction` says.
+pub fn raft_config_with(kind: GroupKind, compaction: LogCompaction) -> Config {
+    let (heartbeat, election_min, election_max) = match kind {
+        GroupKind::Placement => (150, 750, 1500),
+        GroupKind::Shard => (200, 800, 1600),
     };
     let config = Config {
         cluster_name: match kind {
@@ -32,11 +58,11 @@ pub fn raft_config(kind: GroupKind) -> Config {
         election_timeout_max: election_max,
         // A shard snapshot is the shard's whole data; give slow links time.
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(compaction.snapshot_after.max(1)),
+        max_in_snapshot_log_to_keep: compaction.keep,
         snapshot_max_chunk_size: 4 << 20,
         max_payload_entries: 64,
         ..Default::default()
     };
-    config.validate().expect("static Raft timing is valid")
+    config.validate().expect("Raft timing is valid")
 }
