@@ -182,20 +182,39 @@ impl Cluster {
         let i = self.workers.len();
         let name = format!("worker-{}", i + 1);
         let addr = format!("127.0.0.1:{}", free_port());
+        let args = self.worker_args(&name, &addr);
+        self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
+        i
+    }
+
+    /// Kills worker `i` and starts it again on its data at a new address (a rescheduled
+    /// pod); returns the new address.
+    pub fn move_worker(&mut self, i: usize) -> String {
+        let name = self.workers[i].name.clone();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let args = self.worker_args(&name, &addr);
+        let w = &mut self.workers[i];
+        w.kill();
+        w.addr = addr.clone();
+        w.args = args;
+        w.spawn();
+        addr
+    }
+
+    fn worker_args(&self, name: &str, addr: &str) -> Vec<String> {
         let mut args = vec![
             "worker".into(),
             "--listen".into(),
-            addr.clone(),
+            addr.to_owned(),
             "--placement".into(),
             self.placement_list(),
             "--data-dir".into(),
-            self.dir.path().join(&name).display().to_string(),
+            self.dir.path().join(name).display().to_string(),
             "--heartbeat".into(),
             "300ms".into(),
         ];
         args.extend(self.worker_args.iter().cloned());
-        self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
-        i
+        args
     }
 
     /// The index of the worker listening at `addr`.

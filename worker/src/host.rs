@@ -319,6 +319,7 @@ impl WorkerHost {
             return;
         }
         let addr_of: BTreeMap<u64, String> = table.workers.iter().map(|w| (w.id, w.address.clone())).collect();
+        self.channels.set_addresses(addr_of.iter().map(|(id, a)| (*id, a.clone())));
         let mut existing: BTreeSet<u64> = BTreeSet::new();
         for c in &table.collections {
             for shard in &c.shards {

@@ -37,10 +37,16 @@ use super::codec::{decode, encode};
 use super::{GroupId, NodeId};
 use crate::status::{WireError, from_status, to_status};
 
-/// Lazily connected channels to peers, by address, shared by every group of a process.
+/// Lazily connected channels to peers, by address, shared by every group of a process;
+/// and the process's address book: where each node is now. A Raft membership records a
+/// node's address when the node joins; a worker that comes back at another address
+/// (a rescheduled pod, say) re-registers it with the placement driver, and the worker
+/// host keeps this book current from the routing table, so every group reaches the node
+/// at its current address without a membership change.
 #[derive(Clone, Default)]
 pub struct PeerChannels {
     channels: Arc<RwLock<HashMap<String, Channel>>>,
+    addresses: Arc<RwLock<HashMap<NodeId, String>>>,
 }
 
 impl std::fmt::Debug for PeerChannels {
@@ -50,6 +56,21 @@ impl std::fmt::Debug for PeerChannels {
 }
 
 impl PeerChannels {
+    /// Replaces the address book (node id → `host:port`).
+    pub fn set_addresses(&self, addresses: impl IntoIterator<Item = (NodeId, String)>) {
+        let book: HashMap<NodeId, String> = addresses.into_iter().collect();
+        let mut current = self.addresses.write();
+        if *current != book {
+            *current = book;
+        }
+    }
+
+    /// Where `node` is: the address book's entry, or else `recorded` (the address in the
+    /// group's membership).
+    pub fn address_of(&self, node: NodeId, recorded: &str) -> String {
+        self.addresses.read().get(&node).cloned().unwrap_or_else(|| recorded.to_owned())
+    }
+
     /// The channel to `addr` (`host:port`), created on first use.
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         if let Some(c) = self.channels.read().get(addr) {
@@ -126,7 +147,8 @@ impl GrpcNetwork {
         E: DeserializeOwned,
     {
         let body = encode(req).map_err(|e| CallError::Network(NetworkError::new(&e)))?;
-        let channel = self.channels.get(&self.addr).map_err(|e| CallError::Unreachable(Unreachable::new(&e)))?;
+        let addr = self.channels.address_of(self.target, &self.addr);
+        let channel = self.channels.get(&addr).map_err(|e| CallError::Unreachable(Unreachable::new(&e)))?;
         let mut client = RaftTransportClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
