@@ -4,7 +4,8 @@
 //! → change membership), so a shard is never left without a quorum by the scheduler.
 //!
 //! Each tick:
-//! 1. marks workers that stopped heartbeating down (and raises `worker_down`);
+//! 1. marks workers that stopped heartbeating down (and raises `worker_down`, resolved
+//!    once they are up again);
 //! 2. replaces replicas on workers that have been down past the grace period, that were
 //!    removed, or that are draining, with replicas on the least-loaded up workers
 //!    (distinct zones first);
@@ -69,11 +70,15 @@ async fn tick(
             .map(|w| w.id)
             .collect()
     };
-    for id in silent {
+    for &id in &silent {
         tracing::warn!(worker = id, "worker stopped heartbeating; marking it down");
         node.propose(Command::SetWorkerState(SetWorkerState { worker_id: id, state: WorkerState::Down as i32 }))
             .await?;
         raise(node, "worker_down", format!("worker {id}"), format!("worker {id} stopped heartbeating")).await?;
+    }
+    // Workers back up (by heartbeat or by registering again) end their alerts.
+    for w in workers.iter().filter(|w| is(w.state, WorkerState::Up) && !silent.contains(&w.id)) {
+        resolve_alerts(node, "worker_down", &format!("worker {}", w.id)).await;
     }
 
     // 2. Replacements.
@@ -95,8 +100,14 @@ async fn tick(
             } else {
                 resolve_alerts(node, "shard_under_replicated", &subject).await;
             }
-            let led =
-                node.liveness.lock().values().any(|l| l.shards.iter().any(|r| r.shard_id == shard.id && r.leader));
+            // Only live workers' reports count: a dead leader's last report still says
+            // it leads.
+            let led = node
+                .liveness
+                .lock()
+                .iter()
+                .filter(|(id, _)| up.contains(id))
+                .any(|(_, l)| l.shards.iter().any(|r| r.shard_id == shard.id && r.leader));
             if led {
                 leaderless_since.remove(&shard.id);
                 resolve_alerts(node, "shard_without_leader", &subject).await;

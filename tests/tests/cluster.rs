@@ -652,3 +652,65 @@ async fn a_worker_back_at_a_new_address_keeps_replicating() {
         assert_eq!(hit, Some(PointId::Num(id)), "point {id} reached the moved worker\n{}", cluster.logs(30));
     }
 }
+
+/// The active alerts as (kind, subject).
+async fn active_alerts(cluster: &Cluster) -> Option<BTreeSet<(String, String)>> {
+    let r: Value = reqwest::get(format!("http://{}/v1/alerts", cluster.http)).await.ok()?.json().await.ok()?;
+    let alerts = r["alerts"].as_array()?;
+    Some(
+        alerts
+            .iter()
+            .map(|a| (a["kind"].as_str().unwrap_or("").into(), a["subject"].as_str().unwrap_or("").into()))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_rise_for_lost_workers_and_leaderless_shards_and_resolve_when_they_return() {
+    let mut cluster = Cluster::start(ClusterSpec { workers: 3, down_after_secs: 1.0, ..ClusterSpec::default() });
+    let client = must_connect(&cluster).await;
+    let name = "alerting";
+    must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(1).replication_factor(3), &cluster).await;
+    eventually(Duration::from_secs(30), "the shard led", || async {
+        all_shards_led(&client, name, 1).await.then_some(())
+    })
+    .await;
+    assert_eq!(active_alerts(&cluster).await, Some(BTreeSet::new()), "a healthy cluster has no alerts");
+    let status = client.collection_status(name).await.unwrap();
+    let shard = format!("shard {}", status.shards[0].shard_id);
+    let workers: Value =
+        reqwest::get(format!("http://{}/v1/admin/workers", cluster.http)).await.unwrap().json().await.unwrap();
+    let id_of = |addr: &str| {
+        let w = workers["workers"].as_array().unwrap().iter().find(|w| w["address"] == json!(addr)).unwrap();
+        format!("worker {}", w["id"])
+    };
+
+    // Two of three replicas lost: the majority is gone, so is the leader.
+    let lost = [1, 2];
+    for i in lost {
+        cluster.workers[i].kill();
+    }
+    let mut expected: BTreeSet<(String, String)> =
+        lost.iter().map(|&i| ("worker_down".to_owned(), id_of(&cluster.workers[i].addr))).collect();
+    expected.insert(("shard_under_replicated".into(), shard.clone()));
+    expected.insert(("shard_without_leader".into(), shard.clone()));
+    let seen = eventually(Duration::from_secs(40), "the alerts", || async {
+        let active = active_alerts(&cluster).await?;
+        expected.is_subset(&active).then_some(active)
+    })
+    .await;
+    assert_eq!(seen, expected, "no other alerts");
+
+    // Back: every alert resolves by itself, and stays listed as resolved.
+    for i in lost {
+        cluster.workers[i].restart();
+    }
+    eventually(Duration::from_secs(40), "the alerts to resolve", || async {
+        active_alerts(&cluster).await.filter(BTreeSet::is_empty)
+    })
+    .await;
+    let all: Value =
+        reqwest::get(format!("http://{}/v1/alerts?all=true", cluster.http)).await.unwrap().json().await.unwrap();
+    let resolved = all["alerts"].as_array().unwrap().iter().filter(|a| a["resolved_at_ms"].is_u64()).count();
+    assert_eq!(resolved, expected.len(), "{all}");
+}

@@ -50,6 +50,17 @@ pub struct WorkerConfig {
     pub compaction: LogCompaction,
 }
 
+/// A leader that heard from no quorum for this long cannot commit: it is not reported as
+/// leading (so a shard whose majority is gone shows as leaderless).
+const QUORUM_ACK_STALE_MS: u64 = 3_000;
+
+/// Whether the group's metrics show `me` leading with a live quorum.
+fn leads(m: &openraft::RaftMetrics<NodeId, BasicNode>, me: NodeId) -> bool {
+    let leader = m.current_leader == Some(me) && m.state == ServerState::Leader;
+    let alone = m.membership_config.membership().voter_ids().count() <= 1;
+    leader && (alone || m.millis_since_quorum_ack.is_some_and(|ms| ms < QUORUM_ACK_STALE_MS))
+}
+
 /// A hosted replica.
 pub struct Replica {
     pub shard_id: u64,
@@ -283,7 +294,7 @@ impl WorkerHost {
                 let m = r.raft.metrics().borrow().clone();
                 pi::ShardReport {
                     shard_id: r.shard_id,
-                    leader: m.current_leader == Some(self.id) && m.state == ServerState::Leader,
+                    leader: leads(&m, self.id),
                     term: m.current_term,
                     voters: m.membership_config.membership().voter_ids().collect(),
                     points_count: r.slot.get().map_or(0, |s| s.len() as u64),
