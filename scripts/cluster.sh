@@ -25,25 +25,28 @@ start() { # name, args...
   pids+=($!)
   printf '%-12s pid %-7s log %s\n             restart: %s %s\n' "$name" "$!" "$dir/$name.log" "$bin" "$*"
 }
+new_secret() { # path: 256 random bits as hex, owner-only, kept across runs
+  [ -s "$1" ] || { mkdir -p "$(dirname "$1")"; (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$1"); }
+}
+cluster_secret="$dir/cluster.secret"   # authenticates the internal APIs
+new_secret "$cluster_secret"
 members="1=127.0.0.1:6001,2=127.0.0.1:6002,3=127.0.0.1:6003"
 placement="127.0.0.1:6001,127.0.0.1:6002,127.0.0.1:6003"
 for i in 1 2 3; do
   start "placement-$i" placement --node-id "$i" --listen "127.0.0.1:600$i" --initial-members "$members" \
-    --data-dir "$dir/placement-$i"
+    --data-dir "$dir/placement-$i" --cluster-secret-file "$cluster_secret"
 done
 zones=(a b c)
 for i in 1 2 3; do
   start "worker-$i" worker --listen "127.0.0.1:909$i" --placement "$placement" --zone "${zones[$((i-1))]}" \
-    --data-dir "$dir/worker-$i"
+    --data-dir "$dir/worker-$i" --cluster-secret-file "$cluster_secret"
 done
 secret="$dir/auth/jwt.secret"
-if [ ! -s "$secret" ]; then
-  mkdir -p "$dir/auth"
-  (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$secret")
-fi
+new_secret "$secret"
 start auth auth --listen 127.0.0.1:8090 --data-dir "$dir/auth" --signing-key-file "$secret" \
   --admin-key-file "$dir/admin.key"
-start gateway gateway --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --placement "$placement" --auth 127.0.0.1:8090
+start gateway gateway --http 127.0.0.1:8080 --grpc 127.0.0.1:8081 --placement "$placement" --auth 127.0.0.1:8090 \
+  --cluster-secret-file "$cluster_secret"
 echo
 echo "Cluster starting: HTTP http://127.0.0.1:8080/v1 (health: /v1/system/health), gRPC 127.0.0.1:8081"
 echo "Admin API key: $dir/admin.key (e.g. curl -H \"x-api-key: \$(cat $dir/admin.key)\" http://127.0.0.1:8080/v1/collections)"

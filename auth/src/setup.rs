@@ -8,11 +8,10 @@
 //! - [`admin_key_file`]: `vectron dev`'s admin API key, created on first start and
 //!   stored (mode 0600) for the operator and the examples.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rand::RngCore;
+use vectron_common::secret_file;
 
 use crate::error::{AuthError, Result};
 use crate::keys::{ApiKeys, KeySpec, Scope};
@@ -45,34 +44,10 @@ fn io_error(action: &str, path: &Path, e: std::io::Error) -> AuthError {
     AuthError::StoreUnavailable { reason: format!("{action} {}: {e}", path.display()) }
 }
 
-/// Writes `contents` to a new file at `path` readable by its owner only; fails if the
-/// file exists. Written to a temporary name first, so a crash never leaves half a secret.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_error("creating", dir, e))?;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_error("creating", &tmp, e))?;
-    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| io_error("writing", &tmp, e))?;
-    // A hard link fails if `path` exists (rename would replace it).
-    std::fs::hard_link(&tmp, path).map_err(|e| io_error("creating", path, e))?;
-    std::fs::remove_file(&tmp).map_err(|e| io_error("removing", &tmp, e))
-}
-
 /// The signing key kept at `path`, created with a random 256-bit secret if absent.
 pub fn signing_key_or_create(kid: &str, path: &Path) -> Result<SigningKey> {
-    if !path.exists() {
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        write_private(path, hex::encode(secret).as_bytes())?;
-    }
-    SigningKey::from_file(kid, path)
+    let secret = secret_file::read_or_create(path).map_err(|reason| AuthError::StoreUnavailable { reason })?;
+    SigningKey::new(kid, &secret)
 }
 
 /// The admin API key kept at `path`. When the file is missing, creates an admin key for
@@ -85,7 +60,8 @@ pub async fn admin_key_file(store: Arc<dyn KvStore>, owner: &str, path: &Path) -
     }
     let spec = KeySpec { owner: owner.to_owned(), scope: Scope::Admin, collections: None, rate_limit_per_sec: None };
     let created = ApiKeys::new(store).create(spec).await?;
-    write_private(path, format!("{}\n", created.key).as_bytes())?;
+    secret_file::write_private(path, format!("{}\n", created.key).as_bytes())
+        .map_err(|reason| AuthError::StoreUnavailable { reason })?;
     Ok((created.key, true))
 }
 
@@ -106,7 +82,7 @@ mod tests {
         let path = dir.path().join("auth/jwt.secret");
         signing_key_or_create("k1", &path).unwrap();
         let first = std::fs::read(&path).unwrap();
-        assert_eq!(first.len(), 64, "256 bits, hex");
+        assert_eq!(first.len(), 65, "256 bits, hex, newline");
         assert_eq!(mode(&path), 0o600);
         signing_key_or_create("k1", &path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), first, "an existing secret is never replaced");

@@ -56,12 +56,8 @@ impl SigningKey {
     /// Reads the secret from a file (a mounted Kubernetes secret, say); one trailing
     /// newline is ignored.
     pub fn from_file(kid: &str, path: &std::path::Path) -> Result<SigningKey> {
-        let bytes = std::fs::read(path).map_err(|e| AuthError::InvalidArgument {
-            reason: format!("cannot read JWT secret file {}: {e}", path.display()),
-        })?;
-        let secret = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        let secret = secret.strip_suffix(b"\r").unwrap_or(secret);
-        SigningKey::new(kid, secret)
+        let secret = vectron_common::secret_file::read(path).map_err(|reason| AuthError::InvalidArgument { reason })?;
+        SigningKey::new(kid, &secret)
     }
 }
 

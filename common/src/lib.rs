@@ -9,13 +9,17 @@
 //!   RocksDB log store, the multiplexed gRPC transport, timing.
 //! - [`routing`]: which shard owns a point id (hash ranges).
 //! - [`placement_client`]: how workers and gateways reach the placement driver's leader.
+//! - [`cluster_auth`]: the shared cluster secret that authenticates internal calls;
+//!   [`secret_file`]: owner-only files for secrets.
 //! - [`now_ms`]: wall-clock time as stored in records (created-at, heartbeats).
 
+pub mod cluster_auth;
 pub mod convert;
 pub mod net;
 pub mod placement_client;
 pub mod raft;
 pub mod routing;
+pub mod secret_file;
 pub mod status;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

@@ -9,10 +9,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tonic::transport::Channel;
 use vectron_proto::internal::placement_client::PlacementClient as Grpc;
 use vectron_proto::v1::ErrorCode;
 
+use crate::cluster_auth::ClusterChannel;
 use crate::raft::network::PeerChannels;
 use crate::status::{WireError, from_status};
 
@@ -49,7 +49,7 @@ impl PlacementClient {
     /// UNAVAILABLE and on transport errors; any other error is returned at once.
     pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, WireError>
     where
-        F: Fn(Grpc<Channel>) -> Fut,
+        F: Fn(Grpc<ClusterChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let deadline = Instant::now() + self.budget;

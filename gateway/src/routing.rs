@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
-use tonic::transport::Channel;
+use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::PeerChannels;
 use vectron_common::status::{WireError, from_status};
@@ -29,7 +29,7 @@ const MAX_MESSAGE_BYTES: usize = 128 << 20;
 /// or a network hop.
 #[derive(Clone)]
 pub enum WorkerConn {
-    Remote(WorkerClient<Channel>),
+    Remote(WorkerClient<ClusterChannel>),
     Local(Arc<dyn Worker>),
 }
 

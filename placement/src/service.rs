@@ -192,7 +192,8 @@ impl Placement for PlacementGrpc {
     }
 }
 
-/// Serves the placement service and the Raft transport on `listener` until `shutdown`.
+/// Serves the placement service and the Raft transport on `listener` until `shutdown`,
+/// to callers holding the cluster token.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: PlacementNode,
@@ -200,6 +201,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        // Internal APIs: only processes holding the cluster secret get in.
+        .layer(tonic::service::InterceptorLayer::new(vectron_common::cluster_auth::check))
         .add_service(router.into_service())
         .add_service(PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)

@@ -29,6 +29,30 @@ pub struct Config {
     pub gateway: GatewaySection,
     pub auth: AuthSection,
     pub dev: DevSection,
+    pub cluster: ClusterSection,
+}
+
+/// What the processes of one cluster share.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// File holding the cluster secret (at least 32 bytes) every placement node, worker
+    /// and gateway of the cluster is given; internal APIs refuse calls without it.
+    pub secret_file: Option<PathBuf>,
+    /// The secret itself (`VECTRON__CLUSTER__SECRET`); give this or `secret_file`.
+    pub secret: Option<String>,
+}
+
+impl ClusterSection {
+    /// The configured secret, if any.
+    pub fn secret(&self) -> Result<Option<Vec<u8>>> {
+        match (&self.secret_file, &self.secret) {
+            (Some(path), None) => Ok(Some(vectron_common::secret_file::read(path).map_err(anyhow::Error::msg)?)),
+            (None, Some(s)) => Ok(Some(s.as_bytes().to_vec())),
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => bail!("give cluster.secret_file or cluster.secret, not both"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

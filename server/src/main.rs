@@ -43,6 +43,10 @@ struct Cli {
     /// environment variables override it.
     #[arg(long, global = true, env = "VECTRON_CONFIG")]
     config: Option<PathBuf>,
+    /// File holding the cluster secret every process of the cluster shares (internal
+    /// APIs refuse calls without it); `vectron dev` creates one under its data dir.
+    #[arg(long, global = true)]
+    cluster_secret_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -416,19 +420,48 @@ fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>) {
 }
 
 /// The command line's flags as a partial config, under the subcommand's section.
-fn flag_layer(command: &Command) -> Result<serde_json::Value> {
-    let (section, flags) = match command {
+fn flag_layer(cli: &Cli) -> Result<serde_json::Value> {
+    let (section, flags) = match &cli.command {
         Command::Placement(a) => ("placement", serde_json::to_value(a)?),
         Command::Worker(a) => ("worker", serde_json::to_value(a)?),
         Command::Gateway(a) => ("gateway", serde_json::to_value(a)?),
         Command::Auth(a) => ("auth", serde_json::to_value(a)?),
         Command::Dev(a) => ("dev", serde_json::to_value(a)?),
     };
-    Ok(serde_json::json!({ section: flags }))
+    let mut layer = serde_json::json!({ section: flags });
+    if let Some(path) = &cli.cluster_secret_file {
+        layer["cluster"] = serde_json::json!({ "secret_file": path });
+    }
+    Ok(layer)
+}
+
+/// Installs the cluster secret, if one is configured (or, for `vectron dev`, created
+/// under its data dir).
+fn install_cluster_secret(config: &Config, command: &Command) -> Result<()> {
+    let secret = match (config.cluster.secret()?, command) {
+        (Some(s), _) => Some(s),
+        (None, Command::Dev(_)) => Some(
+            vectron_common::secret_file::read_or_create(&config.dev.data_dir.join("cluster.secret"))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        (None, Command::Auth(_)) => None,
+        (None, _) => {
+            tracing::warn!(
+                "no cluster secret (cluster.secret_file / --cluster-secret-file): the internal APIs accept calls \
+                 from anyone who can reach them"
+            );
+            None
+        }
+    };
+    if let Some(secret) = secret {
+        vectron_common::cluster_auth::install(&secret).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let config = Config::load(cli.config.as_deref(), flag_layer(&cli.command)?)?;
+    let config = Config::load(cli.config.as_deref(), flag_layer(&cli)?)?;
+    install_cluster_secret(&config, &cli.command)?;
     let stop = shutdown_signal();
     let mut tasks = Vec::new();
     match cli.command {

@@ -128,6 +128,10 @@ impl Cluster {
     /// Starts the placement nodes, workers and gateway (not waiting for them).
     pub fn start(spec: ClusterSpec) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Every process gets the cluster secret: the internal APIs are authenticated.
+        let secret = dir.path().join("cluster.secret");
+        std::fs::write(&secret, "a test cluster's shared secret, 32+ bytes\n").expect("write the cluster secret");
+        let secret_flag = ["--cluster-secret-file".to_owned(), secret.display().to_string()];
         let placement_addrs: Vec<String> =
             (0..spec.placement_nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
         let members: Vec<String> = placement_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
@@ -149,6 +153,7 @@ impl Cluster {
                 "--replace-after".into(),
                 format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
             ];
+            let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
             placement.push(Node::start(&name, addr, args, dir.path()));
         }
         let placement_list = placement_addrs.join(",");
@@ -164,9 +169,10 @@ impl Cluster {
             // Access control has its own tests (gateway/tests/auth.rs).
             "--no-auth".into(),
         ];
+        let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
         let gateway = Node::start("gateway", &grpc, args, dir.path());
-        let mut cluster =
-            Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args: spec.worker_args };
+        let worker_args = spec.worker_args.into_iter().chain(secret_flag).collect();
+        let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args };
         for _ in 0..spec.workers {
             cluster.add_worker();
         }

@@ -224,7 +224,8 @@ impl Worker for WorkerGrpc {
 /// Largest message the worker accepts (a batch of 10k × 1536-d vectors is ~60 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 128 << 20;
 
-/// Serves the worker service and the Raft transport on `listener` until `shutdown`.
+/// Serves the worker service and the Raft transport on `listener` until `shutdown`,
+/// to callers holding the cluster token.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     host: Arc<WorkerHost>,
@@ -232,6 +233,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        // Internal APIs: only processes holding the cluster secret get in.
+        .layer(tonic::service::InterceptorLayer::new(vectron_common::cluster_auth::check))
         .add_service(router.into_service())
         .add_service(
             WorkerServer::new(WorkerGrpc::new(host))

@@ -26,6 +26,7 @@ use openraft::{BasicNode, Raft, RaftTypeConfig};
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 use vectron_proto::internal::RaftMessage;
@@ -35,6 +36,7 @@ use vectron_proto::v1::ErrorCode;
 
 use super::codec::{decode, encode};
 use super::{GroupId, NodeId};
+use crate::cluster_auth::{AttachToken, ClusterChannel};
 use crate::status::{WireError, from_status, to_status};
 
 /// Lazily connected channels to peers, by address, shared by every group of a process;
@@ -71,8 +73,13 @@ impl PeerChannels {
         self.addresses.read().get(&node).cloned().unwrap_or_else(|| recorded.to_owned())
     }
 
-    /// The channel to `addr` (`host:port`), created on first use.
-    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    /// The channel to `addr` (`host:port`), created on first use; calls through it
+    /// carry the cluster token ([`crate::cluster_auth`]).
+    pub fn get(&self, addr: &str) -> Result<ClusterChannel, tonic::transport::Error> {
+        Ok(InterceptedService::new(self.channel(addr)?, AttachToken))
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         if let Some(c) = self.channels.read().get(addr) {
             return Ok(c.clone());
         }
@@ -135,7 +142,7 @@ enum CallError<E> {
 struct TransportError(String);
 
 type RpcKind = for<'a> fn(
-    &'a mut RaftTransportClient<Channel>,
+    &'a mut RaftTransportClient<ClusterChannel>,
     Request<RaftMessage>,
 ) -> Pin<Box<dyn Future<Output = Result<Response<RaftMessage>, Status>> + Send + 'a>>;
 
