@@ -75,6 +75,22 @@ impl Node {
         }
     }
 
+    /// Freezes the process (SIGSTOP): alive but silent, as if cut off by a partition.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = self.child.as_ref().expect("the process runs").id().to_string();
+        let ok = Command::new("kill").args([which, &pid]).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {which} {pid}");
+    }
+
     /// Starts the process again on the same data and ports.
     pub fn restart(&mut self) {
         self.kill();

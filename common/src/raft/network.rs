@@ -39,6 +39,11 @@ use super::{GroupId, NodeId};
 use crate::cluster_auth::{AttachToken, ClusterChannel};
 use crate::status::{WireError, from_status, to_status};
 
+/// How often an HTTP/2 ping checks a peer while calls to it are in flight.
+const PEER_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the connection is dropped.
+const PEER_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Lazily connected channels to peers, by address, shared by every group of a process;
 /// and the process's address book: where each node is now. A Raft membership records a
 /// node's address when the node joins; a worker that comes back at another address
@@ -86,8 +91,12 @@ impl PeerChannels {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+            // While calls are in flight, a peer that stops answering HTTP/2 pings (frozen,
+            // or cut off by a partition while its TCP connection looks alive) is given up
+            // on within ~3 s, failing those calls as UNAVAILABLE so callers move on to
+            // other replicas, instead of waiting out their whole deadline.
+            .http2_keep_alive_interval(PEER_PING_INTERVAL)
+            .keep_alive_timeout(PEER_PING_TIMEOUT);
         let channel = endpoint.connect_lazy();
         Ok(self.channels.write().entry(addr.to_owned()).or_insert(channel).clone())
     }
