@@ -572,7 +572,7 @@ mod gateway_side {
 
     #[tokio::test]
     async fn rate_limits_refuse_with_a_wait_and_recover() {
-        let limits = RateLimits::new(NonZeroU32::new(100).unwrap());
+        let limits = RateLimits::new(NonZeroU32::new(100));
         let grant = |key: Option<&str>, limit| Grant {
             access: Access { principal: "u".into(), scope: Scope::Read, collections: None },
             rate_limit_per_sec: limit,
@@ -589,5 +589,10 @@ mod gateway_side {
         assert!(limits.check(&grant(None, None)).is_ok());
         tokio::time::sleep(wait + Duration::from_millis(20)).await;
         assert!(limits.check(&key).is_ok(), "recovers after the hinted wait");
+        // Without a default, only keys with a limit of their own are limited.
+        let unlimited = RateLimits::new(None);
+        assert!((0..10_000).all(|_| unlimited.check(&grant(None, None)).is_ok()));
+        assert!((0..5).all(|_| unlimited.check(&key).is_ok()));
+        assert!(unlimited.check(&key).is_err());
     }
 }

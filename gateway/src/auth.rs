@@ -60,8 +60,12 @@ pub fn unrestricted() -> Access {
 impl Authenticator {
     /// Checks credentials with the auth service at `addresses` (balanced), reusing an
     /// accepted credential for `cache_ttl`; `rate_limit_per_sec` is the limit of users
-    /// and keys without their own.
-    pub fn service(addresses: &[String], cache_ttl: Duration, rate_limit_per_sec: NonZeroU32) -> Result<Self, String> {
+    /// and keys without their own (`None`: unlimited).
+    pub fn service(
+        addresses: &[String],
+        cache_ttl: Duration,
+        rate_limit_per_sec: Option<NonZeroU32>,
+    ) -> Result<Self, String> {
         if addresses.is_empty() {
             return Err("no auth service address".into());
         }

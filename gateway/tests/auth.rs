@@ -148,12 +148,9 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     let short = TokenConfig { access_ttl: Duration::from_secs(1), ..tokens };
     let expired_token = Tokens::new(store, short).login("admin", ADMIN_PASSWORD).await.unwrap().access_token;
 
-    let authenticator = Authenticator::service(
-        &[auth_addr],
-        Duration::from_millis(100),
-        std::num::NonZeroU32::new(rate_limit_per_sec).unwrap(),
-    )
-    .unwrap();
+    let authenticator =
+        Authenticator::service(&[auth_addr], Duration::from_millis(100), std::num::NonZeroU32::new(rate_limit_per_sec))
+            .unwrap();
     // The placement driver is unreachable: admitted requests fail later, refused ones
     // never get that far.
     let gateway = Arc::new(Gateway::new(vec!["127.0.0.1:1".into()], ApiConfig::default(), authenticator, None));

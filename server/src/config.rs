@@ -173,7 +173,8 @@ pub struct GatewaySection {
     /// revoked key works at most this much longer).
     #[serde(with = "humantime_serde")]
     pub auth_cache_ttl: Duration,
-    /// Requests per second per user or API key without a limit of its own.
+    /// Requests per second per user or API key without a limit of its own (0: no
+    /// limit; keys created with a limit keep theirs).
     pub rate_limit_per_sec: u32,
 }
 
@@ -188,7 +189,7 @@ impl Default for GatewaySection {
             auth: Vec::new(),
             no_auth: false,
             auth_cache_ttl: Duration::from_secs(2),
-            rate_limit_per_sec: 1000,
+            rate_limit_per_sec: 0,
         }
     }
 }
@@ -377,9 +378,6 @@ impl Config {
         }
         if self.gateway.read_timeout.is_zero() || self.gateway.write_timeout.is_zero() {
             bail!("gateway timeouts must be positive");
-        }
-        if self.gateway.rate_limit_per_sec == 0 {
-            bail!("gateway.rate_limit_per_sec must be positive");
         }
         if self.auth.access_ttl.is_zero() || self.auth.refresh_ttl < self.auth.access_ttl {
             bail!("auth.access_ttl must be positive and at most auth.refresh_ttl");

@@ -361,7 +361,7 @@ async fn start_gateway(
         tracing::warn!("gateway started with --no-auth: every request has full access");
         Authenticator::Disabled
     } else {
-        let rate = std::num::NonZeroU32::new(c.rate_limit_per_sec).context("rate_limit_per_sec must be positive")?;
+        let rate = std::num::NonZeroU32::new(c.rate_limit_per_sec);
         Authenticator::service(&c.auth, c.auth_cache_ttl, rate).map_err(|e| {
             anyhow::anyhow!("the gateway needs auth service addresses (gateway.auth / --auth), or --no-auth: {e}")
         })?
