@@ -146,12 +146,16 @@ fn snapshot_write_err(e: impl std::error::Error + 'static) -> StorageError<NodeI
     StorageIOError::write_snapshot(None, &e).into()
 }
 
-/// A snapshot's id: the log id it covers (two snapshots at one log id hold the same
-/// state, with or without its data).
-fn snapshot_id(last_applied: Option<LogId<NodeId>>) -> String {
-    match last_applied {
+/// The snapshot of the state at `applied` with the data in `file`. Its id is the log id
+/// it covers (two snapshots at one log id hold the same state, with or without data).
+fn snapshot_at(applied: AppliedMeta, file: std::fs::File) -> Snapshot<ShardTypes> {
+    let snapshot_id = match applied.last_applied {
         Some(l) => format!("{}-{}", l.leader_id, l.index),
         None => "empty".to_owned(),
+    };
+    Snapshot {
+        meta: SnapshotMeta { last_log_id: applied.last_applied, last_membership: applied.membership, snapshot_id },
+        snapshot: Box::new(tokio::fs::File::from_std(file)),
     }
 }
 
@@ -231,14 +235,7 @@ impl ShardStateMachine {
     fn meta_only(&self) -> Result<Snapshot<ShardTypes>, StorageError<NodeId>> {
         let applied = self.applied.lock().clone();
         let file = crate::snapshot::temp_file(&self.snapshots_dir).map_err(snapshot_write_err)?;
-        Ok(Snapshot {
-            meta: SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership,
-                snapshot_id: snapshot_id(applied.last_applied),
-            },
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        })
+        Ok(snapshot_at(applied, file))
     }
 
     /// Copies the shard's points, a page at a time, into a snapshot file of the current
@@ -267,14 +264,7 @@ impl ShardStateMachine {
             }
         }
         let (file, _) = out.finish().map_err(snapshot_write_err)?;
-        Ok(Snapshot {
-            meta: SnapshotMeta {
-                last_log_id: applied.last_applied,
-                last_membership: applied.membership,
-                snapshot_id: snapshot_id(applied.last_applied),
-            },
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
-        })
+        Ok(snapshot_at(applied, file))
     }
 }
 
