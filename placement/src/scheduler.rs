@@ -162,8 +162,9 @@ async fn replace_replicas(
                 continue;
             }
             let need = rf.saturating_sub(keep.len());
-            // Never pick a worker the shard already has (even a bad one).
-            let new = match place(state, &load, need, &shard.replicas) {
+            // Never pick a worker the shard already has (even a bad one); the zones of
+            // the replicas replaced are free again.
+            let new = match place(state, &load, need, &keep, &shard.replicas) {
                 Ok(new) => new,
                 Err(refusal) => {
                     tracing::debug!(shard = shard.id, "cannot replace replicas yet: {refusal}");

@@ -145,7 +145,7 @@ fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outco
             let mut shards = Vec::with_capacity(config.shard_count as usize);
             let mut load = replica_load(state);
             for (start, end) in split_ranges(config.shard_count) {
-                let replicas = place(state, &load, config.replication_factor as usize, &[])?;
+                let replicas = place(state, &load, config.replication_factor as usize, &[], &[])?;
                 for w in &replicas {
                     *load.entry(*w).or_default() += 1;
                 }
@@ -244,18 +244,24 @@ pub fn replica_load(state: &ClusterState) -> BTreeMap<u64, usize> {
     load
 }
 
-/// Chooses `count` distinct UP workers, not in `taken`: least loaded first, preferring
-/// zones that `taken` and earlier picks do not use yet. Deterministic (ties by id).
+/// Chooses `count` distinct UP workers for a shard, none in `exclude` (the shard's
+/// current replicas, kept or being replaced): least loaded first, preferring zones that
+/// the replicas it `keep`s and earlier picks do not use yet (a replaced replica's zone is
+/// free again). Deterministic (ties by id).
 pub fn place(
     state: &ClusterState,
     load: &BTreeMap<u64, usize>,
     count: usize,
-    taken: &[u64],
+    keep: &[u64],
+    exclude: &[u64],
 ) -> Result<Vec<u64>, Refusal> {
     let workers: Vec<&WorkerInfo> = state.routing.as_ref().map(|t| t.workers.iter().collect()).unwrap_or_default();
     let zone_of = |id: u64| workers.iter().find(|w| w.id == id).map(|w| w.zone.as_str()).unwrap_or("");
-    let mut candidates: Vec<&WorkerInfo> =
-        workers.iter().copied().filter(|w| w.state == WorkerState::Up as i32 && !taken.contains(&w.id)).collect();
+    let mut candidates: Vec<&WorkerInfo> = workers
+        .iter()
+        .copied()
+        .filter(|w| w.state == WorkerState::Up as i32 && !exclude.contains(&w.id) && !keep.contains(&w.id))
+        .collect();
     if candidates.len() < count {
         return Err(refuse(
             ErrorCode::Unavailable,
@@ -263,7 +269,7 @@ pub fn place(
         ));
     }
     candidates.sort_by_key(|w| (load.get(&w.id).copied().unwrap_or(0), w.id));
-    let mut zones: BTreeSet<&str> = taken.iter().map(|&id| zone_of(id)).filter(|z| !z.is_empty()).collect();
+    let mut zones: BTreeSet<&str> = keep.iter().map(|&id| zone_of(id)).filter(|z| !z.is_empty()).collect();
     let mut chosen = Vec::with_capacity(count);
     while chosen.len() < count {
         let pick = candidates.iter().position(|w| w.zone.is_empty() || !zones.contains(w.zone.as_str())).unwrap_or(0);
@@ -347,6 +353,20 @@ mod tests {
         let load = replica_load(&s);
         assert_eq!(load.values().sum::<usize>(), 12);
         assert!(load.values().all(|&n| n == 2), "12 replicas over 6 workers: {load:?}");
+    }
+
+    #[test]
+    fn a_replaced_replica_frees_its_zone_for_the_replacement() {
+        let mut s = initial_state();
+        for zone in ["a", "a", "b", "b", "c", "c"] {
+            register(&mut s, zone);
+        }
+        // Shard on 1 (a), 3 (b), 5 (c); 1 is lost. Worker 2, the only other zone-a
+        // worker, is the busiest, and still the right choice: zones beat load.
+        let load = BTreeMap::from([(2, 5), (4, 0), (6, 0)]);
+        assert_eq!(place(&s, &load, 1, &[3, 5], &[1, 3, 5]).unwrap(), vec![2]);
+        // Without zones to keep distinct, load decides.
+        assert_eq!(place(&s, &load, 1, &[], &[1, 3, 5]).unwrap(), vec![4]);
     }
 
     #[test]

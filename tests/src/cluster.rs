@@ -114,6 +114,8 @@ pub struct ClusterSpec {
     pub down_after_secs: f64,
     /// Extra flags for every worker.
     pub worker_args: Vec<String>,
+    /// Worker `i` is labelled `zones[i % zones.len()]` (none when empty).
+    pub zones: Vec<String>,
 }
 
 impl Default for ClusterSpec {
@@ -124,6 +126,7 @@ impl Default for ClusterSpec {
             replace_after_secs: 600.0,
             down_after_secs: 3.0,
             worker_args: Vec::new(),
+            zones: Vec::new(),
         }
     }
 }
@@ -138,6 +141,7 @@ pub struct Cluster {
     pub http: String,
     pub grpc: String,
     worker_args: Vec<String>,
+    zones: Vec<String>,
 }
 
 impl Cluster {
@@ -188,7 +192,8 @@ impl Cluster {
         let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
         let gateway = Node::start("gateway", &grpc, args, dir.path());
         let worker_args = spec.worker_args.into_iter().chain(secret_flag).collect();
-        let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args };
+        let zones = spec.zones;
+        let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args, zones };
         for _ in 0..spec.workers {
             cluster.add_worker();
         }
@@ -204,7 +209,7 @@ impl Cluster {
         let i = self.workers.len();
         let name = format!("worker-{}", i + 1);
         let addr = format!("127.0.0.1:{}", free_port());
-        let args = self.worker_args(&name, &addr);
+        let args = self.worker_args(i, &addr);
         self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
         i
     }
@@ -212,9 +217,8 @@ impl Cluster {
     /// Kills worker `i` and starts it again on its data at a new address (a rescheduled
     /// pod); returns the new address.
     pub fn move_worker(&mut self, i: usize) -> String {
-        let name = self.workers[i].name.clone();
         let addr = format!("127.0.0.1:{}", free_port());
-        let args = self.worker_args(&name, &addr);
+        let args = self.worker_args(i, &addr);
         let w = &mut self.workers[i];
         w.kill();
         w.addr = addr.clone();
@@ -223,7 +227,9 @@ impl Cluster {
         addr
     }
 
-    fn worker_args(&self, name: &str, addr: &str) -> Vec<String> {
+    /// The flags of worker `i` listening at `addr`.
+    fn worker_args(&self, i: usize, addr: &str) -> Vec<String> {
+        let name = format!("worker-{}", i + 1);
         let mut args = vec![
             "worker".into(),
             "--listen".into(),
@@ -236,6 +242,9 @@ impl Cluster {
             "300ms".into(),
         ];
         args.extend(self.worker_args.iter().cloned());
+        if !self.zones.is_empty() {
+            args.extend(["--zone".to_owned(), self.zones[i % self.zones.len()].clone()]);
+        }
         args
     }
 

@@ -714,3 +714,47 @@ async fn alerts_rise_for_lost_workers_and_leaderless_shards_and_resolve_when_the
     let resolved = all["alerts"].as_array().unwrap().iter().filter(|a| a["resolved_at_ms"].is_u64()).count();
     assert_eq!(resolved, expected.len(), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_spread_over_zones_and_stay_spread_after_a_worker_is_lost() {
+    let zones: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let mut cluster = Cluster::start(ClusterSpec {
+        workers: 6,
+        zones: zones.clone(),
+        replace_after_secs: 2.0,
+        down_after_secs: 2.0,
+        ..ClusterSpec::default()
+    });
+    let client = must_connect(&cluster).await;
+    must_have_workers_up(&cluster, 6).await;
+    let name = "zoned";
+    must_create(&client, Collection::new(name, DIM, Distance::Euclid).shards(4).replication_factor(3), &cluster).await;
+    let zone_by_addr: BTreeMap<String, String> =
+        cluster.workers.iter().enumerate().map(|(i, w)| (w.addr.clone(), zones[i % zones.len()].clone())).collect();
+    let zone_of = |addr: &str| zone_by_addr.get(addr).unwrap_or_else(|| panic!("{addr} is not a worker")).clone();
+    let spread = |p: &[(Vec<String>, Option<String>, Vec<i32>)], excluded: Option<&str>| {
+        p.iter().all(|(addrs, _, states)| {
+            let in_zones: BTreeSet<String> = addrs.iter().map(|a| zone_of(a)).collect();
+            addrs.len() == 3
+                && in_zones.len() == 3
+                && excluded.is_none_or(|x| !addrs.iter().any(|a| a == x))
+                && states.iter().all(|s| *s == vectron_proto::v1::ReplicaState::Active as i32)
+        })
+    };
+    let first = eventually(Duration::from_secs(30), "every shard on three zones", || async {
+        let p = placement_of(&client, name).await;
+        spread(&p, None).then_some(p)
+    })
+    .await;
+
+    // A zone-a worker holding replicas dies for good: its replicas move to the other
+    // zone-a worker, the only place that keeps every shard on three zones.
+    let victim = first.iter().flat_map(|(addrs, _, _)| addrs.iter()).find(|a| zone_of(a) == "a").unwrap().clone();
+    let i = cluster.worker_at(&victim).unwrap();
+    cluster.workers[i].kill();
+    eventually(Duration::from_secs(60), "every shard on three zones again, without the dead worker", || async {
+        let p = placement_of(&client, name).await;
+        spread(&p, Some(&victim)).then_some(())
+    })
+    .await;
+}
