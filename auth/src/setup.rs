@@ -59,9 +59,16 @@ pub async fn admin_key_file(store: Arc<dyn KvStore>, owner: &str, path: &Path) -
         return Ok((key.trim().to_owned(), false));
     }
     let spec = KeySpec { owner: owner.to_owned(), scope: Scope::Admin, collections: None, rate_limit_per_sec: None };
-    let created = ApiKeys::new(store).create(spec).await?;
-    secret_file::write_private(path, format!("{}\n", created.key).as_bytes())
+    let keys = ApiKeys::new(store);
+    let created = keys.create(spec).await?;
+    let written = secret_file::write_private(path, format!("{}\n", created.key).as_bytes())
         .map_err(|reason| AuthError::StoreUnavailable { reason })?;
+    if !written {
+        // Another process wrote the file first: keep its key, leave no unknown admin key.
+        keys.revoke(&created.info.key_id).await?;
+        let key = std::fs::read_to_string(path).map_err(|e| io_error("reading", path, e))?;
+        return Ok((key.trim().to_owned(), false));
+    }
     Ok((created.key, true))
 }
 
