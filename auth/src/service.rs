@@ -156,14 +156,8 @@ impl AuthGrpc {
 
     /// The client a login comes from: the peer, or whom a trusted proxy forwards for.
     fn source<T>(&self, req: &Request<T>) -> Option<IpAddr> {
-        let peer = req.remote_addr()?.ip();
-        if !self.config.trusted_proxies.iter().any(|net| net.contains(&peer)) {
-            return Some(peer);
-        }
         let forwarded = req.metadata().get(FORWARDED_FOR_HEADER).and_then(|v| v.to_str().ok());
-        // The left-most address is the original client.
-        let client = forwarded.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok());
-        Some(client.unwrap_or(peer))
+        Some(crate::throttle::client_address(req.remote_addr()?.ip(), forwarded, &self.config.trusted_proxies))
     }
 
     /// Checks a bearer token or API key.

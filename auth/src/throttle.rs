@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+/// Where a request comes from: the `peer`, or, when the peer is a trusted proxy, the
+/// left-most (original client's) address of its `x-forwarded-for` value.
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[ipnet::IpNet]) -> IpAddr {
+    if !trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        return peer;
+    }
+    forwarded_for.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok()).unwrap_or(peer)
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleConfig {
     /// Failures allowed before the first lock-out.

@@ -5,10 +5,11 @@
 //! Each route forwards to the auth service's gRPC API with the caller's own credential
 //! (`authorization` or `x-api-key`), so the auth service decides what the caller may do
 //! there, as it does for direct gRPC clients; a login carries the client's address
-//! (`x-forwarded-for`) so failed logins are throttled per client, not per gateway.
+//! (`x-forwarded-for`: the peer, or behind a trusted load balancer the client it names)
+//! so failed logins are throttled per client, not per gateway.
 //! A gateway running without auth answers these routes NOT_FOUND.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vectron_auth::service::{API_KEY_HEADER, FORWARDED_FOR_HEADER};
+use vectron_auth::throttle::client_address;
 use vectron_common::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
@@ -35,6 +37,8 @@ const AUTH_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Accounts {
     auth: Arc<Authenticator>,
+    /// Load balancers in front of the gateway, whose `x-forwarded-for` is believed.
+    trusted_proxies: Arc<Vec<ipnet::IpNet>>,
 }
 
 type Reply<T> = Result<Json<T>, ApiError>;
@@ -257,10 +261,10 @@ fn as_caller<T>(message: T, headers: &http::HeaderMap) -> tonic::Request<T> {
     request
 }
 
-/// `message` from an anonymous client at `peer`.
-fn from_client<T>(message: T, peer: SocketAddr) -> tonic::Request<T> {
+/// `message` from an anonymous client at `client`.
+fn from_client<T>(message: T, client: IpAddr) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    if let Ok(ip) = tonic::metadata::AsciiMetadataValue::try_from(peer.ip().to_string()) {
+    if let Ok(ip) = tonic::metadata::AsciiMetadataValue::try_from(client.to_string()) {
         request.metadata_mut().insert(FORWARDED_FOR_HEADER, ip);
     }
     request.set_timeout(AUTH_CALL_TIMEOUT);
@@ -268,8 +272,16 @@ fn from_client<T>(message: T, peer: SocketAddr) -> tonic::Request<T> {
 }
 
 impl Accounts {
-    pub fn new(auth: Arc<Authenticator>) -> Accounts {
-        Accounts { auth }
+    /// Account routes over `auth`; requests from `trusted_proxies` name their client in
+    /// `x-forwarded-for`.
+    pub fn new(auth: Arc<Authenticator>, trusted_proxies: Vec<ipnet::IpNet>) -> Accounts {
+        Accounts { auth, trusted_proxies: Arc::new(trusted_proxies) }
+    }
+
+    /// The address a request comes from (for failed-login throttling).
+    fn source(&self, peer: SocketAddr, headers: &http::HeaderMap) -> IpAddr {
+        let forwarded = headers.get(FORWARDED_FOR_HEADER).and_then(|v| v.to_str().ok());
+        client_address(peer.ip(), forwarded, &self.trusted_proxies)
     }
 
     fn client(&self) -> Result<AuthServiceClient<Channel>, ApiError> {
@@ -311,9 +323,11 @@ pub const PUBLIC_PATHS: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/a
 async fn login(
     State(a): State<Accounts>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: http::HeaderMap,
     Body(b): Body<LoginJson>,
 ) -> Reply<TokenPairJson> {
-    let request = from_client(pb::LoginRequest { username: b.username, password: b.password }, peer);
+    let request =
+        from_client(pb::LoginRequest { username: b.username, password: b.password }, a.source(peer, &headers));
     Ok(Json(a.client()?.login(request).await.map_err(failed)?.into_inner().into()))
 }
 
@@ -322,9 +336,10 @@ async fn login(
 async fn refresh(
     State(a): State<Accounts>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: http::HeaderMap,
     Body(b): Body<RefreshJson>,
 ) -> Reply<TokenPairJson> {
-    let request = from_client(pb::RefreshRequest { refresh_token: b.refresh_token }, peer);
+    let request = from_client(pb::RefreshRequest { refresh_token: b.refresh_token }, a.source(peer, &headers));
     Ok(Json(a.client()?.refresh(request).await.map_err(failed)?.into_inner().into()))
 }
 
@@ -333,9 +348,10 @@ async fn refresh(
 async fn logout(
     State(a): State<Accounts>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: http::HeaderMap,
     Body(b): Body<RefreshJson>,
 ) -> Reply<DoneJson> {
-    let request = from_client(pb::LogoutRequest { refresh_token: b.refresh_token }, peer);
+    let request = from_client(pb::LogoutRequest { refresh_token: b.refresh_token }, a.source(peer, &headers));
     a.client()?.logout(request).await.map_err(failed)?;
     Ok(Json(DoneJson { ok: true }))
 }

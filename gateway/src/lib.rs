@@ -37,6 +37,8 @@ pub struct Gateway {
     pub api: Api,
     pub metrics: Arc<admin::Metrics>,
     pub auth: Arc<auth::Authenticator>,
+    /// Load balancers in front of the gateway, whose `x-forwarded-for` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Gateway {
@@ -50,14 +52,26 @@ impl Gateway {
         local: Option<routing::LocalWorker>,
     ) -> Gateway {
         let router = Arc::new(routing::Router::new(PlacementClient::new(placement), local));
-        Gateway { api: Api::new(router, config), metrics: Arc::new(admin::Metrics::new()), auth: Arc::new(auth) }
+        Gateway {
+            api: Api::new(router, config),
+            metrics: Arc::new(admin::Metrics::new()),
+            auth: Arc::new(auth),
+            trusted_proxies: Vec::new(),
+        }
+    }
+
+    /// Believes `x-forwarded-for` from these networks (the load balancers in front).
+    pub fn with_trusted_proxies(mut self, nets: Vec<ipnet::IpNet>) -> Gateway {
+        self.trusted_proxies = nets;
+        self
     }
 
     /// The HTTP application: every route behind the auth layer, and every request
     /// (refused ones included) counted in the metrics.
     pub fn http_app(&self) -> axum::Router {
         let admin = admin::Admin::new(self.api.clone(), self.metrics.clone());
-        http::router(self.api.clone(), admin, accounts::Accounts::new(self.auth.clone()))
+        let accounts = accounts::Accounts::new(self.auth.clone(), self.trusted_proxies.clone());
+        http::router(self.api.clone(), admin, accounts)
             .layer(auth::AuthLayer::new(self.auth.clone()))
             .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), admin::track))
     }

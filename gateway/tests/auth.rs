@@ -491,3 +491,64 @@ async fn the_console_manages_accounts_over_http() {
     let (status, e) = call("POST /v1/auth/keys", json!({"scope": "everything"}), admin).await;
     assert_eq!((status, &e["error"]["code"]), (400, &json!("INVALID_ARGUMENT")), "{e}");
 }
+
+/// An auth service that believes its loopback gateways and locks a source out after 2
+/// failed logins, and a gateway believing `x-forwarded-for` from `trusted`; returns the
+/// gateway's HTTP URL.
+async fn throttling_gateway(dir: &std::path::Path, trusted: Vec<ipnet::IpNet>) -> String {
+    use vectron_auth::throttle::ThrottleConfig;
+    let store: Arc<dyn KvStore> = Arc::new(EmbeddedStore::open(&dir.join("auth")).unwrap());
+    bootstrap_admin(store.clone(), "admin", Some(ADMIN_PASSWORD)).await.unwrap();
+    let config = AuthConfig {
+        login_throttle: ThrottleConfig {
+            free_failures: 2,
+            base_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(60),
+        },
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..AuthConfig::default()
+    };
+    let tokens = TokenConfig::new(SigningKey::new("k1", &[7u8; 32]).unwrap());
+    let auth_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth_addr = auth_listener.local_addr().unwrap().to_string();
+    tokio::spawn(vectron_auth::service::serve(
+        auth_listener,
+        AuthGrpc::new(store, tokens, config),
+        std::future::pending(),
+    ));
+    let authenticator = Authenticator::service(&[auth_addr], Duration::from_millis(100), None).unwrap();
+    let gateway = Gateway::new(vec!["127.0.0.1:1".into()], ApiConfig::default(), authenticator, None)
+        .with_trusted_proxies(trusted);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { gateway.serve_http(listener, std::future::pending()).await.unwrap() });
+    url
+}
+
+async fn login_as(url: &str, forwarded_for: &str, user: &str, password: &str) -> u16 {
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/auth/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_lock_out_the_client_behind_a_trusted_load_balancer_only() {
+    for trusted in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let nets = if trusted { vec!["127.0.0.0/8".parse().unwrap()] } else { vec![] };
+        let url = throttling_gateway(dir.path(), nets).await;
+        // One client guesses three users' passwords.
+        for user in ["u1", "u2", "u3"] {
+            assert_eq!(login_as(&url, "10.0.0.1", user, "guess").await, 401);
+        }
+        assert_eq!(login_as(&url, "10.0.0.1", "admin", ADMIN_PASSWORD).await, 429, "the guesser is locked out");
+        let other = login_as(&url, "10.0.0.2", "admin", ADMIN_PASSWORD).await;
+        // Untrusted, the header is ignored: everyone is the balancer's address.
+        assert_eq!(other, if trusted { 200 } else { 429 }, "another client (trusted: {trusted})");
+    }
+}

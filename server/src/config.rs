@@ -176,6 +176,9 @@ pub struct GatewaySection {
     /// Requests per second per user or API key without a limit of its own (0: no
     /// limit; keys created with a limit keep theirs).
     pub rate_limit_per_sec: u32,
+    /// Networks of load balancers in front of the gateway, whose `x-forwarded-for` names
+    /// the client (for failed-login throttling).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for GatewaySection {
@@ -190,6 +193,7 @@ impl Default for GatewaySection {
             no_auth: false,
             auth_cache_ttl: Duration::from_secs(2),
             rate_limit_per_sec: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }

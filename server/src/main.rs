@@ -366,7 +366,9 @@ async fn start_gateway(
             anyhow::anyhow!("the gateway needs auth service addresses (gateway.auth / --auth), or --no-auth: {e}")
         })?
     };
-    let gateway = Arc::new(Gateway::new(c.placement.clone(), config, auth, local));
+    let gateway = Arc::new(
+        Gateway::new(c.placement.clone(), config, auth, local).with_trusted_proxies(c.trusted_proxies.clone()),
+    );
     let (g1, g2) = (gateway.clone(), gateway);
     let (s1, s2) = (stop.clone(), stop);
     Ok(vec![
