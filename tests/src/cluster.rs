@@ -23,9 +23,27 @@ pub fn vectron_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
+/// Ports handed out come from here: below Linux's ephemeral range (32768-60999), so an
+/// outgoing connection never takes one before its server binds it.
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback port that is free now and was not handed out before in this process.
+/// Tests run in parallel and their processes bind the ports later, so a port the OS
+/// picks (bind to 0, release) could be picked again for another test in between; a
+/// process-wide counter never gives one twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(PORTS.end - PORTS.start);
+    // Start somewhere else in each test binary (their leftovers may linger briefly).
+    let start = std::process::id() % span;
+    for _ in 0..span {
+        let port = PORTS.start + ((start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORTS:?}");
 }
 
 /// One process of the cluster.
