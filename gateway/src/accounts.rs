@@ -11,7 +11,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::{Json, Router};
@@ -29,9 +28,6 @@ use vectron_proto::v1::auth_service_client::AuthServiceClient;
 
 use crate::auth::{Access, Authenticator, Caller, Scope};
 use crate::http::{ApiError, Body, ErrorReply};
-
-/// How long a call to the auth service may take.
-const AUTH_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// State of the account routes.
 #[derive(Debug, Clone)]
@@ -257,7 +253,6 @@ fn as_caller<T>(message: T, headers: &http::HeaderMap) -> tonic::Request<T> {
             request.metadata_mut().insert(name, value);
         }
     }
-    request.set_timeout(AUTH_CALL_TIMEOUT);
     request
 }
 
@@ -267,7 +262,6 @@ fn from_client<T>(message: T, client: IpAddr) -> tonic::Request<T> {
     if let Ok(ip) = tonic::metadata::AsciiMetadataValue::try_from(client.to_string()) {
         request.metadata_mut().insert(FORWARDED_FOR_HEADER, ip);
     }
-    request.set_timeout(AUTH_CALL_TIMEOUT);
     request
 }
 

@@ -76,9 +76,20 @@ async fn tick(
             .await?;
         raise(node, "worker_down", format!("worker {id}"), format!("worker {id} stopped heartbeating")).await?;
     }
-    // Workers back up (by heartbeat or by registering again) end their alerts.
+    // Workers back up (by heartbeat or by registering again) end their alerts (one scan
+    // of the alerts per tick, not one per worker).
+    let down_alerts: BTreeSet<String> = node.view.read(|s| {
+        s.alerts
+            .iter()
+            .filter(|a| a.resolved_at_ms == 0 && a.kind == "worker_down")
+            .map(|a| a.subject.clone())
+            .collect()
+    });
     for w in workers.iter().filter(|w| is(w.state, WorkerState::Up) && !silent.contains(&w.id)) {
-        resolve_alerts(node, "worker_down", &format!("worker {}", w.id)).await;
+        let subject = format!("worker {}", w.id);
+        if down_alerts.contains(&subject) {
+            resolve_alerts(node, "worker_down", &subject).await;
+        }
     }
 
     // 2. Replacements.
