@@ -55,6 +55,11 @@ pub struct ClusterArgs {
     /// server's CPU per query (empty: not measured).
     #[arg(long, default_value = "http://127.0.0.1:8080/metrics")]
     metrics_url: String,
+    /// Threads of the load generator's runtime (0: one per core it may run on). On one
+    /// host, pin the server and the load generator to separate cores (`taskset`) so the
+    /// load generator's CPU does not count against the server; see the README.
+    #[arg(long, default_value_t = 0)]
+    load_threads: usize,
     /// API key for the gateway (an admin key: the bench creates collections and reads
     /// /metrics), e.g. `$(cat data/admin.key)` for `vectron dev`.
     #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
@@ -158,7 +163,12 @@ fn num_id(id: &PointId) -> u32 {
 
 pub fn run(mut args: ClusterArgs) -> Result<()> {
     args.data = args.data.resolved();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run_async(args))
+    let runtime = match args.load_threads {
+        0 => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build()?,
+    };
+    runtime.block_on(run_async(args))
 }
 
 async fn run_async(args: ClusterArgs) -> Result<()> {
