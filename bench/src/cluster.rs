@@ -55,6 +55,10 @@ pub struct ClusterArgs {
     /// server's CPU per query (empty: not measured).
     #[arg(long, default_value = "http://127.0.0.1:8080/metrics")]
     metrics_url: String,
+    /// How the load generator searches: one unary `Search` call per query, or each
+    /// client on its own `SearchStream` (no per-query call set-up).
+    #[arg(long, value_enum, default_value_t = SearchApi::Unary)]
+    search_api: SearchApi,
     /// Threads of the load generator's runtime (0: one per core it may run on). On one
     /// host, pin the server and the load generator to separate cores (`taskset`) so the
     /// load generator's CPU does not count against the server; see the README.
@@ -64,6 +68,12 @@ pub struct ClusterArgs {
     /// /metrics), e.g. `$(cat data/admin.key)` for `vectron dev`.
     #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SearchApi {
+    Unary,
+    Stream,
 }
 
 struct Timed {
@@ -222,7 +232,8 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
     let ingest_rate = args.data.n as f64 / ingest_s;
     let mut report = Reporter { json: args.data.json, rows: Vec::new() };
     let common = json!({"n": args.data.n, "dim": args.data.dim, "shards": args.shards, "rf": args.replication_factor,
-                        "clients": args.clients, "batch": args.batch});
+                        "clients": args.clients, "batch": args.batch,
+                        "search_api": format!("{:?}", args.search_api).to_lowercase()});
     eprintln!("ingest: {ingest_rate:.0} vectors/s ({ingest_s:.1} s)");
     if args.data.json {
         println!(
@@ -233,12 +244,30 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
 
     let queries = Arc::new(data.queries.clone());
     let http = reqwest::Client::new();
+    // Stream mode: one stream per client, taken from and given back to this pool.
+    let mut streams = Vec::new();
+    if args.search_api == SearchApi::Stream {
+        for _ in 0..args.clients.max(1) {
+            streams.push(client.search_stream().await.context("opening a search stream")?);
+        }
+    }
+    let streams = Arc::new(std::sync::Mutex::new(streams));
     for &ef in &args.ef {
         let (client, name, k) = (client.clone(), args.collection.clone(), args.data.k as u32);
+        let streams = streams.clone();
         let search = move |q: Vec<f32>| {
-            let (client, name) = (client.clone(), name.clone());
+            let (client, name, streams) = (client.clone(), name.clone(), streams.clone());
             async move {
-                let r = client.search(&name, q, k).ef(ef).send().await?;
+                let request = client.search(&name, q, k).ef(ef);
+                let stream = streams.lock().expect("stream pool").pop();
+                let r = match stream {
+                    None => request.send().await?,
+                    Some(mut stream) => {
+                        let r = stream.search(request).await?;
+                        streams.lock().expect("stream pool").push(stream);
+                        r
+                    }
+                };
                 anyhow::ensure!(!r.partial, "partial answer (shards {:?} missed the deadline)", r.missing_shards);
                 Ok(r.hits.iter().map(|h| num_id(&h.id)).collect())
             }

@@ -18,6 +18,7 @@
 //! retry budget is spent; other errors come back at once as [`Error`] with the server's
 //! [`ErrorCode`].
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -338,6 +339,20 @@ impl Client {
         }
     }
 
+    /// Opens a stream for many searches in a row (see [`SearchStream`]); the gateway
+    /// answers up to 16 of one stream's searches at a time.
+    pub async fn search_stream(&self) -> Result<SearchStream> {
+        let (requests, receiver) = tokio::sync::mpsc::channel(64);
+        let answers = self
+            .grpc
+            .clone()
+            .search_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+            .await
+            .map_err(|status| Error::from(from_status(&status)))?
+            .into_inner();
+        Ok(SearchStream { requests, answers, pending: VecDeque::new() })
+    }
+
     /// Reads points by id, in request order (missing ids are left out).
     pub async fn get(&self, collection: &str, ids: &[PointId], with_vector: bool) -> Result<Vec<Record>> {
         let r = pb::GetRequest {
@@ -482,18 +497,68 @@ impl SearchBuilder<'_> {
                 async move { g.search(r).await }
             })
             .await?;
-        let hits = out
-            .hits
-            .iter()
-            .map(|h| {
-                Ok(Hit {
-                    id: point_id_from_pb(h.id.as_ref()).map_err(decode_err)?,
-                    score: h.score,
-                    vector: with_vector.then(|| h.vector.clone()),
-                    payload: h.payload.as_ref().map(struct_from_pb).transpose().map_err(decode_err)?,
-                })
+        search_result(out, with_vector)
+    }
+}
+
+fn search_result(out: pb::SearchResponse, with_vector: bool) -> Result<SearchResult> {
+    let hits = out
+        .hits
+        .iter()
+        .map(|h| {
+            Ok(Hit {
+                id: point_id_from_pb(h.id.as_ref()).map_err(decode_err)?,
+                score: h.score,
+                vector: with_vector.then(|| h.vector.clone()),
+                payload: h.payload.as_ref().map(struct_from_pb).transpose().map_err(decode_err)?,
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(SearchResult { hits, partial: out.partial, missing_shards: out.missing_shards })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SearchResult { hits, partial: out.partial, missing_shards: out.missing_shards })
+}
+
+/// Searches pipelined over one `SearchStream` call, from [`Client::search_stream`]:
+/// each search costs no call set-up (HTTP/2 headers, credential check), and answers
+/// come back in the order the searches were sent. Errors are not retried: a failed
+/// search ends the stream (open another).
+#[derive(Debug)]
+pub struct SearchStream {
+    requests: tokio::sync::mpsc::Sender<pb::SearchRequest>,
+    answers: tonic::Streaming<pb::SearchResponse>,
+    /// `with_vector` of each search sent and not answered yet, oldest first.
+    pending: VecDeque<bool>,
+}
+
+impl SearchStream {
+    /// Queues a search built with [`Client::search`] (its `send` is not called).
+    pub async fn send(&mut self, search: SearchBuilder<'_>) -> Result<()> {
+        let with_vector = search.request.with_vector;
+        self.requests.send(search.request).await.map_err(|_| Error {
+            code: ErrorCode::Unavailable,
+            message: "the search stream is closed".into(),
+            retryable: true,
+        })?;
+        self.pending.push_back(with_vector);
+        Ok(())
+    }
+
+    /// The answer to the oldest unanswered search; `None` when none is pending.
+    pub async fn next(&mut self) -> Option<Result<SearchResult>> {
+        let with_vector = self.pending.pop_front()?;
+        Some(match self.answers.message().await {
+            Ok(Some(out)) => search_result(out, with_vector),
+            Ok(None) => Err(Error {
+                code: ErrorCode::Unavailable,
+                message: "the search stream ended before answering".into(),
+                retryable: true,
+            }),
+            Err(status) => Err(from_status(&status).into()),
+        })
+    }
+
+    /// Sends one search and waits for its answer.
+    pub async fn search(&mut self, search: SearchBuilder<'_>) -> Result<SearchResult> {
+        self.send(search).await?;
+        self.next().await.expect("a search was just sent")
     }
 }

@@ -242,28 +242,25 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
         let ids: Vec<Value> = r.hits.iter().map(|h| serde_json::to_value(&h.id).unwrap()).collect();
         assert_eq!(ids, grpc_ids, "{consistency:?}");
     }
-    // SearchStream answers each request, in order, like the unary call.
-    let mut raw =
-        vectron_proto::v1::vectron_service_client::VectronServiceClient::connect(cluster.grpc_url()).await.unwrap();
+    // SearchStream (the SDK's pipelined searches) answers each search, in order, like
+    // the unary call; a bad search gets its typed error and ends the stream.
+    let mut stream = client.search_stream().await.unwrap();
     let queries: Vec<Vec<f32>> = (1..=3).map(|i| vec![i as f32 * 5.0, 1.0, 0.5, -0.25]).collect();
-    let requests: Vec<vectron_proto::v1::SearchRequest> = queries
-        .iter()
-        .map(|q| vectron_proto::v1::SearchRequest {
-            collection: name.into(),
-            vector: q.clone(),
-            top_k: 3,
-            ..Default::default()
-        })
-        .collect();
-    let mut answers = raw.search_stream(tokio_stream::iter(requests)).await.unwrap().into_inner();
     for q in &queries {
-        let streamed = answers.message().await.unwrap().expect("one answer per request");
-        let unary = client.search(name, q.clone(), 3).send().await.unwrap();
-        let a: Vec<f32> = streamed.hits.iter().map(|h| h.score).collect();
-        let b: Vec<f32> = unary.hits.iter().map(|h| h.score).collect();
-        assert_eq!(a, b);
+        stream.send(client.search(name, q.clone(), 3)).await.unwrap();
     }
-    assert!(answers.message().await.unwrap().is_none(), "the stream ends with the requests");
+    for q in &queries {
+        let streamed = stream.next().await.expect("one answer per search").unwrap();
+        let unary = client.search(name, q.clone(), 3).send().await.unwrap();
+        let a: Vec<(PointId, f32)> = streamed.hits.iter().map(|h| (h.id.clone(), h.score)).collect();
+        let b: Vec<(PointId, f32)> = unary.hits.iter().map(|h| (h.id.clone(), h.score)).collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 3);
+    }
+    assert!(stream.next().await.is_none(), "nothing pending");
+    let e = stream.search(client.search(name, vec![1.0; 7], 3)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::DimensionMismatch, "{e:?}");
+    assert!(stream.search(client.search(name, queries[0].clone(), 3)).await.is_err(), "the stream ended");
 
     // wait=false answers before the write is applied; it becomes visible shortly.
     let quick: Vec<Value> = (500..510).map(|i: u64| json!({"id": i, "vector": [1.0, i as f32, 0.0, 0.5]})).collect();
