@@ -13,7 +13,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
-use vectron_common::status::{WireError, from_status};
+use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::auth_service_client::AuthServiceClient;
 

@@ -74,7 +74,7 @@ impl AuthError {
 
     /// As a gRPC status with code and retry metadata.
     pub fn to_status(&self) -> tonic::Status {
-        vectron_common::status::to_status(&vectron_common::status::WireError::new(
+        vectron_model::status::to_status(&vectron_model::status::WireError::new(
             self.code(),
             self.to_string(),
             self.is_retryable(),

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use vectron_common::status::{WireError, to_status};
+use vectron_model::status::{WireError, to_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::auth_service_server::{AuthService, AuthServiceServer};
 

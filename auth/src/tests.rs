@@ -320,7 +320,7 @@ mod grpc {
     }
 
     fn code_of(s: &tonic::Status) -> pb::ErrorCode {
-        vectron_common::status::from_status(s).code
+        vectron_model::status::from_status(s).code
     }
 
     async fn login(client: &mut Client, user: &str, password: &str) -> Result<pb::TokenPair, tonic::Status> {
@@ -462,7 +462,7 @@ mod grpc {
         assert_eq!(login(c, "admin", "wrong password").await.unwrap_err().code(), Code::Unauthenticated);
         // Locked now: even the right password is refused, with a retry hint.
         let e = login(c, "admin", &password).await.unwrap_err();
-        let wire = vectron_common::status::from_status(&e);
+        let wire = vectron_model::status::from_status(&e);
         assert_eq!(
             (e.code(), wire.code, wire.retryable),
             (Code::ResourceExhausted, pb::ErrorCode::ResourceExhausted, true)

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Status};
 use vectron_proto::v1::ErrorCode;
 
-use crate::status::{WireError, to_status};
+use vectron_model::status::{WireError, to_status};
 
 /// Metadata key of the cluster token.
 pub const CLUSTER_TOKEN_HEADER: &str = "x-vectron-cluster-token";
@@ -104,7 +104,7 @@ mod tests {
         let mut wrong = Request::new(());
         wrong.metadata_mut().insert(CLUSTER_TOKEN_HEADER, token_of(&[8u8; 32]));
         let e = check(wrong).unwrap_err();
-        assert_eq!(crate::status::from_status(&e).code, ErrorCode::Unauthenticated);
+        assert_eq!(vectron_model::status::from_status(&e).code, ErrorCode::Unauthenticated);
         assert!(check(std::mem::replace(&mut attached, Request::new(()))).is_ok());
     }
 }

@@ -1,9 +1,8 @@
 //! What several Vectron services share.
 //!
 //! Layout:
-//! - [`status`]: the one mapping from `ErrorCode` to gRPC and HTTP statuses, and the
-//!   metadata that carries codes, retry hints and routing hints to clients and back.
-//! - [`convert`]: proto ↔ engine types (points, payloads, filters).
+//! (Error codes on the wire and proto ↔ model conversions live in `vectron-model`,
+//! which clients share.)
 //! - [`net`]: accepted server connections (TCP_NODELAY).
 //! - [`raft`]: the openraft plumbing of the placement driver and the workers: the
 //!   RocksDB log store, the multiplexed gRPC transport, timing.
@@ -14,13 +13,11 @@
 //! - [`now_ms`]: wall-clock time as stored in records (created-at, heartbeats).
 
 pub mod cluster_auth;
-pub mod convert;
 pub mod net;
 pub mod placement_client;
 pub mod raft;
 pub mod routing;
 pub mod secret_file;
-pub mod status;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {

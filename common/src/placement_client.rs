@@ -14,7 +14,7 @@ use vectron_proto::v1::ErrorCode;
 
 use crate::cluster_auth::ClusterChannel;
 use crate::raft::network::PeerChannels;
-use crate::status::{WireError, from_status};
+use vectron_model::status::{WireError, from_status};
 
 /// A leader-following client of the placement driver.
 #[derive(Debug)]

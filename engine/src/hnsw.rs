@@ -22,6 +22,7 @@
 
 mod visited;
 
+use crate::ValidationError;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::io::{Read, Write};
@@ -585,12 +586,17 @@ impl Hnsw {
     /// vector gets a new id; the old one is deleted). Safe to call from many threads.
     pub fn insert(&self, id: u32, vector: &[f32]) -> Result<()> {
         if vector.len() != self.dim {
-            return Err(EngineError::DimensionMismatch { expected: self.dim, got: vector.len() });
+            return Err(EngineError::Invalid(ValidationError::DimensionMismatch {
+                expected: self.dim,
+                got: vector.len(),
+            }));
         }
         self.ensure_capacity(id as usize + 1);
         let g = self.graph.read();
         if g.levels[id as usize].load(Acquire) != NO_NODE {
-            return Err(EngineError::InvalidArgument { reason: format!("index node {id} already exists") });
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                reason: format!("index node {id} already exists"),
+            }));
         }
         let level = self.random_level();
 
@@ -602,7 +608,9 @@ impl Hnsw {
         if level > 0 {
             let lists = zeroed_atomics(level * (1 + self.m));
             if g.upper[id as usize].set(lists).is_err() {
-                return Err(EngineError::InvalidArgument { reason: format!("index node {id} already exists") });
+                return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                    reason: format!("index node {id} already exists"),
+                }));
             }
         }
         // Held until the node is fully linked: writers of its lists wait for it.
@@ -1079,7 +1087,10 @@ mod tests {
     #[test]
     fn rejects_wrong_dimension_and_duplicate_ids() {
         let index = Hnsw::new(4, Distance::Euclid, HnswParams::default(), 0);
-        assert!(matches!(index.insert(0, &[1.0, 2.0]), Err(EngineError::DimensionMismatch { expected: 4, got: 2 })));
+        assert!(matches!(
+            index.insert(0, &[1.0, 2.0]),
+            Err(EngineError::Invalid(ValidationError::DimensionMismatch { expected: 4, got: 2 }))
+        ));
         index.insert(0, &[1.0; 4]).unwrap();
         assert!(index.insert(0, &[1.0; 4]).is_err());
         assert!(index.search(&[1.0; 3], 1, 10, |_| true).is_empty());

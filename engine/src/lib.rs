@@ -3,24 +3,24 @@
 //! worker wraps it in a Raft state machine.
 //!
 //! Layout:
-//! - [`types`]: ids, distances, points, shard configuration and limits.
+//! - [`types`], [`filter`]: the data model (ids, distances, points, shard configuration,
+//!   limits, the filter language), from `vectron-model`, re-exported.
 //! - [`error`]: [`EngineError`] with stable codes.
 //! - [`distance`]: SIMD distance kernels.
 //! - [`hnsw`]: our HNSW graph; [`index`]: the `VectorIndex` trait and backends.
-//! - [`filter`]: filter language and its reference evaluator.
 //! - [`payload_index`]: payload field indexes answering filters as bitmaps.
 //! - [`store`]: the process's RocksDB and the per-shard [`store::PointStore`].
 //! - [`shard`]: [`Shard`], tying the above together; the write and search paths.
 
 pub mod distance;
 pub mod error;
-pub mod filter;
 pub mod hnsw;
 pub mod index;
 pub mod payload_index;
 pub mod shard;
 pub mod store;
-pub mod types;
+
+pub use vectron_model::{ValidationError, filter, types};
 
 pub use error::{EngineError, Result};
 pub use filter::Filter;

@@ -24,6 +24,7 @@
 //! candidates when cheaper, else filtered HNSW, which falls back to the exact scan if it
 //! finds fewer than `top_k` hits.
 
+use crate::ValidationError;
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -191,9 +192,9 @@ impl Shard {
         config.validate()?;
         let store = RocksPointStore::new(storage.clone(), id);
         match store.load_config()? {
-            Some(existing) if existing != config => Err(EngineError::InvalidArgument {
+            Some(existing) if existing != config => Err(EngineError::Invalid(ValidationError::InvalidArgument {
                 reason: format!("shard {} exists with another configuration", id.0),
-            }),
+            })),
             Some(_) => Shard::open(storage, id, dir),
             None => {
                 store.save_config(&config)?;
@@ -205,9 +206,9 @@ impl Shard {
     /// Opens an existing shard: loads its config, then its graph (persisted or rebuilt).
     pub fn open(storage: &Storage, id: ShardId, dir: &Path) -> Result<Shard> {
         let store = RocksPointStore::new(storage.clone(), id);
-        let config = store
-            .load_config()?
-            .ok_or(EngineError::InvalidArgument { reason: format!("shard {} does not exist", id.0) })?;
+        let config = store.load_config()?.ok_or(EngineError::Invalid(ValidationError::InvalidArgument {
+            reason: format!("shard {} does not exist", id.0),
+        }))?;
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let graph_path = dir.join(format!("shard-{}.graph", id.0));
         let applied = store.applied_index()?;
@@ -325,9 +326,9 @@ impl Shard {
     pub fn restore_chunk(&self, index: u64, points: Vec<Point>) -> Result<usize> {
         let mut writer = self.write_lock.lock();
         if index < writer.applied {
-            return Err(EngineError::InvalidArgument {
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
                 reason: format!("restoring at index {index}, below the applied index {}", writer.applied),
-            });
+            }));
         }
         let affected = if points.is_empty() {
             self.store.apply(index, &WriteSet::default())?;
@@ -342,13 +343,15 @@ impl Shard {
 
     fn apply_upsert(&self, index: u64, mut points: Vec<Point>) -> Result<usize> {
         if points.is_empty() {
-            return Err(EngineError::InvalidArgument { reason: "upsert batch is empty".into() });
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                reason: "upsert batch is empty".into(),
+            }));
         }
         let limits = &self.config.limits;
         if points.len() > limits.max_batch {
-            return Err(EngineError::InvalidArgument {
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
                 reason: format!("upsert batch has {} points, the limit is {}", points.len(), limits.max_batch),
-            });
+            }));
         }
         for p in &mut points {
             p.id.validate()?;
@@ -566,7 +569,9 @@ impl Shard {
         with_vector: bool,
     ) -> Result<ScrollPage> {
         if limit == 0 || limit > MAX_TOP_K {
-            return Err(EngineError::InvalidArgument { reason: format!("scroll limit must be in 1..={MAX_TOP_K}") });
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                reason: format!("scroll limit must be in 1..={MAX_TOP_K}"),
+            }));
         }
         if let Some(f) = filter {
             f.validate()?;
@@ -601,13 +606,19 @@ impl Shard {
     /// [`Shard::search`], also saying which plan ran.
     pub fn search_explained(&self, req: &SearchRequest) -> Result<(Vec<ScoredPoint>, SearchPlan)> {
         if req.top_k == 0 || req.top_k > MAX_TOP_K {
-            return Err(EngineError::InvalidArgument { reason: format!("top_k must be in 1..={MAX_TOP_K}") });
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                reason: format!("top_k must be in 1..={MAX_TOP_K}"),
+            }));
         }
         if req.ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
-            return Err(EngineError::InvalidArgument { reason: format!("ef must be in 1..={MAX_EF}") });
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                reason: format!("ef must be in 1..={MAX_EF}"),
+            }));
         }
         if req.score_threshold.is_some_and(|t| !t.is_finite()) {
-            return Err(EngineError::InvalidArgument { reason: "score_threshold must be a finite number".into() });
+            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                reason: "score_threshold must be a finite number".into(),
+            }));
         }
         let mut query = req.vector.clone();
         validate_vector(&self.config, &mut query)?;
@@ -780,16 +791,23 @@ pub fn validate_point(config: &ShardConfig, p: &mut Point) -> Result<()> {
 
 fn validate_vector(config: &ShardConfig, v: &mut [f32]) -> Result<()> {
     if v.is_empty() {
-        return Err(EngineError::InvalidVector { reason: "vector is empty".into() });
+        return Err(EngineError::Invalid(ValidationError::InvalidVector { reason: "vector is empty".into() }));
     }
     if v.len() != config.dimension {
-        return Err(EngineError::DimensionMismatch { expected: config.dimension, got: v.len() });
+        return Err(EngineError::Invalid(ValidationError::DimensionMismatch {
+            expected: config.dimension,
+            got: v.len(),
+        }));
     }
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(EngineError::InvalidVector { reason: format!("element {i} is {}", v[i]) });
+        return Err(EngineError::Invalid(ValidationError::InvalidVector {
+            reason: format!("element {i} is {}", v[i]),
+        }));
     }
     if config.distance == Distance::Cosine && !normalize(v) {
-        return Err(EngineError::InvalidVector { reason: "zero vector has no direction for cosine".into() });
+        return Err(EngineError::Invalid(ValidationError::InvalidVector {
+            reason: "zero vector has no direction for cosine".into(),
+        }));
     }
     Ok(())
 }
@@ -805,15 +823,15 @@ fn validate_payload(payload: &Map<String, Value>, max_bytes: usize, max_depth: u
     }
     let d = 1 + payload.values().map(depth).max().unwrap_or(0);
     if d > max_depth {
-        return Err(EngineError::InvalidPayload {
+        return Err(EngineError::Invalid(ValidationError::InvalidPayload {
             reason: format!("payload nests {d} levels, the limit is {max_depth}"),
-        });
+        }));
     }
     let size = serde_json::to_vec(payload).map(|b| b.len()).unwrap_or(usize::MAX);
     if size > max_bytes {
-        return Err(EngineError::InvalidPayload {
+        return Err(EngineError::Invalid(ValidationError::InvalidPayload {
             reason: format!("payload is {size} bytes, the limit is {max_bytes}"),
-        });
+        }));
     }
     Ok(())
 }
@@ -1020,7 +1038,7 @@ fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, No
         let mut enc = vec![0u8; n as usize];
         r.read_exact(&mut enc).map_err(|e| corrupt(e.to_string()))?;
         let version = read_u64(&mut r)?;
-        nodes.push(Some((PointId::decode(&enc)?, version)));
+        nodes.push(Some((PointId::decode(&enc).map_err(EngineError::corrupt_point_id)?, version)));
     }
     let index = Hnsw::read_from(&mut r)?;
     if index.dim() != config.dimension || index.distance() != config.distance {

@@ -15,6 +15,7 @@
 //! and the applied index together, so after a crash a batch is either wholly there or
 //! wholly absent, and the applied index says which.
 
+use crate::ValidationError;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -182,7 +183,7 @@ impl RocksPointStore {
     }
 
     fn decode_point(&self, key: &[u8], value: &[u8]) -> Result<StoredPoint> {
-        let id = PointId::decode(&key[8..])?;
+        let id = PointId::decode(&key[8..]).map_err(EngineError::corrupt_point_id)?;
         if value.len() < 8 || !(value.len() - 8).is_multiple_of(4) {
             return Err(EngineError::Corruption { what: "point record", reason: format!("{} bytes", value.len()) });
         }
@@ -214,8 +215,8 @@ impl PointStore for RocksPointStore {
             batch.put_cf(points, &k, v);
             match payload {
                 Some(p) if !p.is_empty() => {
-                    let json =
-                        serde_json::to_vec(p).map_err(|e| EngineError::InvalidPayload { reason: e.to_string() })?;
+                    let json = serde_json::to_vec(p)
+                        .map_err(|e| EngineError::Invalid(ValidationError::InvalidPayload { reason: e.to_string() }))?;
                     batch.put_cf(payloads, &k, json);
                 }
                 _ => batch.delete_cf(payloads, &k),
@@ -279,13 +280,14 @@ impl PointStore for RocksPointStore {
             self.storage.db.iterator_cf_opt(self.storage.cf(CF_PAYLOADS)?, self.shard_range(), IteratorMode::Start);
         for item in iter {
             let (k, v) = item?;
-            f(PointId::decode(&k[8..])?, decode_payload(&v)?)?;
+            f(PointId::decode(&k[8..]).map_err(EngineError::corrupt_point_id)?, decode_payload(&v)?)?;
         }
         Ok(())
     }
 
     fn save_config(&self, config: &ShardConfig) -> Result<()> {
-        let json = serde_json::to_vec(config).map_err(|e| EngineError::InvalidArgument { reason: e.to_string() })?;
+        let json = serde_json::to_vec(config)
+            .map_err(|e| EngineError::Invalid(ValidationError::InvalidArgument { reason: e.to_string() }))?;
         let s = &self.storage;
         s.db.put_cf_opt(s.cf(CF_INDEX_META)?, self.key(META_CONFIG), json, &s.write_options())?;
         Ok(())

@@ -2,6 +2,7 @@
 //! filter evaluator, and brute-force kNN.
 
 use std::collections::BTreeMap;
+use vectron_engine::ValidationError;
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -233,20 +234,28 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     type Expect = fn(&EngineError) -> bool;
     let cases: Vec<(Point, Expect)> = vec![
         (Point { vector: vec![1.0, 2.0], ..good(1) }, |e| {
-            matches!(e, EngineError::DimensionMismatch { expected: 4, got: 2 })
+            matches!(e, EngineError::Invalid(ValidationError::DimensionMismatch { expected: 4, got: 2 }))
         }),
-        (Point { vector: vec![], ..good(1) }, |e| matches!(e, EngineError::InvalidVector { .. })),
+        (Point { vector: vec![], ..good(1) }, |e| {
+            matches!(e, EngineError::Invalid(ValidationError::InvalidVector { .. }))
+        }),
         (Point { vector: vec![f32::NAN, 0.0, 0.0, 1.0], ..good(1) }, |e| {
-            matches!(e, EngineError::InvalidVector { .. })
+            matches!(e, EngineError::Invalid(ValidationError::InvalidVector { .. }))
         }),
         (Point { vector: vec![f32::INFINITY, 0.0, 0.0, 1.0], ..good(1) }, |e| {
-            matches!(e, EngineError::InvalidVector { .. })
+            matches!(e, EngineError::Invalid(ValidationError::InvalidVector { .. }))
         }),
-        (Point { vector: vec![0.0; 4], ..good(1) }, |e| matches!(e, EngineError::InvalidVector { .. })),
-        (Point { id: PointId::Str(String::new()), ..good(1) }, |e| matches!(e, EngineError::InvalidPointId { .. })),
-        (Point { id: PointId::Str("x".repeat(257)), ..good(1) }, |e| matches!(e, EngineError::InvalidPointId { .. })),
+        (Point { vector: vec![0.0; 4], ..good(1) }, |e| {
+            matches!(e, EngineError::Invalid(ValidationError::InvalidVector { .. }))
+        }),
+        (Point { id: PointId::Str(String::new()), ..good(1) }, |e| {
+            matches!(e, EngineError::Invalid(ValidationError::InvalidPointId { .. }))
+        }),
+        (Point { id: PointId::Str("x".repeat(257)), ..good(1) }, |e| {
+            matches!(e, EngineError::Invalid(ValidationError::InvalidPointId { .. }))
+        }),
         (Point { payload: Some(obj(json!({"big": "y".repeat(200)}))), ..good(1) }, |e| {
-            matches!(e, EngineError::InvalidPayload { .. })
+            matches!(e, EngineError::Invalid(ValidationError::InvalidPayload { .. }))
         }),
     ];
     for (bad, is_expected) in cases {
@@ -256,29 +265,35 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
         assert!(!err.is_retryable());
         assert_eq!(shard.len(), 0, "a refused batch wrote something");
     }
-    assert!(matches!(shard.upsert(vec![]), Err(EngineError::InvalidArgument { .. })));
+    assert!(matches!(shard.upsert(vec![]), Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))));
     let mut deep = json!(1);
     for _ in 0..40 {
         deep = json!([deep]);
     }
     let err = shard.upsert(vec![Point { payload: Some(obj(json!({"d": deep}))), ..good(1) }]).unwrap_err();
-    assert!(matches!(err, EngineError::InvalidPayload { .. }));
+    assert!(matches!(err, EngineError::Invalid(ValidationError::InvalidPayload { .. })));
     // Searches validate too.
     shard.upsert(vec![good(1)]).unwrap();
-    assert!(matches!(shard.search(&SearchRequest::new(vec![1.0; 3], 1)), Err(EngineError::DimensionMismatch { .. })));
-    assert!(matches!(shard.search(&SearchRequest::new(vec![1.0; 4], 0)), Err(EngineError::InvalidArgument { .. })));
+    assert!(matches!(
+        shard.search(&SearchRequest::new(vec![1.0; 3], 1)),
+        Err(EngineError::Invalid(ValidationError::DimensionMismatch { .. }))
+    ));
+    assert!(matches!(
+        shard.search(&SearchRequest::new(vec![1.0; 4], 0)),
+        Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))
+    ));
     let mut huge_ef = SearchRequest::new(vec![1.0; 4], 1);
     huge_ef.ef = Some(1_000_000_000);
-    assert!(matches!(shard.search(&huge_ef), Err(EngineError::InvalidArgument { .. })));
+    assert!(matches!(shard.search(&huge_ef), Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))));
     let mut nan_threshold = SearchRequest::new(vec![1.0; 4], 1);
     nan_threshold.score_threshold = Some(f32::NAN);
-    assert!(matches!(shard.search(&nan_threshold), Err(EngineError::InvalidArgument { .. })));
+    assert!(matches!(shard.search(&nan_threshold), Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))));
     let mut req = SearchRequest::new(vec![1.0; 4], 1);
     req.filter = Some(Filter {
         must: vec![serde_json::from_value(json!({"key": "a", "range": {}})).unwrap()],
         ..Filter::default()
     });
-    assert!(matches!(shard.search(&req), Err(EngineError::InvalidFilter { .. })));
+    assert!(matches!(shard.search(&req), Err(EngineError::Invalid(ValidationError::InvalidFilter { .. }))));
     // And the shard still serves.
     assert_eq!(shard.search(&SearchRequest::new(vec![1.0, 0.1, 0.0, 0.0], 1)).unwrap()[0].id, PointId::Num(1));
 }
@@ -479,10 +494,10 @@ fn creating_with_another_config_is_refused() {
     drop(fx.must_create(config(4, Distance::Euclid)));
     let err =
         Shard::create(&fx.storage, ShardId(1), config(8, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
-    assert!(matches!(err, EngineError::InvalidArgument { .. }));
+    assert!(matches!(err, EngineError::Invalid(ValidationError::InvalidArgument { .. })));
     let err =
         Shard::create(&fx.storage, ShardId(2), config(0, Distance::Euclid), &fx.dir.path().join("graphs")).unwrap_err();
-    assert!(matches!(err, EngineError::InvalidArgument { .. }));
+    assert!(matches!(err, EngineError::Invalid(ValidationError::InvalidArgument { .. })));
 }
 
 #[test]

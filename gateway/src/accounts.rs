@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vectron_auth::service::{API_KEY_HEADER, FORWARDED_FOR_HEADER};
 use vectron_auth::throttle::client_address;
-use vectron_common::status::{WireError, from_status};
+use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 use vectron_proto::v1::auth_service_client::AuthServiceClient;

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use vectron_common::convert::{self, point_from_pb, point_id_from_pb, shard_config};
 use vectron_common::routing::{point_hash, range_contains};
-use vectron_common::status::WireError;
 use vectron_engine::shard::validate_point;
-use vectron_engine::{Distance, PointId};
+use vectron_engine::{Distance, PointId, ValidationError};
+use vectron_model::convert::{self, point_from_pb, point_id_from_pb, shard_config};
+use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
@@ -57,8 +57,8 @@ fn invalid(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, message, false)
 }
 
-fn engine(e: vectron_engine::EngineError) -> WireError {
-    WireError::from(&e)
+fn engine(e: impl Into<vectron_engine::EngineError>) -> WireError {
+    WireError::from(&e.into())
 }
 
 /// The operations of the public API.
@@ -441,15 +441,13 @@ impl Api {
         let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
         let distance = convert::distance_from_pb(config.distance).map_err(engine)?;
         if req.vector.len() != config.dimension as usize {
-            return Err(engine(vectron_engine::EngineError::DimensionMismatch {
+            return Err(engine(ValidationError::DimensionMismatch {
                 expected: config.dimension as usize,
                 got: req.vector.len(),
             }));
         }
         if req.vector.iter().any(|x| !x.is_finite()) {
-            return Err(engine(vectron_engine::EngineError::InvalidVector {
-                reason: "vector has a NaN or infinite value".into(),
-            }));
+            return Err(engine(ValidationError::InvalidVector { reason: "vector has a NaN or infinite value".into() }));
         }
         if req.top_k == 0 || req.top_k as usize > vectron_engine::shard::MAX_TOP_K {
             return Err(invalid(format!("top_k must be in 1..={}", vectron_engine::shard::MAX_TOP_K)));
@@ -518,8 +516,8 @@ impl Api {
     }
 }
 
-fn point_error(index: usize, e: vectron_engine::EngineError) -> WireError {
-    let mut w = WireError::from(&e);
+fn point_error(index: usize, e: impl Into<vectron_engine::EngineError>) -> WireError {
+    let mut w = WireError::from(&e.into());
     w.message = format!("point {index}: {}", w.message);
     w
 }

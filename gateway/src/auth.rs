@@ -27,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use tower::{Layer, Service};
 use vectron_auth::client::{AuthClient, Credential, RateLimits};
 use vectron_auth::service::API_KEY_HEADER;
-use vectron_common::status::WireError;
+use vectron_model::status::WireError;
 use vectron_proto::v1::ErrorCode;
 
 pub use vectron_auth::keys::{Access, Scope};

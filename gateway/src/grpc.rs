@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
-use vectron_common::status::WireError;
+use vectron_model::status::WireError;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_server::VectronService;
 

@@ -4,7 +4,7 @@
 //! `vectron_engine::filter`).
 //!
 //! Errors are JSON too: `{"error": {"code": "DIMENSION_MISMATCH", "message": …,
-//! "retryable": false}}` with the HTTP status of `vectron_common::status::http_status`
+//! "retryable": false}}` with the HTTP status of `vectron_model::status::http_status`
 //! and `retry-after` when the server knows. Malformed JSON is a 400 INVALID_ARGUMENT.
 
 use std::sync::Arc;
@@ -20,12 +20,12 @@ use serde_json::{Map, Value};
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vectron_common::convert::{
-    distance_to_pb, filter_to_pb, point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb,
-};
-use vectron_common::status::{WireError, http_status};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
 use vectron_engine::{Distance, Filter, PointId};
+use vectron_model::convert::{
+    distance_to_pb, filter_to_pb, point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb,
+};
+use vectron_model::status::{WireError, http_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
@@ -154,7 +154,7 @@ impl CollectionJson {
     }
 
     fn from_pb(c: &pb::CollectionConfig) -> Result<CollectionJson, ApiError> {
-        let config = vectron_common::convert::shard_config(c).map_err(|e| ApiError(WireError::from(&e)))?;
+        let config = vectron_model::convert::shard_config(c).map_err(|e| ApiError(WireError::from(&e)))?;
         Ok(CollectionJson {
             name: c.name.clone(),
             dimension: c.dimension,
@@ -473,8 +473,8 @@ pub struct FeedbackReply {
 
 // ---- conversions ----
 
-fn engine_err(e: vectron_engine::EngineError) -> ApiError {
-    ApiError(WireError::from(&e))
+fn engine_err(e: impl Into<vectron_engine::EngineError>) -> ApiError {
+    ApiError(WireError::from(&e.into()))
 }
 
 fn filter_pb(v: Option<&Value>) -> Result<Option<pb::Filter>, ApiError> {

@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::PeerChannels;
-use vectron_common::status::{WireError, from_status};
+use vectron_model::status::{WireError, from_status};
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_client::WorkerClient;
 use vectron_proto::internal::worker_server::Worker;

@@ -52,7 +52,7 @@ fn is(w: i32, s: WorkerState) -> bool {
 async fn tick(
     node: &PlacementNode,
     leaderless_since: &mut HashMap<u64, Instant>,
-) -> Result<(), vectron_common::status::WireError> {
+) -> Result<(), vectron_model::status::WireError> {
     let now = Instant::now();
     let state = node.view.snapshot();
     let workers = state.routing.as_ref().map(|r| r.workers.clone()).unwrap_or_default();
@@ -153,7 +153,7 @@ fn settled(routing: &vectron_proto::internal::RoutingTable) -> bool {
 async fn replace_replicas(
     node: &PlacementNode,
     state: &ClusterState,
-) -> Result<bool, vectron_common::status::WireError> {
+) -> Result<bool, vectron_model::status::WireError> {
     let Some(routing) = &state.routing else { return Ok(false) };
     let grace_ms = node.config.replace_after.as_millis() as u64;
     let now = now_ms();
@@ -200,7 +200,7 @@ async fn replace_replicas(
 
 /// Moves one replica from the most to the least loaded up worker when they differ by
 /// more than one.
-async fn rebalance(node: &PlacementNode, state: &ClusterState) -> Result<(), vectron_common::status::WireError> {
+async fn rebalance(node: &PlacementNode, state: &ClusterState) -> Result<(), vectron_model::status::WireError> {
     let Some(routing) = &state.routing else { return Ok(()) };
     let up: Vec<u64> = routing.workers.iter().filter(|w| is(w.state, WorkerState::Up)).map(|w| w.id).collect();
     let load = replica_load(state);
@@ -236,7 +236,7 @@ async fn raise(
     kind: &str,
     subject: String,
     message: String,
-) -> Result<(), vectron_common::status::WireError> {
+) -> Result<(), vectron_model::status::WireError> {
     let active =
         node.view.read(|s| s.alerts.iter().any(|a| a.resolved_at_ms == 0 && a.kind == kind && a.subject == subject));
     if !active {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 use vectron_common::raft::network::RaftRouter;
-use vectron_common::status::WireError;
+use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::internal::placement_command::Command;
 use vectron_proto::internal::placement_command_result::Result as Outcome;

@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use vectron_common::convert::normalize_collection;
 use vectron_common::routing::split_ranges;
+use vectron_model::convert::normalize_collection;
 use vectron_proto::internal::placement_command::Command;
 use vectron_proto::internal::placement_command_result::Result as Outcome;
 use vectron_proto::internal::{

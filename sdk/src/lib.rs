@@ -27,12 +27,12 @@ use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use vectron_common::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
-use vectron_common::status::{WireError, from_status};
+use vectron_model::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
+use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_client::VectronServiceClient;
 
-pub use vectron_engine::{Distance, Filter, PointId};
+pub use vectron_model::{Distance, Filter, PointId};
 pub use vectron_proto::v1::{Consistency, ErrorCode};
 
 /// A failed call: the server's code, message and retry hint.
@@ -127,7 +127,7 @@ impl Collection {
             config: pb::CollectionConfig {
                 name: name.to_owned(),
                 dimension,
-                distance: vectron_common::convert::distance_to_pb(distance) as i32,
+                distance: vectron_model::convert::distance_to_pb(distance) as i32,
                 ..Default::default()
             },
         }
@@ -196,7 +196,7 @@ pub struct Client {
     retry_budget: Duration,
 }
 
-fn decode_err(e: vectron_engine::EngineError) -> Error {
+fn decode_err(e: vectron_model::ValidationError) -> Error {
     Error { code: ErrorCode::Internal, message: format!("undecodable answer: {e}"), retryable: false }
 }
 
@@ -434,7 +434,7 @@ impl Client {
 }
 
 fn filter_pb(f: &Filter) -> Result<pb::Filter> {
-    vectron_common::convert::filter_to_pb(f).map_err(|e| Error {
+    vectron_model::convert::filter_to_pb(f).map_err(|e| Error {
         code: ErrorCode::InvalidFilter,
         message: e.to_string(),
         retryable: false,

@@ -22,7 +22,7 @@ async fn read_at(
 ) -> Result<Vec<f32>, i32> {
     let request = pb::GetRequest {
         collection: "lin".into(),
-        ids: vec![vectron_common::convert::point_id_to_pb(&PointId::Num(1))],
+        ids: vec![vectron_model::convert::point_id_to_pb(&PointId::Num(1))],
         with_payload: false,
         with_vector: true,
         consistency: Consistency::Linearizable as i32,
@@ -31,7 +31,7 @@ async fn read_at(
     call.set_timeout(Duration::from_secs(3));
     match worker.get(call).await {
         Ok(r) => Ok(r.into_inner().points.first().map(|p| p.vector.clone()).unwrap_or_default()),
-        Err(s) => Err(vectron_common::status::from_status(&s).code as i32),
+        Err(s) => Err(vectron_model::status::from_status(&s).code as i32),
     }
 }
 

@@ -22,14 +22,14 @@ use std::time::Duration;
 
 use openraft::{BasicNode, Raft, ServerState};
 use parking_lot::RwLock;
-use vectron_common::convert::shard_config;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, LogCompaction, raft_config_with};
 use vectron_common::raft::{NodeId, leader_hint, open_storage};
-use vectron_common::status::WireError;
 use vectron_engine::store::Durability;
 use vectron_engine::{Shard, ShardId, Storage};
+use vectron_model::convert::shard_config;
+use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::v1::ErrorCode;
 
@@ -224,7 +224,7 @@ impl WorkerHost {
         create: Option<&pi::CollectionInfo>,
     ) -> Result<Arc<Replica>, StartError> {
         let config = match create.and_then(|c| c.config.as_ref()) {
-            Some(c) => Some(shard_config(c)?),
+            Some(c) => Some(shard_config(c).map_err(vectron_engine::EngineError::from)?),
             None => None,
         };
         let sync = self.config.durability == Durability::Machine;

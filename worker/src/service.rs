@@ -16,11 +16,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use vectron_common::convert::{filter_from_pb, point_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::raft_error_to_wire;
-use vectron_common::status::WireError;
 use vectron_engine::{Shard, WriteOp};
+use vectron_model::convert::{filter_from_pb, point_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb};
+use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_server::{Worker, WorkerServer};
 use vectron_proto::v1 as pb;
@@ -35,8 +35,8 @@ fn status(e: WireError) -> Status {
     e.to_status()
 }
 
-fn engine(e: vectron_engine::EngineError) -> Status {
-    WireError::from(&e).to_status()
+fn engine(e: impl Into<vectron_engine::EngineError>) -> Status {
+    WireError::from(&e.into()).to_status()
 }
 
 /// The worker's gRPC face.

@@ -45,7 +45,7 @@ use openraft::error::{ForwardToLeader, RaftError};
 use openraft::{BasicNode, RaftMetrics, TryAsRef};
 use vectron_proto::v1::ErrorCode;
 
-use crate::status::{LeaderHint, WireError};
+use vectron_model::status::{LeaderHint, WireError};
 
 /// The leader a node's metrics name, with its address from the membership.
 pub fn leader_hint(m: &RaftMetrics<NodeId, BasicNode>) -> Option<LeaderHint> {

@@ -37,7 +37,7 @@ use vectron_proto::v1::ErrorCode;
 use super::codec::{decode, encode};
 use super::{GroupId, NodeId};
 use crate::cluster_auth::{AttachToken, ClusterChannel};
-use crate::status::{WireError, from_status, to_status};
+use vectron_model::status::{WireError, from_status, to_status};
 
 /// How often an HTTP/2 ping checks a peer while calls to it are in flight.
 const PEER_PING_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,6 +1,7 @@
 //! The hnsw_rs crate behind [`VectorIndex`](super::VectorIndex). It cannot delete; it is
 //! here for comparison in the benchmark, not for serving.
 
+use crate::ValidationError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hnsw_rs::prelude::{DistDot, DistL2, FilterT, Hnsw as RsHnsw};
@@ -38,7 +39,9 @@ impl HnswRsIndex {
             Distance::Euclid => Inner::L2(RsHnsw::new(params.m, capacity, layers, params.ef_construction, DistL2)),
             Distance::Cosine => Inner::Dot(RsHnsw::new(params.m, capacity, layers, params.ef_construction, DistDot)),
             Distance::Dot => {
-                return Err(EngineError::InvalidArgument { reason: "hnsw_rs backend has no plain dot product".into() });
+                return Err(EngineError::Invalid(ValidationError::InvalidArgument {
+                    reason: "hnsw_rs backend has no plain dot product".into(),
+                }));
             }
         };
         Ok(HnswRsIndex { inner, dim, len: AtomicUsize::new(0) })
@@ -46,7 +49,7 @@ impl HnswRsIndex {
 
     fn check(&self, v: &[f32]) -> Result<()> {
         if v.len() != self.dim {
-            return Err(EngineError::DimensionMismatch { expected: self.dim, got: v.len() });
+            return Err(EngineError::Invalid(ValidationError::DimensionMismatch { expected: self.dim, got: v.len() }));
         }
         Ok(())
     }

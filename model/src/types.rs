@@ -1,9 +1,9 @@
-//! Plain data types of the engine: ids, distances, points, shard configuration and the
-//! validation limits that protect a shard from bad input.
+//! Plain data types: ids, distances, points, shard configuration and the validation
+//! limits that protect a shard from bad input.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{EngineError, Result};
+use crate::error::{Result, ValidationError};
 
 /// Identifies a shard (and its Raft group). Prefixes every key the shard writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -25,8 +25,10 @@ impl PointId {
     pub fn validate(&self) -> Result<()> {
         match self {
             PointId::Num(_) => Ok(()),
-            PointId::Str(s) if s.is_empty() => Err(EngineError::InvalidPointId { reason: "string id is empty".into() }),
-            PointId::Str(s) if s.len() > MAX_STRING_ID_BYTES => Err(EngineError::InvalidPointId {
+            PointId::Str(s) if s.is_empty() => {
+                Err(ValidationError::InvalidPointId { reason: "string id is empty".into() })
+            }
+            PointId::Str(s) if s.len() > MAX_STRING_ID_BYTES => Err(ValidationError::InvalidPointId {
                 reason: format!("string id is {} bytes, the limit is {MAX_STRING_ID_BYTES}", s.len()),
             }),
             PointId::Str(_) => Ok(()),
@@ -52,19 +54,18 @@ impl PointId {
         }
     }
 
-    /// Inverse of [`PointId::encode`].
-    pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |reason: &str| EngineError::Corruption { what: "point id", reason: reason.into() };
+    /// Inverse of [`PointId::encode`]; the error says what is wrong with `bytes`.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Self, &'static str> {
         match bytes.split_first() {
             Some((0, rest)) => {
-                let arr: [u8; 8] = rest.try_into().map_err(|_| corrupt("numeric id is not 8 bytes"))?;
+                let arr: [u8; 8] = rest.try_into().map_err(|_| "numeric id is not 8 bytes")?;
                 Ok(PointId::Num(u64::from_be_bytes(arr)))
             }
             Some((1, rest)) => {
-                let s = std::str::from_utf8(rest).map_err(|_| corrupt("string id is not UTF-8"))?;
+                let s = std::str::from_utf8(rest).map_err(|_| "string id is not UTF-8")?;
                 Ok(PointId::Str(s.to_owned()))
             }
-            _ => Err(corrupt("unknown id tag")),
+            _ => Err("unknown id tag"),
         }
     }
 }
@@ -190,7 +191,7 @@ impl ShardConfig {
 
     /// Rejects configurations the engine cannot serve.
     pub fn validate(&self) -> Result<()> {
-        let bad = |reason: String| Err(EngineError::InvalidArgument { reason });
+        let bad = |reason: String| Err(ValidationError::InvalidArgument { reason });
         if self.dimension == 0 || self.dimension > MAX_DIMENSION {
             return bad(format!("dimension must be in 1..={MAX_DIMENSION}, got {}", self.dimension));
         }

@@ -41,9 +41,9 @@ pub struct LeaderHint {
     pub address: Option<String>,
 }
 
-impl From<&vectron_engine::EngineError> for WireError {
-    fn from(e: &vectron_engine::EngineError) -> Self {
-        WireError::new(e.code(), e.to_string(), e.is_retryable())
+impl From<&crate::ValidationError> for WireError {
+    fn from(e: &crate::ValidationError) -> Self {
+        WireError::new(e.code(), e.to_string(), false)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Payload filters: their JSON form, validation, and the direct evaluator over one
 //! payload. The direct evaluator defines the semantics; the indexed evaluation in
-//! [`crate::payload_index`] must agree with it exactly (a property test checks).
+//! the engine's payload index must agree with it exactly (a property test checks).
 //!
 //! JSON form (Qdrant-like):
 //! ```json
@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{EngineError, Result};
+use crate::error::{Result, ValidationError};
 use crate::types::PointId;
 
 /// Boolean combination of conditions; the empty filter passes everything.
@@ -119,10 +119,10 @@ pub const MAX_KEY_BYTES: usize = 256;
 /// Checks a key path: non-empty segments of at most 256 bytes in all.
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(EngineError::invalid_filter(format!("key must be 1..={MAX_KEY_BYTES} bytes")));
+        return Err(ValidationError::invalid_filter(format!("key must be 1..={MAX_KEY_BYTES} bytes")));
     }
     if key_segments(key).any(str::is_empty) {
-        return Err(EngineError::invalid_filter(format!("key {key:?} has an empty segment")));
+        return Err(ValidationError::invalid_filter(format!("key {key:?} has an empty segment")));
     }
     Ok(())
 }
@@ -136,7 +136,8 @@ fn key_segments(key: &str) -> impl Iterator<Item = &str> {
 impl Filter {
     /// Parses the JSON form.
     pub fn from_json(v: &Value) -> Result<Filter> {
-        let f: Filter = serde_json::from_value(v.clone()).map_err(|e| EngineError::invalid_filter(e.to_string()))?;
+        let f: Filter =
+            serde_json::from_value(v.clone()).map_err(|e| ValidationError::invalid_filter(e.to_string()))?;
         f.validate()?;
         Ok(f)
     }
@@ -153,12 +154,12 @@ impl Filter {
 
     fn validate_at(&self, depth: usize, count: &mut usize) -> Result<()> {
         if depth > MAX_FILTER_DEPTH {
-            return Err(EngineError::invalid_filter(format!("filters nest deeper than {MAX_FILTER_DEPTH}")));
+            return Err(ValidationError::invalid_filter(format!("filters nest deeper than {MAX_FILTER_DEPTH}")));
         }
         for c in self.must.iter().chain(&self.should).chain(&self.must_not) {
             *count += 1;
             if *count > MAX_FILTER_CONDITIONS {
-                return Err(EngineError::invalid_filter(format!("more than {MAX_FILTER_CONDITIONS} conditions")));
+                return Err(ValidationError::invalid_filter(format!("more than {MAX_FILTER_CONDITIONS} conditions")));
             }
             c.validate_at(depth, count)?;
         }
@@ -179,7 +180,7 @@ impl Condition {
             Condition::Field(f) => {
                 validate_key(&f.key)?;
                 match (&f.matches, &f.range) {
-                    (Some(_), Some(_)) | (None, None) => Err(EngineError::invalid_filter(format!(
+                    (Some(_), Some(_)) | (None, None) => Err(ValidationError::invalid_filter(format!(
                         "condition on {:?} needs exactly one of match, range",
                         f.key
                     ))),
@@ -187,10 +188,10 @@ impl Condition {
                     (None, Some(r)) => {
                         let bounds = [r.gt, r.gte, r.lt, r.lte];
                         if bounds.iter().all(Option::is_none) {
-                            return Err(EngineError::invalid_filter(format!("range on {:?} has no bound", f.key)));
+                            return Err(ValidationError::invalid_filter(format!("range on {:?} has no bound", f.key)));
                         }
                         if bounds.iter().flatten().any(|b| !b.is_finite()) {
-                            return Err(EngineError::invalid_filter(format!(
+                            return Err(ValidationError::invalid_filter(format!(
                                 "range on {:?} has a non-finite bound",
                                 f.key
                             )));
@@ -200,9 +201,9 @@ impl Condition {
                 }
             }
             Condition::Exists { exists: k } | Condition::IsNull { is_null: k } => validate_key(&k.key),
-            Condition::HasId { has_id } => {
-                has_id.iter().try_for_each(|id| id.validate().map_err(|e| EngineError::invalid_filter(e.to_string())))
-            }
+            Condition::HasId { has_id } => has_id
+                .iter()
+                .try_for_each(|id| id.validate().map_err(|e| ValidationError::invalid_filter(e.to_string()))),
             Condition::Filter(f) => f.validate_at(depth + 1, count),
         }
     }
@@ -348,7 +349,7 @@ mod tests {
             json!([1, 2]),
         ] {
             let err = Filter::from_json(&bad).unwrap_err();
-            assert!(matches!(err, EngineError::InvalidFilter { .. }), "{bad}: {err:?}");
+            assert!(matches!(err, ValidationError::InvalidFilter { .. }), "{bad}: {err:?}");
         }
         let mut deep = json!({"must": [{"key": "a", "match": {"value": 1}}]});
         for _ in 0..MAX_FILTER_DEPTH + 1 {

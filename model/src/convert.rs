@@ -1,21 +1,21 @@
-//! Conversions between the public proto types and the engine's types.
+//! Conversions between the public proto types and the model's types.
 //!
 //! Payloads travel as proto `Struct`s and are JSON objects inside the engine; integers
 //! stay integers both ways (a JSON number that fits an i64 becomes `integer_value`).
 //! Filters exist in three forms, which these functions keep equivalent: the proto
 //! `Filter` (gRPC), the JSON filter (HTTP, the engine's serde form) and the engine's
-//! [`Filter`]. Every conversion from the wire is fallible with an
-//! [`EngineError`] naming what is wrong, so a malformed request gets a typed error.
+//! [`Filter`]. Every conversion from the wire is fallible with a
+//! [`ValidationError`] naming what is wrong, so a malformed request gets a typed error.
 
+use crate::filter::{Condition, FieldCondition, KeyRef, Match, MatchValue, Range};
+use crate::{Distance, Filter, HnswParams, Point, PointId, Record, ScoredPoint, ShardConfig, ValidationError};
 use serde_json::{Map, Number, Value};
-use vectron_engine::filter::{Condition, FieldCondition, KeyRef, Match, MatchValue, Range};
-use vectron_engine::{Distance, EngineError, Filter, HnswParams, Point, PointId, Record, ScoredPoint, ShardConfig};
 use vectron_proto::v1 as pb;
 
-type Result<T> = std::result::Result<T, EngineError>;
+type Result<T> = std::result::Result<T, ValidationError>;
 
-fn invalid(reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidArgument { reason: reason.into() }
+fn invalid(reason: impl Into<String>) -> ValidationError {
+    ValidationError::InvalidArgument { reason: reason.into() }
 }
 
 // ---- ids ----
@@ -24,7 +24,7 @@ pub fn point_id_from_pb(id: Option<&pb::PointId>) -> Result<PointId> {
     let id = match id.and_then(|i| i.kind.as_ref()) {
         Some(pb::point_id::Kind::Num(n)) => PointId::Num(*n),
         Some(pb::point_id::Kind::Str(s)) => PointId::Str(s.clone()),
-        None => return Err(EngineError::InvalidPointId { reason: "point id is missing".into() }),
+        None => return Err(ValidationError::InvalidPointId { reason: "point id is missing".into() }),
     };
     id.validate()?;
     Ok(id)
@@ -53,7 +53,7 @@ pub fn value_from_pb(v: &pb::Value) -> Result<Value> {
         Some(Kind::IntegerValue(i)) => Value::Number((*i).into()),
         Some(Kind::DoubleValue(d)) => Value::Number(
             Number::from_f64(*d)
-                .ok_or_else(|| EngineError::InvalidPayload { reason: format!("{d} is not a finite number") })?,
+                .ok_or_else(|| ValidationError::InvalidPayload { reason: format!("{d} is not a finite number") })?,
         ),
         Some(Kind::StringValue(s)) => Value::String(s.clone()),
         Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(value_from_pb).collect::<Result<_>>()?),
@@ -182,7 +182,7 @@ pub fn normalize_collection(mut c: pb::CollectionConfig) -> Result<pb::Collectio
 
 /// The engine configuration of a collection's shards.
 pub fn shard_config(c: &pb::CollectionConfig) -> Result<ShardConfig> {
-    use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
+    use crate::types::{PayloadIndexKind, PayloadIndexSpec};
     let mut config = ShardConfig::new(c.dimension as usize, distance_from_pb(c.distance)?);
     if let Some(h) = &c.hnsw {
         config.hnsw = HnswParams { m: h.m as usize, ef_construction: h.ef_construction as usize };
@@ -210,7 +210,9 @@ fn match_value_from_pb(v: &pb::Value) -> Result<MatchValue> {
         Some(Kind::BoolValue(b)) => Ok(MatchValue::Bool(*b)),
         Some(Kind::IntegerValue(i)) => Ok(MatchValue::Integer(*i)),
         Some(Kind::StringValue(s)) => Ok(MatchValue::Keyword(s.clone())),
-        _ => Err(EngineError::InvalidFilter { reason: "match compares with a keyword, an integer or a bool".into() }),
+        _ => {
+            Err(ValidationError::InvalidFilter { reason: "match compares with a keyword, an integer or a bool".into() })
+        }
     }
 }
 
@@ -240,7 +242,7 @@ fn filter_from_pb_unchecked(f: &pb::Filter) -> Result<Filter> {
 fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
     use pb::condition::Condition as C;
     use pb::field_condition::Test;
-    let bad = |reason: &str| EngineError::InvalidFilter { reason: reason.into() };
+    let bad = |reason: &str| ValidationError::InvalidFilter { reason: reason.into() };
     match c.condition.as_ref().ok_or_else(|| bad("empty condition"))? {
         C::Filter(f) => Ok(Condition::Filter(filter_from_pb_unchecked(f)?)),
         C::HasId(h) => Ok(Condition::HasId { has_id: point_ids_from_pb(&h.ids)? }),
@@ -295,7 +297,7 @@ fn condition_to_pb(c: &Condition) -> Result<pb::Condition> {
             (None, Some(r)) => field(&fc.key, Test::Range(pb::Range { gt: r.gt, gte: r.gte, lt: r.lt, lte: r.lte })),
             // Both or neither: the engine's validation refuses these too.
             _ => {
-                return Err(EngineError::InvalidFilter {
+                return Err(ValidationError::InvalidFilter {
                     reason: format!("condition on {:?} needs exactly one of match or range", fc.key),
                 });
             }
@@ -333,13 +335,13 @@ mod tests {
 
     #[test]
     fn malformed_wire_values_are_typed_errors() {
-        assert!(matches!(point_id_from_pb(None), Err(EngineError::InvalidPointId { .. })));
+        assert!(matches!(point_id_from_pb(None), Err(ValidationError::InvalidPointId { .. })));
         let long = pb::PointId { kind: Some(pb::point_id::Kind::Str("x".repeat(300))) };
-        assert!(matches!(point_id_from_pb(Some(&long)), Err(EngineError::InvalidPointId { .. })));
+        assert!(matches!(point_id_from_pb(Some(&long)), Err(ValidationError::InvalidPointId { .. })));
         let nan = pb::Value { kind: Some(pb::value::Kind::DoubleValue(f64::NAN)) };
-        assert!(matches!(value_from_pb(&nan), Err(EngineError::InvalidPayload { .. })));
+        assert!(matches!(value_from_pb(&nan), Err(ValidationError::InvalidPayload { .. })));
         let empty = pb::Filter { must: vec![pb::Condition { condition: None }], ..Default::default() };
-        assert!(matches!(filter_from_pb(&empty), Err(EngineError::InvalidFilter { .. })));
+        assert!(matches!(filter_from_pb(&empty), Err(ValidationError::InvalidFilter { .. })));
         assert!(distance_from_pb(0).is_err());
         assert!(distance_from_pb(99).is_err());
     }

@@ -1,0 +1,20 @@
+//! Vectron's data model, the part clients and servers share (the SDK depends on this
+//! crate, not on the engine or the cluster plumbing).
+//!
+//! Layout:
+//! - [`types`]: ids, distances, points, collection (shard) configuration and limits.
+//! - [`filter`]: the payload filter language and its reference evaluator.
+//! - [`error`]: [`ValidationError`], input that breaks the model's rules.
+//! - [`convert`]: protobuf ↔ model (points, payloads, filters, configs).
+//! - [`status`]: the one mapping from `ErrorCode` to gRPC and HTTP statuses, and the
+//!   metadata that carries codes, retry hints and routing hints to clients and back.
+
+pub mod convert;
+pub mod error;
+pub mod filter;
+pub mod status;
+pub mod types;
+
+pub use error::{Result, ValidationError};
+pub use filter::Filter;
+pub use types::{Distance, HnswParams, Point, PointId, Record, ScoredPoint, ShardConfig, ShardId};
