@@ -6,6 +6,7 @@
 # - libclang-dev, clang: bindgen for the bundled RocksDB (librocksdb-sys)
 # - sccache: caches rustc and C++ objects across target dirs (the bundled RocksDB is ~20 min cold)
 # - etcd-server: the auth store's backend in tests
+# - iproute2: `ip netns` for the partition test's isolated hosts
 # - python3 venv with hnswlib + numpy: the reference library the benchmark compares against
 set -euo pipefail
 
@@ -22,7 +23,7 @@ apt_install() {
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 }
 
-apt_install g++ protobuf-compiler libprotobuf-dev libclang-dev clang sccache etcd-server
+apt_install g++ protobuf-compiler libprotobuf-dev libclang-dev clang sccache etcd-server iproute2
 
 # The Python reference (hnswlib) lives in its own venv so it never touches system Python.
 if [ "${VECTRON_SETUP_PYTHON:-1}" = "1" ]; then

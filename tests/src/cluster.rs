@@ -3,11 +3,17 @@
 //! dir, on free ports. Processes can be SIGKILLed and restarted on their data; every
 //! process is killed when the [`Cluster`] is dropped. Each process's log goes to
 //! `<dir>/<name>.log`; [`Cluster::logs`] prints their tails when a test fails.
+//!
+//! With [`ClusterSpec::isolated_hosts`], every process runs on a host of its own (a
+//! network namespace, see [`crate::netns`]) instead of on loopback, so that the network
+//! between them can be cut.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::netns::Network;
 
 /// Where the `vectron` binary is: next to the test executable's `deps/` folder
 /// (cargo builds it for `cargo test --workspace`, as vectron-server has tests), or
@@ -52,6 +58,8 @@ pub struct Node {
     pub name: String,
     pub addr: String,
     args: Vec<String>,
+    /// The network namespace it runs in (none: the machine's own network).
+    netns: Option<String>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -59,8 +67,19 @@ pub struct Node {
 impl Node {
     /// Starts `vectron ARGS` as `name` (reached at `addr`), logging to `<dir>/<name>.log`.
     pub fn start(name: &str, addr: &str, args: Vec<String>, dir: &Path) -> Node {
-        let mut node =
-            Node { name: name.into(), addr: addr.into(), args, log: dir.join(format!("{name}.log")), child: None };
+        Node::start_in(None, name, addr, args, dir)
+    }
+
+    /// [`Node::start`] inside network namespace `netns`, when given.
+    pub fn start_in(netns: Option<&str>, name: &str, addr: &str, args: Vec<String>, dir: &Path) -> Node {
+        let mut node = Node {
+            name: name.into(),
+            addr: addr.into(),
+            args,
+            netns: netns.map(str::to_owned),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
         node.spawn();
         node
     }
@@ -75,7 +94,16 @@ impl Node {
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
         let err = log.try_clone().expect("clone log");
-        let child = Command::new(vectron_bin())
+        // `ip netns exec` enters the namespace and execs vectron (same pid).
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(vectron_bin());
+                c
+            }
+            None => Command::new(vectron_bin()),
+        };
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdout(Stdio::from(log))
@@ -134,6 +162,8 @@ pub struct ClusterSpec {
     pub worker_args: Vec<String>,
     /// Worker `i` is labelled `zones[i % zones.len()]` (none when empty).
     pub zones: Vec<String>,
+    /// Every process on a host of its own (see the module docs); needs root.
+    pub isolated_hosts: bool,
 }
 
 impl Default for ClusterSpec {
@@ -145,6 +175,7 @@ impl Default for ClusterSpec {
             down_after_secs: 3.0,
             worker_args: Vec::new(),
             zones: Vec::new(),
+            isolated_hosts: false,
         }
     }
 }
@@ -160,7 +191,16 @@ pub struct Cluster {
     pub grpc: String,
     worker_args: Vec<String>,
     zones: Vec<String>,
+    /// The hosts with [`ClusterSpec::isolated_hosts`]: placement nodes first, then the
+    /// gateway, then one per worker. Declared last: dropped after the processes.
+    pub network: Option<Network>,
 }
+
+/// Ports on an isolated host (each process has its host to itself).
+const HOST_PLACEMENT_PORT: u16 = 7000;
+const HOST_WORKER_PORT: u16 = 9090;
+const HOST_HTTP_PORT: u16 = 8080;
+const HOST_GRPC_PORT: u16 = 8081;
 
 impl Cluster {
     /// Starts the placement nodes, workers and gateway (not waiting for them).
@@ -170,8 +210,14 @@ impl Cluster {
         let secret = dir.path().join("cluster.secret");
         std::fs::write(&secret, "a test cluster's shared secret, 32+ bytes\n").expect("write the cluster secret");
         let secret_flag = ["--cluster-secret-file".to_owned(), secret.display().to_string()];
-        let placement_addrs: Vec<String> =
-            (0..spec.placement_nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let network = spec.isolated_hosts.then(|| Network::create(spec.placement_nodes + 1 + spec.workers));
+        let host = |i: usize| network.as_ref().map(|n| n.hosts[i].clone());
+        let placement_addrs: Vec<String> = (0..spec.placement_nodes)
+            .map(|i| match host(i) {
+                Some(h) => format!("{}:{HOST_PLACEMENT_PORT}", h.ip),
+                None => format!("127.0.0.1:{}", free_port()),
+            })
+            .collect();
         let members: Vec<String> = placement_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         let mut placement = Vec::new();
         for (i, addr) in placement_addrs.iter().enumerate() {
@@ -192,10 +238,14 @@ impl Cluster {
                 format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
             ];
             let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
-            placement.push(Node::start(&name, addr, args, dir.path()));
+            placement.push(Node::start_in(host(i).as_ref().map(|h| h.netns.as_str()), &name, addr, args, dir.path()));
         }
         let placement_list = placement_addrs.join(",");
-        let (http, grpc) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        let gateway_host = host(spec.placement_nodes);
+        let (http, grpc) = match &gateway_host {
+            Some(h) => (format!("{}:{HOST_HTTP_PORT}", h.ip), format!("{}:{HOST_GRPC_PORT}", h.ip)),
+            None => (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())),
+        };
         let args = vec![
             "gateway".into(),
             "--http".into(),
@@ -208,10 +258,12 @@ impl Cluster {
             "--no-auth".into(),
         ];
         let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
-        let gateway = Node::start("gateway", &grpc, args, dir.path());
+        let gateway =
+            Node::start_in(gateway_host.as_ref().map(|h| h.netns.as_str()), "gateway", &grpc, args, dir.path());
         let worker_args = spec.worker_args.into_iter().chain(secret_flag).collect();
         let zones = spec.zones;
-        let mut cluster = Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args, zones };
+        let mut cluster =
+            Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args, zones, network };
         for _ in 0..spec.workers {
             cluster.add_worker();
         }
@@ -226,15 +278,28 @@ impl Cluster {
     pub fn add_worker(&mut self) -> usize {
         let i = self.workers.len();
         let name = format!("worker-{}", i + 1);
-        let addr = format!("127.0.0.1:{}", free_port());
+        let host = self.network.as_ref().map(|n| {
+            n.hosts.get(self.worker_host(i)).cloned().expect("isolated hosts: no host left for another worker")
+        });
+        let addr = match &host {
+            Some(h) => format!("{}:{HOST_WORKER_PORT}", h.ip),
+            None => format!("127.0.0.1:{}", free_port()),
+        };
         let args = self.worker_args(i, &addr);
-        self.workers.push(Node::start(&name, &addr, args, self.dir.path()));
+        let netns = host.as_ref().map(|h| h.netns.as_str());
+        self.workers.push(Node::start_in(netns, &name, &addr, args, self.dir.path()));
         i
+    }
+
+    /// The index in `network.hosts` of worker `i`'s host.
+    pub fn worker_host(&self, i: usize) -> usize {
+        self.placement.len() + 1 + i
     }
 
     /// Kills worker `i` and starts it again on its data at a new address (a rescheduled
     /// pod); returns the new address.
     pub fn move_worker(&mut self, i: usize) -> String {
+        assert!(self.network.is_none(), "move_worker runs on loopback only");
         let addr = format!("127.0.0.1:{}", free_port());
         let args = self.worker_args(i, &addr);
         let w = &mut self.workers[i];

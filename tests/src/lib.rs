@@ -6,8 +6,11 @@
 //! - `tests/crash.rs`: SIGKILLs it at random moments and checks every acknowledged write.
 //! - [`cluster`]: a multi-process cluster (placement, workers, gateway) on loopback;
 //!   `tests/cluster.rs` runs failover, healing, restart and API tests against it.
+//! - [`netns`]: separate hosts (network namespaces on a bridge) whose links can be cut,
+//!   for `tests/partition.rs`.
 
 pub mod cluster;
+pub mod netns;
 
 /// Dimension of the crash test's vectors.
 pub const CRASH_DIM: usize = 8;

@@ -54,11 +54,19 @@ pub struct WorkerConfig {
 /// leading (so a shard whose majority is gone shows as leaderless).
 const QUORUM_ACK_STALE_MS: u64 = 3_000;
 
-/// Whether the group's metrics show `me` leading with a live quorum.
-fn leads(m: &openraft::RaftMetrics<NodeId, BasicNode>, me: NodeId) -> bool {
+/// A leader serves writes and LEADER reads only while a quorum acknowledged it within the
+/// minimum election timeout: past that the others may have elected a new leader, so a
+/// leader cut off from its group stops serving (stale LEADER reads for about a second at
+/// most; the metric it is judged by is refreshed every heartbeat). LINEARIZABLE reads
+/// confirm with a quorum at read time and are never stale.
+const LEADER_LEASE_MS: u64 = vectron_common::raft::timing::SHARD_ELECTION_TIMEOUT_MIN_MS;
+
+/// Whether the group's metrics show `me` leading with a quorum that acknowledged it less
+/// than `max_ack_age_ms` ago (a group of one needs none).
+fn leads(m: &openraft::RaftMetrics<NodeId, BasicNode>, me: NodeId, max_ack_age_ms: u64) -> bool {
     let leader = m.current_leader == Some(me) && m.state == ServerState::Leader;
     let alone = m.membership_config.membership().voter_ids().count() <= 1;
-    leader && (alone || m.millis_since_quorum_ack.is_some_and(|ms| ms < QUORUM_ACK_STALE_MS))
+    leader && (alone || m.millis_since_quorum_ack.is_some_and(|ms| ms < max_ack_age_ms))
 }
 
 /// A hosted replica.
@@ -209,8 +217,20 @@ impl WorkerHost {
         // PERF: on every read and write; borrows the metrics instead of cloning them.
         let metrics = replica.raft.metrics();
         let m = metrics.borrow();
-        if m.current_leader == Some(self.id) && m.state == ServerState::Leader {
+        if leads(&m, self.id, LEADER_LEASE_MS) {
             return Ok(());
+        }
+        if m.current_leader == Some(self.id) {
+            // Leading without a recent quorum: no hint (it would point here).
+            return Err(WireError::not_leader(
+                format!(
+                    "worker {} leads shard {} but heard from no quorum for {} ms",
+                    self.id,
+                    replica.shard_id,
+                    m.millis_since_quorum_ack.unwrap_or(u64::MAX)
+                ),
+                None,
+            ));
         }
         Err(WireError::not_leader(
             format!("worker {} does not lead shard {}", self.id, replica.shard_id),
@@ -294,7 +314,7 @@ impl WorkerHost {
                 let m = r.raft.metrics().borrow().clone();
                 pi::ShardReport {
                     shard_id: r.shard_id,
-                    leader: leads(&m, self.id),
+                    leader: leads(&m, self.id, QUORUM_ACK_STALE_MS),
                     term: m.current_term,
                     voters: m.membership_config.membership().voter_ids().collect(),
                     points_count: r.slot.get().map_or(0, |s| s.len() as u64),

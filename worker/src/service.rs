@@ -7,7 +7,9 @@
 //! once the leader has queued the proposal. Reads:
 //! - `LINEARIZABLE`: the leader confirms its leadership with a quorum (read index) and
 //!   waits until it has applied up to it;
-//! - `LEADER` (default): served by the replica that believes it leads;
+//! - `LEADER` (default): served by the replica that leads, while a quorum acknowledged it
+//!   within the minimum election timeout (a leader cut off from its group stops serving
+//!   within about a second, see `host::LEADER_LEASE_MS`);
 //! - `ANY`: served by whichever replica receives it (may be stale).
 //!
 //! Engine reads run on a bounded read pool, except cheap searches (see [`runs_inline`]).

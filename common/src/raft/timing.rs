@@ -10,6 +10,10 @@
 
 use openraft::{Config, SnapshotPolicy};
 
+/// The least silence after which a shard replica stands for election: a shard leader
+/// that heard from no quorum for this long may have been replaced.
+pub const SHARD_ELECTION_TIMEOUT_MIN_MS: u64 = 800;
+
 /// Which kind of group a config is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupKind {
@@ -46,7 +50,7 @@ pub fn raft_config(kind: GroupKind) -> Config {
 pub fn raft_config_with(kind: GroupKind, compaction: LogCompaction) -> Config {
     let (heartbeat, election_min, election_max) = match kind {
         GroupKind::Placement => (150, 750, 1500),
-        GroupKind::Shard => (200, 800, 1600),
+        GroupKind::Shard => (200, SHARD_ELECTION_TIMEOUT_MIN_MS, 1600),
     };
     let config = Config {
         cluster_name: match kind {
