@@ -1,12 +1,15 @@
-//! A shard leader cut off by the network: every process on a host of its own (network
-//! namespaces), the leader's host isolated with its packets dropped both ways while all
-//! processes keep running. The majority elects a new leader and acknowledges a newer
-//! write; the cut-off leader, which may still believe it leads, neither confirms a
-//! linearizable read, nor serves a LEADER read once its lease ran out, nor acknowledges
-//! the write it was sent alone; after the network heals every replica has the
-//! acknowledged write and none has the unacknowledged one.
+//! Partitions. A shard leader is cut off from the rest of its group, in two ways:
 //!
-//! Needs root (network namespaces), as CI runs.
+//! - frozen (SIGSTOP: alive, connections open, silent): when thawed after the others
+//!   elected a leader and took a newer write, it never answers a linearizable read with
+//!   the old value, even before it learns it was deposed;
+//! - cut off by the network, every process on a host of its own (network namespaces),
+//!   the leader's host isolated with its packets dropped both ways while every process
+//!   keeps running: the majority elects a new leader and acknowledges a newer write; the
+//!   cut-off leader, which may still believe it leads, neither confirms a linearizable
+//!   read, nor serves a LEADER read once its lease ran out, nor acknowledges the write it
+//!   was sent alone; after the network heals every replica has the acknowledged write
+//!   and none has the unacknowledged one. Needs root (network namespaces), as CI runs.
 
 use std::time::{Duration, Instant};
 
@@ -19,17 +22,58 @@ use vectron_proto::v1 as pb;
 use vectron_sdk::{Client, Collection, Consistency, Distance, Point, PointId};
 use vectron_tests::cluster::{Cluster, ClusterSpec, eventually};
 
+const COLLECTION: &str = "part";
 const V_OLD: [f32; 4] = [1.0, 0.0, 0.0, 0.0];
 const V_NEW: [f32; 4] = [0.0, 1.0, 0.0, 0.0];
 const V_ALONE: [f32; 4] = [0.0, 0.0, 1.0, 0.0];
 
 type Worker = WorkerClient<ClusterChannel>;
 
+/// A cluster of three workers holding one shard (RF 3) with point 1 = `V_OLD`.
+struct Setup {
+    cluster: Cluster,
+    client: Client,
+    shard: u64,
+    /// The shard leader's index in `cluster.workers`.
+    leader: usize,
+    /// Clients of each worker's internal API, in `cluster.workers` order.
+    workers: Vec<Worker>,
+}
+
+async fn set_up(spec: ClusterSpec) -> Setup {
+    let cluster = Cluster::start(ClusterSpec { workers: 3, ..spec });
+    let client = eventually(Duration::from_secs(30), "the gateway", || async {
+        Client::connect(&cluster.grpc_url()).await.ok()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let collection = Collection::new(COLLECTION, 4, Distance::Euclid).replication_factor(3);
+    while let Err(e) = client.create_collection(collection.clone()).await {
+        assert!(Instant::now() < deadline, "create: {e}\n{}", cluster.logs(30));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    client.upsert(COLLECTION, vec![Point::new(1u64, V_OLD.to_vec())]).await.expect("first write");
+    let (shard, leader_addr) = eventually(Duration::from_secs(30), "a leader", || async {
+        let status = client.collection_status(COLLECTION).await.ok()?;
+        let s = status.shards.first()?;
+        let leader = s.replicas.iter().find(|r| r.is_leader)?;
+        Some((s.shard_id, leader.worker_address.clone()))
+    })
+    .await;
+    let leader = cluster.worker_at(&leader_addr).expect("the leader is one of ours");
+    // The tests talk to the workers' internal API: they hold the cluster secret too.
+    let secret = vectron_common::secret_file::read(&cluster.dir.path().join("cluster.secret")).unwrap();
+    vectron_common::cluster_auth::install(&secret).unwrap();
+    let channels = PeerChannels::default();
+    let workers = cluster.workers.iter().map(|w| WorkerClient::new(channels.get(&w.addr).unwrap())).collect();
+    Setup { cluster, client, shard, leader, workers }
+}
+
 /// Reads point `id` at one worker at `consistency`: its vector (None: absent), or the
 /// refusal's code (a timeout counts as UNAVAILABLE).
 async fn read_at(worker: &mut Worker, shard: u64, id: u64, consistency: Consistency) -> Result<Option<Vec<f32>>, i32> {
     let request = pb::GetRequest {
-        collection: "part".into(),
+        collection: COLLECTION.into(),
         ids: vec![point_id_to_pb(&PointId::Num(id))],
         with_payload: false,
         with_vector: true,
@@ -45,36 +89,39 @@ async fn read_at(worker: &mut Worker, shard: u64, id: u64, consistency: Consiste
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_cut_off_by_the_network_acknowledges_nothing_and_serves_no_stale_read() {
-    let cluster = Cluster::start(ClusterSpec { workers: 3, isolated_hosts: true, ..ClusterSpec::default() });
-    let network = cluster.network.as_ref().expect("isolated hosts");
-    let client = eventually(Duration::from_secs(30), "the gateway", || async {
-        Client::connect(&cluster.grpc_url()).await.ok()
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(e) =
-        client.create_collection(Collection::new("part", 4, Distance::Euclid).replication_factor(3)).await
-    {
-        assert!(Instant::now() < deadline, "create: {e}\n{}", cluster.logs(30));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    client.upsert("part", vec![Point::new(1u64, V_OLD.to_vec())]).await.expect("first write");
-    let (shard, leader_addr) = eventually(Duration::from_secs(30), "a leader", || async {
-        let status = client.collection_status("part").await.ok()?;
-        let s = status.shards.first()?;
-        let leader = s.replicas.iter().find(|r| r.is_leader)?;
-        Some((s.shard_id, leader.worker_address.clone()))
-    })
-    .await;
-    let leader = cluster.worker_at(&leader_addr).expect("the leader is one of ours");
+async fn a_frozen_leader_never_serves_a_stale_linearizable_read() {
+    let Setup { cluster, client, shard, leader, workers } = set_up(ClusterSpec::default()).await;
+    let mut old_leader = workers[leader].clone();
+    assert_eq!(read_at(&mut old_leader, shard, 1, Consistency::Linearizable).await, Ok(Some(V_OLD.to_vec())));
 
-    // This test talks to the workers' internal API: it holds the cluster secret too.
-    let secret = vectron_common::secret_file::read(&cluster.dir.path().join("cluster.secret")).unwrap();
-    vectron_common::cluster_auth::install(&secret).unwrap();
-    let channels = PeerChannels::default();
-    let mut workers: Vec<Worker> =
-        cluster.workers.iter().map(|w| WorkerClient::new(channels.get(&w.addr).unwrap())).collect();
+    // Frozen: the other two elect a leader and take a newer write.
+    cluster.workers[leader].pause();
+    let cut = Instant::now();
+    client.upsert(COLLECTION, vec![Point::new(1u64, V_NEW.to_vec())]).await.expect("the write after the freeze");
+    eprintln!("the write after the leader froze took {:?}", cut.elapsed());
+
+    // Back: whatever it answers at once, it is never the old value.
+    cluster.workers[leader].resume();
+    let (mut refused, mut fresh) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        match read_at(&mut old_leader, shard, 1, Consistency::Linearizable).await {
+            Ok(Some(v)) if v == V_OLD => panic!("a stale linearizable read\n{}", cluster.logs(30)),
+            Ok(_) => fresh += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    // And through the gateway, the newer value.
+    let records = client.get(COLLECTION, &[PointId::Num(1)], true).await.unwrap();
+    assert_eq!(records[0].vector.as_deref(), Some(&V_NEW[..]));
+    eprintln!("the deposed leader refused {refused} linearizable reads and answered {fresh} with the new value");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_by_the_network_acknowledges_nothing_and_serves_no_stale_read() {
+    let Setup { cluster, client, shard, leader, mut workers } =
+        set_up(ClusterSpec { isolated_hosts: true, ..ClusterSpec::default() }).await;
+    let network = cluster.network.as_ref().expect("isolated hosts");
     let mut old_leader = workers[leader].clone();
     assert_eq!(read_at(&mut old_leader, shard, 1, Consistency::Linearizable).await, Ok(Some(V_OLD.to_vec())));
 
@@ -100,7 +147,7 @@ async fn a_leader_cut_off_by_the_network_acknowledges_nothing_and_serves_no_stal
     });
 
     // The majority elects a leader and acknowledges a newer write through the gateway.
-    client.upsert("part", vec![Point::new(1u64, V_NEW.to_vec())]).await.expect("the write after the cut");
+    client.upsert(COLLECTION, vec![Point::new(1u64, V_NEW.to_vec())]).await.expect("the write after the cut");
     eprintln!("the write after the leader's host was cut off was acknowledged after {:?}", cut.elapsed());
 
     // Still cut off, the old leader cannot confirm its leadership: no linearizable read;
@@ -144,7 +191,7 @@ async fn a_leader_cut_off_by_the_network_acknowledges_nothing_and_serves_no_stal
         let r = read_at(&mut old_leader, shard, 1, Consistency::Linearizable).await;
         assert_ne!(r, Ok(Some(V_OLD.to_vec())), "a stale linearizable read after the heal");
     }
-    let records = client.get("part", &[PointId::Num(1), PointId::Num(2)], true).await.unwrap();
+    let records = client.get(COLLECTION, &[PointId::Num(1), PointId::Num(2)], true).await.unwrap();
     assert_eq!(records.len(), 1, "only the acknowledged point: {records:?}");
     assert_eq!(records[0].vector.as_deref(), Some(&V_NEW[..]));
     eprintln!("the cut-off leader refused {refused} reads while cut off");
