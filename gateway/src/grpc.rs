@@ -1,8 +1,12 @@
 //! `vectron.v1.VectronService` over tonic: each RPC hands its request to [`Api`] and
 //! maps a [`WireError`] to a status with the code and retry metadata. The auth layer
-//! (see [`crate::auth`]) put the caller's access in the request's extensions.
+//! (see [`crate::auth`]) put the caller's access in the request's extensions. A
+//! `SearchStream` is admitted again for every search on it, like a unary call: a key
+//! revoked (or a token expired) while the stream is open stops working within the
+//! credential cache's TTL, and every search counts against the caller's rate limit.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -11,7 +15,7 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_server::VectronService;
 
 use crate::api::Api;
-use crate::auth::{Access, access_of};
+use crate::auth::{Access, Authenticator, access_of};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -29,11 +33,12 @@ fn admitted<T>(r: Request<T>) -> Result<(Access, T), Status> {
 #[derive(Debug, Clone)]
 pub struct VectronGrpc {
     api: Api,
+    auth: Arc<Authenticator>,
 }
 
 impl VectronGrpc {
-    pub fn new(api: Api) -> VectronGrpc {
-        VectronGrpc { api }
+    pub fn new(api: Api, auth: Arc<Authenticator>) -> VectronGrpc {
+        VectronGrpc { api, auth }
     }
 }
 
@@ -105,17 +110,19 @@ impl VectronService for VectronGrpc {
     type SearchStreamStream = Pin<Box<dyn Stream<Item = Result<pb::SearchResponse, Status>> + Send>>;
 
     async fn search_stream(&self, r: Request<Streaming<pb::SearchRequest>>) -> Reply<Self::SearchStreamStream> {
-        let api = self.api.clone();
-        let (access, requests) = admitted(r)?;
+        let (api, auth) = (self.api.clone(), self.auth.clone());
+        // The credential stays what the stream was opened with; what it may do is asked
+        // again (from the cache) for each search.
+        let headers = Arc::new(r.metadata().clone().into_headers());
+        let (_, requests) = admitted(r)?;
         // Up to 16 searches in flight; answers keep request order.
         let answers = requests
             .map(move |req| {
-                let (api, access) = (api.clone(), access.clone());
+                let (api, auth, headers) = (api.clone(), auth.clone(), headers.clone());
                 async move {
-                    match req {
-                        Ok(req) => api.search(&access, req).await.map_err(|e| e.to_status()),
-                        Err(status) => Err(status),
-                    }
+                    let req = req?;
+                    let access = auth.admit(&headers).await.map_err(|e| e.to_status())?;
+                    api.search(&access, req).await.map_err(|e| e.to_status())
                 }
             })
             .buffered(16);

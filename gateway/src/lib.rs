@@ -107,7 +107,7 @@ impl Gateway {
             .layer(auth::AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(
-                VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone()))
+                VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone(), self.auth.clone()))
                     .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
             )

@@ -102,6 +102,34 @@ async fn dev_mode_serves_every_shard_operation_in_process() {
     let wrong = client.search("dev", vec![0.0; 3], 5).send().await.unwrap_err();
     assert_eq!(wrong.code, ErrorCode::DimensionMismatch, "{wrong:?}");
 
+    // A SearchStream is admitted search by search: a key revoked while the stream is open
+    // stops working on it within the credential cache's TTL (2 s by default).
+    let web = reqwest::Client::new();
+    let created: serde_json::Value = web
+        .post(format!("http://{http}/v1/auth/keys"))
+        .header(vectron_sdk::API_KEY_HEADER, &key)
+        .json(&json!({"scope": "read"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reader = client.clone().with_api_key(created["secret_key"].as_str().expect("a new key")).unwrap();
+    let mut stream = reader.search_stream().await.unwrap();
+    assert_eq!(stream.search(reader.search("dev", crash_vector(1), 3)).await.unwrap().hits.len(), 3);
+    let key_id = created["key"]["key_id"].as_str().unwrap();
+    let revoked = web
+        .delete(format!("http://{http}/v1/auth/keys/{key_id}"))
+        .header(vectron_sdk::API_KEY_HEADER, &key)
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.text().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let e = stream.search(reader.search("dev", crash_vector(1), 3)).await.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unauthenticated, "{e:?}");
+
     // Restarted: the same key works (the auth store and the signing secret persist), the
     // data is back, and the key was printed on the first start only.
     node.restart();
