@@ -452,3 +452,44 @@ impl WorkerHost {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use openraft::{BasicNode, Membership, RaftMetrics, ServerState, StoredMembership};
+
+    use super::{LEADER_LEASE_MS, QUORUM_ACK_STALE_MS, leads};
+    use vectron_common::raft::NodeId;
+
+    /// Node 1's metrics in a group of `voters`, leading with its last quorum ack `ack_ms`
+    /// ago.
+    fn leader(voters: &[NodeId], ack_ms: Option<u64>) -> RaftMetrics<NodeId, BasicNode> {
+        let nodes: BTreeMap<NodeId, BasicNode> = voters.iter().map(|&v| (v, BasicNode::new(format!("w{v}")))).collect();
+        let membership = Membership::new(vec![voters.iter().copied().collect::<BTreeSet<_>>()], nodes);
+        let mut m = RaftMetrics::new_initial(1);
+        m.state = ServerState::Leader;
+        m.current_leader = Some(1);
+        m.millis_since_quorum_ack = ack_ms;
+        m.membership_config = Arc::new(StoredMembership::new(None, membership));
+        m
+    }
+
+    #[test]
+    fn a_leader_serves_only_while_a_quorum_acknowledged_it_within_the_lease() {
+        let group = [1, 2, 3];
+        assert!(leads(&leader(&group, Some(150)), 1, LEADER_LEASE_MS));
+        assert!(!leads(&leader(&group, Some(LEADER_LEASE_MS)), 1, LEADER_LEASE_MS), "the lease ran out");
+        assert!(!leads(&leader(&group, None), 1, LEADER_LEASE_MS), "no quorum ever acknowledged it");
+        // Reporting to the placement driver tolerates a longer silence than serving.
+        assert!(leads(&leader(&group, Some(LEADER_LEASE_MS)), 1, QUORUM_ACK_STALE_MS));
+        // Alone in its group, a leader needs no acknowledgement.
+        assert!(leads(&leader(&[1], None), 1, LEADER_LEASE_MS));
+        // Another node's leadership is not ours; a candidate does not lead.
+        assert!(!leads(&leader(&group, Some(10)), 2, LEADER_LEASE_MS));
+        let mut candidate = leader(&group, Some(10));
+        candidate.state = ServerState::Candidate;
+        assert!(!leads(&candidate, 1, LEADER_LEASE_MS));
+    }
+}
