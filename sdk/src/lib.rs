@@ -518,7 +518,7 @@ fn search_result(out: pb::SearchResponse, with_vector: bool) -> Result<SearchRes
 }
 
 /// Searches pipelined over one `SearchStream` call, from [`Client::search_stream`]:
-/// each search costs no call set-up (HTTP/2 headers, credential check), and answers
+/// each search costs no call set-up (a new HTTP/2 stream and its headers), and answers
 /// come back in the order the searches were sent. Errors are not retried: a failed
 /// search ends the stream (open another). Read answers as you go: `send` waits while
 /// the stream's buffers are full, so a caller that sends very many searches before
