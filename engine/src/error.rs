@@ -42,6 +42,11 @@ impl EngineError {
         }
     }
 
+    /// A request argument out of range (top_k, ef, an empty batch, …).
+    pub fn invalid_argument(reason: impl Into<String>) -> Self {
+        EngineError::Invalid(ValidationError::InvalidArgument { reason: reason.into() })
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         EngineError::Io { path: path.display().to_string(), source }
     }

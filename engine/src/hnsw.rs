@@ -594,9 +594,7 @@ impl Hnsw {
         self.ensure_capacity(id as usize + 1);
         let g = self.graph.read();
         if g.levels[id as usize].load(Acquire) != NO_NODE {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("index node {id} already exists"),
-            }));
+            return Err(EngineError::invalid_argument(format!("index node {id} already exists")));
         }
         let level = self.random_level();
 
@@ -608,9 +606,7 @@ impl Hnsw {
         if level > 0 {
             let lists = zeroed_atomics(level * (1 + self.m));
             if g.upper[id as usize].set(lists).is_err() {
-                return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                    reason: format!("index node {id} already exists"),
-                }));
+                return Err(EngineError::invalid_argument(format!("index node {id} already exists")));
             }
         }
         // Held until the node is fully linked: writers of its lists wait for it.

@@ -192,9 +192,9 @@ impl Shard {
         config.validate()?;
         let store = RocksPointStore::new(storage.clone(), id);
         match store.load_config()? {
-            Some(existing) if existing != config => Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("shard {} exists with another configuration", id.0),
-            })),
+            Some(existing) if existing != config => {
+                Err(EngineError::invalid_argument(format!("shard {} exists with another configuration", id.0)))
+            }
             Some(_) => Shard::open(storage, id, dir),
             None => {
                 store.save_config(&config)?;
@@ -206,9 +206,9 @@ impl Shard {
     /// Opens an existing shard: loads its config, then its graph (persisted or rebuilt).
     pub fn open(storage: &Storage, id: ShardId, dir: &Path) -> Result<Shard> {
         let store = RocksPointStore::new(storage.clone(), id);
-        let config = store.load_config()?.ok_or(EngineError::Invalid(ValidationError::InvalidArgument {
-            reason: format!("shard {} does not exist", id.0),
-        }))?;
+        let config = store
+            .load_config()?
+            .ok_or_else(|| EngineError::invalid_argument(format!("shard {} does not exist", id.0)))?;
         std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
         let graph_path = dir.join(format!("shard-{}.graph", id.0));
         let applied = store.applied_index()?;
@@ -326,9 +326,10 @@ impl Shard {
     pub fn restore_chunk(&self, index: u64, points: Vec<Point>) -> Result<usize> {
         let mut writer = self.write_lock.lock();
         if index < writer.applied {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("restoring at index {index}, below the applied index {}", writer.applied),
-            }));
+            return Err(EngineError::invalid_argument(format!(
+                "restoring at index {index}, below the applied index {}",
+                writer.applied
+            )));
         }
         let affected = if points.is_empty() {
             self.store.apply(index, &WriteSet::default())?;
@@ -343,15 +344,15 @@ impl Shard {
 
     fn apply_upsert(&self, index: u64, mut points: Vec<Point>) -> Result<usize> {
         if points.is_empty() {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: "upsert batch is empty".into(),
-            }));
+            return Err(EngineError::invalid_argument("upsert batch is empty"));
         }
         let limits = &self.config.limits;
         if points.len() > limits.max_batch {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("upsert batch has {} points, the limit is {}", points.len(), limits.max_batch),
-            }));
+            return Err(EngineError::invalid_argument(format!(
+                "upsert batch has {} points, the limit is {}",
+                points.len(),
+                limits.max_batch
+            )));
         }
         for p in &mut points {
             p.id.validate()?;
@@ -569,9 +570,7 @@ impl Shard {
         with_vector: bool,
     ) -> Result<ScrollPage> {
         if limit == 0 || limit > MAX_TOP_K {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("scroll limit must be in 1..={MAX_TOP_K}"),
-            }));
+            return Err(EngineError::invalid_argument(format!("scroll limit must be in 1..={MAX_TOP_K}")));
         }
         if let Some(f) = filter {
             f.validate()?;
@@ -606,19 +605,13 @@ impl Shard {
     /// [`Shard::search`], also saying which plan ran.
     pub fn search_explained(&self, req: &SearchRequest) -> Result<(Vec<ScoredPoint>, SearchPlan)> {
         if req.top_k == 0 || req.top_k > MAX_TOP_K {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("top_k must be in 1..={MAX_TOP_K}"),
-            }));
+            return Err(EngineError::invalid_argument(format!("top_k must be in 1..={MAX_TOP_K}")));
         }
         if req.ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: format!("ef must be in 1..={MAX_EF}"),
-            }));
+            return Err(EngineError::invalid_argument(format!("ef must be in 1..={MAX_EF}")));
         }
         if req.score_threshold.is_some_and(|t| !t.is_finite()) {
-            return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                reason: "score_threshold must be a finite number".into(),
-            }));
+            return Err(EngineError::invalid_argument("score_threshold must be a finite number"));
         }
         let mut query = req.vector.clone();
         validate_vector(&self.config, &mut query)?;

@@ -286,8 +286,7 @@ impl PointStore for RocksPointStore {
     }
 
     fn save_config(&self, config: &ShardConfig) -> Result<()> {
-        let json = serde_json::to_vec(config)
-            .map_err(|e| EngineError::Invalid(ValidationError::InvalidArgument { reason: e.to_string() }))?;
+        let json = serde_json::to_vec(config).map_err(|e| EngineError::invalid_argument(e.to_string()))?;
         let s = &self.storage;
         s.db.put_cf_opt(s.cf(CF_INDEX_META)?, self.key(META_CONFIG), json, &s.write_options())?;
         Ok(())

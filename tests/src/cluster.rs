@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::netns::Network;
+use crate::netns::{Host, Network};
 
 /// Where the `vectron` binary is: next to the test executable's `deps/` folder
 /// (cargo builds it for `cargo test --workspace`, as vectron-server has tests), or
@@ -202,6 +202,18 @@ const HOST_WORKER_PORT: u16 = 9090;
 const HOST_HTTP_PORT: u16 = 8080;
 const HOST_GRPC_PORT: u16 = 8081;
 
+/// Where a process listens: `port` on its own host, or a free loopback port.
+fn listen_address(host: Option<&Host>, port: u16) -> String {
+    match host {
+        Some(h) => format!("{}:{port}", h.ip),
+        None => format!("127.0.0.1:{}", free_port()),
+    }
+}
+
+fn netns_of(host: Option<&Host>) -> Option<&str> {
+    host.map(|h| h.netns.as_str())
+}
+
 impl Cluster {
     /// Starts the placement nodes, workers and gateway (not waiting for them).
     pub fn start(spec: ClusterSpec) -> Cluster {
@@ -211,13 +223,9 @@ impl Cluster {
         std::fs::write(&secret, "a test cluster's shared secret, 32+ bytes\n").expect("write the cluster secret");
         let secret_flag = ["--cluster-secret-file".to_owned(), secret.display().to_string()];
         let network = spec.isolated_hosts.then(|| Network::create(spec.placement_nodes + 1 + spec.workers));
-        let host = |i: usize| network.as_ref().map(|n| n.hosts[i].clone());
-        let placement_addrs: Vec<String> = (0..spec.placement_nodes)
-            .map(|i| match host(i) {
-                Some(h) => format!("{}:{HOST_PLACEMENT_PORT}", h.ip),
-                None => format!("127.0.0.1:{}", free_port()),
-            })
-            .collect();
+        let host = |i: usize| network.as_ref().map(|n| &n.hosts[i]);
+        let placement_addrs: Vec<String> =
+            (0..spec.placement_nodes).map(|i| listen_address(host(i), HOST_PLACEMENT_PORT)).collect();
         let members: Vec<String> = placement_addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         let mut placement = Vec::new();
         for (i, addr) in placement_addrs.iter().enumerate() {
@@ -238,14 +246,11 @@ impl Cluster {
                 format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
             ];
             let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
-            placement.push(Node::start_in(host(i).as_ref().map(|h| h.netns.as_str()), &name, addr, args, dir.path()));
+            placement.push(Node::start_in(netns_of(host(i)), &name, addr, args, dir.path()));
         }
         let placement_list = placement_addrs.join(",");
         let gateway_host = host(spec.placement_nodes);
-        let (http, grpc) = match &gateway_host {
-            Some(h) => (format!("{}:{HOST_HTTP_PORT}", h.ip), format!("{}:{HOST_GRPC_PORT}", h.ip)),
-            None => (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())),
-        };
+        let (http, grpc) = (listen_address(gateway_host, HOST_HTTP_PORT), listen_address(gateway_host, HOST_GRPC_PORT));
         let args = vec![
             "gateway".into(),
             "--http".into(),
@@ -258,8 +263,7 @@ impl Cluster {
             "--no-auth".into(),
         ];
         let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
-        let gateway =
-            Node::start_in(gateway_host.as_ref().map(|h| h.netns.as_str()), "gateway", &grpc, args, dir.path());
+        let gateway = Node::start_in(netns_of(gateway_host), "gateway", &grpc, args, dir.path());
         let worker_args = spec.worker_args.into_iter().chain(secret_flag).collect();
         let zones = spec.zones;
         let mut cluster =
@@ -281,13 +285,9 @@ impl Cluster {
         let host = self.network.as_ref().map(|n| {
             n.hosts.get(self.worker_host(i)).cloned().expect("isolated hosts: no host left for another worker")
         });
-        let addr = match &host {
-            Some(h) => format!("{}:{HOST_WORKER_PORT}", h.ip),
-            None => format!("127.0.0.1:{}", free_port()),
-        };
+        let addr = listen_address(host.as_ref(), HOST_WORKER_PORT);
         let args = self.worker_args(i, &addr);
-        let netns = host.as_ref().map(|h| h.netns.as_str());
-        self.workers.push(Node::start_in(netns, &name, &addr, args, self.dir.path()));
+        self.workers.push(Node::start_in(netns_of(host.as_ref()), &name, &addr, args, self.dir.path()));
         i
     }
 

@@ -39,9 +39,7 @@ impl HnswRsIndex {
             Distance::Euclid => Inner::L2(RsHnsw::new(params.m, capacity, layers, params.ef_construction, DistL2)),
             Distance::Cosine => Inner::Dot(RsHnsw::new(params.m, capacity, layers, params.ef_construction, DistDot)),
             Distance::Dot => {
-                return Err(EngineError::Invalid(ValidationError::InvalidArgument {
-                    reason: "hnsw_rs backend has no plain dot product".into(),
-                }));
+                return Err(EngineError::invalid_argument("hnsw_rs backend has no plain dot product"));
             }
         };
         Ok(HnswRsIndex { inner, dim, len: AtomicUsize::new(0) })
