@@ -1,9 +1,12 @@
 //! What the gateway uses to enforce auth: [`AuthClient`] asks the auth service (over its
-//! gRPC API) what a credential may do and caches positive answers for a short TTL, so a
-//! revoked key stops working within that TTL; [`RateLimits`] holds one token bucket per
-//! API key (its own limit) or user (the default limit).
+//! gRPC API, with the cluster token) what a credential may do and caches positive
+//! answers for a short TTL, so a revoked key, a deleted or demoted owner or a changed
+//! password takes effect within that TTL; [`RateLimits`] holds one token bucket per user
+//! (the default limit, covering every key the user owns and their tokens) and one per
+//! API key that has a limit of its own (which narrows, never widens, its owner's).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
+use vectron_common::cluster_auth::{AttachToken, ClusterChannel};
 use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::auth_service_client::AuthServiceClient;
@@ -37,12 +41,12 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whom the rate limit counts against: the key, or the user.
-    pub fn limit_key(&self) -> String {
-        match &self.key_id {
-            Some(k) => format!("key:{k}"),
-            None => format!("user:{}", self.access.principal),
-        }
+    fn user_bucket(&self) -> String {
+        format!("user:{}", self.access.principal)
+    }
+
+    fn key_bucket(&self) -> Option<String> {
+        self.key_id.as_ref().map(|k| format!("key:{k}"))
     }
 }
 
@@ -55,7 +59,7 @@ type GrantCache = HashMap<[u8; 32], (Grant, Instant)>;
 /// A caching client of the auth service.
 #[derive(Debug, Clone)]
 pub struct AuthClient {
-    client: AuthServiceClient<Channel>,
+    client: AuthServiceClient<ClusterChannel>,
     ttl: Duration,
     cache: Arc<Mutex<GrantCache>>,
 }
@@ -73,16 +77,18 @@ impl AuthClient {
     /// `ttl`: how long a positive answer is reused (and so how long a revoked key may
     /// still pass).
     pub fn new(channel: Channel, ttl: Duration) -> AuthClient {
+        let channel = tonic::service::interceptor::InterceptedService::new(channel, AttachToken);
         AuthClient { client: AuthServiceClient::new(channel), ttl, cache: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// The auth service's own API (for calls made on a caller's behalf).
-    pub fn service(&self) -> AuthServiceClient<Channel> {
+    pub fn service(&self) -> AuthServiceClient<ClusterChannel> {
         self.client.clone()
     }
 
-    /// What `credential` may do. Failures are not cached.
-    pub async fn authenticate(&self, credential: &Credential) -> Result<Grant, WireError> {
+    /// What `credential` may do, presented by `client` (named to the auth service, which
+    /// throttles failures per client). Failures are not cached.
+    pub async fn authenticate(&self, credential: &Credential, client: Option<IpAddr>) -> Result<Grant, WireError> {
         let (raw, cred) = match credential {
             Credential::Bearer(t) => (t, pb::authenticate_request::Credential::BearerToken(t.clone())),
             Credential::ApiKey(k) => (k, pb::authenticate_request::Credential::ApiKey(k.clone())),
@@ -94,10 +100,14 @@ impl AuthClient {
         {
             return Ok(grant.clone());
         }
+        let mut request = tonic::Request::new(pb::AuthenticateRequest { credential: Some(cred) });
+        if let Some(ip) = client.and_then(|ip| tonic::metadata::AsciiMetadataValue::try_from(ip.to_string()).ok()) {
+            request.metadata_mut().insert(crate::service::FORWARDED_FOR_HEADER, ip);
+        }
         let reply = self
             .client
             .clone()
-            .authenticate(pb::AuthenticateRequest { credential: Some(cred) })
+            .authenticate(request)
             .await
             .map_err(|s| from_status(&s))?
             .into_inner();
@@ -131,35 +141,96 @@ impl AuthClient {
     }
 }
 
-/// Token buckets per key or user: `limit` requests per second, bursts up to `limit`.
+/// Why [`RateLimits::take`] refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limited {
+    /// Out of tokens: `bucket` (`user:…` or `key:…`) has one again after `wait`.
+    Wait { bucket: String, wait: Duration },
+    /// More requests at once than `bucket` ever holds (its limit per second): waiting
+    /// cannot help; send fewer at a time.
+    TooMany { bucket: String, limit: u32, asked: u32 },
+}
+
+impl Limited {
+    /// As the error the caller sees (RESOURCE_EXHAUSTED; with `retry-after` when waiting
+    /// helps).
+    pub fn to_wire(&self) -> WireError {
+        match self {
+            Limited::Wait { bucket, wait } => {
+                WireError::new(pb::ErrorCode::ResourceExhausted, format!("rate limit of {bucket} exceeded"), true)
+                    .with_retry_after(*wait)
+            }
+            Limited::TooMany { bucket, limit, asked } => WireError::new(
+                pb::ErrorCode::ResourceExhausted,
+                format!("{asked} requests at once exceed the rate limit of {bucket} ({limit} per second)"),
+                false,
+            ),
+        }
+    }
+}
+
+type Limiter = (NonZeroU32, Arc<DefaultDirectRateLimiter>);
+
+/// Token buckets (see the module docs): `limit` requests per second, bursts up to
+/// `limit`. A request takes a token from its user's bucket (when there is a default
+/// limit) and from its key's (when the key has a limit of its own); a batch takes one
+/// per search.
 #[derive(Debug)]
 pub struct RateLimits {
-    /// The limit of keys and users without one of their own (`None`: unlimited).
+    /// The limit of every user (`None`: unlimited).
     default_per_sec: Option<NonZeroU32>,
-    limiters: Mutex<HashMap<String, (NonZeroU32, Arc<DefaultDirectRateLimiter>)>>,
+    limiters: Mutex<HashMap<String, Limiter>>,
 }
+
+/// Most tracked buckets; past it, full ones are dropped, then all.
+const MAX_BUCKETS: usize = 100_000;
 
 impl RateLimits {
     pub fn new(default_per_sec: Option<NonZeroU32>) -> RateLimits {
         RateLimits { default_per_sec, limiters: Mutex::new(HashMap::new()) }
     }
 
-    /// Takes one token for `grant`; when there is none, says how long to wait.
-    pub fn check(&self, grant: &Grant) -> Result<(), Duration> {
-        let Some(limit) = grant.rate_limit_per_sec.and_then(NonZeroU32::new).or(self.default_per_sec) else {
-            return Ok(());
-        };
-        let limiter = {
-            let mut limiters = self.limiters.lock();
-            let entry = limiters
-                .entry(grant.limit_key())
-                .or_insert_with(|| (limit, Arc::new(RateLimiter::direct(Quota::per_second(limit)))));
-            // A changed limit takes effect with a fresh bucket.
-            if entry.0 != limit {
-                *entry = (limit, Arc::new(RateLimiter::direct(Quota::per_second(limit))));
+    fn limiter(&self, bucket: &str, limit: NonZeroU32) -> Arc<DefaultDirectRateLimiter> {
+        let mut limiters = self.limiters.lock();
+        if limiters.len() >= MAX_BUCKETS && !limiters.contains_key(bucket) {
+            // A bucket with its whole burst available holds no information.
+            limiters.retain(|_, (limit, l)| l.check_n(*limit).is_err());
+            if limiters.len() >= MAX_BUCKETS {
+                limiters.clear();
             }
-            entry.1.clone()
-        };
-        limiter.check().map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        }
+        let entry = limiters
+            .entry(bucket.to_owned())
+            .or_insert_with(|| (limit, Arc::new(RateLimiter::direct(Quota::per_second(limit)))));
+        // A changed limit takes effect with a fresh bucket.
+        if entry.0 != limit {
+            *entry = (limit, Arc::new(RateLimiter::direct(Quota::per_second(limit))));
+        }
+        entry.1.clone()
+    }
+
+    fn take_from(&self, bucket: String, limit: NonZeroU32, n: NonZeroU32) -> Result<(), Limited> {
+        match self.limiter(&bucket, limit).check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Limited::Wait { bucket, wait: not_until.wait_time_from(DefaultClock::default().now()) }),
+            Err(_) => Err(Limited::TooMany { bucket, limit: limit.get(), asked: n.get() }),
+        }
+    }
+
+    /// Takes one token for `grant`.
+    pub fn check(&self, grant: &Grant) -> Result<(), Limited> {
+        self.take(grant, 1)
+    }
+
+    /// Takes `n` tokens for `grant` (a batch of `n` requests); `n = 0` takes none.
+    pub fn take(&self, grant: &Grant, n: u32) -> Result<(), Limited> {
+        let Some(n) = NonZeroU32::new(n) else { return Ok(()) };
+        if let Some(limit) = self.default_per_sec {
+            self.take_from(grant.user_bucket(), limit, n)?;
+        }
+        if let (Some(bucket), Some(limit)) = (grant.key_bucket(), grant.rate_limit_per_sec.and_then(NonZeroU32::new)) {
+            self.take_from(bucket, limit, n)?;
+        }
+        Ok(())
     }
 }

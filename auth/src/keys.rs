@@ -2,6 +2,10 @@
 //! keeps only its SHA-256 (a 256-bit random secret needs no slow hash), compared in
 //! constant time. Keys carry scopes (read ⊂ write ⊂ admin), optionally limited to named
 //! collections, and an optional rate limit. Records live at `keys/<key id>`.
+//!
+//! A key acts for its owner and never grants more than the owner holds now: the auth
+//! service checks, on every validation, that the owner still exists and caps the key's
+//! scope at the owner's current role (see `service`).
 
 use std::sync::Arc;
 
@@ -183,6 +187,19 @@ impl ApiKeys {
         Ok(out)
     }
 
+    /// Revokes every key of `owner` (when the user is deleted); returns how many were
+    /// still active.
+    pub async fn revoke_all_of(&self, owner: &str) -> Result<usize> {
+        let mut revoked = 0;
+        for k in self.list(Some(owner)).await? {
+            if !k.revoked {
+                self.revoke(&k.key_id).await?;
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Revokes a key for good (idempotent).
     pub async fn revoke(&self, key_id: &str) -> Result<ApiKeyInfo> {
         loop {
@@ -224,6 +241,14 @@ impl Access {
             (Some(_), None) => false,
             (Some(allowed), Some(c)) => allowed.iter().any(|a| a == c),
         }
+    }
+}
+
+impl Access {
+    /// This access, granting at most `ceiling`.
+    pub fn capped_at(mut self, ceiling: Scope) -> Access {
+        self.scope = self.scope.min(ceiling);
+        self
     }
 }
 

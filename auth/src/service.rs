@@ -3,12 +3,22 @@
 //! resolves.
 //!
 //! Callers identify themselves with `authorization: Bearer <access token>` or
-//! `x-api-key: vx_…` metadata. Users act with their role's scope (admin → admin,
-//! user → write); API keys with their own scope and collection limits.
+//! `x-api-key: vx_…` metadata. Users act with their current role's scope (admin →
+//! admin, user → write); API keys with their own scope and collection limits, never
+//! more than their owner's current role (a deleted owner's keys stop working, a demoted
+//! admin's admin keys shrink to write).
+//!
+//! It is an internal service: with a cluster secret installed, every call must carry
+//! the cluster token (the gateways do; see `vectron_common::cluster_auth`), and only
+//! then is the `x-forwarded-for` client a caller names believed (or when the peer is in
+//! `trusted_proxies`, empty by default). Failed log-ins are throttled per (user,
+//! client), per client and per user ([`crate::throttle`]); failed `Authenticate` calls
+//! per client.
 
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tonic::{Request, Response, Status};
 use vectron_model::status::{WireError, to_status};
@@ -18,7 +28,7 @@ use vectron_proto::v1::auth_service_server::{AuthService, AuthServiceServer};
 use crate::error::AuthError;
 use crate::keys::{Access, ApiKeyInfo, ApiKeys, KeySpec, Scope};
 use crate::store::KvStore;
-use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::throttle::{Backoff, FailureThrottle, LoginThrottle, ThrottleConfig};
 use crate::tokens::{TokenConfig, Tokens};
 use crate::users::{Role, UserInfo, Users};
 
@@ -30,14 +40,38 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub const FORWARDED_FOR_HEADER: &str = "x-forwarded-for";
 
 /// Service behaviour.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// Anyone may create a (non-admin) user.
     pub open_signup: bool,
     pub login_throttle: ThrottleConfig,
-    /// Peers whose `x-forwarded-for` is believed (the gateways' networks); anyone else
-    /// is throttled by their own address.
+    /// Failed `Authenticate` calls (unknown keys, bad tokens) per client before it is
+    /// locked out.
+    pub authenticate_throttle: Backoff,
+    /// Peers whose `x-forwarded-for` is believed even without the cluster token (when
+    /// no cluster secret is installed); anyone else is throttled by their own address.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Most active API keys one user may own.
+    pub max_keys_per_user: usize,
+    /// Highest rate limit an admin may give a key.
+    pub max_key_rate_limit_per_sec: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            open_signup: false,
+            login_throttle: ThrottleConfig::default(),
+            authenticate_throttle: Backoff {
+                free_failures: 100,
+                base_delay: Duration::from_secs(1),
+                max_delay: Duration::from_secs(60),
+            },
+            trusted_proxies: Vec::new(),
+            max_keys_per_user: 100,
+            max_key_rate_limit_per_sec: 100_000,
+        }
+    }
 }
 
 /// The auth service.
@@ -47,6 +81,7 @@ pub struct AuthGrpc {
     keys: ApiKeys,
     tokens: Tokens,
     throttle: Arc<LoginThrottle>,
+    authenticate_failures: Arc<FailureThrottle<IpAddr>>,
     config: AuthConfig,
 }
 
@@ -68,6 +103,10 @@ impl Caller {
 
 fn err(e: AuthError) -> Status {
     e.to_status()
+}
+
+fn throttled(message: &str, wait: Duration) -> Status {
+    to_status(&WireError::new(pb::ErrorCode::ResourceExhausted, message, true).with_retry_after(wait))
 }
 
 fn denied(message: &str) -> Status {
@@ -150,21 +189,29 @@ impl AuthGrpc {
             keys: ApiKeys::new(store.clone()),
             tokens: Tokens::new(store, tokens),
             throttle: Arc::new(LoginThrottle::new(config.login_throttle)),
+            authenticate_failures: Arc::new(FailureThrottle::new(config.authenticate_throttle)),
             config,
         }
     }
 
-    /// The client a login comes from: the peer, or whom a trusted proxy forwards for.
+    /// The client a request comes from: the peer, or whom a gateway forwards for. The
+    /// forwarded address is believed from callers holding the cluster token (every call
+    /// does when a cluster secret is installed: the server refuses the others) or from
+    /// `trusted_proxies`.
     fn source<T>(&self, req: &Request<T>) -> Option<IpAddr> {
         let forwarded = req.metadata().get(FORWARDED_FOR_HEADER).and_then(|v| v.to_str().ok());
-        Some(crate::throttle::client_address(req.remote_addr()?.ip(), forwarded, &self.config.trusted_proxies))
+        let peer = req.remote_addr()?.ip();
+        if vectron_common::cluster_auth::installed() {
+            return Some(crate::throttle::forwarded_address(forwarded).unwrap_or(peer));
+        }
+        Some(crate::throttle::client_address(peer, forwarded, &self.config.trusted_proxies))
     }
 
-    /// Checks a bearer token or API key.
+    /// Checks a bearer token or API key against the user it acts for, as that user is now.
     async fn grant(&self, bearer: Option<&str>, api_key: Option<&str>) -> Result<(Access, pb::AccessGrant), AuthError> {
         if let Some(token) = bearer {
-            let claims = self.tokens.verify_access(token)?;
-            let access = Access { principal: claims.sub.clone(), scope: role_scope(claims.role), collections: None };
+            let (claims, user) = self.tokens.verify_access_current(token).await?;
+            let access = Access { principal: user.username.clone(), scope: role_scope(user.role), collections: None };
             let grant = pb::AccessGrant {
                 principal: claims.sub,
                 scope: scope_to_pb(access.scope) as i32,
@@ -177,10 +224,17 @@ impl AuthGrpc {
         }
         if let Some(key) = api_key {
             let info = self.keys.validate(key).await?;
-            let access = Access::from(&info);
+            let owner = match self.users.get(&info.owner).await {
+                Ok(owner) => owner,
+                Err(AuthError::UserNotFound { .. } | AuthError::InvalidArgument { .. }) => {
+                    return Err(AuthError::Unauthenticated);
+                }
+                Err(e) => return Err(e),
+            };
+            let access = Access::from(&info).capped_at(role_scope(owner.role));
             let grant = pb::AccessGrant {
                 principal: info.owner.clone(),
-                scope: scope_to_pb(info.scope) as i32,
+                scope: scope_to_pb(access.scope) as i32,
                 collections: info.collections.clone().unwrap_or_default(),
                 rate_limit_per_sec: info.rate_limit_per_sec.unwrap_or(0),
                 key_id: info.key_id,
@@ -217,15 +271,19 @@ impl AuthService for AuthGrpc {
     async fn login(&self, req: Request<pb::LoginRequest>) -> Result<Response<pb::TokenPair>, Status> {
         let source = self.source(&req);
         let pb::LoginRequest { username, password } = req.into_inner();
-        if let Some(wait) = self.throttle.check(&username, source) {
-            return Err(to_status(
-                &WireError::new(pb::ErrorCode::ResourceExhausted, "too many failed logins; try again later", true)
-                    .with_retry_after(wait),
-            ));
+        // A name no user can have fails like a wrong password, without being tracked
+        // (a 5 MiB "username" must not become a key of the throttle's tables).
+        let tracked = if crate::users::validate_username(&username).is_ok() { username.as_str() } else { "" };
+        if let Some(wait) = self.throttle.check(tracked, source) {
+            return Err(throttled("too many failed logins; try again later", wait));
+        }
+        if tracked.is_empty() {
+            self.throttle.failure(tracked, source);
+            return Err(err(AuthError::Unauthenticated));
         }
         match self.tokens.login(&username, &password).await {
             Ok(pair) => {
-                self.throttle.success(&username);
+                self.throttle.success(&username, source);
                 Ok(Response::new(pair_to_pb(pair)))
             }
             Err(AuthError::Unauthenticated) => {
@@ -302,7 +360,12 @@ impl AuthService for AuthGrpc {
         if caller.name() == username {
             return Err(invalid("admins cannot delete themselves"));
         }
+        self.users.get(&username).await.map_err(err)?;
+        // Keys first: if this stops half-way the user still exists and the call can be
+        // repeated. Their tokens end with the record (they are checked against it).
+        let revoked = self.keys.revoke_all_of(&username).await.map_err(err)?;
         self.users.delete(&username).await.map_err(err)?;
+        tracing::info!(user = %username, keys_revoked = revoked, by = %caller.name(), "user deleted");
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -331,9 +394,27 @@ impl AuthService for AuthGrpc {
             if caller.access.collections.is_some() || caller.access.scope < scope {
                 return Err(denied("a key cannot grant more than its creator has"));
             }
+            if r.rate_limit_per_sec != 0 {
+                return Err(denied("only admins set a key's rate limit"));
+            }
+        }
+        let max_rate = self.config.max_key_rate_limit_per_sec;
+        if r.rate_limit_per_sec > max_rate {
+            return Err(invalid(&format!("a key's rate limit must be at most {max_rate} per second")));
         }
         // The owner must exist (a key acts for its owner).
         self.users.get(&owner).await.map_err(err)?;
+        let active = self.keys.list(Some(&owner)).await.map_err(err)?.iter().filter(|k| !k.revoked).count();
+        if active >= self.config.max_keys_per_user {
+            return Err(to_status(&WireError::new(
+                pb::ErrorCode::ResourceExhausted,
+                format!(
+                    "{owner} has {active} active API keys, the most allowed ({}); revoke one first",
+                    self.config.max_keys_per_user
+                ),
+                false,
+            )));
+        }
         let spec = KeySpec {
             owner,
             scope,
@@ -373,24 +454,41 @@ impl AuthService for AuthGrpc {
 
     async fn authenticate(&self, req: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AccessGrant>, Status> {
         use pb::authenticate_request::Credential;
+        let source = self.source(&req);
+        if let Some(wait) = source.and_then(|s| self.authenticate_failures.locked_for(&s)) {
+            return Err(throttled("too many failed authentications from this client; try again later", wait));
+        }
         let (bearer, key) = match req.into_inner().credential {
             Some(Credential::BearerToken(t)) => (Some(t), None),
             Some(Credential::ApiKey(k)) => (None, Some(k)),
             None => (None, None),
         };
-        let (_, grant) = self.grant(bearer.as_deref(), key.as_deref()).await.map_err(err)?;
-        Ok(Response::new(grant))
+        match self.grant(bearer.as_deref(), key.as_deref()).await {
+            Ok((_, grant)) => Ok(Response::new(grant)),
+            Err(e @ (AuthError::Unauthenticated | AuthError::TokenExpired)) => {
+                if let Some(s) = source {
+                    self.authenticate_failures.fail(&s);
+                }
+                Err(err(e))
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 }
 
-/// Serves the auth service on `listener` until `shutdown` resolves.
+/// Largest request the auth service decodes (credentials and account records are small).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
+
+/// Serves the auth service on `listener` until `shutdown` resolves; with a cluster
+/// secret installed, only to callers presenting the cluster token.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: AuthGrpc,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(AuthServiceServer::new(service))
+        .layer(tonic::service::InterceptorLayer::new(vectron_common::cluster_auth::check))
+        .add_service(AuthServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
 }

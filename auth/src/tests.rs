@@ -431,6 +431,106 @@ mod grpc {
         c.get_user(bearer(pb::GetUserRequest { username: "bob".into() }, &bob_token)).await.unwrap();
     }
 
+    fn new_key(scope: pb::Scope, rate_limit_per_sec: u32) -> pb::CreateApiKeyRequest {
+        pb::CreateApiKeyRequest { owner: String::new(), scope: scope as i32, collections: vec![], rate_limit_per_sec }
+    }
+
+    async fn grant_of(c: &mut Client, key: &str) -> Result<pb::AccessGrant, tonic::Status> {
+        let credential = Some(pb::authenticate_request::Credential::ApiKey(key.to_owned()));
+        c.authenticate(pb::AuthenticateRequest { credential }).await.map(|r| r.into_inner())
+    }
+
+    async fn token_grant(c: &mut Client, token: &str) -> Result<pb::AccessGrant, tonic::Status> {
+        let credential = Some(pb::authenticate_request::Credential::BearerToken(token.to_owned()));
+        c.authenticate(pb::AuthenticateRequest { credential }).await.map(|r| r.into_inner())
+    }
+
+    #[tokio::test]
+    async fn privileges_end_when_their_source_ends() {
+        let mut s = must_start(AuthConfig { max_keys_per_user: 3, ..AuthConfig::default() }).await;
+        let c = &mut s.client;
+        let admin = login(c, "admin", &s.admin_password.clone()).await.unwrap().access_token;
+        for name in ["carl", "dora"] {
+            let user = pb::CreateUserRequest {
+                username: name.into(),
+                password: format!("{name}'s password"),
+                role: pb::Role::Admin as i32,
+            };
+            c.create_user(bearer(user, &admin)).await.unwrap();
+        }
+        // Carl, an admin, mints an admin key; demoted, the key shrinks to his new role.
+        let carl = login(c, "carl", "carl's password").await.unwrap();
+        let carl_key = c.create_api_key(bearer(new_key(pb::Scope::Admin, 0), &carl.access_token)).await.unwrap();
+        let carl_key = carl_key.into_inner().secret_key;
+        assert_eq!(grant_of(c, &carl_key).await.unwrap().scope, pb::Scope::Admin as i32);
+        let demote = pb::UpdateUserRequest { username: "carl".into(), role: Some(pb::Role::User as i32), new_password: None };
+        c.update_user(bearer(demote, &admin)).await.unwrap();
+        assert_eq!(grant_of(c, &carl_key).await.unwrap().scope, pb::Scope::Write as i32, "the key shrank");
+        assert_eq!(token_grant(c, &carl.access_token).await.unwrap().scope, pb::Scope::Write as i32, "so did the token");
+        let e = c.create_api_key(with_key(new_key(pb::Scope::Admin, 0), &carl_key)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "a demoted admin's key mints no admin keys");
+
+        // Only admins set rate limits, never above the maximum; keys per user are capped.
+        let e = c.create_api_key(bearer(new_key(pb::Scope::Read, 5), &carl.access_token)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "a user lifting their own limit");
+        let e = c.create_api_key(bearer(new_key(pb::Scope::Read, u32::MAX), &admin)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "above the maximum");
+        for _ in 0..2 {
+            c.create_api_key(bearer(new_key(pb::Scope::Read, 0), &carl.access_token)).await.unwrap();
+        }
+        let e = c.create_api_key(bearer(new_key(pb::Scope::Read, 0), &carl.access_token)).await.unwrap_err();
+        assert_eq!((e.code(), code_of(&e)), (Code::ResourceExhausted, pb::ErrorCode::ResourceExhausted), "3 keys at most");
+
+        // A password change ends every token issued before it, access and refresh alike.
+        let change = pb::ChangePasswordRequest {
+            old_password: "carl's password".into(),
+            new_password: "carl's new password".into(),
+        };
+        c.change_password(bearer(change, &carl.access_token)).await.unwrap();
+        assert_eq!(token_grant(c, &carl.access_token).await.unwrap_err().code(), Code::Unauthenticated);
+        let refresh = pb::RefreshRequest { refresh_token: carl.refresh_token.clone() };
+        assert_eq!(c.refresh(refresh).await.unwrap_err().code(), Code::Unauthenticated);
+        grant_of(c, &carl_key).await.expect("keys survive a password change");
+        // So does an admin's reset.
+        let dora = login(c, "dora", "dora's password").await.unwrap();
+        let reset = pb::UpdateUserRequest { username: "dora".into(), role: None, new_password: Some("reset by admin".into()) };
+        c.update_user(bearer(reset, &admin)).await.unwrap();
+        assert_eq!(token_grant(c, &dora.access_token).await.unwrap_err().code(), Code::Unauthenticated);
+        let refresh = pb::RefreshRequest { refresh_token: dora.refresh_token };
+        assert_eq!(c.refresh(refresh).await.unwrap_err().code(), Code::Unauthenticated);
+
+        // Deleted: the key and the tokens stop, and a new user of the same name inherits none.
+        let carl = login(c, "carl", "carl's new password").await.unwrap();
+        c.delete_user(bearer(pb::DeleteUserRequest { username: "carl".into() }, &admin)).await.unwrap();
+        assert_eq!(grant_of(c, &carl_key).await.unwrap_err().code(), Code::Unauthenticated);
+        assert_eq!(token_grant(c, &carl.access_token).await.unwrap_err().code(), Code::Unauthenticated);
+        let again = pb::CreateUserRequest { username: "carl".into(), password: "another carl".into(), role: 0 };
+        c.create_user(bearer(again, &admin)).await.unwrap();
+        assert_eq!(grant_of(c, &carl_key).await.unwrap_err().code(), Code::Unauthenticated, "revoked with its owner");
+        assert_eq!(token_grant(c, &carl.access_token).await.unwrap_err().code(), Code::Unauthenticated);
+        let refresh = pb::RefreshRequest { refresh_token: carl.refresh_token };
+        assert_eq!(c.refresh(refresh).await.unwrap_err().code(), Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn failed_authentications_are_throttled_per_client() {
+        let backoff = crate::throttle::Backoff {
+            free_failures: 3,
+            base_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(30),
+        };
+        let mut s = must_start(AuthConfig { authenticate_throttle: backoff, ..AuthConfig::default() }).await;
+        let password = s.admin_password.clone();
+        let c = &mut s.client;
+        let token = login(c, "admin", &password).await.unwrap().access_token;
+        for _ in 0..4 {
+            assert_eq!(grant_of(c, "vx_0123456789abcdef_00").await.unwrap_err().code(), Code::Unauthenticated);
+        }
+        let e = token_grant(c, &token).await.unwrap_err();
+        let wire = vectron_model::status::from_status(&e);
+        assert_eq!((wire.code, wire.retry_after), (pb::ErrorCode::ResourceExhausted, Some(Duration::from_secs(30))));
+    }
+
     #[tokio::test]
     async fn open_signup_creates_users_but_never_admins() {
         let mut s = must_start(AuthConfig { open_signup: true, ..AuthConfig::default() }).await;
@@ -451,8 +551,12 @@ mod grpc {
 
     #[tokio::test]
     async fn failed_logins_are_throttled_with_retry_after() {
-        let throttle =
-            ThrottleConfig { free_failures: 3, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60) };
+        let throttle = ThrottleConfig {
+            free_failures: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+            ..ThrottleConfig::default()
+        };
         let mut s = must_start(AuthConfig { login_throttle: throttle, ..AuthConfig::default() }).await;
         let password = s.admin_password.clone();
         let c = &mut s.client;
@@ -485,6 +589,8 @@ mod grpc {
             free_failures: 2,
             base_delay: Duration::from_secs(30),
             max_delay: Duration::from_secs(60),
+            source_free_failures: 2,
+            ..ThrottleConfig::default()
         };
         for trusted in [true, false] {
             let trusted_proxies = if trusted { vec!["127.0.0.0/8".parse().unwrap()] } else { vec![] };
@@ -552,7 +658,7 @@ mod gateway_side {
         let (_dir, channel, key, _stop) = must_serve().await;
         let client = AuthClient::new(channel.clone(), Duration::from_millis(500));
         let cred = Credential::ApiKey(key.clone());
-        let grant = client.authenticate(&cred).await.unwrap();
+        let grant = client.authenticate(&cred, None).await.unwrap();
         assert_eq!(
             (grant.access.principal.as_str(), grant.access.scope, grant.rate_limit_per_sec),
             ("admin", Scope::Admin, Some(5))
@@ -564,9 +670,9 @@ mod gateway_side {
         admin.revoke_api_key(req).await.unwrap();
         // Within the TTL the cached grant may still pass; after it, never.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let e = client.authenticate(&cred).await.unwrap_err();
+        let e = client.authenticate(&cred, None).await.unwrap_err();
         assert_eq!(e.code, pb::ErrorCode::Unauthenticated);
-        let e = client.authenticate(&Credential::Bearer("not a token".into())).await.unwrap_err();
+        let e = client.authenticate(&Credential::Bearer("not a token".into()), None).await.unwrap_err();
         assert_eq!(e.code, pb::ErrorCode::Unauthenticated);
     }
 
@@ -582,7 +688,7 @@ mod gateway_side {
         for i in 0..5 {
             assert!(limits.check(&key).is_ok(), "request {i} within the burst");
         }
-        let wait = limits.check(&key).unwrap_err();
+        let Err(crate::client::Limited::Wait { wait, .. }) = limits.check(&key) else { panic!("limited") };
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(200), "{wait:?}");
         // Another key and the user's own bucket are separate.
         assert!(limits.check(&grant(Some("k2"), Some(5))).is_ok());

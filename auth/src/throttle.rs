@@ -1,6 +1,24 @@
-//! Throttling of failed logins, per username and per source address: after
-//! `free_failures` failures, each further one locks that user (or address) out for a
-//! doubling delay, up to `max_delay`. A successful login clears the user's record.
+//! Throttling of failed credentials.
+//!
+//! Log-in ([`LoginThrottle`]) is throttled three ways, each answering with how long to
+//! wait:
+//! - per **(user, source)**: after `free_failures` failures, each further one locks that
+//!   pair out for a doubling delay up to `max_delay`. This stops one client guessing one
+//!   account's password; a success clears the pair.
+//! - per **source** (every user): after `source_free_failures` failures, doubling
+//!   delays likewise. This stops one client spraying one password over many accounts.
+//! - per **user** (every source), a ceiling on failures: a bucket of `user_burst`
+//!   failures refilled by one every `user_refill`. An empty bucket refuses log-ins to
+//!   that user only until the next refill (so a third party, even from many sources,
+//!   can slow an account down to one guess per `user_refill` but never lock it out for
+//!   longer than that), and never refuses a source that logged in as that user before
+//!   (within `known_source_ttl`): the owner's own machines keep working while someone
+//!   else is guessing.
+//!
+//! Failed `Authenticate` calls (bad keys or tokens) are throttled per source with
+//! [`FailureThrottle`] alone.
+//!
+//! Every table is bounded (`MAX_TRACKED`); idle entries are dropped first.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -15,11 +33,17 @@ pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies
     if !trusted_proxies.iter().any(|net| net.contains(&peer)) {
         return peer;
     }
-    forwarded_for.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok()).unwrap_or(peer)
+    forwarded_address(forwarded_for).unwrap_or(peer)
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottleConfig {
+/// The original client named by an `x-forwarded-for` value (its left-most address).
+pub fn forwarded_address(forwarded_for: Option<&str>) -> Option<IpAddr> {
+    forwarded_for.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok())
+}
+
+/// Doubling lock-outs after some free failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
     /// Failures allowed before the first lock-out.
     pub free_failures: u32,
     /// The first lock-out; each later one doubles it.
@@ -27,9 +51,45 @@ pub struct ThrottleConfig {
     pub max_delay: Duration,
 }
 
+/// How log-ins are throttled (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleConfig {
+    /// Failures of one user from one source before lock-outs begin.
+    pub free_failures: u32,
+    /// The first lock-out; each later one doubles it, up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Failures from one source (any users) before it is locked out.
+    pub source_free_failures: u32,
+    /// The per-user ceiling: this many failures at once…
+    pub user_burst: u32,
+    /// …then one more every `user_refill`.
+    pub user_refill: Duration,
+    /// How long a source that logged in as a user stays exempt from that user's ceiling.
+    pub known_source_ttl: Duration,
+}
+
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        ThrottleConfig { free_failures: 5, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(15 * 60) }
+        ThrottleConfig {
+            free_failures: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(15 * 60),
+            source_free_failures: 20,
+            user_burst: 20,
+            user_refill: Duration::from_secs(30),
+            known_source_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+impl ThrottleConfig {
+    fn pair(&self) -> Backoff {
+        Backoff { free_failures: self.free_failures, base_delay: self.base_delay, max_delay: self.max_delay }
+    }
+
+    fn source(&self) -> Backoff {
+        Backoff { free_failures: self.source_free_failures, ..self.pair() }
     }
 }
 
@@ -40,34 +100,43 @@ struct Entry {
     last_failure: Instant,
 }
 
-/// Most tracked users or addresses; idle ones are dropped past it.
+/// Most tracked keys per table; idle ones are dropped past it.
 const MAX_TRACKED: usize = 100_000;
 
+/// Failures per key with doubling lock-outs.
 #[derive(Debug)]
-struct Table<K> {
+pub struct FailureThrottle<K> {
+    config: Backoff,
     entries: Mutex<HashMap<K, Entry>>,
 }
 
-impl<K: Hash + Eq + Clone> Table<K> {
-    fn new() -> Self {
-        Table { entries: Mutex::new(HashMap::new()) }
+impl<K: Hash + Eq + Clone> FailureThrottle<K> {
+    pub fn new(config: Backoff) -> Self {
+        FailureThrottle { config, entries: Mutex::new(HashMap::new()) }
     }
 
-    fn locked_for(&self, k: &K, now: Instant) -> Option<Duration> {
+    /// How long `k` must still wait, if locked out.
+    pub fn locked_for(&self, k: &K) -> Option<Duration> {
+        let now = Instant::now();
         self.entries.lock().get(k).and_then(|e| e.locked_until.checked_duration_since(now)).filter(|d| !d.is_zero())
     }
 
-    fn fail(&self, k: &K, now: Instant, config: &ThrottleConfig) {
+    pub fn fail(&self, k: &K) {
+        let now = Instant::now();
+        let config = &self.config;
         let mut entries = self.entries.lock();
         if entries.len() >= MAX_TRACKED {
             entries.retain(|_, e| now.duration_since(e.last_failure) < config.max_delay);
+            if entries.len() >= MAX_TRACKED {
+                entries.clear();
+            }
         }
         let e = entries.entry(k.clone()).or_insert(Entry { failures: 0, locked_until: now, last_failure: now });
         // A long quiet spell forgives old failures.
         if now.duration_since(e.last_failure) > config.max_delay {
             e.failures = 0;
         }
-        e.failures += 1;
+        e.failures = e.failures.saturating_add(1);
         e.last_failure = now;
         if e.failures > config.free_failures {
             let doublings = (e.failures - config.free_failures - 1).min(30);
@@ -76,42 +145,106 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn clear(&self, k: &K) {
+    pub fn clear(&self, k: &K) {
         self.entries.lock().remove(k);
     }
 }
 
-/// Failed-login bookkeeping.
+/// A bucket of failures per user (the ceiling).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Failed-login bookkeeping (see the module docs).
 #[derive(Debug)]
 pub struct LoginThrottle {
     config: ThrottleConfig,
-    users: Table<String>,
-    sources: Table<IpAddr>,
+    pairs: FailureThrottle<(String, Option<IpAddr>)>,
+    sources: FailureThrottle<IpAddr>,
+    ceilings: Mutex<HashMap<String, Bucket>>,
+    /// (user, source) → when that source last logged in as the user.
+    known: Mutex<HashMap<(String, IpAddr), Instant>>,
 }
 
 impl LoginThrottle {
     pub fn new(config: ThrottleConfig) -> LoginThrottle {
-        LoginThrottle { config, users: Table::new(), sources: Table::new() }
+        LoginThrottle {
+            config,
+            pairs: FailureThrottle::new(config.pair()),
+            sources: FailureThrottle::new(config.source()),
+            ceilings: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+        }
     }
 
-    /// How long this user or address must still wait, if locked out.
+    fn is_known(&self, username: &str, source: Option<IpAddr>, now: Instant) -> bool {
+        let Some(source) = source else { return false };
+        self.known
+            .lock()
+            .get(&(username.to_owned(), source))
+            .is_some_and(|at| now.duration_since(*at) < self.config.known_source_ttl)
+    }
+
+    /// Refills `username`'s bucket to `now`; returns its tokens.
+    fn refill<'a>(&self, buckets: &'a mut HashMap<String, Bucket>, username: &str, now: Instant) -> &'a mut Bucket {
+        let burst = f64::from(self.config.user_burst.max(1));
+        let b = buckets.entry(username.to_owned()).or_insert(Bucket { tokens: burst, updated: now });
+        let refill = self.config.user_refill.as_secs_f64().max(1e-3);
+        b.tokens = (b.tokens + now.duration_since(b.updated).as_secs_f64() / refill).min(burst);
+        b.updated = now;
+        b
+    }
+
+    /// How long this log-in must wait, if it may not be tried now.
     pub fn check(&self, username: &str, source: Option<IpAddr>) -> Option<Duration> {
         let now = Instant::now();
-        let user = self.users.locked_for(&username.to_owned(), now);
-        let source = source.and_then(|s| self.sources.locked_for(&s, now));
-        user.into_iter().chain(source).max()
+        let pair = self.pairs.locked_for(&(username.to_owned(), source));
+        let from_source = source.and_then(|s| self.sources.locked_for(&s));
+        let ceiling = if self.is_known(username, source, now) {
+            None
+        } else {
+            let mut buckets = self.ceilings.lock();
+            let b = self.refill(&mut buckets, username, now);
+            (b.tokens < 1.0).then(|| self.config.user_refill.mul_f64(1.0 - b.tokens))
+        };
+        pair.into_iter().chain(from_source).chain(ceiling).max()
     }
 
     pub fn failure(&self, username: &str, source: Option<IpAddr>) {
         let now = Instant::now();
-        self.users.fail(&username.to_owned(), now, &self.config);
+        self.pairs.fail(&(username.to_owned(), source));
         if let Some(s) = source {
-            self.sources.fail(&s, now, &self.config);
+            self.sources.fail(&s);
         }
+        let mut buckets = self.ceilings.lock();
+        if buckets.len() >= MAX_TRACKED {
+            let burst = f64::from(self.config.user_burst);
+            let refill = self.config.user_refill.as_secs_f64().max(1e-3);
+            // Drop buckets that have refilled completely (they hold no information).
+            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() / refill < burst);
+            if buckets.len() >= MAX_TRACKED {
+                buckets.clear();
+            }
+        }
+        let b = self.refill(&mut buckets, username, now);
+        b.tokens = (b.tokens - 1.0).max(0.0);
     }
 
-    pub fn success(&self, username: &str) {
-        self.users.clear(&username.to_owned());
+    pub fn success(&self, username: &str, source: Option<IpAddr>) {
+        self.pairs.clear(&(username.to_owned(), source));
+        if let Some(source) = source {
+            let now = Instant::now();
+            let mut known = self.known.lock();
+            if known.len() >= MAX_TRACKED {
+                known.retain(|_, at| now.duration_since(*at) < self.config.known_source_ttl);
+                if known.len() >= MAX_TRACKED {
+                    known.clear();
+                }
+            }
+            known.insert((username.to_owned(), source), now);
+        }
     }
 }
 
@@ -119,30 +252,71 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
-    #[test]
-    fn locks_out_after_free_failures_with_doubling_delays() {
-        let t = LoginThrottle::new(ThrottleConfig {
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    fn config() -> ThrottleConfig {
+        ThrottleConfig {
             free_failures: 2,
             base_delay: Duration::from_secs(10),
             max_delay: Duration::from_secs(25),
-        });
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..2 {
-            assert_eq!(t.check("u", Some(ip)), None);
-            t.failure("u", Some(ip));
+            source_free_failures: 4,
+            user_burst: 100,
+            ..ThrottleConfig::default()
         }
-        assert_eq!(t.check("u", Some(ip)), None, "two free failures");
-        t.failure("u", Some(ip));
-        let first = t.check("u", None).unwrap();
+    }
+
+    #[test]
+    fn a_user_and_source_pair_is_locked_out_with_doubling_delays() {
+        let t = LoginThrottle::new(config());
+        let a = ip("10.0.0.1");
+        for _ in 0..2 {
+            assert_eq!(t.check("u", a), None);
+            t.failure("u", a);
+        }
+        assert_eq!(t.check("u", a), None, "two free failures");
+        t.failure("u", a);
+        let first = t.check("u", a).unwrap();
         assert!(first > Duration::from_secs(9) && first <= Duration::from_secs(10));
-        t.failure("u", None);
-        assert!(t.check("u", None).unwrap() > Duration::from_secs(19), "doubled");
-        t.failure("u", None);
-        assert!(t.check("u", None).unwrap() <= Duration::from_secs(25), "capped");
-        // The address is locked for other usernames too.
-        assert!(t.check("someone-else", Some(ip)).is_some());
-        assert!(t.check("someone-else", Some("127.0.0.2".parse().unwrap())).is_none());
-        t.success("u");
-        assert!(t.check("u", None).is_none());
+        t.failure("u", a);
+        assert!(t.check("u", a).unwrap() > Duration::from_secs(19), "doubled");
+        t.failure("u", a);
+        assert!(t.check("u", a).unwrap() <= Duration::from_secs(25), "capped");
+        // The pair is locked, not the user: the same user from elsewhere may try.
+        assert_eq!(t.check("u", ip("10.0.0.2")), None);
+        t.success("u", a);
+        assert_eq!(t.check("u", a), None);
+    }
+
+    #[test]
+    fn a_source_spraying_many_users_is_locked_out_for_all_of_them() {
+        let t = LoginThrottle::new(config());
+        let a = ip("10.0.0.1");
+        for user in ["u1", "u2", "u3", "u4", "u5"] {
+            assert_eq!(t.check(user, a), None, "{user}");
+            t.failure(user, a);
+        }
+        assert!(t.check("someone-else", a).is_some(), "the sprayer is locked out");
+        assert_eq!(t.check("someone-else", ip("10.0.0.2")), None, "others are not");
+    }
+
+    #[test]
+    fn the_per_user_ceiling_slows_a_distributed_guesser_but_never_the_owners_known_source() {
+        let refill = Duration::from_millis(200);
+        let t = LoginThrottle::new(ThrottleConfig { user_burst: 3, user_refill: refill, ..config() });
+        let home = ip("192.0.2.1");
+        t.success("victim", home);
+        // Three guesses from three sources empty the bucket.
+        for i in 0..3 {
+            let s = ip(&format!("10.0.1.{i}"));
+            assert_eq!(t.check("victim", s), None);
+            t.failure("victim", s);
+        }
+        let wait = t.check("victim", ip("10.0.2.1")).expect("a new source waits");
+        assert!(wait <= refill, "never longer than one refill: {wait:?}");
+        assert_eq!(t.check("victim", home), None, "the owner's known source is exempt");
+        std::thread::sleep(refill);
+        assert_eq!(t.check("victim", ip("10.0.2.1")), None, "one more guess after a refill");
     }
 }

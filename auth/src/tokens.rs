@@ -8,6 +8,11 @@
 //!   active → used at `refresh/<family>/<jti>`) and issues a new pair in the same family.
 //!   Presenting a used token again means it leaked: the whole family is revoked. Logout
 //!   revokes the family too.
+//! - Both carry the user's token epoch (`ep`): a password change or reset draws a new
+//!   one, so every token issued before is refused — refresh tokens at once, access
+//!   tokens by [`Tokens::verify_access_current`], which the auth service's
+//!   `Authenticate` uses (and which also reads the user's current role, so a demotion
+//!   takes effect at once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AuthError, Result};
 use crate::store::KvStore;
-use crate::users::{Role, Users};
+use crate::users::{Role, UserInfo, Users};
 use crate::{decode_record, now_ms};
 
 /// Shortest accepted signing secret.
@@ -106,6 +111,9 @@ pub struct Claims {
     pub typ: TokenType,
     /// Refresh family: every token rotated from one login.
     pub fam: String,
+    /// The user's token epoch when this was issued.
+    #[serde(default)]
+    pub ep: u64,
 }
 
 /// The two tokens a login or refresh returns.
@@ -160,10 +168,11 @@ impl Tokens {
     /// Checks a password and starts a new refresh family.
     pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair> {
         let user = self.users.authenticate(username, password).await?;
-        self.issue(&user.username, user.role, &new_id()).await
+        self.issue(&user, &new_id()).await
     }
 
-    async fn issue(&self, username: &str, role: Role, fam: &str) -> Result<TokenPair> {
+    async fn issue(&self, user: &UserInfo, fam: &str) -> Result<TokenPair> {
+        let (username, role) = (user.username.as_str(), user.role);
         let now = now_ms() / 1000;
         let claims = |typ, ttl: Duration| Claims {
             sub: username.to_owned(),
@@ -174,6 +183,7 @@ impl Tokens {
             jti: new_id(),
             typ,
             fam: fam.to_owned(),
+            ep: user.token_epoch,
         };
         let access = claims(TokenType::Access, self.config.access_ttl);
         let refresh = claims(TokenType::Refresh, self.config.refresh_ttl);
@@ -221,9 +231,28 @@ impl Tokens {
         Ok(data.claims)
     }
 
-    /// Verifies an access token (no store access).
+    /// Verifies an access token's signature, issuer, expiry and type (no store access).
     pub fn verify_access(&self, token: &str) -> Result<Claims> {
         self.verify(token, TokenType::Access)
+    }
+
+    /// Verifies an access token and that its user still exists in the same token epoch;
+    /// returns the user as they are now (their current role decides what they may do).
+    pub async fn verify_access_current(&self, token: &str) -> Result<(Claims, UserInfo)> {
+        let claims = self.verify_access(token)?;
+        let user = self.current_user(&claims).await?;
+        Ok((claims, user))
+    }
+
+    /// The user `claims` were issued to, if they still exist in the same token epoch.
+    async fn current_user(&self, claims: &Claims) -> Result<UserInfo> {
+        match self.users.get(&claims.sub).await {
+            Ok(user) if user.token_epoch == claims.ep => Ok(user),
+            Ok(_) | Err(AuthError::UserNotFound { .. }) | Err(AuthError::InvalidArgument { .. }) => {
+                Err(AuthError::Unauthenticated)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Consumes a refresh token and returns a new pair. A used or revoked token is
@@ -250,9 +279,16 @@ impl Tokens {
             // Someone else consumed it at the same moment: only one may win.
             return Err(AuthError::Unauthenticated);
         }
-        // The user may have been deleted or changed role since the last refresh.
-        let user = self.users.get(&record.username).await.map_err(|_| AuthError::Unauthenticated)?;
-        self.issue(&user.username, user.role, &claims.fam).await
+        // The user may have been deleted, changed role or password since the last refresh.
+        let user = match self.current_user(&claims).await {
+            Ok(user) => user,
+            Err(AuthError::Unauthenticated) => {
+                self.revoke_family(&claims.fam).await?;
+                return Err(AuthError::Unauthenticated);
+            }
+            Err(e) => return Err(e),
+        };
+        self.issue(&user, &claims.fam).await
     }
 
     /// Logs out: revokes the refresh token's family.

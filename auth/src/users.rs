@@ -30,6 +30,11 @@ struct UserRecord {
     password_hash: String,
     role: Role,
     created_at_ms: u64,
+    /// Tokens carry the epoch they were issued in and are refused once it changes: a
+    /// password change or reset draws a new one. Random at creation, so a user deleted
+    /// and created again under the same name does not inherit the old tokens.
+    #[serde(default)]
+    token_epoch: u64,
 }
 
 /// A user as shown to callers: no password hash.
@@ -38,12 +43,18 @@ pub struct UserInfo {
     pub username: String,
     pub role: Role,
     pub created_at_ms: u64,
+    /// See `UserRecord::token_epoch`.
+    pub token_epoch: u64,
 }
 
 impl From<&UserRecord> for UserInfo {
     fn from(r: &UserRecord) -> Self {
-        UserInfo { username: r.username.clone(), role: r.role, created_at_ms: r.created_at_ms }
+        UserInfo { username: r.username.clone(), role: r.role, created_at_ms: r.created_at_ms, token_epoch: r.token_epoch }
     }
+}
+
+fn new_epoch() -> u64 {
+    rand::random()
 }
 
 pub const MIN_PASSWORD_BYTES: usize = 8;
@@ -128,6 +139,7 @@ impl Users {
             password_hash: hash_password(password).await?,
             role,
             created_at_ms: now_ms(),
+            token_epoch: new_epoch(),
         };
         let bytes = serde_json::to_vec(&record).expect("user record serialises");
         match self.store.create(&key(username), bytes).await? {
@@ -182,11 +194,18 @@ impl Users {
         self.set_password(username, new).await
     }
 
-    /// Sets a password without checking the old one (admins).
+    /// Sets a password without checking the old one (admins). Either way every token
+    /// issued before stops working (a new token epoch).
     pub async fn set_password(&self, username: &str, new: &str) -> Result<()> {
         validate_password(new)?;
         let hash = hash_password(new).await?;
-        self.modify(username, |r| r.password_hash = hash.clone()).await.map(|_| ())
+        let epoch = new_epoch();
+        self.modify(username, |r| {
+            r.password_hash = hash.clone();
+            r.token_epoch = epoch;
+        })
+        .await
+        .map(|_| ())
     }
 
     pub async fn set_role(&self, username: &str, role: Role) -> Result<UserInfo> {

@@ -12,10 +12,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
+use vectron_common::cluster_auth::ClusterChannel;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -27,7 +27,7 @@ use vectron_proto::v1::ErrorCode;
 use vectron_proto::v1::auth_service_client::AuthServiceClient;
 
 use crate::auth::{Access, Authenticator, Caller, Scope};
-use crate::http::{ApiError, Body, ErrorReply};
+use crate::http::{ApiError, Body, ErrorReply, PathParams, QueryParams};
 
 /// State of the account routes.
 #[derive(Debug, Clone)]
@@ -91,6 +91,7 @@ pub struct MeJson {
 #[serde(deny_unknown_fields)]
 pub struct PasswordJson {
     pub old_password: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
@@ -120,7 +121,10 @@ pub struct NewKeyJson {
     /// Absent or empty: every collection.
     #[serde(default)]
     pub collections: Vec<String>,
+    /// Admins only; at most the auth service's `max_key_rate_limit_per_sec`. Absent:
+    /// the owner's limit alone.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub rate_limit_per_sec: Option<u32>,
 }
 
@@ -158,7 +162,9 @@ pub struct UsersJson {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserJson {
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub username: String,
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default)]
     pub role: RoleJson,
@@ -171,6 +177,7 @@ pub struct UpdateUserJson {
     #[serde(default)]
     pub role: Option<RoleJson>,
     #[serde(default)]
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: Option<String>,
 }
 
@@ -278,7 +285,7 @@ impl Accounts {
         client_address(peer.ip(), forwarded, &self.trusted_proxies)
     }
 
-    fn client(&self) -> Result<AuthServiceClient<Channel>, ApiError> {
+    fn client(&self) -> Result<AuthServiceClient<ClusterChannel>, ApiError> {
         self.auth.service_client().ok_or_else(|| {
             ApiError(WireError::new(
                 ErrorCode::NotFound,
@@ -370,7 +377,7 @@ async fn change_password(
 
 #[utoipa::path(get, path = "/v1/auth/keys", tag = "auth", params(KeysQuery),
     responses((status = 200, body = KeysJson), (status = 403, body = ErrorReply)))]
-async fn list_keys(State(a): State<Accounts>, headers: http::HeaderMap, Query(q): Query<KeysQuery>) -> Reply<KeysJson> {
+async fn list_keys(State(a): State<Accounts>, headers: http::HeaderMap, QueryParams(q): QueryParams<KeysQuery>) -> Reply<KeysJson> {
     let message = pb::ListApiKeysRequest { owner: q.owner.unwrap_or_default() };
     let keys = a.client()?.list_api_keys(as_caller(message, &headers)).await.map_err(failed)?.into_inner().keys;
     Ok(Json(KeysJson { keys: keys.into_iter().map(ApiKeyJson::from).collect() }))
@@ -383,6 +390,9 @@ async fn create_key(
     headers: http::HeaderMap,
     Body(b): Body<NewKeyJson>,
 ) -> Reply<CreatedKeyJson> {
+    if b.rate_limit_per_sec == Some(0) {
+        return Err(ApiError(WireError::new(ErrorCode::InvalidArgument, "rate_limit_per_sec must be positive", false)));
+    }
     let message = pb::CreateApiKeyRequest {
         owner: b.owner.unwrap_or_default(),
         scope: scope_to_pb(b.scope) as i32,
@@ -400,7 +410,7 @@ async fn create_key(
 async fn revoke_key(
     State(a): State<Accounts>,
     headers: http::HeaderMap,
-    Path(key_id): Path<String>,
+    PathParams(key_id): PathParams<String>,
 ) -> Reply<ApiKeyJson> {
     let message = pb::RevokeApiKeyRequest { key_id };
     Ok(Json(a.client()?.revoke_api_key(as_caller(message, &headers)).await.map_err(failed)?.into_inner().into()))
@@ -430,7 +440,7 @@ async fn create_user(
 async fn get_user(
     State(a): State<Accounts>,
     headers: http::HeaderMap,
-    Path(username): Path<String>,
+    PathParams(username): PathParams<String>,
 ) -> Reply<UserJson> {
     let message = pb::GetUserRequest { username };
     Ok(Json(a.client()?.get_user(as_caller(message, &headers)).await.map_err(failed)?.into_inner().into()))
@@ -442,7 +452,7 @@ async fn get_user(
 async fn update_user(
     State(a): State<Accounts>,
     headers: http::HeaderMap,
-    Path(username): Path<String>,
+    PathParams(username): PathParams<String>,
     Body(b): Body<UpdateUserJson>,
 ) -> Reply<UserJson> {
     let message =
@@ -455,7 +465,7 @@ async fn update_user(
 async fn delete_user(
     State(a): State<Accounts>,
     headers: http::HeaderMap,
-    Path(username): Path<String>,
+    PathParams(username): PathParams<String>,
 ) -> Reply<DoneJson> {
     let message = pb::DeleteUserRequest { username };
     a.client()?.delete_user(as_caller(message, &headers)).await.map_err(failed)?;

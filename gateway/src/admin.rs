@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -28,7 +28,7 @@ use vectron_proto::internal as pi;
 
 use crate::api::Api;
 use crate::auth::Administrator;
-use crate::http::ApiError;
+use crate::http::{ApiError, PathParams, QueryParams};
 
 /// The gateway's Prometheus metrics.
 #[derive(Debug, Clone)]
@@ -175,7 +175,8 @@ impl Admin {
 
 /// Records every HTTP request in the metrics, by matched route.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "other".into());
+    // Labels from a closed set: the routes' templates, or `unknown`.
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
     let started = Instant::now();
     let response = next.run(req).await;
     metrics.observe("http", &route, response.status().as_str(), started);
@@ -233,24 +234,40 @@ async fn workers(_: Administrator, State(admin): State<Admin>) -> Reply {
 
 #[utoipa::path(post, path = "/v1/admin/workers/{id}/drain", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
 /// Marks a worker draining: it keeps serving while the scheduler moves its replicas.
-async fn drain_worker(_: Administrator, State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+async fn drain_worker(_: Administrator, State(admin): State<Admin>, PathParams(id): PathParams<u64>) -> Reply {
     let w = admin
         .api
         .router()
         .placement()
-        .call(|mut c| async move { c.drain_worker(pi::WorkerRef { worker_id: id }).await })
+        .call(|mut c| async move { c.drain_worker(pi::WorkerRef { worker_id: id, force: false }).await })
         .await?;
     Ok(Json(json!({"worker": worker_json(&w)})))
 }
 
-#[utoipa::path(delete, path = "/v1/admin/workers/{id}", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    /// Remove even if a shard is left without a live replica (its data is lost unless
+    /// the worker comes back as a new worker with its disk).
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/admin/workers/{id}", tag = "admin", params(("id" = u64, Path), RemoveQuery), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply), (status = 409, body = crate::http::ErrorReply)))]
 /// Forgets a worker for good (its id is never reused); its replicas are replaced.
-async fn remove_worker(_: Administrator, State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+/// Refused (409 FAILED_PRECONDITION) when a shard would be left without a live replica,
+/// unless `force=true`.
+async fn remove_worker(
+    _: Administrator,
+    State(admin): State<Admin>,
+    PathParams(id): PathParams<u64>,
+    QueryParams(q): QueryParams<RemoveQuery>,
+) -> Reply {
     let w = admin
         .api
         .router()
         .placement()
-        .call(|mut c| async move { c.remove_worker(pi::WorkerRef { worker_id: id }).await })
+        .call(|mut c| async move { c.remove_worker(pi::WorkerRef { worker_id: id, force: q.force }).await })
         .await?;
     Ok(Json(json!({"removed": worker_json(&w)})))
 }
@@ -282,14 +299,16 @@ fn alert_json(a: &pi::Alert) -> Value {
            "raised_at_ms": a.raised_at_ms, "resolved_at_ms": (a.resolved_at_ms != 0).then_some(a.resolved_at_ms)})
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 struct AlertsQuery {
+    /// Include resolved alerts.
     #[serde(default)]
     all: bool,
 }
 
-#[utoipa::path(get, path = "/v1/alerts", tag = "ops", params(("all" = Option<bool>, Query, description = "include resolved alerts")), responses((status = 200, body = serde_json::Value)))]
-async fn alerts(_: Administrator, State(admin): State<Admin>, Query(q): Query<AlertsQuery>) -> Reply {
+#[utoipa::path(get, path = "/v1/alerts", tag = "ops", params(AlertsQuery), responses((status = 200, body = serde_json::Value)))]
+async fn alerts(_: Administrator, State(admin): State<Admin>, QueryParams(q): QueryParams<AlertsQuery>) -> Reply {
     let r = admin
         .api
         .router()
@@ -300,7 +319,7 @@ async fn alerts(_: Administrator, State(admin): State<Admin>, Query(q): Query<Al
 }
 
 #[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "ops", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = crate::http::ErrorReply)))]
-async fn resolve_alert(_: Administrator, State(admin): State<Admin>, Path(id): Path<u64>) -> Reply {
+async fn resolve_alert(_: Administrator, State(admin): State<Admin>, PathParams(id): PathParams<u64>) -> Reply {
     let a = admin
         .api
         .router()

@@ -22,12 +22,14 @@ use vectron_common::routing::{point_hash, range_contains};
 use vectron_engine::shard::validate_point;
 use vectron_engine::{Distance, PointId, ValidationError};
 use vectron_model::convert::{self, point_from_pb, point_id_from_pb, shard_config};
+use vectron_model::types::{MAX_IDS_PER_REQUEST, MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
 use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
-use crate::auth::{Access, Scope, require};
+use crate::auth::{Access, Quota, Scope, require};
+use crate::policy::BodyLimits;
 use crate::routing::{CollectionRoute, Router};
 
 /// Gateway behaviour.
@@ -39,6 +41,8 @@ pub struct ApiConfig {
     pub read_timeout: Duration,
     /// How long CreateCollection waits for every shard to elect a leader.
     pub create_wait: Duration,
+    /// Largest bodies and messages (the upsert's is configurable).
+    pub body_limits: BodyLimits,
 }
 
 impl Default for ApiConfig {
@@ -47,6 +51,7 @@ impl Default for ApiConfig {
             write_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(5),
             create_wait: Duration::from_secs(15),
+            body_limits: BodyLimits::default(),
         }
     }
 }
@@ -55,6 +60,20 @@ type Result<T> = std::result::Result<T, WireError>;
 
 fn invalid(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, message, false)
+}
+
+/// Refuses more than `max` items of `what` in one request.
+fn at_most(what: &str, n: usize, max: usize) -> Result<()> {
+    if n > max {
+        return Err(invalid(format!("{n} {what} in one request; the limit is {max}")));
+    }
+    Ok(())
+}
+
+/// A consistency a client may ask for (an unknown value is refused, not read as the
+/// default).
+fn known_consistency(raw: i32) -> Result<()> {
+    pb::Consistency::try_from(raw).map(|_| ()).map_err(|_| invalid(format!("unknown consistency {raw}")))
 }
 
 fn engine(e: impl Into<vectron_engine::EngineError>) -> WireError {
@@ -89,6 +108,10 @@ impl Api {
 
     pub fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.config
     }
 
     fn read_deadline(&self, timeout_ms: u32) -> Instant {
@@ -281,6 +304,10 @@ impl Api {
         let selector = req.selector.ok_or_else(|| invalid("delete needs ids or a filter"))?;
         let requests: Vec<pi::ShardDeleteRequest> = match selector {
             pb::delete_request::Selector::Ids(list) => {
+                if list.ids.is_empty() {
+                    return Err(invalid("delete needs at least one id"));
+                }
+                at_most("ids", list.ids.len(), MAX_IDS_PER_REQUEST)?;
                 let mut groups: HashMap<u64, Vec<pb::PointId>> = HashMap::new();
                 for id in list.ids {
                     let parsed = point_id_from_pb(Some(&id)).map_err(engine)?;
@@ -332,6 +359,8 @@ impl Api {
 
     pub async fn get(&self, access: &Access, req: pb::GetRequest) -> Result<pb::GetResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
+        at_most("ids", req.ids.len(), MAX_IDS_PER_REQUEST)?;
+        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
         let name = name_of(&route);
         let deadline = self.read_deadline(0);
@@ -369,6 +398,7 @@ impl Api {
 
     pub async fn count(&self, access: &Access, req: pb::CountRequest) -> Result<pb::CountResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
+        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
         if let Some(f) = &req.filter {
             convert::filter_from_pb(f).map_err(engine)?;
@@ -396,6 +426,7 @@ impl Api {
 
     pub async fn scroll(&self, access: &Access, req: pb::ScrollRequest) -> Result<pb::ScrollResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
+        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
         if let Some(f) = &req.filter {
             convert::filter_from_pb(f).map_err(engine)?;
@@ -437,6 +468,7 @@ impl Api {
 
     pub async fn search(&self, access: &Access, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
+        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
         let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
         let distance = convert::distance_from_pb(config.distance).map_err(engine)?;
@@ -491,7 +523,21 @@ impl Api {
         Ok(pb::SearchResponse { hits, partial: !missing_shards.is_empty(), missing_shards })
     }
 
-    pub async fn search_batch(&self, access: &Access, req: pb::SearchBatchRequest) -> Result<pb::SearchBatchResponse> {
+    /// Runs a batch of searches; each counts against the caller's rate limits (`quota`:
+    /// the admission took one token, the other searches take one each).
+    pub async fn search_batch(
+        &self,
+        access: &Access,
+        quota: Option<&Quota>,
+        req: pb::SearchBatchRequest,
+    ) -> Result<pb::SearchBatchResponse> {
+        at_most("searches", req.searches.len(), MAX_SEARCH_BATCH)?;
+        for s in &req.searches {
+            require(access, Scope::Read, Some(&s.collection))?;
+        }
+        if let Some(quota) = quota {
+            quota.take(req.searches.len().saturating_sub(1) as u32)?;
+        }
         let results = join_all(req.searches.into_iter().map(|s| self.search(access, s))).await;
         Ok(pb::SearchBatchResponse { results: results.into_iter().collect::<Result<_>>()? })
     }
@@ -507,11 +553,14 @@ impl Api {
         if !(-1.0..=1.0).contains(&req.relevance) {
             return Err(invalid("relevance must be in [-1, 1]"));
         }
-        if req.query_id.is_empty() {
-            return Err(invalid("feedback needs a query_id"));
+        let id = &req.query_id;
+        if id.is_empty() || id.len() > MAX_QUERY_ID_BYTES || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(format!(
+                "a query_id is 1-{MAX_QUERY_ID_BYTES} printable ASCII characters without spaces"
+            )));
         }
         // Kept for the reranker service (its issue); accepted and logged until then.
-        tracing::info!(collection = %req.collection, query = %req.query_id, relevance = req.relevance, "feedback");
+        tracing::info!(collection = ?req.collection, query = ?req.query_id, relevance = req.relevance, "feedback");
         Ok(pb::SubmitFeedbackResponse {})
     }
 }

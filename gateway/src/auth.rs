@@ -3,44 +3,43 @@
 //! [`AuthLayer`] is one tower layer for the tonic server and the axum router: it reads
 //! `Authorization: Bearer <jwt>` or `x-api-key: <key>`, asks the auth service what the
 //! credential may do (cached briefly by [`AuthClient`], so a revoked key stops working
-//! within the cache TTL), takes a token from the caller's rate-limit bucket, and puts
-//! the resulting [`Access`] in the request's extensions. Failures are answered in the
-//! caller's protocol: a gRPC status, or the JSON error body with 401/403/429 and
-//! `retry-after`. Only health checks and log-in (whose bodies carry credentials) pass
-//! without credentials.
+//! within the cache TTL), takes a token from the caller's rate-limit buckets, checks the
+//! scope the route or method needs ([`crate::policy`]) — all before the request's body
+//! is read — and puts the resulting [`Access`] (and the caller's [`Quota`], for batches
+//! that count once per search) in the request's extensions, with the body limit of the
+//! route ([`BodyLimit`]). Failures are answered in the caller's protocol: a gRPC status,
+//! or the JSON error body with 401/403/429 and `retry-after`. Only health checks and
+//! log-in (whose bodies carry credentials) pass without credentials.
 //!
-//! The layer authenticates; each operation then checks the scope it needs on the
-//! collection it names with [`require`] (in [`crate::api::Api`], so both transports
-//! check the same way).
+//! The layer authenticates and pre-checks; each operation then checks the scope it needs
+//! on the collection it names with [`require`] (in [`crate::api::Api`], so both
+//! transports check the same way, also where the collection is only named in the body).
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams};
 use axum::response::IntoResponse;
 use bytes::Bytes;
+use futures::FutureExt;
 use tonic::transport::{Channel, Endpoint};
 use tower::{Layer, Service};
-use vectron_auth::client::{AuthClient, Credential, RateLimits};
-use vectron_auth::service::API_KEY_HEADER;
+use vectron_auth::client::{AuthClient, Credential, Grant, RateLimits};
+use vectron_auth::service::{API_KEY_HEADER, FORWARDED_FOR_HEADER};
+use vectron_auth::throttle::client_address;
+use vectron_common::cluster_auth::ClusterChannel;
 use vectron_model::status::WireError;
 use vectron_proto::v1::ErrorCode;
 
 pub use vectron_auth::keys::{Access, Scope};
 
 use crate::http::ApiError;
-
-/// Paths anyone may call: health checks (and the account routes whose bodies carry the
-/// credentials, [`crate::accounts::PUBLIC_PATHS`]).
-const PUBLIC_PATHS: &[&str] = &["/v1/system/health", "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
-
-fn is_public(path: &str) -> bool {
-    PUBLIC_PATHS.contains(&path) || crate::accounts::PUBLIC_PATHS.contains(&path)
-}
+use crate::policy::{BodyLimits, Policy, Requirement, Target};
 
 /// How the gateway decides what a request may do.
 #[derive(Debug)]
@@ -48,8 +47,8 @@ fn is_public(path: &str) -> bool {
 pub enum Authenticator {
     /// Every request gets full access (only when the operator turns auth off).
     Disabled,
-    /// Credentials are checked by the auth service; rate limits per key or user.
-    Service { client: AuthClient, limits: RateLimits },
+    /// Credentials are checked by the auth service; rate limits per user and key.
+    Service { client: AuthClient, limits: Arc<RateLimits> },
 }
 
 /// The access every request gets when auth is disabled.
@@ -57,10 +56,33 @@ pub fn unrestricted() -> Access {
     Access { principal: "anonymous".into(), scope: Scope::Admin, collections: None }
 }
 
+/// What a caller may still spend: a batch takes one token per search beyond the one its
+/// request took when it was admitted.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    limits: Arc<RateLimits>,
+    grant: Grant,
+}
+
+impl Quota {
+    /// Takes `n` more tokens.
+    pub fn take(&self, n: u32) -> Result<(), WireError> {
+        self.limits.take(&self.grant, n).map_err(|l| l.to_wire())
+    }
+}
+
+/// The client address a request came from, as the layer determined it.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub Option<IpAddr>);
+
+/// The largest body the matched route accepts (read by [`crate::http::Body`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 impl Authenticator {
     /// Checks credentials with the auth service at `addresses` (balanced), reusing an
-    /// accepted credential for `cache_ttl`; `rate_limit_per_sec` is the limit of users
-    /// and keys without their own (`None`: unlimited).
+    /// accepted credential for `cache_ttl`; `rate_limit_per_sec` is every user's limit
+    /// (`None`: unlimited; keys with a limit of their own are held to it too).
     pub fn service(
         addresses: &[String],
         cache_ttl: Duration,
@@ -79,35 +101,30 @@ impl Authenticator {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Authenticator::Service {
             client: AuthClient::new(Channel::balance_list(endpoints.into_iter()), cache_ttl),
-            limits: RateLimits::new(rate_limit_per_sec),
+            limits: Arc::new(RateLimits::new(rate_limit_per_sec)),
         })
     }
 
-    /// The auth service, when there is one.
-    pub fn service_client(&self) -> Option<vectron_proto::v1::auth_service_client::AuthServiceClient<Channel>> {
+    /// The auth service, when there is one (calls carry the cluster token).
+    pub fn service_client(&self) -> Option<vectron_proto::v1::auth_service_client::AuthServiceClient<ClusterChannel>> {
         match self {
             Authenticator::Disabled => None,
             Authenticator::Service { client, .. } => Some(client.service()),
         }
     }
 
-    /// What the request with these headers may do.
-    pub async fn admit(&self, headers: &http::HeaderMap) -> Result<Access, WireError> {
-        let (client, limits) = match self {
-            Authenticator::Disabled => return Ok(unrestricted()),
+    /// What the request with these headers, from `client`, may do, having taken one
+    /// token from its rate limits.
+    pub async fn admit(&self, headers: &http::HeaderMap, client: Option<IpAddr>) -> Result<(Access, Option<Quota>), WireError> {
+        let (auth, limits) = match self {
+            Authenticator::Disabled => return Ok((unrestricted(), None)),
             Authenticator::Service { client, limits } => (client, limits),
         };
         let credential = credential(headers)?;
-        let grant = client.authenticate(&credential).await?;
-        if let Err(wait) = limits.check(&grant) {
-            return Err(WireError::new(
-                ErrorCode::ResourceExhausted,
-                format!("rate limit of {} exceeded", grant.limit_key()),
-                true,
-            )
-            .with_retry_after(wait));
-        }
-        Ok(grant.access)
+        let grant = auth.authenticate(&credential, client).await?;
+        limits.check(&grant).map_err(|l| l.to_wire())?;
+        let access = grant.access.clone();
+        Ok((access, Some(Quota { limits: limits.clone(), grant })))
     }
 }
 
@@ -130,6 +147,21 @@ fn credential(headers: &http::HeaderMap) -> Result<Credential, WireError> {
         return Ok(Credential::ApiKey(key.trim().to_owned()));
     }
     Err(unauthenticated(&format!("credentials required: `Authorization: Bearer <token>` or `{API_KEY_HEADER}: <key>`")))
+}
+
+/// Refuses unless `access` meets `requirement` (the pre-check, before the body).
+pub fn meets(access: &Access, requirement: &Requirement) -> Result<(), WireError> {
+    match requirement {
+        Requirement::Public => Ok(()),
+        Requirement::Scope(needed, Target::Collection(c)) => require(access, *needed, Some(c)),
+        Requirement::Scope(needed, Target::Cluster) => require(access, *needed, None),
+        Requirement::Scope(needed, Target::AnyCollection) if access.scope >= *needed => Ok(()),
+        Requirement::Scope(needed, Target::AnyCollection) => Err(WireError::new(
+            ErrorCode::PermissionDenied,
+            format!("{} may not {} on any collection", access.principal, scope_name(*needed)),
+            false,
+        )),
+    }
 }
 
 /// Refuses unless `access` allows `needed` on `collection` (`None`: cluster-wide).
@@ -189,39 +221,110 @@ impl<S: Send + Sync> FromRequestParts<S> for Administrator {
     }
 }
 
-/// The layer (see the module docs).
-#[derive(Debug, Clone)]
-pub struct AuthLayer {
-    auth: Arc<Authenticator>,
+/// The protocol a layer serves: how it finds a request's policy and client.
+pub trait Protocol: Clone + Send + Sync + 'static {
+    /// Answers in gRPC (status in headers) rather than JSON.
+    const GRPC: bool;
+    /// What the request needs (the request is handed back).
+    fn policy<B>(&self, req: http::Request<B>) -> (http::Request<B>, Policy);
+    /// The address of the client: the peer, or whom a trusted load balancer names.
+    fn client<B>(&self, req: &http::Request<B>) -> Option<IpAddr>;
 }
 
-impl AuthLayer {
-    pub fn new(auth: Arc<Authenticator>) -> AuthLayer {
-        AuthLayer { auth }
+/// The client address from the peer and, behind a trusted load balancer, its
+/// `x-forwarded-for`.
+fn forwarded_client(peer: Option<SocketAddr>, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let forwarded = headers.get(FORWARDED_FOR_HEADER).and_then(|v| v.to_str().ok());
+    peer.map(|p| client_address(p.ip(), forwarded, trusted))
+}
+
+/// The axum routes: the matched route's template and path parameters decide.
+#[derive(Debug, Clone)]
+pub struct HttpRoutes {
+    pub limits: BodyLimits,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
+
+impl Protocol for HttpRoutes {
+    const GRPC: bool = false;
+
+    fn policy<B>(&self, req: http::Request<B>) -> (http::Request<B>, Policy) {
+        let (mut parts, body) = req.into_parts();
+        let template = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
+        // Ready at once: it reads what the router stored in the extensions.
+        let params = RawPathParams::from_request_parts(&mut parts, &()).now_or_never().and_then(Result::ok);
+        let param = |name: &str| params.as_ref()?.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+        let policy = crate::policy::http(&parts.method, template.as_deref(), param, self.limits);
+        (http::Request::from_parts(parts, body), policy)
+    }
+
+    fn client<B>(&self, req: &http::Request<B>) -> Option<IpAddr> {
+        let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        forwarded_client(peer, req.headers(), &self.trusted_proxies)
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
+/// The tonic services: the method path decides.
+#[derive(Debug, Clone)]
+pub struct GrpcMethods {
+    pub limits: BodyLimits,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+}
 
-    fn layer(&self, inner: S) -> AuthService<S> {
-        AuthService { inner, auth: self.auth.clone() }
+impl Protocol for GrpcMethods {
+    const GRPC: bool = true;
+
+    fn policy<B>(&self, req: http::Request<B>) -> (http::Request<B>, Policy) {
+        let policy = crate::policy::grpc(req.uri().path(), self.limits).0;
+        (req, policy)
+    }
+
+    fn client<B>(&self, req: &http::Request<B>) -> Option<IpAddr> {
+        let peer = req.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|c| c.remote_addr());
+        forwarded_client(peer, req.headers(), &self.trusted_proxies)
+    }
+}
+
+/// An axum extractor for the caller's [`Quota`] (none when auth is off).
+#[derive(Debug, Clone)]
+pub struct Spend(pub Option<Quota>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Spend {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Spend(parts.extensions.get::<Quota>().cloned()))
+    }
+}
+
+/// The layer (see the module docs).
+#[derive(Debug, Clone)]
+pub struct AuthLayer<P> {
+    auth: Arc<Authenticator>,
+    protocol: P,
+}
+
+impl<P> AuthLayer<P> {
+    pub fn new(auth: Arc<Authenticator>, protocol: P) -> AuthLayer<P> {
+        AuthLayer { auth, protocol }
+    }
+}
+
+impl<S, P: Clone> Layer<S> for AuthLayer<P> {
+    type Service = AuthService<S, P>;
+
+    fn layer(&self, inner: S) -> AuthService<S, P> {
+        AuthService { inner, auth: self.auth.clone(), protocol: self.protocol.clone() }
     }
 }
 
 /// The authenticating service; answers with an axum body whatever the inner body is, so
 /// one type serves tonic and axum.
 #[derive(Debug, Clone)]
-pub struct AuthService<S> {
+pub struct AuthService<S, P> {
     inner: S,
     auth: Arc<Authenticator>,
-}
-
-fn is_grpc<B>(req: &http::Request<B>) -> bool {
-    req.headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+    protocol: P,
 }
 
 /// `e` in the caller's protocol.
@@ -229,10 +332,11 @@ fn refusal(e: WireError, grpc: bool) -> http::Response<axum::body::Body> {
     if grpc { e.to_status().into_http() } else { ApiError(e).into_response() }
 }
 
-impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S>
+impl<S, P, ReqBody, ResBody> Service<http::Request<ReqBody>> for AuthService<S, P>
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    P: Protocol,
     ReqBody: Send + 'static,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<axum::BoxError>,
@@ -245,18 +349,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
+        let protocol = self.protocol.clone();
         Box::pin(async move {
-            if !is_public(req.uri().path()) {
-                match auth.admit(req.headers()).await {
-                    Ok(access) => {
-                        req.extensions_mut().insert(access);
-                    }
-                    Err(e) => return Ok(refusal(e, is_grpc(&req))),
+            let (mut req, policy) = protocol.policy(req);
+            req.extensions_mut().insert(BodyLimit(policy.max_body));
+            let client = protocol.client(&req);
+            req.extensions_mut().insert(Client(client));
+            if policy.requirement != Requirement::Public {
+                let admitted = match auth.admit(req.headers(), client).await {
+                    Ok(admitted) => admitted,
+                    Err(e) => return Ok(refusal(e, P::GRPC)),
+                };
+                let (access, quota) = admitted;
+                if let Err(e) = meets(&access, &policy.requirement) {
+                    return Ok(refusal(e, P::GRPC));
+                }
+                req.extensions_mut().insert(access);
+                if let Some(quota) = quota {
+                    req.extensions_mut().insert(quota);
                 }
             }
             inner.call(req).await.map(|r| r.map(axum::body::Body::new))

@@ -15,7 +15,7 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_server::VectronService;
 
 use crate::api::Api;
-use crate::auth::{Access, Authenticator, access_of};
+use crate::auth::{Access, Authenticator, Quota, access_of};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -103,8 +103,9 @@ impl VectronService for VectronGrpc {
     }
 
     async fn search_batch(&self, r: Request<pb::SearchBatchRequest>) -> Reply<pb::SearchBatchResponse> {
+        let quota = r.extensions().get::<Quota>().cloned();
         let (access, req) = admitted(r)?;
-        reply(self.api.search_batch(&access, req).await)
+        reply(self.api.search_batch(&access, quota.as_ref(), req).await)
     }
 
     type SearchStreamStream = Pin<Box<dyn Stream<Item = Result<pb::SearchResponse, Status>> + Send>>;
@@ -114,6 +115,7 @@ impl VectronService for VectronGrpc {
         // The credential stays what the stream was opened with; what it may do is asked
         // again (from the cache) for each search.
         let headers = Arc::new(r.metadata().clone().into_headers());
+        let client = r.extensions().get::<crate::auth::Client>().and_then(|c| c.0);
         let (_, requests) = admitted(r)?;
         // Up to 16 searches in flight; answers keep request order.
         let answers = requests
@@ -121,7 +123,7 @@ impl VectronService for VectronGrpc {
                 let (api, auth, headers) = (api.clone(), auth.clone(), headers.clone());
                 async move {
                     let req = req?;
-                    let access = auth.admit(&headers).await.map_err(|e| e.to_status())?;
+                    let (access, _) = auth.admit(&headers, client).await.map_err(|e| e.to_status())?;
                     api.search(&access, req).await.map_err(|e| e.to_status())
                 }
             })

@@ -1,7 +1,9 @@
 //! A tower layer that counts every gRPC request of the gateway in the Prometheus
-//! metrics, by method path (`/vectron.v1.VectronService/Search`) and `grpc-status`
-//! (a failed call answers trailers-only, so its status is in the response headers; a
-//! successful one has none there and counts as `0`).
+//! metrics, by method (`Search`; any path that is not a method of the gateway counts as
+//! `unknown`, so anonymous calls on random paths add no series) and `grpc-status` (a
+//! failed call answers trailers-only, so its status is in the response headers; a
+//! successful one has none there and counts as `0`; a value outside gRPC's codes counts
+//! as `unknown`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +15,9 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::admin::Metrics;
+
+/// gRPC status codes as label values.
+const GRPC_CODES: [&str; 17] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
 
 /// Wraps a service so each request is counted and timed.
 #[derive(Debug, Clone)]
@@ -55,17 +60,21 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let route = req.uri().path().to_owned();
+        let (_, route) = crate::policy::grpc(req.uri().path(), Default::default());
         let started = Instant::now();
         let metrics = self.metrics.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
             let status = match &result {
-                Ok(r) => r.headers().get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned(),
-                Err(_) => "transport-error".to_owned(),
+                Ok(r) => match r.headers().get("grpc-status").map(|v| v.to_str().ok().and_then(|s| s.parse::<u8>().ok())) {
+                    None => "0",
+                    Some(Some(code)) if code <= 16 => GRPC_CODES[code as usize],
+                    Some(_) => "unknown",
+                },
+                Err(_) => "transport-error",
             };
-            metrics.observe("grpc", &route, &status, started);
+            metrics.observe("grpc", route, status, started);
             result
         })
     }

@@ -5,7 +5,10 @@
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`.
-//! - [`auth`]: the layer admitting requests (both transports) and the scope checks;
+//! - [`policy`]: what each route and gRPC method needs (scope, target, body limit),
+//!   decided before a body is read; [`auth`]: the layer admitting requests (both
+//!   transports) on it, and the scope checks; [`grpc_limits`]: per-method message
+//!   limits;
 //! - [`admin`]: health, admin views, alerts, Prometheus metrics; [`grpc_metrics`]:
 //!   the tower layer counting gRPC requests.
 //! - [`accounts`]: the console's account routes (login, keys, users), forwarded to the
@@ -16,8 +19,10 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod grpc;
+pub mod grpc_limits;
 pub mod grpc_metrics;
 pub mod http;
+pub mod policy;
 pub mod routing;
 
 use std::future::Future;
@@ -27,9 +32,6 @@ use vectron_common::placement_client::PlacementClient;
 use vectron_proto::v1::vectron_service_server::VectronServiceServer;
 
 pub use api::{Api, ApiConfig};
-
-/// Largest gRPC message the gateway accepts.
-pub const MAX_GRPC_MESSAGE_BYTES: usize = 128 << 20;
 
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
@@ -71,8 +73,12 @@ impl Gateway {
     pub fn http_app(&self) -> axum::Router {
         let admin = admin::Admin::new(self.api.clone(), self.metrics.clone());
         let accounts = accounts::Accounts::new(self.auth.clone(), self.trusted_proxies.clone());
+        let routes = auth::HttpRoutes {
+            limits: self.api.config().body_limits,
+            trusted_proxies: Arc::new(self.trusted_proxies.clone()),
+        };
         http::router(self.api.clone(), admin, accounts)
-            .layer(auth::AuthLayer::new(self.auth.clone()))
+            .layer(auth::AuthLayer::new(self.auth.clone(), routes))
             .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), admin::track))
     }
 
@@ -102,14 +108,19 @@ impl Gateway {
     ) -> Result<(), tonic::transport::Error> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<VectronServiceServer<grpc::VectronGrpc>>().await;
+        let limits = self.api.config().body_limits;
+        let methods = auth::GrpcMethods { limits, trusted_proxies: Arc::new(self.trusted_proxies.clone()) };
+        // Answers can be as large as the largest request (a page of points with vectors).
+        let max_message = policy::grpc_max_message(limits);
         tonic::transport::Server::builder()
             .layer(grpc_metrics::GrpcMetricsLayer::new(self.metrics.clone()))
-            .layer(auth::AuthLayer::new(self.auth.clone()))
+            .layer(auth::AuthLayer::new(self.auth.clone(), methods))
+            .layer(grpc_limits::GrpcLimitLayer::new(limits))
             .add_service(health_service)
             .add_service(
                 VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone(), self.auth.clone()))
-                    .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES),
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(128 << 20),
             )
             .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
             .await

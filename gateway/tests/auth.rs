@@ -126,7 +126,13 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     bootstrap_admin(store.clone(), "admin", Some(ADMIN_PASSWORD)).await.unwrap();
     let secret = [7u8; 32];
     let tokens = TokenConfig::new(SigningKey::new("k1", &secret).unwrap());
-    let auth = AuthGrpc::new(store.clone(), tokens.clone(), AuthConfig::default());
+    // This test presents hundreds of bad credentials from one address on purpose.
+    let lenient = vectron_auth::throttle::Backoff {
+        free_failures: 100_000,
+        base_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(1),
+    };
+    let auth = AuthGrpc::new(store.clone(), tokens.clone(), AuthConfig { authenticate_throttle: lenient, ..AuthConfig::default() });
     let auth_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let auth_addr = auth_listener.local_addr().unwrap().to_string();
     tokio::spawn(vectron_auth::service::serve(auth_listener, auth, std::future::pending()));
@@ -504,6 +510,8 @@ async fn throttling_gateway(dir: &std::path::Path, trusted: Vec<ipnet::IpNet>) -
             free_failures: 2,
             base_delay: Duration::from_secs(60),
             max_delay: Duration::from_secs(60),
+            source_free_failures: 2,
+            ..ThrottleConfig::default()
         },
         trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
         ..AuthConfig::default()

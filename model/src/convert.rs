@@ -245,7 +245,7 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
     let bad = |reason: &str| ValidationError::InvalidFilter { reason: reason.into() };
     match c.condition.as_ref().ok_or_else(|| bad("empty condition"))? {
         C::Filter(f) => Ok(Condition::Filter(filter_from_pb_unchecked(f)?)),
-        C::HasId(h) => Ok(Condition::HasId { has_id: point_ids_from_pb(&h.ids)? }),
+        C::HasId(h) => Ok(Condition::HasId { has_id: point_ids_from_pb(&h.ids)?.into_iter().collect() }),
         C::Field(field) => {
             let key = field.key.clone();
             let field_cond = |matches, range| Condition::Field(FieldCondition { key: key.clone(), matches, range });

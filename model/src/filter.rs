@@ -12,6 +12,8 @@
 //! A key is a dotted path (`a.b.c`); arrays met on the path are flattened (`a[]` may be
 //! written to say so), and a condition holds if any value reached passes it.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -44,9 +46,10 @@ pub enum Condition {
     IsNull {
         is_null: KeyRef,
     },
-    /// `{"has_id": [1, "a"]}`: the point's id is listed.
+    /// `{"has_id": [1, "a"]}`: the point's id is listed (a set: each test is
+    /// logarithmic in its size, not linear).
     HasId {
-        has_id: Vec<PointId>,
+        has_id: BTreeSet<PointId>,
     },
     /// A nested filter.
     Filter(Filter),
@@ -115,6 +118,45 @@ pub const MAX_FILTER_DEPTH: usize = 16;
 pub const MAX_FILTER_CONDITIONS: usize = 1024;
 /// Longest key path.
 pub const MAX_KEY_BYTES: usize = 256;
+/// Most ids in one `has_id`.
+pub const MAX_HAS_ID: usize = 10_000;
+/// Most values in one `match.any`.
+pub const MAX_MATCH_ANY: usize = 1024;
+
+/// serde builds a struct from a JSON array as readily as from an object (`"filter": []`
+/// would be the empty filter, `"range": [1, 2]` bounds by position): every filter,
+/// condition and operator must be an object. Depth is checked by `validate`.
+fn require_objects(v: &Value, depth: usize) -> Result<()> {
+    let Value::Object(filter) = v else {
+        return Err(ValidationError::invalid_filter(
+            "a filter is a JSON object like {\"must\": [conditions]}, not an array or a scalar",
+        ));
+    };
+    if depth > MAX_FILTER_DEPTH {
+        return Ok(());
+    }
+    for clause in ["must", "should", "must_not"] {
+        let Some(list) = filter.get(clause) else { continue };
+        let Value::Array(conditions) = list else {
+            return Err(ValidationError::invalid_filter(format!("{clause:?} is a list of conditions")));
+        };
+        for c in conditions {
+            let Value::Object(condition) = c else {
+                return Err(ValidationError::invalid_filter(format!("each condition in {clause:?} is a JSON object")));
+            };
+            if ["key", "exists", "is_null", "has_id"].iter().any(|k| condition.contains_key(*k)) {
+                for operator in ["match", "range", "exists", "is_null"] {
+                    if condition.get(operator).is_some_and(|o| !o.is_object()) {
+                        return Err(ValidationError::invalid_filter(format!("{operator:?} takes a JSON object")));
+                    }
+                }
+            } else {
+                require_objects(c, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Checks a key path: non-empty segments of at most 256 bytes in all.
 pub fn validate_key(key: &str) -> Result<()> {
@@ -136,6 +178,7 @@ fn key_segments(key: &str) -> impl Iterator<Item = &str> {
 impl Filter {
     /// Parses the JSON form.
     pub fn from_json(v: &Value) -> Result<Filter> {
+        require_objects(v, 0)?;
         let f: Filter =
             serde_json::from_value(v.clone()).map_err(|e| ValidationError::invalid_filter(e.to_string()))?;
         f.validate()?;
@@ -184,6 +227,9 @@ impl Condition {
                         "condition on {:?} needs exactly one of match, range",
                         f.key
                     ))),
+                    (Some(Match::Any { any }), None) if any.len() > MAX_MATCH_ANY => Err(
+                        ValidationError::invalid_filter(format!("match.any takes at most {MAX_MATCH_ANY} values")),
+                    ),
                     (Some(_), None) => Ok(()),
                     (None, Some(r)) => {
                         let bounds = [r.gt, r.gte, r.lt, r.lte];
@@ -201,6 +247,9 @@ impl Condition {
                 }
             }
             Condition::Exists { exists: k } | Condition::IsNull { is_null: k } => validate_key(&k.key),
+            Condition::HasId { has_id } if has_id.len() > MAX_HAS_ID => {
+                Err(ValidationError::invalid_filter(format!("has_id takes at most {MAX_HAS_ID} ids")))
+            }
             Condition::HasId { has_id } => has_id
                 .iter()
                 .try_for_each(|id| id.validate().map_err(|e| ValidationError::invalid_filter(e.to_string()))),
@@ -347,6 +396,15 @@ mod tests {
             json!({"mustt": []}),
             json!({"must": [{"has_id": [""]}]}),
             json!([1, 2]),
+            json!([]),
+            json!({"must": [[]]}),
+            json!({"must": {"key": "a", "match": {"value": 1}}}),
+            json!({"must": [{"key": "a", "match": ["London"]}]}),
+            json!({"must": [{"key": "a", "range": [1, 2]}]}),
+            json!({"must": [{"exists": ["a"]}]}),
+            json!({"should": [{"must": [[]]}]}),
+            json!({"must": [{"has_id": (0..=MAX_HAS_ID as u64).collect::<Vec<_>>()}]}),
+            json!({"must": [{"key": "a", "match": {"any": (0..=MAX_MATCH_ANY as i64).collect::<Vec<_>>()}}]}),
         ] {
             let err = Filter::from_json(&bad).unwrap_err();
             assert!(matches!(err, ValidationError::InvalidFilter { .. }), "{bad}: {err:?}");

@@ -84,6 +84,9 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         | ErrorCode::InvalidPayload
         | ErrorCode::InvalidFilter
         | ErrorCode::InvalidPointId => Code::InvalidArgument,
+        ErrorCode::PayloadTooLarge => Code::ResourceExhausted,
+        ErrorCode::MethodNotAllowed => Code::Unimplemented,
+        ErrorCode::FailedPrecondition => Code::FailedPrecondition,
         ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => Code::NotFound,
         ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists => Code::AlreadyExists,
         ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::ShardNotHosted | ErrorCode::Conflict => Code::Aborted,
@@ -106,6 +109,9 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::InvalidPayload
         | ErrorCode::InvalidFilter
         | ErrorCode::InvalidPointId => 400,
+        ErrorCode::PayloadTooLarge => 413,
+        ErrorCode::MethodNotAllowed => 405,
+        ErrorCode::FailedPrecondition => 409,
         ErrorCode::CollectionNotFound | ErrorCode::PointNotFound | ErrorCode::NotFound => 404,
         ErrorCode::CollectionAlreadyExists | ErrorCode::AlreadyExists | ErrorCode::Conflict => 409,
         ErrorCode::NotLeader | ErrorCode::StaleEpoch | ErrorCode::ShardNotHosted | ErrorCode::Unavailable => 503,
@@ -152,6 +158,8 @@ pub fn from_status(status: &tonic::Status) -> WireError {
             tonic::Code::ResourceExhausted => ErrorCode::ResourceExhausted,
             tonic::Code::DeadlineExceeded => ErrorCode::DeadlineExceeded,
             tonic::Code::Unavailable => ErrorCode::Unavailable,
+            tonic::Code::FailedPrecondition => ErrorCode::FailedPrecondition,
+            tonic::Code::OutOfRange => ErrorCode::PayloadTooLarge,
             _ => ErrorCode::Internal,
         },
     );

@@ -214,6 +214,12 @@ impl ShardConfig {
 
 /// Largest supported vector dimension.
 pub const MAX_DIMENSION: usize = 65_536;
+/// Most searches in one batch request (each also counts against rate limits).
+pub const MAX_SEARCH_BATCH: usize = 256;
+/// Most ids in one get or delete request.
+pub const MAX_IDS_PER_REQUEST: usize = 10_000;
+/// Longest feedback query id, in bytes.
+pub const MAX_QUERY_ID_BYTES: usize = 128;
 
 /// Input limits of a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -70,6 +70,35 @@ fn worker_mut(state: &mut ClusterState, id: u64) -> Result<&mut WorkerInfo, Refu
         .ok_or_else(|| refuse(ErrorCode::NotFound, format!("worker {id} is not registered")))
 }
 
+/// Refuses to remove `worker` when a shard it holds would have no replica left on a live
+/// (up or draining) worker.
+fn refuse_orphaning(state: &mut ClusterState, worker: u64) -> Result<(), Refusal> {
+    let table = routing(state);
+    let live: BTreeSet<u64> = table
+        .workers
+        .iter()
+        .filter(|w| w.id != worker && (w.state == WorkerState::Up as i32 || w.state == WorkerState::Draining as i32))
+        .map(|w| w.id)
+        .collect();
+    for c in &table.collections {
+        for s in c.shards.iter().filter(|s| s.replicas.contains(&worker)) {
+            if !s.replicas.iter().any(|w| live.contains(w)) {
+                let name = c.config.as_ref().map(|x| x.name.as_str()).unwrap_or("");
+                return Err(refuse(
+                    ErrorCode::FailedPrecondition,
+                    format!(
+                        "removing worker {worker} would leave shard {} of collection {name:?} without a live replica \
+                         (its data would be lost): drain the worker first so its replicas move, add workers, or \
+                         remove it with force",
+                        s.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outcome, Refusal> {
     let now = cmd.now_ms;
     let command = cmd.command.as_ref().ok_or_else(|| refuse(ErrorCode::InvalidArgument, "empty command"))?;
@@ -126,6 +155,9 @@ fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outco
         }
         Command::RemoveWorker(r) => {
             let info = worker_mut(state, r.worker_id)?.clone();
+            if !r.force {
+                refuse_orphaning(state, r.worker_id)?;
+            }
             let table = routing(state);
             table.workers.retain(|w| w.id != r.worker_id);
             for shard in table.collections.iter_mut().flat_map(|c| c.shards.iter_mut()) {
@@ -320,7 +352,7 @@ mod tests {
         let a = register(&mut s, "");
         let b = register(&mut s, "");
         assert_eq!((a, b), (1, 2));
-        run(&mut s, Command::RemoveWorker(WorkerRef { worker_id: a })).unwrap();
+        run(&mut s, Command::RemoveWorker(WorkerRef { worker_id: a, force: false })).unwrap();
         assert_eq!(register(&mut s, ""), 3, "a removed id is not handed out again");
         let again = RegisterWorkerRequest { worker_id: a, address: "x:1".into(), zone: String::new() };
         assert_eq!(run(&mut s, Command::RegisterWorker(again)).unwrap_err().code, ErrorCode::NotFound as i32);
@@ -333,6 +365,34 @@ mod tests {
             Outcome::Worker(w) => assert_eq!((w.id, w.state, w.address.as_str()), (b, WorkerState::Up as i32, "y:2")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn removing_the_last_live_replica_of_a_shard_needs_force() {
+        let mut s = initial_state();
+        let (a, b) = (register(&mut s, ""), register(&mut s, ""));
+        run(&mut s, collection_cmd("one", 1, 1)).unwrap();
+        run(&mut s, collection_cmd("two", 1, 2)).unwrap();
+        let holder = routing(&mut s).collections[0].shards[0].replicas[0];
+        let other = if holder == a { b } else { a };
+        let remove = |id, force| Command::RemoveWorker(WorkerRef { worker_id: id, force });
+        // "one" lives on `holder` alone: refused, and nothing changed.
+        let before = s.clone();
+        let e = run(&mut s, remove(holder, false)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::FailedPrecondition as i32, "{}", e.message);
+        assert!(e.message.contains("\"one\""), "{}", e.message);
+        assert_eq!(s, before);
+        // `other` holds only a replica of "two", which keeps one on `holder`.
+        run(&mut s, remove(other, false)).unwrap();
+        // A down replica is not a live one.
+        let c = register(&mut s, "");
+        let shard_id = routing(&mut s).collections[0].shards[0].id;
+        run(&mut s, Command::SetReplicas(SetReplicas { shard_id, replicas: vec![holder, c] })).unwrap();
+        run(&mut s, Command::SetWorkerState(SetWorkerState { worker_id: c, state: WorkerState::Down as i32 })).unwrap();
+        assert_eq!(run(&mut s, remove(holder, false)).unwrap_err().code, ErrorCode::FailedPrecondition as i32);
+        // Forced, it goes.
+        run(&mut s, remove(holder, true)).unwrap();
+        assert!(routing(&mut s).workers.iter().all(|w| w.id != holder));
     }
 
     #[test]

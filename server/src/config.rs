@@ -179,6 +179,9 @@ pub struct GatewaySection {
     /// Networks of load balancers in front of the gateway, whose `x-forwarded-for` names
     /// the client (for failed-login throttling).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Largest upsert body (HTTP) or message (gRPC), in bytes; other routes have fixed
+    /// limits of their own.
+    pub max_upsert_bytes: usize,
 }
 
 impl Default for GatewaySection {
@@ -194,6 +197,7 @@ impl Default for GatewaySection {
             auth_cache_ttl: Duration::from_secs(2),
             rate_limit_per_sec: 0,
             trusted_proxies: Vec::new(),
+            max_upsert_bytes: vectron_gateway::policy::DEFAULT_UPSERT_BYTES,
         }
     }
 }
@@ -231,15 +235,27 @@ pub struct AuthSection {
     /// When set and the file is missing: create an admin API key for `admin_user` and
     /// store it there (mode 0600); `vectron dev` uses `<data>/admin.key`.
     pub admin_key_file: Option<PathBuf>,
-    /// Networks of the gateways, whose `x-forwarded-for` names the client that logs in.
+    /// Without a cluster secret, peers whose `x-forwarded-for` names the client (with
+    /// one, every caller holds the cluster token and is believed). Empty by default.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Failed logins allowed before a user or address is locked out.
+    /// Failed logins of one user from one client before lock-outs begin.
     pub login_free_failures: u32,
     /// The first lock-out; each further failure doubles it, up to `login_max_lockout`.
     #[serde(with = "humantime_serde")]
     pub login_lockout: Duration,
     #[serde(with = "humantime_serde")]
     pub login_max_lockout: Duration,
+    /// Failed logins from one client (any users) before it is locked out.
+    pub login_source_free_failures: u32,
+    /// The per-user ceiling: failures from clients that never logged in as the user…
+    pub login_user_burst: u32,
+    /// …then one more per this interval (the longest a third party can hold the user off).
+    #[serde(with = "humantime_serde")]
+    pub login_user_refill: Duration,
+    /// Active API keys one user may own.
+    pub max_keys_per_user: usize,
+    /// Highest rate limit an admin may give a key.
+    pub max_key_rate_limit_per_sec: u32,
 }
 
 impl Default for AuthSection {
@@ -259,10 +275,15 @@ impl Default for AuthSection {
             admin_user: "admin".into(),
             admin_password: None,
             admin_key_file: None,
-            trusted_proxies: vec!["127.0.0.0/8".parse().expect("valid net"), "::1/128".parse().expect("valid net")],
+            trusted_proxies: Vec::new(),
             login_free_failures: 5,
             login_lockout: Duration::from_secs(1),
             login_max_lockout: Duration::from_secs(15 * 60),
+            login_source_free_failures: 20,
+            login_user_burst: 20,
+            login_user_refill: Duration::from_secs(30),
+            max_keys_per_user: 100,
+            max_key_rate_limit_per_sec: 100_000,
         }
     }
 }
@@ -312,8 +333,15 @@ impl AuthSection {
                 free_failures: self.login_free_failures,
                 base_delay: self.login_lockout,
                 max_delay: self.login_max_lockout,
+                source_free_failures: self.login_source_free_failures,
+                user_burst: self.login_user_burst,
+                user_refill: self.login_user_refill,
+                ..ThrottleConfig::default()
             },
             trusted_proxies: self.trusted_proxies.clone(),
+            max_keys_per_user: self.max_keys_per_user,
+            max_key_rate_limit_per_sec: self.max_key_rate_limit_per_sec,
+            ..AuthConfig::default()
         }
     }
 }
@@ -388,6 +416,12 @@ impl Config {
         }
         if self.auth.login_max_lockout < self.auth.login_lockout {
             bail!("auth.login_max_lockout must be at least auth.login_lockout");
+        }
+        if self.auth.login_user_burst == 0 || self.auth.login_user_refill.is_zero() {
+            bail!("auth.login_user_burst and auth.login_user_refill must be positive");
+        }
+        if self.gateway.max_upsert_bytes < 1024 {
+            bail!("gateway.max_upsert_bytes must be at least 1024");
         }
         Ok(())
     }

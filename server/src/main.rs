@@ -356,7 +356,12 @@ async fn start_gateway(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let http = bind(c.http, "gateway HTTP").await?;
     let grpc = bind(c.grpc, "gateway gRPC").await?;
-    let config = ApiConfig { read_timeout: c.read_timeout, write_timeout: c.write_timeout, ..ApiConfig::default() };
+    let config = ApiConfig {
+        read_timeout: c.read_timeout,
+        write_timeout: c.write_timeout,
+        body_limits: vectron_gateway::policy::BodyLimits { upsert: c.max_upsert_bytes },
+        ..ApiConfig::default()
+    };
     let auth = if c.no_auth {
         tracing::warn!("gateway started with --no-auth: every request has full access");
         Authenticator::Disabled
@@ -446,7 +451,6 @@ fn install_cluster_secret(config: &Config, command: &Command) -> Result<()> {
             vectron_common::secret_file::read_or_create(&config.dev.data_dir.join("cluster.secret"))
                 .map_err(anyhow::Error::msg)?,
         ),
-        (None, Command::Auth(_)) => None,
         (None, _) => {
             tracing::warn!(
                 "no cluster secret (cluster.secret_file / --cluster-secret-file): the internal APIs accept calls \

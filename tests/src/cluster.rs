@@ -113,6 +113,11 @@ impl Node {
         self.child = Some(child);
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILLs the process (no clean shutdown).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

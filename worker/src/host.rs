@@ -137,6 +137,24 @@ fn read_id(data_dir: &Path) -> Result<Option<u64>, StartError> {
     }
 }
 
+/// What a worker keeps under its data dir (everything but the retired folders).
+const DATA_ENTRIES: &[&str] = &["worker-id", "worker-db", "graphs", "snapshots"];
+
+/// Moves the data of worker `old` to `<data>/retired/worker-<old>-<ms>/`; returns it.
+fn retire_data(data_dir: &Path, old: u64) -> Result<PathBuf, StartError> {
+    let target = data_dir.join("retired").join(format!("worker-{old}-{}", vectron_common::now_ms()));
+    let err = |source| StartError::IdFile { path: target.display().to_string(), source };
+    std::fs::create_dir_all(&target).map_err(err)?;
+    for entry in DATA_ENTRIES {
+        let from = data_dir.join(entry);
+        if from.exists() {
+            std::fs::rename(&from, target.join(entry)).map_err(err)?;
+        }
+    }
+    std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(err)?;
+    Ok(target)
+}
+
 /// Writes the id atomically (temp file, fsync, rename, fsync dir).
 fn write_id(data_dir: &Path, id: u64) -> Result<(), StartError> {
     use std::io::Write;
@@ -156,25 +174,44 @@ impl WorkerHost {
     pub async fn start(config: WorkerConfig, router: RaftRouter) -> Result<Arc<WorkerHost>, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::IdFile { path: config.data_dir.display().to_string(), source })?;
-        let storage = open_storage(&config.data_dir.join("worker-db"), config.durability)?;
         let placement = PlacementClient::new(config.placement.clone()).with_budget(Duration::from_secs(30));
-        let stored = read_id(&config.data_dir)?;
-        let request = pi::RegisterWorkerRequest {
-            worker_id: stored.unwrap_or(0),
-            address: config.advertise.clone(),
-            zone: config.zone.clone(),
+        let register = |worker_id: u64| {
+            let request =
+                pi::RegisterWorkerRequest { worker_id, address: config.advertise.clone(), zone: config.zone.clone() };
+            let placement = &placement;
+            async move {
+                placement
+                    .call(|mut c| {
+                        let r = request.clone();
+                        async move { c.register_worker(r).await }
+                    })
+                    .await
+                    .map(|r| r.worker_id)
+            }
         };
-        let id = placement
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.register_worker(r).await }
-            })
-            .await
-            .map_err(StartError::Register)?
-            .worker_id;
-        if stored.is_none() {
+        let stored = read_id(&config.data_dir)?;
+        let id = match (register(stored.unwrap_or(0)).await, stored) {
+            (Ok(id), _) => id,
+            // The cluster does not know this id (an operator removed the worker): what is
+            // on this disk belongs to Raft groups that no longer count it as a member.
+            // Keep it out of the way and join as a new worker.
+            (Err(e), Some(old)) if e.code == ErrorCode::NotFound => {
+                let kept = retire_data(&config.data_dir, old)?;
+                tracing::warn!(
+                    worker = old,
+                    "the placement driver does not know this worker ({}); its data was moved to {} and it joins \
+                     as a new worker",
+                    e.message,
+                    kept.display()
+                );
+                register(0).await.map_err(StartError::Register)?
+            }
+            (Err(e), _) => return Err(StartError::Register(e)),
+        };
+        if stored != Some(id) {
             write_id(&config.data_dir, id)?;
         }
+        let storage = open_storage(&config.data_dir.join("worker-db"), config.durability)?;
         tracing::info!(worker = id, address = %config.advertise, "worker registered");
         let host = Arc::new(WorkerHost {
             id,
