@@ -7,8 +7,8 @@
 # Environment:
 #   VECTRON_BIN                      the binary [${CARGO_TARGET_DIR:-~/.cache/vectron/target}/debug/vectron]
 #   VECTRON_SCHEMATHESIS_VENV        venv holding schemathesis [~/.cache/vectron/schemathesis-venv]
-#   VECTRON_SCHEMATHESIS_EXAMPLES    --max-examples per operation and phase [20]
-#   VECTRON_SCHEMATHESIS_TIMEOUT     hard limit in seconds on the schemathesis run [900]
+#   VECTRON_SCHEMATHESIS_EXAMPLES    --max-examples per operation and phase [100]
+#   VECTRON_SCHEMATHESIS_TIMEOUT     hard limit in seconds on the schemathesis run [600]
 #   VECTRON_SCHEMATHESIS_SEED        --seed, to replay a run
 #   VECTRON_SCHEMATHESIS_KEEP=1      keep the temp dir (server log, schema, reports)
 # Extra arguments go to `schemathesis run` as they are (e.g. --include-path-regex /points).
@@ -18,8 +18,8 @@ helper="$here/schemathesis/helper.py"
 version=4.32.5
 
 venv="${VECTRON_SCHEMATHESIS_VENV:-$HOME/.cache/vectron/schemathesis-venv}"
-examples="${VECTRON_SCHEMATHESIS_EXAMPLES:-20}"
-run_timeout="${VECTRON_SCHEMATHESIS_TIMEOUT:-900}"
+examples="${VECTRON_SCHEMATHESIS_EXAMPLES:-100}"
+run_timeout="${VECTRON_SCHEMATHESIS_TIMEOUT:-600}"
 
 # 1. schemathesis in its own venv, installed once.
 if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$version')" 2>/dev/null; then
@@ -40,6 +40,8 @@ fi
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/vectron-schemathesis.XXXXXX")"
 log="$tmp/server.log"
 server=""
+tests_ran=0
+server_died=0
 cleanup() {
   local rc=$?
   if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then
@@ -49,8 +51,16 @@ cleanup() {
     wait "$server" 2>/dev/null || true
   fi
   if [ "$rc" -ne 0 ] && [ -f "$log" ]; then
-    echo "schemathesis: last lines of the server log ($log):" >&2
-    tail -n 40 "$log" >&2 || true
+    if [ "$tests_ran" = 1 ] && [ "$server_died" = 0 ]; then
+      # The server stayed up; its errors, if any, may explain the failures.
+      if grep -qE "ERROR|panicked" "$log"; then
+        echo "schemathesis: the server's last errors ($log):" >&2
+        grep -E "ERROR|panicked" "$log" | tail -n 20 >&2 || true
+      fi
+    else
+      echo "schemathesis: last lines of the server log ($log):" >&2
+      tail -n 40 "$log" >&2 || true
+    fi
   fi
   if [ "${VECTRON_SCHEMATHESIS_KEEP:-0}" = "1" ]; then
     echo "schemathesis: kept $tmp" >&2
@@ -65,7 +75,7 @@ trap 'exit 143' TERM
 
 mapfile -t port < <("$py" "$helper" ports 5)
 base="http://127.0.0.1:${port[0]}"
-"$bin" dev --data-dir "$tmp/data" \
+NO_COLOR=1 "$bin" dev --data-dir "$tmp/data" \
   --http "127.0.0.1:${port[0]}" --grpc "127.0.0.1:${port[1]}" --placement "127.0.0.1:${port[2]}" \
   --worker "127.0.0.1:${port[3]}" --auth "127.0.0.1:${port[4]}" >"$log" 2>&1 &
 server=$!
@@ -106,7 +116,7 @@ for op in "${excluded[@]}"; do filters+=(--exclude-name "$op"); done
 seed_args=()
 [ -z "${VECTRON_SCHEMATHESIS_SEED:-}" ] || seed_args=(--seed "$VECTRON_SCHEMATHESIS_SEED")
 cmd=(
-  "$venv/bin/schemathesis" run "$tmp/openapi.json"
+  "$venv/bin/schemathesis" --config-file "$here/schemathesis/schemathesis.toml" run "$tmp/openapi.json"
   --url "$base"
   -H "x-api-key: $key"
   --phases examples,coverage,fuzzing,stateful
@@ -117,23 +127,25 @@ cmd=(
   --request-timeout 30
   --generation-database none
   --no-color
-  --output-sanitize true
   --report-junit-path "$tmp/junit.xml"
   "${filters[@]}" "${seed_args[@]}" "$@"
 )
 echo "schemathesis: ${cmd[*]//$key/<admin key>}"
 status=0
+tests_ran=1
 (cd "$tmp" && timeout --kill-after=30 "$run_timeout" "${cmd[@]}") || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "schemathesis: run did not finish within ${run_timeout}s" >&2
 fi
 
-# 7. One closing line, from schemathesis's JUnit report (one test case per operation).
+# 7. One closing line, counted from the JUnit report: one test case per operation, plus one
+# for the stateful phase (schemathesis's own "N failures" counts distinct failures instead).
 if [ -f "$tmp/junit.xml" ]; then
   "$py" "$helper" summary "$tmp/junit.xml" || true
 fi
 if ! kill -0 "$server" 2>/dev/null; then
   echo "schemathesis: vectron dev died during the run" >&2
+  server_died=1
   status=1
 fi
 exit "$status"

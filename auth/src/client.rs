@@ -104,13 +104,7 @@ impl AuthClient {
         if let Some(ip) = client.and_then(|ip| tonic::metadata::AsciiMetadataValue::try_from(ip.to_string()).ok()) {
             request.metadata_mut().insert(crate::service::FORWARDED_FOR_HEADER, ip);
         }
-        let reply = self
-            .client
-            .clone()
-            .authenticate(request)
-            .await
-            .map_err(|s| from_status(&s))?
-            .into_inner();
+        let reply = self.client.clone().authenticate(request).await.map_err(|s| from_status(&s))?.into_inner();
         let scope = scope_from_pb(reply.scope)
             .ok_or_else(|| WireError::new(pb::ErrorCode::Internal, "auth service granted no scope", false))?;
         let grant = Grant {
@@ -212,7 +206,9 @@ impl RateLimits {
     fn take_from(&self, bucket: String, limit: NonZeroU32, n: NonZeroU32) -> Result<(), Limited> {
         match self.limiter(&bucket, limit).check_n(n) {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => Err(Limited::Wait { bucket, wait: not_until.wait_time_from(DefaultClock::default().now()) }),
+            Ok(Err(not_until)) => {
+                Err(Limited::Wait { bucket, wait: not_until.wait_time_from(DefaultClock::default().now()) })
+            }
             Err(_) => Err(Limited::TooMany { bucket, limit: limit.get(), asked: n.get() }),
         }
     }

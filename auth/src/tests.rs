@@ -362,7 +362,7 @@ mod grpc {
                     owner: String::new(),
                     scope: pb::Scope::Read as i32,
                     collections: vec!["a".into()],
-                    rate_limit_per_sec: 50,
+                    rate_limit_per_sec: 0,
                 },
                 &bob_token,
             ))
@@ -378,7 +378,7 @@ mod grpc {
             .into_inner();
         assert_eq!(
             (grant.principal.as_str(), grant.scope, grant.collections.clone(), grant.rate_limit_per_sec),
-            ("bob", pb::Scope::Read as i32, vec!["a".to_string()], 50)
+            ("bob", pb::Scope::Read as i32, vec!["a".to_string()], 0)
         );
         // The key cannot mint a broader key, nor can Bob mint admin keys or keys for others.
         let broader = pb::CreateApiKeyRequest {
@@ -463,10 +463,15 @@ mod grpc {
         let carl_key = c.create_api_key(bearer(new_key(pb::Scope::Admin, 0), &carl.access_token)).await.unwrap();
         let carl_key = carl_key.into_inner().secret_key;
         assert_eq!(grant_of(c, &carl_key).await.unwrap().scope, pb::Scope::Admin as i32);
-        let demote = pb::UpdateUserRequest { username: "carl".into(), role: Some(pb::Role::User as i32), new_password: None };
+        let demote =
+            pb::UpdateUserRequest { username: "carl".into(), role: Some(pb::Role::User as i32), new_password: None };
         c.update_user(bearer(demote, &admin)).await.unwrap();
         assert_eq!(grant_of(c, &carl_key).await.unwrap().scope, pb::Scope::Write as i32, "the key shrank");
-        assert_eq!(token_grant(c, &carl.access_token).await.unwrap().scope, pb::Scope::Write as i32, "so did the token");
+        assert_eq!(
+            token_grant(c, &carl.access_token).await.unwrap().scope,
+            pb::Scope::Write as i32,
+            "so did the token"
+        );
         let e = c.create_api_key(with_key(new_key(pb::Scope::Admin, 0), &carl_key)).await.unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "a demoted admin's key mints no admin keys");
 
@@ -479,7 +484,11 @@ mod grpc {
             c.create_api_key(bearer(new_key(pb::Scope::Read, 0), &carl.access_token)).await.unwrap();
         }
         let e = c.create_api_key(bearer(new_key(pb::Scope::Read, 0), &carl.access_token)).await.unwrap_err();
-        assert_eq!((e.code(), code_of(&e)), (Code::ResourceExhausted, pb::ErrorCode::ResourceExhausted), "3 keys at most");
+        assert_eq!(
+            (e.code(), code_of(&e)),
+            (Code::ResourceExhausted, pb::ErrorCode::ResourceExhausted),
+            "3 keys at most"
+        );
 
         // A password change ends every token issued before it, access and refresh alike.
         let change = pb::ChangePasswordRequest {
@@ -493,7 +502,8 @@ mod grpc {
         grant_of(c, &carl_key).await.expect("keys survive a password change");
         // So does an admin's reset.
         let dora = login(c, "dora", "dora's password").await.unwrap();
-        let reset = pb::UpdateUserRequest { username: "dora".into(), role: None, new_password: Some("reset by admin".into()) };
+        let reset =
+            pb::UpdateUserRequest { username: "dora".into(), role: None, new_password: Some("reset by admin".into()) };
         c.update_user(bearer(reset, &admin)).await.unwrap();
         assert_eq!(token_grant(c, &dora.access_token).await.unwrap_err().code(), Code::Unauthenticated);
         let refresh = pb::RefreshRequest { refresh_token: dora.refresh_token };

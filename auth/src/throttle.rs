@@ -269,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_user_and_source_pair_is_locked_out_with_doubling_delays() {
-        let t = LoginThrottle::new(config());
+        let t = LoginThrottle::new(ThrottleConfig { source_free_failures: 100, ..config() });
         let a = ip("10.0.0.1");
         for _ in 0..2 {
             assert_eq!(t.check("u", a), None);

@@ -49,7 +49,12 @@ pub struct UserInfo {
 
 impl From<&UserRecord> for UserInfo {
     fn from(r: &UserRecord) -> Self {
-        UserInfo { username: r.username.clone(), role: r.role, created_at_ms: r.created_at_ms, token_epoch: r.token_epoch }
+        UserInfo {
+            username: r.username.clone(),
+            role: r.role,
+            created_at_ms: r.created_at_ms,
+            token_epoch: r.token_epoch,
+        }
     }
 }
 

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, State};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use vectron_common::cluster_auth::ClusterChannel;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vectron_auth::service::{API_KEY_HEADER, FORWARDED_FOR_HEADER};
 use vectron_auth::throttle::client_address;
+use vectron_common::cluster_auth::ClusterChannel;
 use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
@@ -377,7 +377,11 @@ async fn change_password(
 
 #[utoipa::path(get, path = "/v1/auth/keys", tag = "auth", params(KeysQuery),
     responses((status = 200, body = KeysJson), (status = 403, body = ErrorReply)))]
-async fn list_keys(State(a): State<Accounts>, headers: http::HeaderMap, QueryParams(q): QueryParams<KeysQuery>) -> Reply<KeysJson> {
+async fn list_keys(
+    State(a): State<Accounts>,
+    headers: http::HeaderMap,
+    QueryParams(q): QueryParams<KeysQuery>,
+) -> Reply<KeysJson> {
     let message = pb::ListApiKeysRequest { owner: q.owner.unwrap_or_default() };
     let keys = a.client()?.list_api_keys(as_caller(message, &headers)).await.map_err(failed)?.into_inner().keys;
     Ok(Json(KeysJson { keys: keys.into_iter().map(ApiKeyJson::from).collect() }))

@@ -176,7 +176,8 @@ impl Admin {
 /// Records every HTTP request in the metrics, by matched route.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     // Labels from a closed set: the routes' templates, or `unknown`.
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
     let started = Instant::now();
     let response = next.run(req).await;
     metrics.observe("http", &route, response.status().as_str(), started);

@@ -115,7 +115,11 @@ impl Authenticator {
 
     /// What the request with these headers, from `client`, may do, having taken one
     /// token from its rate limits.
-    pub async fn admit(&self, headers: &http::HeaderMap, client: Option<IpAddr>) -> Result<(Access, Option<Quota>), WireError> {
+    pub async fn admit(
+        &self,
+        headers: &http::HeaderMap,
+        client: Option<IpAddr>,
+    ) -> Result<(Access, Option<Quota>), WireError> {
         let (auth, limits) = match self {
             Authenticator::Disabled => return Ok((unrestricted(), None)),
             Authenticator::Service { client, limits } => (client, limits),

@@ -17,7 +17,8 @@ use tower::{Layer, Service};
 use crate::admin::Metrics;
 
 /// gRPC status codes as label values.
-const GRPC_CODES: [&str; 17] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
+const GRPC_CODES: [&str; 17] =
+    ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16"];
 
 /// Wraps a service so each request is counted and timed.
 #[derive(Debug, Clone)]
@@ -67,11 +68,13 @@ where
         Box::pin(async move {
             let result = fut.await;
             let status = match &result {
-                Ok(r) => match r.headers().get("grpc-status").map(|v| v.to_str().ok().and_then(|s| s.parse::<u8>().ok())) {
-                    None => "0",
-                    Some(Some(code)) if code <= 16 => GRPC_CODES[code as usize],
-                    Some(_) => "unknown",
-                },
+                Ok(r) => {
+                    match r.headers().get("grpc-status").map(|v| v.to_str().ok().and_then(|s| s.parse::<u8>().ok())) {
+                        None => "0",
+                        Some(Some(code)) if code <= 16 => GRPC_CODES[code as usize],
+                        Some(_) => "unknown",
+                    }
+                }
                 Err(_) => "transport-error",
             };
             metrics.observe("grpc", route, status, started);

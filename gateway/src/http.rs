@@ -114,7 +114,8 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
         if !is_json(req.headers()) {
             return Err(invalid("expected content-type: application/json"));
         }
-        let declared = req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared =
+            req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large(limit));
         }
@@ -168,12 +169,9 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
     let response = next.run(req).await;
     if response.status() == StatusCode::METHOD_NOT_ALLOWED && !is_json(response.headers()) {
         let allow = response.headers().get(http::header::ALLOW).cloned();
-        let mut refused = ApiError(WireError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{path} does not take {method}"),
-            false,
-        ))
-        .into_response();
+        let mut refused =
+            ApiError(WireError::new(ErrorCode::MethodNotAllowed, format!("{path} does not take {method}"), false))
+                .into_response();
         if let Some(allow) = allow {
             refused.headers_mut().insert(http::header::ALLOW, allow);
         }

@@ -73,7 +73,12 @@ fn needs(scope: Scope, target: Target, max_body: usize) -> Policy {
 
 /// The policy of an HTTP request: `template` is the route it matched (`None`: no
 /// route), `param` reads a path parameter.
-pub fn http(method: &Method, template: Option<&str>, param: impl Fn(&str) -> Option<String>, limits: BodyLimits) -> Policy {
+pub fn http(
+    method: &Method,
+    template: Option<&str>,
+    param: impl Fn(&str) -> Option<String>,
+    limits: BodyLimits,
+) -> Policy {
     use Scope::{Admin, Read, Write};
     let small = |scope, target| needs(scope, target, SMALL_BODY_BYTES);
     let named = || param("name").map(Target::Collection).unwrap_or(Target::AnyCollection);
@@ -179,7 +184,11 @@ mod tests {
             (Method::POST, Some("/v1/auth/login"), Requirement::Public),
             (Method::GET, Some("/v1/system/health"), Requirement::Public),
             (Method::POST, Some("/v1/auth/keys"), Requirement::Scope(Scope::Read, Target::AnyCollection)),
-            (Method::PUT, Some("/v1/collections/{name}/points"), Requirement::Scope(Scope::Read, Target::AnyCollection)),
+            (
+                Method::PUT,
+                Some("/v1/collections/{name}/points"),
+                Requirement::Scope(Scope::Read, Target::AnyCollection),
+            ),
             (Method::GET, None, Requirement::Scope(Scope::Read, Target::AnyCollection)),
         ];
         for (method, template, expected) in cases {
@@ -193,7 +202,10 @@ mod tests {
     fn grpc_labels_come_from_a_closed_set() {
         let limits = BodyLimits { upsert: 1 << 20 };
         let (policy, label) = grpc("/vectron.v1.VectronService/Upsert", limits);
-        assert_eq!((policy.requirement, policy.max_body, label), (Requirement::Scope(Scope::Write, Target::AnyCollection), 1 << 20, "/vectron.v1.VectronService/Upsert"));
+        assert_eq!(
+            (policy.requirement, policy.max_body, label),
+            (Requirement::Scope(Scope::Write, Target::AnyCollection), 1 << 20, "/vectron.v1.VectronService/Upsert")
+        );
         assert_eq!(grpc("/grpc.health.v1.Health/Check", limits).0.requirement, Requirement::Public);
         for junk in ["/vectron.v1.VectronService/Nope", "/x/y", "", "/vectron.v1.VectronService/"] {
             assert_eq!(grpc(junk, limits).1, "unknown", "{junk}");

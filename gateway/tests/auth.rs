@@ -132,7 +132,11 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
         base_delay: Duration::from_secs(1),
         max_delay: Duration::from_secs(1),
     };
-    let auth = AuthGrpc::new(store.clone(), tokens.clone(), AuthConfig { authenticate_throttle: lenient, ..AuthConfig::default() });
+    let auth = AuthGrpc::new(
+        store.clone(),
+        tokens.clone(),
+        AuthConfig { authenticate_throttle: lenient, ..AuthConfig::default() },
+    );
     let auth_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let auth_addr = auth_listener.local_addr().unwrap().to_string();
     tokio::spawn(vectron_auth::service::serve(auth_listener, auth, std::future::pending()));

@@ -227,9 +227,9 @@ impl Condition {
                         "condition on {:?} needs exactly one of match, range",
                         f.key
                     ))),
-                    (Some(Match::Any { any }), None) if any.len() > MAX_MATCH_ANY => Err(
-                        ValidationError::invalid_filter(format!("match.any takes at most {MAX_MATCH_ANY} values")),
-                    ),
+                    (Some(Match::Any { any }), None) if any.len() > MAX_MATCH_ANY => {
+                        Err(ValidationError::invalid_filter(format!("match.any takes at most {MAX_MATCH_ANY} values")))
+                    }
                     (Some(_), None) => Ok(()),
                     (None, Some(r)) => {
                         let bounds = [r.gt, r.gte, r.lt, r.lte];

@@ -148,7 +148,11 @@ async fn raw_post(addr: &str, path: &str, headers: &[(&str, &str)], len: usize, 
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&if declared { format!("content-length: {len}\r\n\r\n") } else { "transfer-encoding: chunked\r\n\r\n".into() });
+    head.push_str(&if declared {
+        format!("content-length: {len}\r\n\r\n")
+    } else {
+        "transfer-encoding: chunked\r\n\r\n".into()
+    });
     stream.write_all(head.as_bytes()).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let send = tokio::spawn(async move {
@@ -202,12 +206,12 @@ fn code_of(v: &Value) -> &str {
 }
 
 async fn create_collection(dev: &Dev, name: &str) {
-    let (status, body) = dev
-        .admin("POST", "/v1/collections", Some(json!({"name": name, "dimension": 4, "distance": "cosine"})))
-        .await;
+    let (status, body) =
+        dev.admin("POST", "/v1/collections", Some(json!({"name": name, "dimension": 4, "distance": "cosine"}))).await;
     assert_eq!(status, 200, "{body}");
     let points: Vec<Value> = (0..20).map(|i| json!({"id": i, "vector": [1.0, i as f32, 0.5, 0.25]})).collect();
-    let (status, body) = dev.admin("POST", &format!("/v1/collections/{name}/points"), Some(json!({"points": points}))).await;
+    let (status, body) =
+        dev.admin("POST", &format!("/v1/collections/{name}/points"), Some(json!({"points": points}))).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -250,10 +254,12 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     let grown = dev.peak_growth_kib(base);
     assert!(grown < 8 << 10, "two forbidden 32 MiB upserts grew the peak RSS by {grown} KiB");
     // Over the upsert limit even for a writer: 413.
-    let (code, text) = raw_post(&dev.http, "/v1/collections/sec/points", &[("x-api-key", &dev.key)], 33 << 20, true).await;
+    let (code, text) =
+        raw_post(&dev.http, "/v1/collections/sec/points", &[("x-api-key", &dev.key)], 33 << 20, true).await;
     assert_eq!(code, 413, "{text}");
     // A search is held to its own, smaller limit.
-    let (code, _) = raw_post(&dev.http, "/v1/collections/sec/points/search", &[("x-api-key", &dev.key)], 5 << 20, false).await;
+    let (code, _) =
+        raw_post(&dev.http, "/v1/collections/sec/points/search", &[("x-api-key", &dev.key)], 5 << 20, false).await;
     assert_eq!(code, 413);
 
     // An accepted upsert's peak memory per MiB of body (reported, not asserted: a figure
@@ -262,7 +268,9 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     let points: Vec<Value> = (0..4000)
         .map(|i| json!({"id": 1000 + i, "vector": (0..dim).map(|j| ((i * 31 + j * 7) % 97) as f32 / 97.0 + 0.01).collect::<Vec<_>>(), "payload": {"n": i, "tag": format!("t{}", i % 10)}}))
         .collect();
-    let (status, _) = dev.admin("POST", "/v1/collections", Some(json!({"name": "wide", "dimension": dim, "distance": "cosine"}))).await;
+    let (status, _) = dev
+        .admin("POST", "/v1/collections", Some(json!({"name": "wide", "dimension": dim, "distance": "cosine"})))
+        .await;
     assert_eq!(status, 200);
     let body = serde_json::to_vec(&json!({"points": points})).unwrap();
     let mib = body.len() as f64 / (1 << 20) as f64;
@@ -277,7 +285,10 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let grown = dev.peak_growth_kib(base) as f64 / 1024.0;
-    println!("peak RSS growth of an accepted {mib:.1} MiB upsert (4000 × {dim}-d): {grown:.1} MiB = {:.1}× the body", grown / mib);
+    println!(
+        "peak RSS growth of an accepted {mib:.1} MiB upsert (4000 × {dim}-d): {grown:.1} MiB = {:.1}× the body",
+        grown / mib
+    );
 
     // gRPC: a read key's upsert is refused before its message is decoded; a search
     // message over its method's limit is refused at its length prefix.
@@ -293,11 +304,18 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     let big = pb::UpsertRequest { collection: "sec".into(), points: (0..2000).map(point).collect(), wait: None };
     let e = grpc.upsert(with_key(big, &read_key)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
-    let huge = pb::SearchRequest { collection: "sec".into(), vector: vec![0.5; 2 << 20], top_k: 1, ..Default::default() };
+    let huge =
+        pb::SearchRequest { collection: "sec".into(), vector: vec![0.5; 2 << 20], top_k: 1, ..Default::default() };
     let e = grpc.search(with_key(huge, &dev.key)).await.unwrap_err();
     assert_eq!(vectron_model::status::from_status(&e).code, pb::ErrorCode::PayloadTooLarge, "{e:?}");
     // An unknown consistency is refused, not read as the default.
-    let odd = pb::SearchRequest { collection: "sec".into(), vector: vec![1.0, 0.0, 0.0, 0.0], top_k: 1, consistency: 99, ..Default::default() };
+    let odd = pb::SearchRequest {
+        collection: "sec".into(),
+        vector: vec![1.0, 0.0, 0.0, 0.0],
+        top_k: 1,
+        consistency: 99,
+        ..Default::default()
+    };
     let e = grpc.search(with_key(odd, &dev.key)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
 
@@ -307,25 +325,36 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     let limited = Cred::Key(limited["secret_key"].as_str().unwrap().to_owned());
     let search = json!({"vector": [1.0, 0.0, 0.0, 0.0], "top_k": 1});
     let batch = |n: usize| json!({"searches": vec![search.clone(); n]});
-    let (status, body) = dev.call("POST", "/v1/collections/sec/points/search/batch", Some(&limited), Some(batch(200))).await;
+    let (status, body) =
+        dev.call("POST", "/v1/collections/sec/points/search/batch", Some(&limited), Some(batch(200))).await;
     assert_eq!((status, code_of(&body)), (429, "RESOURCE_EXHAUSTED"), "{body}");
     // Batches and id lists are capped for everyone.
     let (status, body) = dev.admin("POST", "/v1/collections/sec/points/search/batch", Some(batch(257))).await;
     assert_eq!(status, 400, "{body}");
     let ids: Vec<u64> = (0..10_001).collect();
     for route in ["get", "delete"] {
-        let (status, body) = dev.admin("POST", &format!("/v1/collections/sec/points/{route}"), Some(json!({"ids": ids}))).await;
+        let (status, body) =
+            dev.admin("POST", &format!("/v1/collections/sec/points/{route}"), Some(json!({"ids": ids}))).await;
         assert_eq!(status, 400, "{route}: {body}");
     }
     let (status, body) = dev
-        .admin("POST", "/v1/collections/sec/points/search", Some(json!({"vector": [1.0, 0.0, 0.0, 0.0], "filter": {"must": [{"has_id": ids}]}})))
+        .admin(
+            "POST",
+            "/v1/collections/sec/points/search",
+            Some(json!({"vector": [1.0, 0.0, 0.0, 0.0], "filter": {"must": [{"has_id": ids}]}})),
+        )
         .await;
     assert_eq!((status, code_of(&body)), (400, "INVALID_FILTER"), "{body}");
 
     // Anonymous calls on 3,000 random gRPC paths add no metric series.
     let series = || async {
         let (_, text) = {
-            let r = reqwest::Client::new().get(format!("{}/metrics", dev.http)).header("x-api-key", &dev.key).send().await.unwrap();
+            let r = reqwest::Client::new()
+                .get(format!("{}/metrics", dev.http))
+                .header("x-api-key", &dev.key)
+                .send()
+                .await
+                .unwrap();
             (r.status(), r.text().await.unwrap())
         };
         text.lines().filter(|l| !l.starts_with('#')).count()
@@ -337,7 +366,10 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
         let mut raw = raw.clone();
         async move {
             raw.ready().await.unwrap();
-            raw.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default()).await.unwrap_err().code()
+            raw.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::<(), ()>::default())
+                .await
+                .unwrap_err()
+                .code()
         }
     };
     assert_eq!(unknown(&mut raw, 0).await, tonic::Code::Unauthenticated);
@@ -350,7 +382,9 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     assert!(after <= before + 2, "3,000 random paths added {} series", after - before);
 
     // The smaller items: typed JSON answers.
-    let (status, body) = dev.admin("POST", "/v1/collections/sec/points/search", Some(json!({"vector": [1.0, 0.0, 0.0, 0.0], "filter": []}))).await;
+    let (status, body) = dev
+        .admin("POST", "/v1/collections/sec/points/search", Some(json!({"vector": [1.0, 0.0, 0.0, 0.0], "filter": []})))
+        .await;
     assert_eq!((status, code_of(&body)), (400, "INVALID_FILTER"), "{body}");
     let (status, body) = dev.admin("POST", "/v1/collections/sec/points/delete", Some(json!({"filter": []}))).await;
     assert_eq!((status, code_of(&body)), (400, "INVALID_FILTER"), "{body}");
@@ -391,7 +425,11 @@ async fn privileges_end_with_their_source() {
     let dev = Dev::start().await;
     for (name, role) in [("mallory", "admin"), ("pat", "user")] {
         let (status, body) = dev
-            .admin("POST", "/v1/auth/users", Some(json!({"username": name, "password": format!("{name}'s password"), "role": role})))
+            .admin(
+                "POST",
+                "/v1/auth/users",
+                Some(json!({"username": name, "password": format!("{name}'s password"), "role": role})),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
     }
@@ -439,7 +477,8 @@ async fn privileges_end_with_their_source() {
     assert_eq!(dev.call("GET", "/v1/auth/me", Some(&old_access), None).await.0, 200);
     let change = json!({"old_password": "pat's password", "new_password": "pat's new password"});
     assert_eq!(dev.call("POST", "/v1/auth/password", Some(&old_access), Some(change)).await.0, 200);
-    let (status, _) = dev.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": before["refresh_token"]}))).await;
+    let (status, _) =
+        dev.call("POST", "/v1/auth/refresh", None, Some(json!({"refresh_token": before["refresh_token"]}))).await;
     assert_eq!(status, 401);
     tokio::time::sleep(CACHE_TTL + Duration::from_millis(500)).await;
     assert_eq!(dev.call("GET", "/v1/auth/me", Some(&old_access), None).await.0, 401);
@@ -451,7 +490,8 @@ async fn privileges_end_with_their_source() {
     let mut spoofed = tonic::Request::new(pb::LoginRequest { username: "admin".into(), password: "guess".into() });
     spoofed.metadata_mut().insert("x-forwarded-for", MetadataValue::from_static("10.9.8.7"));
     assert_eq!(direct.login(spoofed).await.unwrap_err().code(), tonic::Code::Unauthenticated);
-    let probe = pb::AuthenticateRequest { credential: Some(pb::authenticate_request::Credential::ApiKey(dev.key.clone())) };
+    let probe =
+        pb::AuthenticateRequest { credential: Some(pb::authenticate_request::Credential::ApiKey(dev.key.clone())) };
     assert_eq!(direct.authenticate(probe).await.unwrap_err().code(), tonic::Code::Unauthenticated);
 }
 
@@ -464,7 +504,8 @@ async fn log_in_throttling_stops_guessers_without_locking_the_owner_out() {
     let dev = Dev::start().await;
     // The admin's password: reset by the admin key, then used once from the owner's
     // machine (127.0.0.1), which makes that a known client.
-    let (status, _) = dev.admin("PATCH", "/v1/auth/users/admin", Some(json!({"new_password": "the admin's password"}))).await;
+    let (status, _) =
+        dev.admin("PATCH", "/v1/auth/users/admin", Some(json!({"new_password": "the admin's password"}))).await;
     assert_eq!(status, 200);
     let login = |from: Option<IpAddr>, user: &str, password: &str| {
         let body = json!({"username": user, "password": password});
@@ -535,13 +576,21 @@ async fn removing_the_only_worker_needs_force_and_does_not_brick_dev() {
     // And it serves new data.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let (status, body) = dev.admin("POST", "/v1/collections", Some(json!({"name": "after", "dimension": 4, "distance": "cosine"}))).await;
+        let (status, body) = dev
+            .admin("POST", "/v1/collections", Some(json!({"name": "after", "dimension": 4, "distance": "cosine"})))
+            .await;
         if status == 200 {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{status} {body}\n{}", dev.node.log_tail(40));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (status, body) = dev.admin("POST", "/v1/collections/after/points", Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0, 0.0, 0.0]}]}))).await;
+    let (status, body) = dev
+        .admin(
+            "POST",
+            "/v1/collections/after/points",
+            Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0, 0.0, 0.0]}]})),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
 }

@@ -12,7 +12,9 @@
 //!   (add learners, wait for them to catch up, change membership).
 //!
 //! The worker's id is assigned by the placement driver at first start and kept in
-//! `<data>/worker-id`; it is never reused.
+//! `<data>/worker-id`; it is never reused. A worker whose stored id the placement driver
+//! does not know (an operator removed it) moves its data to `<data>/retired/` and joins
+//! as a new worker: its replicas belonged to groups that no longer count it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
