@@ -98,6 +98,10 @@ echo "schemathesis: vectron dev up at $base (pid $server)"
 #   PATCH /v1/auth/users/{username}      could demote or disable the admin user
 #   POST /v1/auth/password               could change the admin's password / invalidate its sessions
 #   POST /v1/auth/logout                 could end the admin's sessions
+#   POST /v1/alerts/{id}/resolve         a fresh cluster has no alert to resolve (every case is a
+#                                        404), and schemathesis 4.32.5 on CPython 3.11 fails on it
+#                                        with an internal SystemError (hypothesis' lambda source
+#                                        lookup); alerts are resolved in tests/tests/cluster.rs
 excluded=(
   "DELETE /v1/admin/workers/{id}"
   "POST /v1/admin/workers/{id}/drain"
@@ -106,6 +110,7 @@ excluded=(
   "PATCH /v1/auth/users/{username}"
   "POST /v1/auth/password"
   "POST /v1/auth/logout"
+  "POST /v1/alerts/{id}/resolve"
 )
 filters=()
 for op in "${excluded[@]}"; do filters+=(--exclude-name "$op"); done

@@ -115,10 +115,14 @@ impl ApiKeys {
     /// Creates a key and returns it with its secret (shown once).
     pub async fn create(&self, spec: KeySpec) -> Result<NewApiKey> {
         crate::users::validate_username(&spec.owner)?;
-        if let Some(cs) = &spec.collections
-            && (cs.is_empty() || cs.iter().any(|c| c.is_empty() || c.len() > 64))
-        {
-            return Err(AuthError::InvalidArgument { reason: "collections must be 1-64 byte names".into() });
+        if let Some(cs) = &spec.collections {
+            if cs.is_empty() {
+                return Err(AuthError::InvalidArgument { reason: "a key's collection list is absent or non-empty".into() });
+            }
+            for c in cs {
+                vectron_model::convert::validate_collection_name(c)
+                    .map_err(|e| AuthError::InvalidArgument { reason: e.to_string() })?;
+            }
         }
         if spec.rate_limit_per_sec == Some(0) {
             return Err(AuthError::InvalidArgument { reason: "rate limit must be positive".into() });

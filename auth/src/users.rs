@@ -62,8 +62,9 @@ fn new_epoch() -> u64 {
     rand::random()
 }
 
-pub const MIN_PASSWORD_BYTES: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Password lengths, in characters (as JSON Schema's `minLength` counts them).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 /// Checks a username: 1–64 of `[A-Za-z0-9_.@-]`.
 pub fn validate_username(username: &str) -> Result<()> {
@@ -77,11 +78,11 @@ pub fn validate_username(username: &str) -> Result<()> {
 }
 
 fn validate_password(password: &str) -> Result<()> {
-    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
+    if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&password.chars().count()) {
         Ok(())
     } else {
         Err(AuthError::InvalidArgument {
-            reason: format!("password must be {MIN_PASSWORD_BYTES}-{MAX_PASSWORD_BYTES} bytes"),
+            reason: format!("password must be {MIN_PASSWORD_CHARS}-{MAX_PASSWORD_CHARS} characters"),
         })
     }
 }

@@ -120,25 +120,36 @@ pub struct Candidates {
     pub exact: bool,
 }
 
-/// The payload indexes of one shard.
+/// The payload indexes of one shard: per key, one index per kind it is indexed as (a
+/// field may be indexed as, say, keyword and integer; each condition uses the index of
+/// its own kind).
 #[derive(Debug, Default)]
 pub struct PayloadIndexes {
-    fields: HashMap<String, FieldIndex>,
+    fields: HashMap<String, Vec<FieldIndex>>,
 }
 
 impl PayloadIndexes {
     pub fn new(specs: &[PayloadIndexSpec]) -> Self {
-        let fields =
-            specs.iter().map(|s| (s.key.clone(), FieldIndex { kind: Some(s.kind), ..Default::default() })).collect();
+        let mut fields: HashMap<String, Vec<FieldIndex>> = HashMap::new();
+        for s in specs {
+            fields.entry(s.key.clone()).or_default().push(FieldIndex { kind: Some(s.kind), ..Default::default() });
+        }
         PayloadIndexes { fields }
     }
 
     /// Records the payload of internal point `id`.
     pub fn add(&mut self, id: u32, payload: Option<&Map<String, Value>>) {
-        for (key, index) in &mut self.fields {
+        for (key, indexes) in &mut self.fields {
             let values = values_at(payload, key);
-            index.add(id, &values);
+            for index in indexes {
+                index.add(id, &values);
+            }
         }
+    }
+
+    /// The first index on `key` that can answer `answer` (one of the kind it needs).
+    fn answer(&self, key: &str, answer: impl Fn(&FieldIndex) -> Option<RoaringBitmap>) -> Option<RoaringBitmap> {
+        self.fields.get(key)?.iter().find_map(answer)
     }
 
     /// Candidate ids for `filter` among `live`. `resolve` maps a point id to its live
@@ -193,23 +204,21 @@ impl PayloadIndexes {
         resolve: &dyn Fn(&PointId) -> Option<u32>,
     ) -> Option<RoaringBitmap> {
         let hits = match c {
-            Condition::Field(fc) => {
-                let index = self.fields.get(&fc.key)?;
-                match (&fc.matches, &fc.range) {
-                    (Some(Match::Value { value }), _) => index.matching(value)?,
-                    (Some(Match::Any { any }), _) => {
-                        let mut u = RoaringBitmap::new();
-                        for m in any {
-                            u |= index.matching(m)?;
-                        }
-                        u
+            Condition::Field(fc) => match (&fc.matches, &fc.range) {
+                (Some(Match::Value { value }), _) => self.answer(&fc.key, |i| i.matching(value))?,
+                (Some(Match::Any { any }), _) => {
+                    let mut u = RoaringBitmap::new();
+                    for m in any {
+                        u |= self.answer(&fc.key, |i| i.matching(m))?;
                     }
-                    (None, Some(r)) => index.in_range(r)?,
-                    (None, None) => return None,
+                    u
                 }
-            }
-            Condition::Exists { exists } => self.fields.get(&exists.key)?.present.clone(),
-            Condition::IsNull { is_null } => self.fields.get(&is_null.key)?.nulls.clone(),
+                (None, Some(r)) => self.answer(&fc.key, |i| i.in_range(r))?,
+                (None, None) => return None,
+            },
+            // Presence and nulls do not depend on the kind: any index of the key knows.
+            Condition::Exists { exists } => self.answer(&exists.key, |i| Some(i.present.clone()))?,
+            Condition::IsNull { is_null } => self.answer(&is_null.key, |i| Some(i.nulls.clone()))?,
             Condition::HasId { has_id } => has_id.iter().filter_map(resolve).collect(),
             Condition::Filter(f) => return self.exact(f, live, resolve),
         };
@@ -226,6 +235,8 @@ mod tests {
     fn specs() -> Vec<PayloadIndexSpec> {
         vec![
             PayloadIndexSpec { key: "color".into(), kind: PayloadIndexKind::Keyword },
+            // The same field as a second kind: integer matches on it use this one.
+            PayloadIndexSpec { key: "color".into(), kind: PayloadIndexKind::Integer },
             PayloadIndexSpec { key: "n".into(), kind: PayloadIndexKind::Integer },
             PayloadIndexSpec { key: "x".into(), kind: PayloadIndexKind::Float },
             PayloadIndexSpec { key: "flag".into(), kind: PayloadIndexKind::Bool },

@@ -116,15 +116,17 @@ pub struct ApiKeyJson {
 pub struct NewKeyJson {
     /// Absent: the caller (only admins create keys for others).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.@-]{1,64}$")]
     pub owner: Option<String>,
     pub scope: ScopeJson,
     /// Absent or empty: every collection.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::http::CollectionNameDoc>)]
     pub collections: Vec<String>,
     /// Admins only; at most the auth service's `max_key_rate_limit_per_sec`. Absent:
     /// the owner's limit alone.
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::http::whole_u32_opt")]
+    #[schema(minimum = 1, maximum = 100000)]
     pub rate_limit_per_sec: Option<u32>,
 }
 
@@ -141,6 +143,8 @@ pub struct KeysJson {
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct KeysQuery {
     /// Absent: the caller's keys; another user's name or `*` (every key): admins.
     #[serde(default)]
@@ -394,6 +398,9 @@ async fn create_key(
     headers: http::HeaderMap,
     Body(b): Body<NewKeyJson>,
 ) -> Reply<CreatedKeyJson> {
+    if b.owner.as_deref() == Some("") {
+        return Err(ApiError(WireError::new(ErrorCode::InvalidArgument, "owner, when given, names a user", false)));
+    }
     if b.rate_limit_per_sec == Some(0) {
         return Err(ApiError(WireError::new(ErrorCode::InvalidArgument, "rate_limit_per_sec must be positive", false)));
     }
@@ -439,7 +446,7 @@ async fn create_user(
     Ok(Json(a.client()?.create_user(as_caller(message, &headers)).await.map_err(failed)?.into_inner().into()))
 }
 
-#[utoipa::path(get, path = "/v1/auth/users/{username}", tag = "auth", params(("username" = String, Path)),
+#[utoipa::path(get, path = "/v1/auth/users/{username}", tag = "auth", params(("username" = String, Path, pattern = "^[A-Za-z0-9_.@-]{1,64}$")),
     responses((status = 200, body = UserJson), (status = 403, body = ErrorReply), (status = 404, body = ErrorReply)))]
 async fn get_user(
     State(a): State<Accounts>,
@@ -450,7 +457,7 @@ async fn get_user(
     Ok(Json(a.client()?.get_user(as_caller(message, &headers)).await.map_err(failed)?.into_inner().into()))
 }
 
-#[utoipa::path(patch, path = "/v1/auth/users/{username}", tag = "auth", params(("username" = String, Path)),
+#[utoipa::path(patch, path = "/v1/auth/users/{username}", tag = "auth", params(("username" = String, Path, pattern = "^[A-Za-z0-9_.@-]{1,64}$")),
     request_body = UpdateUserJson,
     responses((status = 200, body = UserJson), (status = 403, body = ErrorReply), (status = 404, body = ErrorReply)))]
 async fn update_user(
@@ -464,7 +471,7 @@ async fn update_user(
     Ok(Json(a.client()?.update_user(as_caller(message, &headers)).await.map_err(failed)?.into_inner().into()))
 }
 
-#[utoipa::path(delete, path = "/v1/auth/users/{username}", tag = "auth", params(("username" = String, Path)),
+#[utoipa::path(delete, path = "/v1/auth/users/{username}", tag = "auth", params(("username" = String, Path, pattern = "^[A-Za-z0-9_.@-]{1,64}$")),
     responses((status = 200, body = DoneJson), (status = 403, body = ErrorReply), (status = 404, body = ErrorReply)))]
 async fn delete_user(
     State(a): State<Accounts>,

@@ -246,6 +246,7 @@ async fn drain_worker(_: Administrator, State(admin): State<Admin>, PathParams(i
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RemoveQuery {
     /// Remove even if a shard is left without a live replica (its data is lost unless
@@ -301,6 +302,7 @@ fn alert_json(a: &pi::Alert) -> Value {
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AlertsQuery {
     /// Include resolved alerts.

@@ -484,6 +484,9 @@ impl Api {
         if req.top_k == 0 || req.top_k as usize > vectron_engine::shard::MAX_TOP_K {
             return Err(invalid(format!("top_k must be in 1..={}", vectron_engine::shard::MAX_TOP_K)));
         }
+        if req.ef as usize > vectron_engine::shard::MAX_EF {
+            return Err(invalid(format!("ef must be in 1..={} (0: the default)", vectron_engine::shard::MAX_EF)));
+        }
         if let Some(f) = &req.filter {
             convert::filter_from_pb(f).map_err(engine)?;
         }

@@ -182,6 +182,41 @@ pub async fn json_errors(req: axum::extract::Request, next: axum::middleware::Ne
 
 // ---- JSON shapes ----
 
+/// JSON has one kind of number: a whole number written `10.0` is the integer 10 (JSON
+/// Schema reads it so), and integer fields take it.
+pub(crate) fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer in 0..=4294967295")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u32, E> {
+            u32::try_from(n).map_err(|_| E::custom(format!("{n} is out of range 0..=4294967295")))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u32, E> {
+            u32::try_from(n).map_err(|_| E::custom(format!("{n} is out of range 0..=4294967295")))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<u32, E> {
+            vectron_model::types::whole_u64(x)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| E::custom(format!("{x} is not an integer in 0..=4294967295")))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// [`whole_u32`] for optional fields.
+pub(crate) fn whole_u32_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_u32")] u32);
+    Option::<Whole>::deserialize(d).map(|w| w.map(|w| w.0))
+}
+
 /// A collection's configuration as JSON.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -189,15 +224,16 @@ pub struct CollectionJson {
     #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
     pub name: String,
     #[schema(minimum = 1, maximum = 65536)]
+    #[serde(deserialize_with = "whole_u32")]
     pub dimension: u32,
     #[schema(value_type = DistanceDoc)]
     pub distance: Distance,
     /// 0 or absent: 1.
-    #[serde(default)]
-    #[schema(maximum = 1024)]
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(maximum = 256)]
     pub shard_count: u32,
     /// 0 or absent: 1. At most the number of workers that are up.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_u32")]
     #[schema(maximum = 7)]
     pub replication_factor: u32,
     #[serde(default)]
@@ -211,11 +247,11 @@ pub struct CollectionJson {
 #[serde(deny_unknown_fields)]
 pub struct HnswJson {
     /// 0 or absent: 16; otherwise 2-128.
-    #[serde(default)]
-    #[schema(maximum = 128)]
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(schema_with = hnsw_m_schema)]
     pub m: u32,
     /// 0 or absent: 200.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_u32")]
     #[schema(maximum = 4096)]
     pub ef_construction: u32,
 }
@@ -308,6 +344,7 @@ impl ConsistencyJson {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertJson {
+    #[schema(value_type = Vec<NewPointDoc>, min_items = 1, max_items = 10000)]
     pub points: Vec<PointJson>,
     #[serde(default)]
     pub wait: Option<bool>,
@@ -319,13 +356,15 @@ pub struct SearchJson {
     /// As long as the collection's dimension; finite values.
     #[schema(min_items = 1, max_items = 65536)]
     pub vector: Vec<f32>,
-    #[serde(default = "default_top_k")]
+    #[serde(default = "default_top_k", deserialize_with = "whole_u32")]
     #[schema(minimum = 1, maximum = 10000, default = 10)]
     pub top_k: u32,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterDoc>)]
     pub filter: Option<Value>,
-    #[serde(default)]
+    /// 0 or absent: the collection's default.
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(maximum = 65536)]
     pub ef: u32,
     #[serde(default)]
     pub score_threshold: Option<f32>,
@@ -335,7 +374,9 @@ pub struct SearchJson {
     pub with_vector: bool,
     #[serde(default)]
     pub consistency: ConsistencyJson,
-    #[serde(default)]
+    /// 0 or absent: the gateway's read timeout.
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(value_type = u64, maximum = 4294967295u64)]
     pub timeout_ms: u32,
     #[serde(default)]
     pub rerank: bool,
@@ -376,7 +417,7 @@ pub struct DeleteJson {
     #[schema(value_type = Option<Vec<PointIdDoc>>, min_items = 1, max_items = 10000)]
     pub ids: Option<Vec<PointId>>,
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterDoc>)]
     pub filter: Option<Value>,
     #[serde(default)]
     pub wait: Option<bool>,
@@ -386,10 +427,10 @@ pub struct DeleteJson {
 #[serde(deny_unknown_fields)]
 pub struct ScrollJson {
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterDoc>)]
     pub filter: Option<Value>,
     /// 0 or absent: 100.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_u32")]
     #[schema(maximum = 10000)]
     pub limit: u32,
     /// Hex cursor from the previous page's `next_cursor`.
@@ -407,7 +448,7 @@ pub struct ScrollJson {
 #[serde(deny_unknown_fields)]
 pub struct CountJson {
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterDoc>)]
     pub filter: Option<Value>,
     #[serde(default)]
     pub consistency: ConsistencyJson,
@@ -428,14 +469,228 @@ pub struct FeedbackJson {
 
 // ---- documentation-only schemas (the engine's types, as JSON) ----
 
-/// A point id: an unsigned integer or a string of 1-256 bytes.
+/// A point id: an unsigned integer (any u64, so no `int64` format) or a string of
+/// 1-256 characters.
+#[derive(Debug)]
+pub struct PointIdDoc;
+
+impl utoipa::PartialSchema for PointIdDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let num = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(u64::MAX as f64))
+            .description(Some("A numeric id."));
+        let text = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(vectron_model::types::MAX_STRING_ID_CHARS))
+            .description(Some("A string id."));
+        OneOfBuilder::new()
+            .item(num)
+            .item(text)
+            .description(Some("A point id: an unsigned integer or a string of 1-256 characters."))
+            .into()
+    }
+}
+
+/// A collection's name.
 #[derive(Debug, ToSchema)]
-#[schema(as = PointId)]
+#[schema(as = CollectionName, value_type = String, pattern = "^[a-zA-Z0-9_-]{1,64}$")]
+pub struct CollectionNameDoc(#[allow(dead_code)] String);
+
+/// A point to write: its id, a vector of the collection's dimension, an optional
+/// payload (a JSON object of at most 64 KiB, nested at most 32 deep).
+#[derive(Debug, ToSchema)]
+#[schema(as = NewPoint)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NewPointDoc {
+    id: PointIdDoc,
+    #[schema(min_items = 1, max_items = 65536)]
+    vector: Vec<f32>,
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Value>,
+}
+
+impl ToSchema for PointIdDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PointId".into()
+    }
+}
+
+/// Which points a delete removes: exactly one of `ids` or `filter`.
+#[derive(Debug, ToSchema)]
+#[schema(as = DeleteRequest)]
 #[serde(untagged)]
 #[allow(dead_code)]
-pub enum PointIdDoc {
-    Num(u64),
-    Str(String),
+pub enum DeleteDoc {
+    ByIds(DeleteByIdsDoc),
+    ByFilter(DeleteByFilterDoc),
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = DeleteByIds)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DeleteByIdsDoc {
+    #[schema(value_type = Vec<PointIdDoc>, min_items = 1, max_items = 10000)]
+    ids: Vec<PointIdDoc>,
+    /// Answer only once applied (default true).
+    wait: Option<bool>,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = DeleteByFilter)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DeleteByFilterDoc {
+    filter: FilterDoc,
+    wait: Option<bool>,
+}
+
+/// A payload filter: every `must` condition holds, at least one `should` (if any), no
+/// `must_not`. The empty filter matches every point. At most 1,024 conditions, nested at
+/// most 16 deep.
+#[derive(Debug, ToSchema)]
+#[schema(as = Filter)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct FilterDoc {
+    #[schema(no_recursion, nullable = false)]
+    must: Option<Vec<ConditionDoc>>,
+    #[schema(no_recursion, nullable = false)]
+    should: Option<Vec<ConditionDoc>>,
+    #[schema(no_recursion, nullable = false)]
+    must_not: Option<Vec<ConditionDoc>>,
+}
+
+/// One test: a field's value, presence or nullness, the point's id, or a nested filter.
+#[derive(Debug, ToSchema)]
+#[schema(as = Condition)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ConditionDoc {
+    Match(MatchConditionDoc),
+    Range(RangeConditionDoc),
+    Exists(ExistsDoc),
+    IsNull(IsNullDoc),
+    HasId(HasIdDoc),
+    #[schema(no_recursion)]
+    Filter(FilterDoc),
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = MatchCondition)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MatchConditionDoc {
+    /// A dotted path into the payload (`a.b`; arrays are flattened, `a[]` says so).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^.]+(\.[^.]+)*$")]
+    key: String,
+    #[serde(rename = "match")]
+    matches: MatchDoc,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = RangeCondition)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RangeConditionDoc {
+    /// A dotted path into the payload (`a.b`; arrays are flattened, `a[]` says so).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^.]+(\.[^.]+)*$")]
+    key: String,
+    range: RangeDoc,
+}
+
+/// Equality with one value, or with any of up to 1,024.
+#[derive(Debug, ToSchema)]
+#[schema(as = Match)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum MatchDoc {
+    Value(MatchOneDoc),
+    Any(MatchAnyDoc),
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = MatchValue)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MatchOneDoc {
+    value: MatchValueDoc,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = MatchAny)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MatchAnyDoc {
+    #[schema(max_items = 1024)]
+    any: Vec<MatchValueDoc>,
+}
+
+/// A keyword, an integer or a bool.
+#[derive(Debug, ToSchema)]
+#[schema(as = MatchOperand)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum MatchValueDoc {
+    Bool(bool),
+    Integer(i64),
+    Keyword(String),
+}
+
+/// Numeric bounds; at least one.
+#[derive(Debug, ToSchema)]
+#[schema(as = Range)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RangeDoc {
+    #[schema(nullable = false)]
+    gt: Option<f64>,
+    #[schema(nullable = false)]
+    gte: Option<f64>,
+    #[schema(nullable = false)]
+    lt: Option<f64>,
+    #[schema(nullable = false)]
+    lte: Option<f64>,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = ExistsCondition)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ExistsDoc {
+    exists: KeyRefDoc,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = IsNullCondition)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct IsNullDoc {
+    is_null: KeyRefDoc,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = KeyRef)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct KeyRefDoc {
+    /// A dotted path into the payload (`a.b`; arrays are flattened, `a[]` says so).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^.]+(\.[^.]+)*$")]
+    key: String,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = HasIdCondition)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct HasIdDoc {
+    #[schema(value_type = Vec<PointIdDoc>, max_items = 10000)]
+    has_id: Vec<PointIdDoc>,
 }
 
 /// How vectors are compared.
@@ -449,14 +704,39 @@ pub enum DistanceDoc {
     Dot,
 }
 
-/// An indexed payload field: `kind` is keyword, integer, float or bool.
+/// An indexed payload field (each key once per collection).
 #[derive(Debug, ToSchema)]
 #[schema(as = PayloadIndex)]
 #[allow(dead_code)]
 pub struct PayloadIndexDoc {
+    /// A dotted path of non-empty field names.
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^.]+(\.[^.]+)*$")]
     key: String,
-    #[schema(example = "keyword")]
-    kind: String,
+    kind: PayloadIndexKindDoc,
+}
+
+/// What a payload index holds.
+#[derive(Debug, ToSchema)]
+#[schema(as = PayloadIndexKind)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum PayloadIndexKindDoc {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+}
+
+/// HNSW's `m`: 0 (the default, 16) or 2-128.
+fn hnsw_m_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(0)))
+            .item(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(2)).maximum(Some(128)))
+            .description(Some("0 or absent: 16; otherwise 2-128."))
+            .build(),
+    )
 }
 
 /// An error answer.
@@ -858,7 +1138,7 @@ async fn delete_point(
 
 /// Deletes points by ids or by filter.
 #[utoipa::path(post, path = "/v1/collections/{name}/points/delete", tag = "points", params(("name" = String, Path)),
-    request_body = DeleteJson, responses((status = 200, body = DeleteReply), (status = 400, body = ErrorReply)))]
+    request_body = DeleteDoc, responses((status = 200, body = DeleteReply), (status = 400, body = ErrorReply)))]
 async fn delete_points(
     State(api): State<Api>,
     Caller(access): Caller,
@@ -954,10 +1234,17 @@ async fn not_found() -> ApiError {
 }
 
 #[derive(OpenApi)]
-#[openapi(info(
-    title = "Vectron HTTP API",
-    description = "Vectron's public HTTP/JSON API; the gRPC service vectron.v1.VectronService offers the same operations."
-))]
+#[openapi(
+    info(
+        title = "Vectron HTTP API",
+        description = "Vectron's public HTTP/JSON API; the gRPC service vectron.v1.VectronService offers the same operations."
+    ),
+    // The filter language is recursive: its schemas are listed here, not collected.
+    components(schemas(
+        FilterDoc, ConditionDoc, MatchConditionDoc, RangeConditionDoc, MatchDoc, MatchOneDoc, MatchAnyDoc,
+        MatchValueDoc, RangeDoc, ExistsDoc, IsNullDoc, KeyRefDoc, HasIdDoc, PointIdDoc
+    ))
+)]
 struct ApiDoc;
 
 /// The data routes, with their OpenAPI description (built from the same handlers, so
@@ -988,6 +1275,15 @@ pub fn openapi(admin: &Admin) -> Value {
     doc.merge(accounts_doc);
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serialises");
     declare_errors(&mut doc);
+    // JSON Schema bounds are numbers: the largest id as the exact integer, not the f64
+    // utoipa writes (2^64, which would admit ids past u64::MAX).
+    if let Some(num) = doc.pointer_mut("/components/schemas/PointId/oneOf/0") {
+        num["maximum"] = Value::from(u64::MAX);
+    }
+    // At least one bound (utoipa 5.5 writes its `min_properties` as `maxProperties`).
+    if let Some(range) = doc.pointer_mut("/components/schemas/Range").and_then(Value::as_object_mut) {
+        range.insert("minProperties".into(), Value::from(1));
+    }
     doc
 }
 
@@ -1052,6 +1348,8 @@ pub fn router(api: Api, admin: Admin, accounts: Accounts) -> Router {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn doc() -> Value {
@@ -1112,5 +1410,39 @@ mod tests {
         }
         assert!(doc["components"]["schemas"].get("PointId").is_some());
         assert!(doc["components"]["schemas"].get("ErrorReply").is_some());
+    }
+
+    #[test]
+    fn the_openapi_document_states_the_servers_own_constraints() {
+        let doc = doc();
+        let schemas = &doc["components"]["schemas"];
+        // Ids: a plain integer (up to u64::MAX exactly) or a 1-256 character string.
+        let id = &schemas["PointId"]["oneOf"];
+        assert_eq!((&id[0]["type"], &id[0]["maximum"]), (&json!("integer"), &json!(u64::MAX)), "{id}");
+        assert!(id[0].get("format").is_none(), "no int64 format: ids go past i64::MAX");
+        assert_eq!((&id[1]["minLength"], &id[1]["maxLength"]), (&json!(1), &json!(256)), "{id}");
+        let search = &schemas["SearchJson"]["properties"];
+        assert_eq!((&search["top_k"]["minimum"], &search["top_k"]["maximum"]), (&json!(1), &json!(10000)));
+        assert_eq!(search["vector"]["minItems"], json!(1));
+        assert_eq!(schemas["CollectionJson"]["properties"]["name"]["pattern"], json!("^[a-zA-Z0-9_-]{1,64}$"));
+        assert_eq!(schemas["Range"]["minProperties"], json!(1), "{}", schemas["Range"]);
+        for name in ["Filter", "Condition", "MatchCondition", "HasIdCondition"] {
+            assert!(schemas.get(name).is_some(), "the filter language's {name} is documented");
+        }
+        // Every operation declares its error answers with the error schema.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                for code in ["400", "429"] {
+                    let answer = &responses.get(code).unwrap_or_else(|| panic!("{method} {path} declares {code}"));
+                    if path != "/v1/system/health" {
+                        let schema = &answer["content"]["application/json"]["schema"]["$ref"];
+                        assert_eq!(schema, &json!("#/components/schemas/ErrorReply"), "{method} {path} {code}");
+                    }
+                }
+                let public = path == "/v1/system/health" || path.starts_with("/v1/auth/log") || path == "/v1/auth/refresh";
+                assert!(public || responses.contains_key("401") && responses.contains_key("403"), "{method} {path}");
+            }
+        }
     }
 }

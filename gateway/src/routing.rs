@@ -208,6 +208,14 @@ impl Router {
                 .flat_map(|c| c.shards.iter())
                 .find(|s| s.id == shard_id);
             let Some(shard) = shard else {
+                // The collection was deleted (or resharded) since the caller looked it up.
+                if !table.collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == collection)) {
+                    return Err(WireError::new(
+                        ErrorCode::CollectionNotFound,
+                        format!("collection {collection:?} does not exist"),
+                        false,
+                    ));
+                }
                 return Err(WireError::new(
                     ErrorCode::StaleEpoch,
                     format!("shard {shard_id} is no longer part of {collection:?}"),

@@ -142,7 +142,7 @@ pub fn distance_to_pb(d: Distance) -> pb::Distance {
 /// Longest collection name.
 pub const MAX_COLLECTION_NAME: usize = 64;
 /// Most shards in one collection.
-pub const MAX_SHARDS: u32 = 1024;
+pub const MAX_SHARDS: u32 = 256;
 /// Most replicas of one shard.
 pub const MAX_REPLICATION_FACTOR: u32 = 7;
 
@@ -176,6 +176,9 @@ pub fn normalize_collection(mut c: pb::CollectionConfig) -> Result<pb::Collectio
     if hnsw.ef_construction == 0 {
         hnsw.ef_construction = 200;
     }
+    // The same index asked for twice is one index (one field of two kinds is refused).
+    let mut seen = std::collections::HashSet::new();
+    c.payload_indexes.retain(|p| seen.insert((p.key.clone(), p.kind)));
     shard_config(&c)?.validate()?;
     Ok(c)
 }
@@ -245,6 +248,10 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
     let bad = |reason: &str| ValidationError::InvalidFilter { reason: reason.into() };
     match c.condition.as_ref().ok_or_else(|| bad("empty condition"))? {
         C::Filter(f) => Ok(Condition::Filter(filter_from_pb_unchecked(f)?)),
+        C::HasId(h) if h.ids.len() > crate::filter::MAX_HAS_ID => Err(ValidationError::invalid_filter(format!(
+            "has_id takes at most {} ids",
+            crate::filter::MAX_HAS_ID
+        ))),
         C::HasId(h) => Ok(Condition::HasId { has_id: point_ids_from_pb(&h.ids)?.into_iter().collect() }),
         C::Field(field) => {
             let key = field.key.clone();

@@ -80,8 +80,9 @@ pub enum Match {
     Any { any: Vec<MatchValue> },
 }
 
-/// What `match` compares with: a keyword, an integer or a bool.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What `match` compares with: a keyword, an integer or a bool (`3.0` is the integer 3,
+/// as JSON Schema reads it; `3.5` is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum MatchValue {
     Bool(bool),
@@ -89,18 +90,64 @@ pub enum MatchValue {
     Keyword(String),
 }
 
-/// Numeric bounds; at least one is required.
+impl<'de> Deserialize<'de> for MatchValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = MatchValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a keyword, an integer or a bool")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> std::result::Result<MatchValue, E> {
+                Ok(MatchValue::Bool(b))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<MatchValue, E> {
+                Ok(MatchValue::Integer(n))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<MatchValue, E> {
+                i64::try_from(n).map(MatchValue::Integer).map_err(|_| E::custom("match integers are 64-bit signed"))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> std::result::Result<MatchValue, E> {
+                // Open at both ends: an integer past i64 arrives here as the float nearest
+                // to it, which is ±2^63.
+                match crate::types::whole_f64(x) {
+                    Some(r) if r > -9_223_372_036_854_775_808.0 && r < 9_223_372_036_854_775_808.0 => {
+                        Ok(MatchValue::Integer(r as i64))
+                    }
+                    _ => Err(E::custom("match compares keywords, integers and bools; use range for other numbers")),
+                }
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<MatchValue, E> {
+                Ok(MatchValue::Keyword(s.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Numeric bounds; at least one is required (a bound given as `null` is refused, not
+/// read as absent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "bound")]
     pub gt: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "bound")]
     pub gte: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "bound")]
     pub lt: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "bound")]
     pub lte: Option<f64>,
+}
+
+fn bound<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    f64::deserialize(d).map(Some)
 }
 
 impl Range {
@@ -116,8 +163,8 @@ impl Range {
 pub const MAX_FILTER_DEPTH: usize = 16;
 /// Most conditions in one filter, nested ones included.
 pub const MAX_FILTER_CONDITIONS: usize = 1024;
-/// Longest key path.
-pub const MAX_KEY_BYTES: usize = 256;
+/// Longest key path, in characters.
+pub const MAX_KEY_CHARS: usize = 256;
 /// Most ids in one `has_id`.
 pub const MAX_HAS_ID: usize = 10_000;
 /// Most values in one `match.any`.
@@ -144,11 +191,27 @@ fn require_objects(v: &Value, depth: usize) -> Result<()> {
             let Value::Object(condition) = c else {
                 return Err(ValidationError::invalid_filter(format!("each condition in {clause:?} is a JSON object")));
             };
-            if ["key", "exists", "is_null", "has_id"].iter().any(|k| condition.contains_key(*k)) {
+            let single = ["exists", "is_null", "has_id"].iter().find(|k| condition.contains_key(**k));
+            if let Some(kind) = single {
+                // `{"exists": …}` and friends are whole conditions: nothing beside them.
+                if condition.len() != 1 {
+                    return Err(ValidationError::invalid_filter(format!("a {kind:?} condition has no other fields")));
+                }
+            }
+            // Lists are counted as sent (a set would count repeats once).
+            if condition.get("has_id").and_then(Value::as_array).is_some_and(|ids| ids.len() > MAX_HAS_ID) {
+                return Err(ValidationError::invalid_filter(format!("has_id takes at most {MAX_HAS_ID} ids")));
+            }
+            if single.is_some() || condition.contains_key("key") {
                 for operator in ["match", "range", "exists", "is_null"] {
                     if condition.get(operator).is_some_and(|o| !o.is_object()) {
                         return Err(ValidationError::invalid_filter(format!("{operator:?} takes a JSON object")));
                     }
+                }
+                if let Some(Value::Object(m)) = condition.get("match")
+                    && (m.len() != 1 || !(m.contains_key("value") || m.contains_key("any")))
+                {
+                    return Err(ValidationError::invalid_filter("match takes exactly one of value, any"));
                 }
             } else {
                 require_objects(c, depth + 1)?;
@@ -158,10 +221,10 @@ fn require_objects(v: &Value, depth: usize) -> Result<()> {
     Ok(())
 }
 
-/// Checks a key path: non-empty segments of at most 256 bytes in all.
+/// Checks a key path: non-empty segments of at most 256 characters in all.
 pub fn validate_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(ValidationError::invalid_filter(format!("key must be 1..={MAX_KEY_BYTES} bytes")));
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
+        return Err(ValidationError::invalid_filter(format!("key must be 1..={MAX_KEY_CHARS} characters")));
     }
     if key_segments(key).any(str::is_empty) {
         return Err(ValidationError::invalid_filter(format!("key {key:?} has an empty segment")));

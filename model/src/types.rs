@@ -9,27 +9,78 @@ use crate::error::{Result, ValidationError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ShardId(pub u64);
 
-/// A point's id as clients see it: an unsigned integer or a string.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A point's id as clients see it: an unsigned integer or a string. In JSON a whole
+/// number written with a fraction (`7.0`) is the integer it equals, as JSON Schema reads
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(untagged)]
 pub enum PointId {
     Num(u64),
     Str(String),
 }
 
-/// Longest string id, in bytes.
-pub const MAX_STRING_ID_BYTES: usize = 256;
+impl<'de> Deserialize<'de> for PointId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Id;
+        impl serde::de::Visitor<'_> for Id {
+            type Value = PointId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a point id: an unsigned integer or a string")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<PointId, E> {
+                Ok(PointId::Num(n))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<PointId, E> {
+                u64::try_from(n).map(PointId::Num).map_err(|_| E::custom("a numeric point id cannot be negative"))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, x: f64) -> std::result::Result<PointId, E> {
+                whole_u64(x).map(PointId::Num).ok_or_else(|| E::custom("a numeric point id is a whole number ≥ 0"))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<PointId, E> {
+                Ok(PointId::Str(s.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, s: String) -> std::result::Result<PointId, E> {
+                Ok(PointId::Str(s))
+            }
+        }
+        d.deserialize_any(Id)
+    }
+}
+
+/// `x` as an integer, when it is one written with a fraction (`7.0` → 7; JSON has one
+/// kind of number). JSON is parsed exactly (serde_json's `float_roundtrip`), so `x` is
+/// the number the client wrote, or the float nearest to it.
+pub fn whole_f64(x: f64) -> Option<f64> {
+    (x.is_finite() && x.fract() == 0.0).then_some(x)
+}
+
+/// [`whole_f64`] within u64.
+pub fn whole_u64(x: f64) -> Option<u64> {
+    whole_f64(x).filter(|r| (0.0..18_446_744_073_709_551_616.0).contains(r)).map(|r| r as u64)
+}
+
+/// Longest string id, in characters (so every id a client's JSON Schema tooling calls
+/// valid is).
+pub const MAX_STRING_ID_CHARS: usize = 256;
+/// Longest string id, in bytes (256 characters of up to 4 bytes).
+pub const MAX_STRING_ID_BYTES: usize = 4 * MAX_STRING_ID_CHARS;
 
 impl PointId {
-    /// Checks the id against the limits (non-empty string of at most 256 bytes).
+    /// Checks the id against the limits (a non-empty string of at most 256 characters).
     pub fn validate(&self) -> Result<()> {
         match self {
             PointId::Num(_) => Ok(()),
             PointId::Str(s) if s.is_empty() => {
                 Err(ValidationError::InvalidPointId { reason: "string id is empty".into() })
             }
-            PointId::Str(s) if s.len() > MAX_STRING_ID_BYTES => Err(ValidationError::InvalidPointId {
-                reason: format!("string id is {} bytes, the limit is {MAX_STRING_ID_BYTES}", s.len()),
+            PointId::Str(s) if s.chars().count() > MAX_STRING_ID_CHARS => Err(ValidationError::InvalidPointId {
+                reason: format!("string id is {} characters, the limit is {MAX_STRING_ID_CHARS}", s.chars().count()),
             }),
             PointId::Str(_) => Ok(()),
         }
@@ -201,11 +252,12 @@ impl ShardConfig {
         if !(1..=4096).contains(&self.hnsw.ef_construction) {
             return bad(format!("hnsw ef_construction must be in 1..=4096, got {}", self.hnsw.ef_construction));
         }
+        // One index per (field, kind): a field may be indexed as several kinds.
         let mut seen = std::collections::HashSet::new();
         for spec in &self.payload_indexes {
             crate::filter::validate_key(&spec.key)?;
-            if !seen.insert(&spec.key) {
-                return bad(format!("payload field {:?} is indexed twice", spec.key));
+            if !seen.insert((&spec.key, spec.kind)) {
+                return bad(format!("payload field {:?} is indexed twice as {:?}", spec.key, spec.kind));
             }
         }
         Ok(())
@@ -285,4 +337,19 @@ pub struct ScoredPoint {
     pub score: f32,
     pub vector: Option<Vec<f32>>,
     pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_integer_ids() {
+        let ids: Vec<PointId> = serde_json::from_str("[3954425628836190.0, 7, 54.0, \"a\"]").unwrap();
+        assert_eq!(ids, vec![PointId::Num(3954425628836190), PointId::Num(7), PointId::Num(54), PointId::Str("a".into())]);
+        for bad in ["[1.5]", "[-1]", "[-2.0]", "[18446744073709551616]", "[18446744073709551616.0]", "[1e300]", "[null]", "[[]]"] {
+            assert!(serde_json::from_str::<Vec<PointId>>(bad).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::from_str::<PointId>("18446744073709551615").unwrap(), PointId::Num(u64::MAX));
+    }
 }

@@ -295,8 +295,9 @@ pub fn place(
         .filter(|w| w.state == WorkerState::Up as i32 && !exclude.contains(&w.id) && !keep.contains(&w.id))
         .collect();
     if candidates.len() < count {
+        // Not retryable: it takes more workers (or a smaller replication factor), not time.
         return Err(refuse(
-            ErrorCode::Unavailable,
+            ErrorCode::FailedPrecondition,
             format!("{count} more replica(s) need distinct workers that are up; {} available", candidates.len()),
         ));
     }
@@ -435,7 +436,7 @@ mod tests {
         register(&mut s, "");
         let before = s.clone();
         let err = run(&mut s, collection_cmd("docs", 2, 3)).unwrap_err();
-        assert_eq!(err.code, ErrorCode::Unavailable as i32, "{}", err.message);
+        assert_eq!(err.code, ErrorCode::FailedPrecondition as i32, "{}", err.message);
         assert_eq!(s, before);
         assert_eq!(run(&mut s, collection_cmd("bad name!", 1, 1)).unwrap_err().code, ErrorCode::InvalidArgument as i32);
         run(&mut s, collection_cmd("docs", 2, 1)).unwrap();
