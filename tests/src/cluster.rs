@@ -155,6 +155,32 @@ impl Drop for Node {
     }
 }
 
+/// A `vectron dev` process (every service in one, auth on) on free loopback ports, its
+/// data under `<dir>/data`. Addresses are `host:port`.
+#[derive(Debug)]
+pub struct DevProcess {
+    pub node: Node,
+    pub http: String,
+    pub grpc: String,
+    pub auth: String,
+    pub data: PathBuf,
+}
+
+impl DevProcess {
+    pub fn start(dir: &Path) -> DevProcess {
+        let port = || format!("127.0.0.1:{}", free_port());
+        let (http, grpc, placement, worker, auth) = (port(), port(), port(), port(), port());
+        let data = dir.join("data");
+        let args = ["dev", "--data-dir", &data.display().to_string(), "--http", &http, "--grpc", &grpc]
+            .into_iter()
+            .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth])
+            .map(String::from)
+            .collect();
+        let node = Node::start("dev", &grpc, args, dir);
+        DevProcess { node, http, grpc, auth, data }
+    }
+}
+
 /// Knobs of a test cluster.
 #[derive(Debug, Clone)]
 pub struct ClusterSpec {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vectron_sdk::{Client, Collection, Distance, ErrorCode, Filter, Point, PointId};
-use vectron_tests::cluster::{Node, eventually, free_port};
+use vectron_tests::cluster::{DevProcess, eventually};
 use vectron_tests::{CRASH_DIM, crash_vector};
 
 const N: u64 = 240;
@@ -19,15 +19,7 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_serves_every_shard_operation_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    let port = || format!("127.0.0.1:{}", free_port());
-    let (http, grpc, placement, worker, auth) = (port(), port(), port(), port(), port());
-    let data = dir.path().join("data");
-    let args = ["dev", "--data-dir", &data.display().to_string(), "--http", &http, "--grpc", &grpc]
-        .into_iter()
-        .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth])
-        .map(String::from)
-        .collect();
-    let mut node = Node::start("dev", &grpc, args, dir.path());
+    let DevProcess { mut node, http, grpc, data, .. } = DevProcess::start(dir.path());
     let anonymous = eventually(Duration::from_secs(30), "the dev gateway", || async {
         Client::connect(&format!("http://{grpc}")).await.ok()
     })

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::metadata::MetadataValue;
 use vectron_proto::v1 as pb;
-use vectron_tests::cluster::{Node, eventually, free_port};
+use vectron_tests::cluster::{DevProcess, Node, eventually};
 
 /// How long the gateway may keep using a credential it accepted (`gateway.auth_cache_ttl`).
 const CACHE_TTL: Duration = Duration::from_secs(2);
@@ -44,15 +44,7 @@ struct Dev {
 impl Dev {
     async fn start() -> Dev {
         let dir = tempfile::tempdir().unwrap();
-        let port = || format!("127.0.0.1:{}", free_port());
-        let (http, grpc, placement, worker, auth) = (port(), port(), port(), port(), port());
-        let data = dir.path().join("data");
-        let args = ["dev", "--data-dir", &data.display().to_string(), "--http", &http, "--grpc", &grpc]
-            .into_iter()
-            .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth])
-            .map(String::from)
-            .collect();
-        let node = Node::start("dev", &grpc, args, dir.path());
+        let DevProcess { node, http, grpc, auth, data } = DevProcess::start(dir.path());
         let key_file = data.join("admin.key");
         let key = eventually(Duration::from_secs(60), "the admin key", || async {
             std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
