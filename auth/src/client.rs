@@ -218,15 +218,31 @@ impl RateLimits {
         self.take(grant, 1)
     }
 
+    /// The buckets a grant draws from, narrowest first: the key's own (a leaked key
+    /// refused by its own limit then costs its owner nothing), then the user's.
+    fn buckets(&self, grant: &Grant) -> impl Iterator<Item = (String, NonZeroU32)> {
+        let key = grant.key_bucket().zip(grant.rate_limit_per_sec.and_then(NonZeroU32::new));
+        let user = self.default_per_sec.map(|limit| (grant.user_bucket(), limit));
+        key.into_iter().chain(user)
+    }
+
     /// Takes `n` tokens for `grant` (a batch of `n` requests); `n = 0` takes none.
     pub fn take(&self, grant: &Grant, n: u32) -> Result<(), Limited> {
         let Some(n) = NonZeroU32::new(n) else { return Ok(()) };
-        if let Some(limit) = self.default_per_sec {
-            self.take_from(grant.user_bucket(), limit, n)?;
-        }
-        if let (Some(bucket), Some(limit)) = (grant.key_bucket(), grant.rate_limit_per_sec.and_then(NonZeroU32::new)) {
+        for (bucket, limit) in self.buckets(grant) {
             self.take_from(bucket, limit, n)?;
         }
         Ok(())
+    }
+
+    /// Takes the rest of a batch of `total` requests whose admission took one token: a
+    /// batch larger than a bucket ever holds is refused as such (waiting cannot help).
+    pub fn take_rest_of_batch(&self, grant: &Grant, total: u32) -> Result<(), Limited> {
+        for (bucket, limit) in self.buckets(grant) {
+            if total > limit.get() {
+                return Err(Limited::TooMany { bucket, limit: limit.get(), asked: total });
+            }
+        }
+        self.take(grant, total.saturating_sub(1))
     }
 }

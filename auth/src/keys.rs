@@ -117,7 +117,9 @@ impl ApiKeys {
         crate::users::validate_username(&spec.owner)?;
         if let Some(cs) = &spec.collections {
             if cs.is_empty() {
-                return Err(AuthError::InvalidArgument { reason: "a key's collection list is absent or non-empty".into() });
+                return Err(AuthError::InvalidArgument {
+                    reason: "a key's collection list is absent or non-empty".into(),
+                });
             }
             for c in cs {
                 vectron_model::convert::validate_collection_name(c)

@@ -89,11 +89,22 @@ pub struct AuthGrpc {
 #[derive(Debug, Clone)]
 struct Caller {
     access: Access,
+    /// Presented an API key (not a logged-in session).
+    by_key: bool,
 }
 
 impl Caller {
     fn is_admin(&self) -> bool {
         self.access.permits(Scope::Admin, None)
+    }
+
+    /// Keys are managed from a logged-in session, or with an admin key (automation): a
+    /// narrower key may not mint keys that outlive it, nor revoke its owner's others.
+    fn may_manage_keys(&self) -> Result<(), Status> {
+        if self.by_key && !self.is_admin() {
+            return Err(denied("API keys are managed from a logged-in session (or with an admin key)"));
+        }
+        Ok(())
     }
 
     fn name(&self) -> &str {
@@ -254,7 +265,7 @@ impl AuthGrpc {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         let api_key = md.get(API_KEY_HEADER).and_then(|v| v.to_str().ok());
         let (access, _) = self.grant(bearer, api_key).await.map_err(err)?;
-        Ok(Caller { access })
+        Ok(Caller { access, by_key: bearer.is_none() })
     }
 
     async fn admin<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
@@ -374,8 +385,23 @@ impl AuthService for AuthGrpc {
         req: Request<pb::ChangePasswordRequest>,
     ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
         let caller = self.caller(&req).await?;
+        if caller.by_key {
+            return Err(denied("a password is changed from a logged-in session, not with an API key"));
+        }
+        // Checking the old password is a log-in attempt: throttled like one.
+        let source = self.source(&req);
+        if let Some(wait) = self.throttle.check(caller.name(), source) {
+            return Err(throttled("too many failed password checks; try again later", wait));
+        }
         let r = req.into_inner();
-        self.users.change_password(caller.name(), &r.old_password, &r.new_password).await.map_err(err)?;
+        match self.users.change_password(caller.name(), &r.old_password, &r.new_password).await {
+            Ok(()) => self.throttle.success(caller.name(), source),
+            Err(AuthError::Unauthenticated) => {
+                self.throttle.failure(caller.name(), source);
+                return Err(err(AuthError::Unauthenticated));
+            }
+            Err(e) => return Err(err(e)),
+        }
         Ok(Response::new(pb::ChangePasswordResponse {}))
     }
 
@@ -384,6 +410,7 @@ impl AuthService for AuthGrpc {
         req: Request<pb::CreateApiKeyRequest>,
     ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let caller = self.caller(&req).await?;
+        caller.may_manage_keys()?;
         let r = req.into_inner();
         let scope = scope_from_pb(r.scope)?;
         let owner = if r.owner.is_empty() { caller.name().to_owned() } else { r.owner };
@@ -443,6 +470,7 @@ impl AuthService for AuthGrpc {
 
     async fn revoke_api_key(&self, req: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
         let caller = self.caller(&req).await?;
+        caller.may_manage_keys()?;
         let key_id = req.into_inner().key_id;
         let key = self.keys.get(&key_id).await.map_err(err)?;
         if key.owner != caller.name() && !caller.is_admin() {
@@ -454,7 +482,7 @@ impl AuthService for AuthGrpc {
 
     async fn authenticate(&self, req: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AccessGrant>, Status> {
         use pb::authenticate_request::Credential;
-        let source = self.source(&req);
+        let source = self.source(&req).map(crate::throttle::throttle_key);
         if let Some(wait) = source.and_then(|s| self.authenticate_failures.locked_for(&s)) {
             return Err(throttled("too many failed authentications from this client; try again later", wait));
         }
@@ -465,11 +493,12 @@ impl AuthService for AuthGrpc {
         };
         match self.grant(bearer.as_deref(), key.as_deref()).await {
             Ok((_, grant)) => Ok(Response::new(grant)),
-            Err(e @ (AuthError::Unauthenticated | AuthError::TokenExpired)) => {
+            // An expired token was genuine: only wrong credentials count as guesses.
+            Err(AuthError::Unauthenticated) => {
                 if let Some(s) = source {
                     self.authenticate_failures.fail(&s);
                 }
-                Err(err(e))
+                Err(err(AuthError::Unauthenticated))
             }
             Err(e) => Err(err(e)),
         }

@@ -509,6 +509,20 @@ mod grpc {
         let refresh = pb::RefreshRequest { refresh_token: dora.refresh_token };
         assert_eq!(c.refresh(refresh).await.unwrap_err().code(), Code::Unauthenticated);
 
+        // A narrower key manages no keys (it could mint keys that outlive it, or revoke its
+        // owner's others), and no API key changes a password.
+        let dora = login(c, "dora", "reset by admin").await.unwrap().access_token;
+        let dora_read = c.create_api_key(bearer(new_key(pb::Scope::Read, 0), &dora)).await.unwrap().into_inner();
+        let e = c.create_api_key(with_key(new_key(pb::Scope::Read, 0), &dora_read.secret_key)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "a read key minting keys");
+        let revoke = pb::RevokeApiKeyRequest { key_id: dora_read.key.clone().unwrap().key_id };
+        let e = c.revoke_api_key(with_key(revoke, &dora_read.secret_key)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "a read key revoking keys");
+        let change =
+            pb::ChangePasswordRequest { old_password: "reset by admin".into(), new_password: "whatever it is".into() };
+        let e = c.change_password(with_key(change, &dora_read.secret_key)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "a key changing its owner's password");
+
         // Deleted: the key and the tokens stop, and a new user of the same name inherits none.
         let carl = login(c, "carl", "carl's new password").await.unwrap();
         c.delete_user(bearer(pb::DeleteUserRequest { username: "carl".into() }, &admin)).await.unwrap();
@@ -585,6 +599,27 @@ mod grpc {
         // And it recovers after the delay.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         login(c, "admin", &password).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn guessing_the_old_password_of_a_password_change_is_throttled_like_log_ins() {
+        let throttle =
+            ThrottleConfig { free_failures: 2, base_delay: Duration::from_secs(30), ..ThrottleConfig::default() };
+        let mut s = must_start(AuthConfig { login_throttle: throttle, ..AuthConfig::default() }).await;
+        let password = s.admin_password.clone();
+        let c = &mut s.client;
+        let token = login(c, "admin", &password).await.unwrap().access_token;
+        let change =
+            |old: &str| pb::ChangePasswordRequest { old_password: old.into(), new_password: "a new password".into() };
+        for guess in ["guess one", "guess two"] {
+            assert_eq!(
+                c.change_password(bearer(change(guess), &token)).await.unwrap_err().code(),
+                Code::Unauthenticated
+            );
+        }
+        c.change_password(bearer(change("guess three"), &token)).await.unwrap_err();
+        let e = c.change_password(bearer(change(&password), &token)).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "locked out like a log-in: {e:?}");
     }
 
     async fn login_from(client: &mut Client, source: &str, user: &str, password: &str) -> Result<(), tonic::Status> {
@@ -705,6 +740,21 @@ mod gateway_side {
         assert!(limits.check(&grant(None, None)).is_ok());
         tokio::time::sleep(wait + Duration::from_millis(20)).await;
         assert!(limits.check(&key).is_ok(), "recovers after the hinted wait");
+        // A batch larger than a bucket ever holds is refused as such, not told to wait.
+        let fresh = grant(Some("k9"), Some(5));
+        assert!(limits.check(&fresh).is_ok(), "its admission");
+        let Err(crate::client::Limited::TooMany { asked: 6, limit: 5, .. }) = limits.take_rest_of_batch(&fresh, 6)
+        else {
+            panic!("a batch of 6 under a limit of 5")
+        };
+        assert!(limits.take_rest_of_batch(&fresh, 5).is_ok(), "a batch of 5 fits");
+        // A key refused by its own limit costs its owner's bucket nothing.
+        let owner_limits = RateLimits::new(NonZeroU32::new(10));
+        let narrow = Grant { key_id: Some("n".into()), rate_limit_per_sec: Some(1), ..grant(None, None) };
+        let other = grant(None, None);
+        assert!(owner_limits.check(&narrow).is_ok());
+        assert!((0..50).all(|_| owner_limits.check(&narrow).is_err()), "the leaked key is held to 1/s");
+        assert!((0..9).all(|_| owner_limits.check(&other).is_ok()), "its owner still has 9 of 10");
         // Without a default, only keys with a limit of their own are limited.
         let unlimited = RateLimits::new(None);
         assert!((0..10_000).all(|_| unlimited.check(&grant(None, None)).is_ok()));

@@ -36,6 +36,15 @@ pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies
     forwarded_address(forwarded_for).unwrap_or(peer)
 }
 
+/// The address throttles count a client by: IPv4 as is, IPv6 by its /64 (one host
+/// commonly holds a whole /64, so counting /128s would give it 2^64 fresh starts).
+pub fn throttle_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+    }
+}
+
 /// The original client named by an `x-forwarded-for` value (its left-most address).
 pub fn forwarded_address(forwarded_for: Option<&str>) -> Option<IpAddr> {
     forwarded_for.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok())
@@ -100,6 +109,16 @@ struct Entry {
     last_failure: Instant,
 }
 
+impl Entry {
+    /// A quiet spell of `max_delay` after the last failure and after the last lock-out
+    /// ended forgives the old failures (measured from the lock-out's end, or sitting out
+    /// the longest lock-out would itself wipe the count).
+    fn forgiven(&self, now: Instant, config: &Backoff) -> bool {
+        let quiet_since = self.last_failure.max(self.locked_until);
+        now.checked_duration_since(quiet_since).is_some_and(|d| d > config.max_delay)
+    }
+}
+
 /// Most tracked keys per table; idle ones are dropped past it.
 const MAX_TRACKED: usize = 100_000;
 
@@ -125,15 +144,19 @@ impl<K: Hash + Eq + Clone> FailureThrottle<K> {
         let now = Instant::now();
         let config = &self.config;
         let mut entries = self.entries.lock();
-        if entries.len() >= MAX_TRACKED {
-            entries.retain(|_, e| now.duration_since(e.last_failure) < config.max_delay);
+        if entries.len() >= MAX_TRACKED && !entries.contains_key(k) {
+            // Forgotten first: entries a quiet spell has forgiven, then those not locked
+            // out now; lock-outs in force are kept unless nothing else is left.
+            entries.retain(|_, e| !e.forgiven(now, config));
+            if entries.len() >= MAX_TRACKED {
+                entries.retain(|_, e| e.locked_until > now);
+            }
             if entries.len() >= MAX_TRACKED {
                 entries.clear();
             }
         }
         let e = entries.entry(k.clone()).or_insert(Entry { failures: 0, locked_until: now, last_failure: now });
-        // A long quiet spell forgives old failures.
-        if now.duration_since(e.last_failure) > config.max_delay {
+        if e.forgiven(now, config) {
             e.failures = 0;
         }
         e.failures = e.failures.saturating_add(1);
@@ -187,43 +210,58 @@ impl LoginThrottle {
             .is_some_and(|at| now.duration_since(*at) < self.config.known_source_ttl)
     }
 
-    /// Refills `username`'s bucket to `now`; returns its tokens.
+    /// The tokens `b` holds at `now`.
+    fn refilled(&self, b: &Bucket, now: Instant) -> f64 {
+        let burst = f64::from(self.config.user_burst.max(1));
+        let refill = self.config.user_refill.as_secs_f64().max(1e-3);
+        (b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() / refill).min(burst)
+    }
+
+    /// Refills `username`'s bucket to `now` (creating it full); returns it.
     fn refill<'a>(&self, buckets: &'a mut HashMap<String, Bucket>, username: &str, now: Instant) -> &'a mut Bucket {
         let burst = f64::from(self.config.user_burst.max(1));
-        let b = buckets.entry(username.to_owned()).or_insert(Bucket { tokens: burst, updated: now });
-        let refill = self.config.user_refill.as_secs_f64().max(1e-3);
-        b.tokens = (b.tokens + now.duration_since(b.updated).as_secs_f64() / refill).min(burst);
+        let tokens = buckets.get(username).map_or(burst, |b| self.refilled(b, now));
+        let b = buckets.entry(username.to_owned()).or_insert(Bucket { tokens, updated: now });
+        b.tokens = tokens;
         b.updated = now;
         b
     }
 
     /// How long this log-in must wait, if it may not be tried now.
     pub fn check(&self, username: &str, source: Option<IpAddr>) -> Option<Duration> {
+        let source = source.map(throttle_key);
         let now = Instant::now();
         let pair = self.pairs.locked_for(&(username.to_owned(), source));
         let from_source = source.and_then(|s| self.sources.locked_for(&s));
         let ceiling = if self.is_known(username, source, now) {
             None
         } else {
-            let mut buckets = self.ceilings.lock();
-            let b = self.refill(&mut buckets, username, now);
-            (b.tokens < 1.0).then(|| self.config.user_refill.mul_f64(1.0 - b.tokens))
+            // Read only: a bucket exists once the user has a failure (an absent one is full).
+            let buckets = self.ceilings.lock();
+            buckets.get(username).and_then(|b| {
+                let tokens = self.refilled(b, now);
+                (tokens < 1.0).then(|| self.config.user_refill.mul_f64(1.0 - tokens))
+            })
         };
         pair.into_iter().chain(from_source).chain(ceiling).max()
     }
 
     pub fn failure(&self, username: &str, source: Option<IpAddr>) {
+        let source = source.map(throttle_key);
         let now = Instant::now();
         self.pairs.fail(&(username.to_owned(), source));
         if let Some(s) = source {
             self.sources.fail(&s);
         }
         let mut buckets = self.ceilings.lock();
-        if buckets.len() >= MAX_TRACKED {
-            let burst = f64::from(self.config.user_burst);
-            let refill = self.config.user_refill.as_secs_f64().max(1e-3);
-            // Drop buckets that have refilled completely (they hold no information).
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() / refill < burst);
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(username) {
+            let burst = f64::from(self.config.user_burst.max(1));
+            // Drop buckets that have refilled completely (they hold no information), then
+            // those holding at least one token (nobody is held off by them).
+            buckets.retain(|_, b| self.refilled(b, now) < burst);
+            if buckets.len() >= MAX_TRACKED {
+                buckets.retain(|_, b| self.refilled(b, now) < 1.0);
+            }
             if buckets.len() >= MAX_TRACKED {
                 buckets.clear();
             }
@@ -233,6 +271,7 @@ impl LoginThrottle {
     }
 
     pub fn success(&self, username: &str, source: Option<IpAddr>) {
+        let source = source.map(throttle_key);
         self.pairs.clear(&(username.to_owned(), source));
         if let Some(source) = source {
             let now = Instant::now();
@@ -287,6 +326,40 @@ mod tests {
         assert_eq!(t.check("u", ip("10.0.0.2")), None);
         t.success("u", a);
         assert_eq!(t.check("u", a), None);
+    }
+
+    #[test]
+    fn sitting_out_the_longest_lock_out_does_not_forgive_the_failures() {
+        let max = Duration::from_millis(100);
+        let t = FailureThrottle::new(Backoff { free_failures: 1, base_delay: max, max_delay: max });
+        for _ in 0..3 {
+            t.fail(&1u8);
+        }
+        std::thread::sleep(max + Duration::from_millis(20));
+        assert_eq!(t.locked_for(&1), None, "the lock-out ended");
+        t.fail(&1);
+        assert!(t.locked_for(&1).is_some(), "the next failure locks again at once (the count stands)");
+        // A real quiet spell (max_delay after the lock-out ended) does forgive.
+        std::thread::sleep(2 * max + Duration::from_millis(40));
+        t.fail(&1);
+        assert_eq!(t.locked_for(&1), None, "forgiven: a free failure again");
+    }
+
+    #[test]
+    fn asking_about_users_tracks_nothing_and_ipv6_counts_by_its_64() {
+        let t = LoginThrottle::new(config());
+        for i in 0..1000 {
+            assert_eq!(t.check(&format!("nobody{i}"), ip("10.0.0.9")), None);
+        }
+        assert!(t.ceilings.lock().is_empty(), "checks alone create no buckets");
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        assert_eq!(throttle_key(a), throttle_key(b));
+        for i in 0..5 {
+            t.failure(&format!("u{i}"), Some(if i % 2 == 0 { a } else { b }));
+        }
+        assert!(t.check("x", Some("2001:db8::77".parse().unwrap())).is_some(), "one /64 is one client");
+        assert_eq!(t.check("x", Some("2001:db9::1".parse().unwrap())), None);
     }
 
     #[test]

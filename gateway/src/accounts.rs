@@ -367,15 +367,22 @@ async fn me(Caller(access): Caller) -> Json<MeJson> {
     Json(MeJson { principal, scope: scope_json(scope), collections })
 }
 
+/// Changes the caller's password (a logged-in session only; throttled like log-ins).
 #[utoipa::path(post, path = "/v1/auth/password", tag = "auth", request_body = PasswordJson,
     responses((status = 200, body = DoneJson), (status = 400, body = ErrorReply), (status = 401, body = ErrorReply)))]
 async fn change_password(
     State(a): State<Accounts>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: http::HeaderMap,
     Body(b): Body<PasswordJson>,
 ) -> Reply<DoneJson> {
     let message = pb::ChangePasswordRequest { old_password: b.old_password, new_password: b.new_password };
-    a.client()?.change_password(as_caller(message, &headers)).await.map_err(failed)?;
+    // Checking the old password is throttled like a log-in: per client.
+    let mut request = as_caller(message, &headers);
+    if let Ok(ip) = tonic::metadata::AsciiMetadataValue::try_from(a.source(peer, &headers).to_string()) {
+        request.metadata_mut().insert(FORWARDED_FOR_HEADER, ip);
+    }
+    a.client()?.change_password(request).await.map_err(failed)?;
     Ok(Json(DoneJson { ok: true }))
 }
 

@@ -249,8 +249,9 @@ async fn drain_worker(_: Administrator, State(admin): State<Admin>, PathParams(i
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct RemoveQuery {
-    /// Remove even if a shard is left without a live replica (its data is lost unless
-    /// the worker comes back as a new worker with its disk).
+    /// Remove even if a shard is left without a live replica: that shard's data is then
+    /// no longer served (the worker, started again, keeps it under `retired/` and joins
+    /// as a new worker).
     #[serde(default)]
     force: bool,
 }

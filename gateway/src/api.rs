@@ -539,7 +539,7 @@ impl Api {
             require(access, Scope::Read, Some(&s.collection))?;
         }
         if let Some(quota) = quota {
-            quota.take(req.searches.len().saturating_sub(1) as u32)?;
+            quota.take_rest_of_batch(req.searches.len() as u32)?;
         }
         let results = join_all(req.searches.into_iter().map(|s| self.search(access, s))).await;
         Ok(pb::SearchBatchResponse { results: results.into_iter().collect::<Result<_>>()? })

@@ -65,9 +65,9 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// Takes `n` more tokens.
-    pub fn take(&self, n: u32) -> Result<(), WireError> {
-        self.limits.take(&self.grant, n).map_err(|l| l.to_wire())
+    /// Takes the rest of a batch of `total` requests (the admission took one).
+    pub fn take_rest_of_batch(&self, total: u32) -> Result<(), WireError> {
+        self.limits.take_rest_of_batch(&self.grant, total).map_err(|l| l.to_wire())
     }
 }
 

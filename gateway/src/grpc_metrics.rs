@@ -1,5 +1,5 @@
 //! A tower layer that counts every gRPC request of the gateway in the Prometheus
-//! metrics, by method (`Search`; any path that is not a method of the gateway counts as
+//! metrics, by method (`/vectron.v1.VectronService/Search`; any path that is not a method of the gateway counts as
 //! `unknown`, so anonymous calls on random paths add no series) and `grpc-status` (a
 //! failed call answers trailers-only, so its status is in the response headers; a
 //! successful one has none there and counts as `0`; a value outside gRPC's codes counts

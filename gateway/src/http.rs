@@ -210,6 +210,41 @@ pub(crate) fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D
     d.deserialize_any(V)
 }
 
+/// A JSON list of at most `N` items, refused at item `N + 1`, before the rest of a
+/// large body is turned into items (a 16 MiB list of ids would be ~8M of them).
+fn at_most<'de, T: Deserialize<'de>, const N: usize, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct Capped<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Capped<T, N> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {N} items")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(N));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == N {
+                    return Err(serde::de::Error::custom(format!("more than {N} items in one request")));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Capped::<T, N>(std::marker::PhantomData))
+}
+
+/// [`at_most`] for optional lists.
+fn at_most_opt<'de, T: Deserialize<'de>, const N: usize, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(bound = "T: Deserialize<'de>")]
+    struct Capped<T, const N: usize>(#[serde(deserialize_with = "at_most::<T, N, _>")] Vec<T>);
+    Option::<Capped<T, N>>::deserialize(d).map(|c| c.map(|c| c.0))
+}
+
 /// [`whole_u32`] for optional fields.
 pub(crate) fn whole_u32_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     #[derive(Deserialize)]
@@ -345,6 +380,7 @@ impl ConsistencyJson {
 #[serde(deny_unknown_fields)]
 pub struct UpsertJson {
     #[schema(value_type = Vec<NewPointDoc>, min_items = 1, max_items = 10000)]
+    #[serde(deserialize_with = "at_most::<PointJson, 10_000, _>")]
     pub points: Vec<PointJson>,
     #[serde(default)]
     pub wait: Option<bool>,
@@ -390,6 +426,7 @@ fn default_top_k() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct SearchBatchJson {
     #[schema(max_items = 256)]
+    #[serde(deserialize_with = "at_most::<SearchJson, { vectron_model::types::MAX_SEARCH_BATCH }, _>")]
     pub searches: Vec<SearchJson>,
 }
 
@@ -397,6 +434,7 @@ pub struct SearchBatchJson {
 #[serde(deny_unknown_fields)]
 pub struct GetJson {
     #[schema(value_type = Vec<PointIdDoc>, max_items = 10000)]
+    #[serde(deserialize_with = "at_most::<PointId, { vectron_model::types::MAX_IDS_PER_REQUEST }, _>")]
     pub ids: Vec<PointId>,
     #[serde(default = "yes")]
     pub with_payload: bool,
@@ -413,7 +451,7 @@ fn yes() -> bool {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteJson {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "at_most_opt::<PointId, { vectron_model::types::MAX_IDS_PER_REQUEST }, _>")]
     #[schema(value_type = Option<Vec<PointIdDoc>>, min_items = 1, max_items = 10000)]
     pub ids: Option<Vec<PointId>>,
     #[serde(default)]
@@ -1440,7 +1478,8 @@ mod tests {
                         assert_eq!(schema, &json!("#/components/schemas/ErrorReply"), "{method} {path} {code}");
                     }
                 }
-                let public = path == "/v1/system/health" || path.starts_with("/v1/auth/log") || path == "/v1/auth/refresh";
+                let public =
+                    path == "/v1/system/health" || path.starts_with("/v1/auth/log") || path == "/v1/auth/refresh";
                 assert!(public || responses.contains_key("401") && responses.contains_key("403"), "{method} {path}");
             }
         }

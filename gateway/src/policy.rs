@@ -2,12 +2,13 @@
 //! scope it requires and on what (a collection named in the path, any collection, or
 //! the whole cluster), and the largest body (or, for gRPC, message) it accepts.
 //!
-//! The auth layer ([`crate::auth`]) refuses a request its caller may not make from this
-//! table alone, before a byte of the body is read, so a forbidden 32 MiB upsert costs
-//! nothing but the refusal. Operations whose collection is only known from the body
-//! (gRPC messages, `POST /v1/collections`, feedback) are checked again, in full, by
-//! [`crate::api::Api`] once the body is parsed; the pre-check already refuses callers
-//! whose scope is too low for any collection.
+//! The auth layer ([`crate::auth`]) checks this table before a byte of the body is read:
+//! a caller whose scope is too low for the operation, or (HTTP routes naming the
+//! collection in the path) who may not act on that collection, is refused at once, so
+//! a forbidden 32 MiB upsert costs nothing but the refusal. Where the collection is only
+//! named in the body (gRPC messages, `POST /v1/collections`, feedback), a caller whose
+//! scope suffices but whose credential is limited to other collections has the body
+//! (held to the route's limit) read before [`crate::api::Api`] refuses it.
 //!
 //! The gRPC method names here are also the metrics labels: a path that is not one of
 //! them is counted as `unknown` (label values come from this closed set only).
@@ -81,7 +82,9 @@ pub fn http(
 ) -> Policy {
     use Scope::{Admin, Read, Write};
     let small = |scope, target| needs(scope, target, SMALL_BODY_BYTES);
-    let named = || param("name").map(Target::Collection).unwrap_or(Target::AnyCollection);
+    // A `{name}` that does not decode (not UTF-8) is held to the strictest target; the
+    // route then refuses the path itself.
+    let named = || param("name").map(Target::Collection).unwrap_or(Target::Cluster);
     let Some(template) = template else {
         // No such route: answered 404 to whoever may call the API at all.
         return small(Read, Target::AnyCollection);

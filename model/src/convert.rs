@@ -248,10 +248,9 @@ fn condition_from_pb(c: &pb::Condition) -> Result<Condition> {
     let bad = |reason: &str| ValidationError::InvalidFilter { reason: reason.into() };
     match c.condition.as_ref().ok_or_else(|| bad("empty condition"))? {
         C::Filter(f) => Ok(Condition::Filter(filter_from_pb_unchecked(f)?)),
-        C::HasId(h) if h.ids.len() > crate::filter::MAX_HAS_ID => Err(ValidationError::invalid_filter(format!(
-            "has_id takes at most {} ids",
-            crate::filter::MAX_HAS_ID
-        ))),
+        C::HasId(h) if h.ids.len() > crate::filter::MAX_HAS_ID => {
+            Err(ValidationError::invalid_filter(format!("has_id takes at most {} ids", crate::filter::MAX_HAS_ID)))
+        }
         C::HasId(h) => Ok(Condition::HasId { has_id: point_ids_from_pb(&h.ids)?.into_iter().collect() }),
         C::Field(field) => {
             let key = field.key.clone();

@@ -113,13 +113,9 @@ impl<'de> Deserialize<'de> for MatchValue {
             }
 
             fn visit_f64<E: serde::de::Error>(self, x: f64) -> std::result::Result<MatchValue, E> {
-                // Open at both ends: an integer past i64 arrives here as the float nearest
-                // to it, which is ±2^63.
                 match crate::types::whole_f64(x) {
-                    Some(r) if r > -9_223_372_036_854_775_808.0 && r < 9_223_372_036_854_775_808.0 => {
-                        Ok(MatchValue::Integer(r as i64))
-                    }
-                    _ => Err(E::custom("match compares keywords, integers and bools; use range for other numbers")),
+                    Some(r) => Ok(MatchValue::Integer(r as i64)),
+                    None => Err(E::custom("match compares keywords, integers and bools; use range for other numbers")),
                 }
             }
 

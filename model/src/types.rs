@@ -53,16 +53,22 @@ impl<'de> Deserialize<'de> for PointId {
     }
 }
 
+/// 2^53: every whole number below it is held exactly by an f64; 2^53 itself may be a
+/// rounded 2^53 + 1.
+pub const MAX_EXACT_WHOLE_F64: f64 = 9_007_199_254_740_992.0;
+
 /// `x` as an integer, when it is one written with a fraction (`7.0` → 7; JSON has one
-/// kind of number). JSON is parsed exactly (serde_json's `float_roundtrip`), so `x` is
-/// the number the client wrote, or the float nearest to it.
+/// kind of number) below ±2^53. JSON is parsed exactly (serde_json's
+/// `float_roundtrip`); past 2^53 the float is only the nearest to what the client wrote
+/// (`9007199254740993.0` would be …992, another point), so larger whole numbers must be
+/// written as integers.
 pub fn whole_f64(x: f64) -> Option<f64> {
-    (x.is_finite() && x.fract() == 0.0).then_some(x)
+    (x.fract() == 0.0 && x.abs() < MAX_EXACT_WHOLE_F64).then_some(x)
 }
 
-/// [`whole_f64`] within u64.
+/// [`whole_f64`], unsigned.
 pub fn whole_u64(x: f64) -> Option<u64> {
-    whole_f64(x).filter(|r| (0.0..18_446_744_073_709_551_616.0).contains(r)).map(|r| r as u64)
+    whole_f64(x).filter(|r| *r >= 0.0).map(|r| r as u64)
 }
 
 /// Longest string id, in characters (so every id a client's JSON Schema tooling calls
@@ -346,8 +352,13 @@ mod tests {
     #[test]
     fn whole_numbers_written_as_floats_are_integer_ids() {
         let ids: Vec<PointId> = serde_json::from_str("[3954425628836190.0, 7, 54.0, \"a\"]").unwrap();
-        assert_eq!(ids, vec![PointId::Num(3954425628836190), PointId::Num(7), PointId::Num(54), PointId::Str("a".into())]);
-        for bad in ["[1.5]", "[-1]", "[-2.0]", "[18446744073709551616]", "[18446744073709551616.0]", "[1e300]", "[null]", "[[]]"] {
+        assert_eq!(
+            ids,
+            vec![PointId::Num(3954425628836190), PointId::Num(7), PointId::Num(54), PointId::Str("a".into())]
+        );
+        for bad in
+            ["[1.5]", "[-1]", "[-2.0]", "[18446744073709551616]", "[9007199254740993.0]", "[1e300]", "[null]", "[[]]"]
+        {
             assert!(serde_json::from_str::<Vec<PointId>>(bad).is_err(), "{bad}");
         }
         assert_eq!(serde_json::from_str::<PointId>("18446744073709551615").unwrap(), PointId::Num(u64::MAX));

@@ -123,8 +123,13 @@ fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outco
                 if r.worker_id >= state.next_worker_id {
                     return Err(refuse(ErrorCode::NotFound, format!("worker id {} was never assigned", r.worker_id)));
                 }
+                // Its own code: the worker then retires its data and joins as a new one
+                // (an id this cluster never assigned is NOT_FOUND, and its data is kept).
                 let w = worker_mut(state, r.worker_id).map_err(|_| {
-                    refuse(ErrorCode::NotFound, format!("worker {} was removed; ids are never reused", r.worker_id))
+                    refuse(
+                        ErrorCode::FailedPrecondition,
+                        format!("worker {} was removed; ids are never reused", r.worker_id),
+                    )
                 })?;
                 w.address = r.address.clone();
                 w.zone = r.zone.clone();
@@ -356,7 +361,7 @@ mod tests {
         run(&mut s, Command::RemoveWorker(WorkerRef { worker_id: a, force: false })).unwrap();
         assert_eq!(register(&mut s, ""), 3, "a removed id is not handed out again");
         let again = RegisterWorkerRequest { worker_id: a, address: "x:1".into(), zone: String::new() };
-        assert_eq!(run(&mut s, Command::RegisterWorker(again)).unwrap_err().code, ErrorCode::NotFound as i32);
+        assert_eq!(run(&mut s, Command::RegisterWorker(again)).unwrap_err().code, ErrorCode::FailedPrecondition as i32);
         let never = RegisterWorkerRequest { worker_id: 99, address: "x:1".into(), zone: String::new() };
         assert_eq!(run(&mut s, Command::RegisterWorker(never)).unwrap_err().code, ErrorCode::NotFound as i32);
         // Re-registering a known id keeps it and brings it back up.

@@ -247,7 +247,8 @@ pub struct AuthSection {
     pub login_max_lockout: Duration,
     /// Failed logins from one client (any users) before it is locked out.
     pub login_source_free_failures: u32,
-    /// The per-user ceiling: failures from clients that never logged in as the user…
+    /// The per-user ceiling: this many failures (from any client) at once hold off the
+    /// user's log-ins from clients that never logged in as the user before…
     pub login_user_burst: u32,
     /// …then one more per this interval (the longest a third party can hold the user off).
     #[serde(with = "humantime_serde")]

@@ -318,6 +318,12 @@ async fn start_worker(
 async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
     let tokens = c.token_config()?;
     let listener = bind(c.listen, "auth").await?;
+    if !vectron_common::cluster_auth::installed() && c.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "no cluster secret and no auth.trusted_proxies: the gateways' x-forwarded-for is not believed, so \
+             log-in throttling counts every client behind a gateway as that gateway"
+        );
+    }
     let location = c.store_location();
     if matches!(location, StoreLocation::Embedded { .. }) {
         tracing::info!("auth records in the embedded store under {} (one auth process only)", c.data_dir.display());

@@ -12,9 +12,9 @@
 //!   (add learners, wait for them to catch up, change membership).
 //!
 //! The worker's id is assigned by the placement driver at first start and kept in
-//! `<data>/worker-id`; it is never reused. A worker whose stored id the placement driver
-//! does not know (an operator removed it) moves its data to `<data>/retired/` and joins
-//! as a new worker: its replicas belonged to groups that no longer count it.
+//! `<data>/worker-id`; it is never reused. A worker whose stored id an operator removed
+//! moves its data to `<data>/retired/` and joins as a new worker: its replicas belonged
+//! to groups that no longer count it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -139,8 +139,10 @@ fn read_id(data_dir: &Path) -> Result<Option<u64>, StartError> {
     }
 }
 
-/// What a worker keeps under its data dir (everything but the retired folders).
-const DATA_ENTRIES: &[&str] = &["worker-id", "worker-db", "graphs", "snapshots"];
+/// What a worker keeps under its data dir (everything but the retired folders); the id
+/// last, so a crash part-way leaves the old id with what is left of its data (the next
+/// start retires the rest), never a new id over the old data.
+const DATA_ENTRIES: &[&str] = &["worker-db", "graphs", "snapshots", "worker-id"];
 
 /// Moves the data of worker `old` to `<data>/retired/worker-<old>-<ms>/`; returns it.
 fn retire_data(data_dir: &Path, old: u64) -> Result<PathBuf, StartError> {
@@ -153,6 +155,7 @@ fn retire_data(data_dir: &Path, old: u64) -> Result<PathBuf, StartError> {
             std::fs::rename(&from, target.join(entry)).map_err(err)?;
         }
     }
+    std::fs::File::open(&target).and_then(|d| d.sync_all()).map_err(err)?;
     std::fs::File::open(data_dir).and_then(|d| d.sync_all()).map_err(err)?;
     Ok(target)
 }
@@ -194,10 +197,11 @@ impl WorkerHost {
         let stored = read_id(&config.data_dir)?;
         let id = match (register(stored.unwrap_or(0)).await, stored) {
             (Ok(id), _) => id,
-            // The cluster does not know this id (an operator removed the worker): what is
-            // on this disk belongs to Raft groups that no longer count it as a member.
-            // Keep it out of the way and join as a new worker.
-            (Err(e), Some(old)) if e.code == ErrorCode::NotFound => {
+            // An operator removed this worker: what is on this disk belongs to Raft groups
+            // that no longer count it as a member. Keep it out of the way and join as a new
+            // worker. (An id the cluster never assigned — another cluster's disk, a wiped
+            // placement driver — is NOT_FOUND: the start fails and the data stays.)
+            (Err(e), Some(old)) if e.code == ErrorCode::FailedPrecondition => {
                 let kept = retire_data(&config.data_dir, old)?;
                 tracing::warn!(
                     worker = old,
