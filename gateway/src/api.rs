@@ -280,9 +280,16 @@ impl Api {
             let name = name.clone();
             async move {
                 let r = pi::ShardUpsertRequest { shard_id, points, no_wait };
+                // The first attempt takes the request itself; retries (a leader change)
+                // decode a copy kept encoded, a fraction of the size of a second tree of
+                // payloads held for the whole call.
+                let backup = prost::Message::encode_to_vec(&r);
+                let first = parking_lot::Mutex::new(Some(r));
                 self.router
                     .call_shard(&name, shard_id, deadline, |c| {
-                        let r = r.clone();
+                        let r = first.lock().take().unwrap_or_else(|| {
+                            prost::Message::decode(backup.as_slice()).expect("a request this gateway encoded")
+                        });
                         async move { c.upsert(r).await }
                     })
                     .await

@@ -142,9 +142,10 @@ fn missing(what: &str) -> Status {
 #[tonic::async_trait]
 impl Worker for WorkerGrpc {
     async fn upsert(&self, request: Request<pi::ShardUpsertRequest>) -> Reply<pi::ShardWriteResponse> {
-        let r = request.into_inner();
-        let points = r.points.iter().map(point_from_pb).collect::<Result<Vec<_>, _>>().map_err(engine)?;
-        self.write(r.shard_id, WriteOp::Upsert(points), r.no_wait).await.map(Response::new)
+        let pi::ShardUpsertRequest { shard_id, points, no_wait } = request.into_inner();
+        // Each wire point is dropped once converted: the batch is never held twice.
+        let points = points.into_iter().map(|p| point_from_pb(&p)).collect::<Result<Vec<_>, _>>().map_err(engine)?;
+        self.write(shard_id, WriteOp::Upsert(points), no_wait).await.map(Response::new)
     }
 
     async fn delete(&self, request: Request<pi::ShardDeleteRequest>) -> Reply<pi::ShardWriteResponse> {
