@@ -76,6 +76,10 @@ fn known_consistency(raw: i32) -> Result<()> {
     pb::Consistency::try_from(raw).map(|_| ()).map_err(|_| invalid(format!("unknown consistency {raw}")))
 }
 
+fn unimplemented(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::Unimplemented, message, false)
+}
+
 fn engine(e: impl Into<vectron_engine::EngineError>) -> WireError {
     WireError::from(&e.into())
 }
@@ -476,6 +480,9 @@ impl Api {
     pub async fn search(&self, access: &Access, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
         known_consistency(req.consistency)?;
+        if req.rerank {
+            return Err(unimplemented("rerank: there is no reranker yet; search without it"));
+        }
         let route = self.router.collection(&req.collection).await?;
         let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
         let distance = convert::distance_from_pb(config.distance).map_err(engine)?;
@@ -569,9 +576,9 @@ impl Api {
                 "a query_id is 1-{MAX_QUERY_ID_BYTES} printable ASCII characters without spaces"
             )));
         }
-        // Kept for the reranker service (its issue); accepted and logged until then.
-        tracing::info!(collection = ?req.collection, query = ?req.query_id, relevance = req.relevance, "feedback");
-        Ok(pb::SubmitFeedbackResponse {})
+        // Validated, but not kept: nothing stores feedback yet (the reranker's issue
+        // will), so it is refused rather than accepted and dropped.
+        Err(unimplemented("feedback is not stored yet; it was valid, and nothing was kept"))
     }
 }
 

@@ -414,8 +414,6 @@ pub struct SearchJson {
     #[serde(default, deserialize_with = "whole_u32")]
     #[schema(value_type = u64, maximum = 4294967295u64)]
     pub timeout_ms: u32,
-    #[serde(default)]
-    pub rerank: bool,
 }
 
 fn default_top_k() -> u32 {
@@ -935,7 +933,7 @@ fn search_pb(collection: &str, s: &SearchJson) -> Result<pb::SearchRequest, ApiE
         with_vector: s.with_vector,
         consistency: s.consistency.to_pb(),
         timeout_ms: s.timeout_ms,
-        rerank: s.rerank,
+        rerank: false,
     })
 }
 
@@ -1250,9 +1248,10 @@ async fn count(
     Ok(Json(CountReply { count: r.count }))
 }
 
-/// Relevance feedback on a search result.
+/// Relevance feedback on a search result: validated, then refused (501) — nothing
+/// stores feedback yet.
 #[utoipa::path(post, path = "/v1/feedback", tag = "search", request_body = FeedbackJson,
-    responses((status = 200, body = FeedbackReply), (status = 400, body = ErrorReply)))]
+    responses((status = 501, body = ErrorReply, description = "Valid feedback; not stored yet."), (status = 400, body = ErrorReply)))]
 async fn feedback(State(api): State<Api>, Caller(access): Caller, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
     api.submit_feedback(
         &access,

@@ -33,6 +33,9 @@ use vectron_proto::v1::vectron_service_server::VectronServiceServer;
 
 pub use api::{Api, ApiConfig};
 
+/// Largest gRPC answer (a page of points with their vectors and payloads).
+pub const MAX_ANSWER_BYTES: usize = 128 << 20;
+
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -110,7 +113,6 @@ impl Gateway {
         health.set_serving::<VectronServiceServer<grpc::VectronGrpc>>().await;
         let limits = self.api.config().body_limits;
         let methods = auth::GrpcMethods { limits, trusted_proxies: Arc::new(self.trusted_proxies.clone()) };
-        // Answers can be as large as the largest request (a page of points with vectors).
         let max_message = policy::grpc_max_message(limits);
         tonic::transport::Server::builder()
             .layer(grpc_metrics::GrpcMetricsLayer::new(self.metrics.clone()))
@@ -120,7 +122,7 @@ impl Gateway {
             .add_service(
                 VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone(), self.auth.clone()))
                     .max_decoding_message_size(max_message)
-                    .max_encoding_message_size(128 << 20),
+                    .max_encoding_message_size(MAX_ANSWER_BYTES),
             )
             .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
             .await

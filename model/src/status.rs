@@ -96,6 +96,7 @@ pub fn grpc_code(code: ErrorCode) -> tonic::Code {
         ErrorCode::Unauthenticated | ErrorCode::TokenExpired => Code::Unauthenticated,
         ErrorCode::PermissionDenied => Code::PermissionDenied,
         ErrorCode::Storage => Code::DataLoss,
+        ErrorCode::Unimplemented => Code::Unimplemented,
     }
 }
 
@@ -119,6 +120,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
         ErrorCode::ResourceExhausted => 429,
         ErrorCode::Unauthenticated | ErrorCode::TokenExpired => 401,
         ErrorCode::PermissionDenied => 403,
+        ErrorCode::Unimplemented => 501,
     }
 }
 
@@ -160,6 +162,7 @@ pub fn from_status(status: &tonic::Status) -> WireError {
             tonic::Code::Unavailable => ErrorCode::Unavailable,
             tonic::Code::FailedPrecondition => ErrorCode::FailedPrecondition,
             tonic::Code::OutOfRange => ErrorCode::PayloadTooLarge,
+            tonic::Code::Unimplemented => ErrorCode::Unimplemented,
             _ => ErrorCode::Internal,
         },
     );

@@ -389,7 +389,18 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     }
     let (code, _) = raw_post(&dev.http, "/v1/feedback", &[("x-api-key", &dev.key)], 1 << 20, true).await;
     assert_eq!(code, 413, "a 1 MiB query id is never read, let alone logged");
-    assert_eq!(dev.admin("POST", "/v1/feedback", Some(feedback("q-1"))).await.0, 200);
+    // Valid feedback is refused, not accepted and dropped: nothing stores it yet.
+    let (status, body) = dev.admin("POST", "/v1/feedback", Some(feedback("q-1"))).await;
+    assert_eq!((status, code_of(&body)), (501, "UNIMPLEMENTED"), "{body}");
+    let rerank = pb::SearchRequest {
+        collection: "sec".into(),
+        vector: vec![1.0, 0.0, 0.0, 0.0],
+        top_k: 1,
+        rerank: true,
+        ..Default::default()
+    };
+    let e = grpc.search(with_key(rerank, &dev.key)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "rerank: true is refused: {e:?}");
     let (status, body) = dev.admin("POST", "/v1/admin/workers/not-a-number/drain", None).await;
     assert_eq!((status, code_of(&body)), (400, "INVALID_ARGUMENT"), "{body}");
     let (status, body) = dev.admin("GET", "/v1/alerts?all=maybe", None).await;
