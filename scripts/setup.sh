@@ -7,6 +7,7 @@
 # - sccache: caches rustc and C++ objects across target dirs (the bundled RocksDB is ~20 min cold)
 # - etcd-server: the auth store's backend in tests
 # - iproute2: `ip netns` for the partition test's isolated hosts
+# - python3-venv: the venvs below and scripts/schemathesis.sh's (schemathesis, for the tests)
 # - python3 venv with hnswlib + numpy: the reference library the benchmark compares against
 set -euo pipefail
 
@@ -25,11 +26,14 @@ apt_install() {
 
 apt_install g++ protobuf-compiler libprotobuf-dev libclang-dev clang sccache etcd-server iproute2
 
+# Python venvs: the tests' schemathesis (scripts/schemathesis.sh) and the benchmark's
+# hnswlib each live in one of their own; Debian's own python3 needs these for venvs and
+# for building hnswlib.
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv python3-dev
+
 # The Python reference (hnswlib) lives in its own venv so it never touches system Python.
 if [ "${VECTRON_SETUP_PYTHON:-1}" = "1" ]; then
   venv="${VECTRON_PY_VENV:-$HOME/.cache/vectron/pyenv}"
-  # Debian's own python3 needs these for venvs and for building hnswlib.
-  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv python3-dev
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
   fi
