@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .file_descriptor_set_path(descriptors)
+        // Payload text is shared, not copied, from the request buffer to the Raft entry.
+        .bytes(".vectron.internal.v1.ShardPoint.payload_json")
         .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -23,7 +23,7 @@ use vectron_engine::hnsw::Hnsw;
 use vectron_engine::index::{HnswRsIndex, VectorIndex};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
 use vectron_engine::{
-    Distance, Filter, HnswParams, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage,
+    Distance, Filter, HnswParams, Payload, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage,
 };
 
 use dataset::Dataset;
@@ -393,7 +393,11 @@ fn shard_bench(
                     let i = c * 1000 + j;
                     let cat = if in_cat(i) { "hit" } else { "miss" };
                     let payload = json!({"cat": cat}).as_object().cloned().context("payload is an object")?;
-                    Ok(Point { id: PointId::Num(i as u64), vector: v.clone(), payload: Some(payload) })
+                    Ok(Point {
+                        id: PointId::Num(i as u64),
+                        vector: v.clone(),
+                        payload: Some(Payload::from_map(&payload)),
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             shard.upsert(points)?;

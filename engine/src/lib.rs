@@ -20,7 +20,7 @@ pub mod payload_index;
 pub mod shard;
 pub mod store;
 
-pub use vectron_model::{ValidationError, filter, types};
+pub use vectron_model::{Payload, ValidationError, filter, types};
 
 pub use error::{EngineError, Result};
 pub use filter::Filter;

@@ -34,11 +34,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
-use serde_json::{Map, Value};
 
 use crate::distance::normalize;
 use crate::error::{EngineError, Result};
-use crate::filter::Filter;
+use crate::filter::{self, Filter};
 use crate::hnsw::Hnsw;
 use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore, Storage, WriteSet};
@@ -355,11 +354,7 @@ impl Shard {
             )));
         }
         for p in &mut points {
-            p.id.validate()?;
-            validate_vector(&self.config, &mut p.vector)?;
-            if let Some(payload) = &p.payload {
-                validate_payload(payload, limits.max_payload_bytes, limits.max_payload_depth)?;
-            }
+            validate_point(&self.config, p)?;
         }
         // A repeated id in one batch: the last one wins.
         let mut last: HashMap<&PointId, usize> = HashMap::with_capacity(points.len());
@@ -385,14 +380,24 @@ impl Shard {
             winners.par_iter().enumerate().try_for_each(|(i, p)| index_ref.insert(first + i as u32, &p.vector))?;
             first
         };
+        // Only the indexed fields of each payload are parsed, one payload at a time and
+        // outside the write lock.
+        let indexed: Vec<&str> = self.config.payload_indexes.iter().map(|s| filter::root_field(&s.key)).collect();
+        let fields = winners
+            .iter()
+            .map(|p| match &p.payload {
+                Some(payload) if !indexed.is_empty() => payload.project(&indexed).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut state = self.state.write();
-        for (i, p) in winners.iter().enumerate() {
+        for ((i, p), fields) in winners.iter().enumerate().zip(&fields) {
             let internal = first + i as u32;
             state.remove(&p.id);
             state.ids.insert(p.id.clone(), internal);
             state.nodes.push(Some((p.id.clone(), index)));
             state.live.insert(internal);
-            state.payload_index.add(internal, p.payload.as_ref());
+            state.payload_index.add(internal, fields.as_ref());
         }
         self.published.store(state.nodes.len() as u32, Ordering::Release);
         Ok(winners.len())
@@ -777,7 +782,7 @@ pub fn validate_point(config: &ShardConfig, p: &mut Point) -> Result<()> {
     p.id.validate()?;
     validate_vector(config, &mut p.vector)?;
     if let Some(payload) = &p.payload {
-        validate_payload(payload, config.limits.max_payload_bytes, config.limits.max_payload_depth)?;
+        payload.check_limits(config.limits.max_payload_bytes, config.limits.max_payload_depth)?;
     }
     Ok(())
 }
@@ -800,30 +805,6 @@ fn validate_vector(config: &ShardConfig, v: &mut [f32]) -> Result<()> {
     if config.distance == Distance::Cosine && !normalize(v) {
         return Err(EngineError::Invalid(ValidationError::InvalidVector {
             reason: "zero vector has no direction for cosine".into(),
-        }));
-    }
-    Ok(())
-}
-
-/// Checks a payload's size (as JSON) and nesting depth.
-fn validate_payload(payload: &Map<String, Value>, max_bytes: usize, max_depth: usize) -> Result<()> {
-    fn depth(v: &Value) -> usize {
-        match v {
-            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-            Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-            _ => 0,
-        }
-    }
-    let d = 1 + payload.values().map(depth).max().unwrap_or(0);
-    if d > max_depth {
-        return Err(EngineError::Invalid(ValidationError::InvalidPayload {
-            reason: format!("payload nests {d} levels, the limit is {max_depth}"),
-        }));
-    }
-    let size = serde_json::to_vec(payload).map(|b| b.len()).unwrap_or(usize::MAX);
-    if size > max_bytes {
-        return Err(EngineError::Invalid(ValidationError::InvalidPayload {
-            reason: format!("payload is {size} bytes, the limit is {max_bytes}"),
         }));
     }
     Ok(())

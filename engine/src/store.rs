@@ -15,7 +15,6 @@
 //! and the applied index together, so after a crash a batch is either wholly there or
 //! wholly absent, and the applied index says which.
 
-use crate::ValidationError;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,6 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{EngineError, Result};
 use crate::types::{PointId, ShardConfig, ShardId};
+use vectron_model::Payload;
 
 pub const CF_POINTS: &str = "points";
 pub const CF_PAYLOADS: &str = "payloads";
@@ -121,7 +121,7 @@ pub struct StoredPoint {
 }
 
 /// One point to write: id, vector, payload.
-pub type UpsertRef<'a> = (&'a PointId, &'a [f32], Option<&'a Map<String, Value>>);
+pub type UpsertRef<'a> = (&'a PointId, &'a [f32], Option<&'a Payload>);
 
 /// One shard's writes, applied atomically together with the applied index.
 #[derive(Debug, Default)]
@@ -214,11 +214,7 @@ impl PointStore for RocksPointStore {
             vector.iter().for_each(|x| v.extend_from_slice(&x.to_le_bytes()));
             batch.put_cf(points, &k, v);
             match payload {
-                Some(p) if !p.is_empty() => {
-                    let json = serde_json::to_vec(p)
-                        .map_err(|e| EngineError::Invalid(ValidationError::InvalidPayload { reason: e.to_string() }))?;
-                    batch.put_cf(payloads, &k, json);
-                }
+                Some(p) if !p.is_empty() => batch.put_cf(payloads, &k, p.as_json()),
                 _ => batch.delete_cf(payloads, &k),
             }
         }
@@ -364,8 +360,9 @@ mod tests {
                         let id = id_of(i);
                         let v = vec![x, -x, 1.0];
                         let p = with_payload.then(|| json!({"i": i}).as_object().unwrap().clone());
+                        let text = p.as_ref().map(Payload::from_map);
                         applied += 1;
-                        store.apply(applied, &WriteSet { upserts: vec![(&id, &v, p.as_ref())], deletes: vec![] }).unwrap();
+                        store.apply(applied, &WriteSet { upserts: vec![(&id, &v, text.as_ref())], deletes: vec![] }).unwrap();
                         neighbour.apply(applied, &WriteSet { upserts: vec![(&id, &[9.0, 9.0, 9.0], None)], deletes: vec![] }).unwrap();
                         model.insert(id, (v, p));
                     }

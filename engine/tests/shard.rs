@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use vectron_engine::distance::{Metric, normalize};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec, Tuning};
 use vectron_engine::{
-    Distance, EngineError, Filter, Point, PointId, SearchPlan, SearchRequest, Shard, ShardConfig, ShardId, Storage,
-    WriteOp,
+    Distance, EngineError, Filter, Payload, Point, PointId, SearchPlan, SearchRequest, Shard, ShardConfig, ShardId,
+    Storage, WriteOp,
 };
 
 struct Fixture {
@@ -50,8 +50,13 @@ fn config(dim: usize, distance: Distance) -> ShardConfig {
     c
 }
 
-fn obj(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
+fn obj(v: Value) -> Payload {
+    Payload::from_map(v.as_object().unwrap())
+}
+
+/// A point's payload as the filter oracle reads it.
+fn tree(p: &Point) -> Option<Map<String, Value>> {
+    p.payload.as_ref().map(|p| p.to_map().unwrap())
 }
 
 fn random_points(n: usize, dim: usize, seed: u64) -> Vec<Point> {
@@ -83,7 +88,7 @@ fn brute_force(
     }
     let mut all: Vec<(PointId, f32)> = points
         .values()
-        .filter(|p| filter.is_none_or(|f| f.matches(&p.id, p.payload.as_ref())))
+        .filter(|p| filter.is_none_or(|f| f.matches(&p.id, tree(p).as_ref())))
         .map(|p| {
             let mut v = p.vector.clone();
             if distance == Distance::Cosine {
@@ -181,7 +186,7 @@ proptest! {
                 prop_assert!((g.score - w.1).abs() < 1e-4);
             }
         }
-        let count = model.values().filter(|p| filter.matches(&p.id, p.payload.as_ref())).count();
+        let count = model.values().filter(|p| filter.matches(&p.id, tree(p).as_ref())).count();
         prop_assert_eq!(shard.count(Some(&filter)).unwrap() as usize, count);
     }
 }
@@ -422,7 +427,7 @@ fn many_deletes_trigger_a_background_rebuild_that_loses_no_concurrent_write() {
     for r in &all {
         let want = &model[&r.id];
         assert_eq!(r.vector.as_ref(), Some(&want.vector), "{}", r.id);
-        assert_eq!(r.payload.as_ref(), want.payload.as_ref(), "{}", r.id);
+        assert_eq!(r.payload, tree(want), "{}", r.id);
         let mut req = SearchRequest::new(want.vector.clone(), 1);
         req.ef = Some(128);
         assert_eq!(shard.search(&req).unwrap()[0].id, r.id);
@@ -433,7 +438,7 @@ fn many_deletes_trigger_a_background_rebuild_that_loses_no_concurrent_write() {
         json!({"must": [{"key": "n", "range": {"gte": 10, "lt": 20}}]}),
     ] {
         let f = Filter::from_json(&f).unwrap();
-        let want = model.values().filter(|p| f.matches(&p.id, p.payload.as_ref())).count();
+        let want = model.values().filter(|p| f.matches(&p.id, tree(p).as_ref())).count();
         assert_eq!(shard.count(Some(&f)).unwrap() as usize, want, "{f:?}");
     }
 }

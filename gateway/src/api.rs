@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use vectron_common::routing::{point_hash, range_contains};
 use vectron_engine::shard::validate_point;
-use vectron_engine::{Distance, PointId, ValidationError};
+use vectron_engine::{Distance, Point, PointId, ValidationError};
 use vectron_model::convert::{self, point_from_pb, point_id_from_pb, shard_config};
 use vectron_model::status::WireError;
 use vectron_model::types::{MAX_IDS_PER_REQUEST, MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
@@ -31,6 +31,29 @@ use vectron_proto::v1::ErrorCode;
 use crate::auth::{Access, Quota, Scope, require};
 use crate::policy::BodyLimits;
 use crate::routing::{CollectionRoute, Router};
+
+/// An upsert, parsed at the edge that received it.
+#[derive(Debug)]
+pub struct Upsert {
+    pub collection: String,
+    pub points: Vec<Point>,
+    /// Answer once committed and applied (else once the shard leaders accepted it).
+    pub wait: bool,
+}
+
+impl Upsert {
+    /// The proto request, consumed point by point (each payload tree is dropped once
+    /// written as text).
+    pub fn from_pb(req: pb::UpsertRequest) -> Result<Upsert> {
+        let points = req
+            .points
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| point_from_pb(p).map_err(|e| point_error(i, e)))
+            .collect::<Result<_>>()?;
+        Ok(Upsert { collection: req.collection, points, wait: req.wait.unwrap_or(true) })
+    }
+}
 
 /// Gateway behaviour.
 #[derive(Debug, Clone)]
@@ -255,7 +278,7 @@ impl Api {
 
     // ---- writes ----
 
-    pub async fn upsert(&self, access: &Access, req: pb::UpsertRequest) -> Result<pb::UpsertResponse> {
+    pub async fn upsert(&self, access: &Access, req: Upsert) -> Result<pb::UpsertResponse> {
         require(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
@@ -271,29 +294,23 @@ impl Api {
             )));
         }
         // Validate everything before any shard writes anything.
-        let mut groups: HashMap<u64, Vec<pb::Point>> = HashMap::new();
-        for (i, p) in req.points.into_iter().enumerate() {
-            let mut point = point_from_pb(&p).map_err(|e| point_error(i, e))?;
+        let mut groups: HashMap<u64, Vec<pi::ShardPoint>> = HashMap::new();
+        for (i, mut point) in req.points.into_iter().enumerate() {
             validate_point(&shard_config, &mut point).map_err(|e| point_error(i, e))?;
-            groups.entry(shard_of(&route, &point.id)?.id).or_default().push(p);
+            groups.entry(shard_of(&route, &point.id)?.id).or_default().push(convert::shard_point_to_pb(point));
         }
         let deadline = Instant::now() + self.config.write_timeout;
         let name = name_of(&route);
-        let no_wait = !req.wait.unwrap_or(true);
+        let no_wait = !req.wait;
         let calls = groups.into_iter().map(|(shard_id, points)| {
             let name = name.clone();
             async move {
+                // Each attempt (a leader change retries) sends a copy: the vectors are
+                // copied, the payloads' text is shared.
                 let r = pi::ShardUpsertRequest { shard_id, points, no_wait };
-                // The first attempt takes the request itself; retries (a leader change)
-                // decode a copy kept encoded, a fraction of the size of a second tree of
-                // payloads held for the whole call.
-                let backup = prost::Message::encode_to_vec(&r);
-                let first = parking_lot::Mutex::new(Some(r));
                 self.router
                     .call_shard(&name, shard_id, deadline, |c| {
-                        let r = first.lock().take().unwrap_or_else(|| {
-                            prost::Message::decode(backup.as_slice()).expect("a request this gateway encoded")
-                        });
+                        let r = r.clone();
                         async move { c.upsert(r).await }
                     })
                     .await

@@ -14,7 +14,7 @@ use vectron_model::status::WireError;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_server::VectronService;
 
-use crate::api::Api;
+use crate::api::{Api, Upsert};
 use crate::auth::{Access, Authenticator, Quota, access_of};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -74,6 +74,7 @@ impl VectronService for VectronGrpc {
 
     async fn upsert(&self, r: Request<pb::UpsertRequest>) -> Reply<pb::UpsertResponse> {
         let (access, req) = admitted(r)?;
+        let req = Upsert::from_pb(req).map_err(|e| e.to_status())?;
         reply(self.api.upsert(&access, req).await)
     }
 

@@ -20,17 +20,15 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
-use vectron_engine::{Distance, Filter, PointId};
-use vectron_model::convert::{
-    distance_to_pb, filter_to_pb, point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb,
-};
+use vectron_engine::{Distance, Filter, Payload, Point, PointId};
+use vectron_model::convert::{distance_to_pb, filter_to_pb, point_id_from_pb, point_id_to_pb, struct_from_pb};
 use vectron_model::status::{WireError, http_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 use crate::accounts::Accounts;
 use crate::admin::Admin;
-use crate::api::Api;
+use crate::api::{Api, Upsert};
 use crate::auth::{BodyLimit, Caller, Spend};
 
 /// A JSON error answer.
@@ -91,11 +89,12 @@ fn is_json(headers: &http::HeaderMap) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The body's bytes, at most `limit` of them.
-async fn read_limited(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+/// The body's bytes, at most `limit` of them (`declared`, the content-length, sizes the
+/// buffer once instead of doubling it as chunks arrive).
+async fn read_limited(body: axum::body::Body, limit: usize, declared: Option<u64>) -> Result<bytes::Bytes, ApiError> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
-    let mut buf = bytes::BytesMut::new();
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n.min(limit as u64) as usize));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| invalid(format!("unreadable body: {e}")))?;
         if buf.len() + chunk.len() > limit {
@@ -119,7 +118,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large(limit));
         }
-        let bytes = read_limited(req.into_body(), limit).await?;
+        let bytes = read_limited(req.into_body(), limit, declared).await?;
         serde_json::from_slice(&bytes).map(Body).map_err(|e| {
             use serde_json::error::Category;
             match e.classify() {
@@ -379,9 +378,9 @@ impl ConsistencyJson {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertJson {
-    #[schema(value_type = Vec<NewPointDoc>, min_items = 1, max_items = 10000)]
-    #[serde(deserialize_with = "at_most::<PointJson, 10_000, _>")]
-    pub points: Vec<PointJson>,
+    #[schema(min_items = 1, max_items = 10000)]
+    #[serde(deserialize_with = "at_most::<NewPointJson, 10_000, _>")]
+    pub points: Vec<NewPointJson>,
     #[serde(default)]
     pub wait: Option<bool>,
 }
@@ -538,16 +537,25 @@ pub struct CollectionNameDoc(#[allow(dead_code)] String);
 
 /// A point to write: its id, a vector of the collection's dimension, an optional
 /// payload (a JSON object of at most 64 KiB, nested at most 32 deep).
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[schema(as = NewPoint)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct NewPointDoc {
-    id: PointIdDoc,
-    #[schema(min_items = 1, max_items = 65536)]
+pub struct NewPointJson {
+    #[schema(value_type = PointIdDoc)]
+    id: PointId,
+    #[serde(default)]
+    #[schema(required = true, min_items = 1, max_items = 65536)]
     vector: Vec<f32>,
+    /// Kept as its text (checked, not parsed into a tree).
+    #[serde(default, deserialize_with = "vectron_model::payload::deserialize_raw")]
     #[schema(value_type = Option<Object>)]
-    payload: Option<Value>,
+    payload: Option<Payload>,
+}
+
+impl NewPointJson {
+    fn into_point(self) -> Point {
+        Point { id: self.id, vector: self.vector, payload: self.payload }
+    }
 }
 
 impl ToSchema for PointIdDoc {
@@ -1052,17 +1060,8 @@ async fn upsert(
     PathParams(c): PathParams<String>,
     Body(body): Body<UpsertJson>,
 ) -> Reply<UpsertReply> {
-    // Each point's JSON form is dropped as soon as its proto form exists.
-    let points = body
-        .points
-        .into_iter()
-        .map(|p| pb::Point {
-            id: Some(point_id_to_pb(&p.id)),
-            vector: p.vector.unwrap_or_default(),
-            payload: p.payload.as_ref().map(struct_to_pb),
-        })
-        .collect();
-    let r = api.upsert(&access, pb::UpsertRequest { collection: c, points, wait: body.wait }).await?;
+    let points = body.points.into_iter().map(NewPointJson::into_point).collect();
+    let r = api.upsert(&access, Upsert { collection: c, points, wait: body.wait.unwrap_or(true) }).await?;
     Ok(Json(UpsertReply { upserted: r.upserted }))
 }
 

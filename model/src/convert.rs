@@ -1,15 +1,17 @@
 //! Conversions between the public proto types and the model's types.
 //!
-//! Payloads travel as proto `Struct`s and are JSON objects inside the engine; integers
-//! stay integers both ways (a JSON number that fits an i64 becomes `integer_value`).
+//! Payloads travel as proto `Struct`s on the public API and as JSON text between the
+//! gateway and the workers ([`Payload`]); integers stay integers both ways (a JSON
+//! number that fits an i64 becomes `integer_value`).
 //! Filters exist in three forms, which these functions keep equivalent: the proto
 //! `Filter` (gRPC), the JSON filter (HTTP, the engine's serde form) and the engine's
 //! [`Filter`]. Every conversion from the wire is fallible with a
 //! [`ValidationError`] naming what is wrong, so a malformed request gets a typed error.
 
 use crate::filter::{Condition, FieldCondition, KeyRef, Match, MatchValue, Range};
-use crate::{Distance, Filter, HnswParams, Point, PointId, Record, ScoredPoint, ShardConfig, ValidationError};
+use crate::{Distance, Filter, HnswParams, Payload, Point, PointId, Record, ScoredPoint, ShardConfig, ValidationError};
 use serde_json::{Map, Number, Value};
+use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 
 type Result<T> = std::result::Result<T, ValidationError>;
@@ -87,20 +89,32 @@ pub fn struct_to_pb(m: &Map<String, Value>) -> pb::Struct {
 
 // ---- points ----
 
-pub fn point_from_pb(p: &pb::Point) -> Result<Point> {
+/// A public point, consumed (its vector moves; its payload tree is dropped once written
+/// as text).
+pub fn point_from_pb(p: pb::Point) -> Result<Point> {
     Ok(Point {
         id: point_id_from_pb(p.id.as_ref())?,
-        vector: p.vector.clone(),
-        payload: p.payload.as_ref().map(struct_from_pb).transpose()?,
+        vector: p.vector,
+        payload: p.payload.as_ref().map(|s| struct_from_pb(s).map(|m| Payload::from_map(&m))).transpose()?,
     })
 }
 
-pub fn point_to_pb(p: &Point) -> pb::Point {
-    pb::Point {
+/// A point as the gateway forwards it to a shard (the payload's text is shared).
+pub fn shard_point_to_pb(p: Point) -> pi::ShardPoint {
+    pi::ShardPoint {
         id: Some(point_id_to_pb(&p.id)),
-        vector: p.vector.clone(),
-        payload: p.payload.as_ref().map(struct_to_pb),
+        vector: p.vector,
+        payload_json: p.payload.map(|p| p.json_bytes()).unwrap_or_default(),
     }
+}
+
+/// A forwarded point, its payload checked again.
+pub fn shard_point_from_pb(p: pi::ShardPoint) -> Result<Point> {
+    Ok(Point {
+        id: point_id_from_pb(p.id.as_ref())?,
+        vector: p.vector,
+        payload: if p.payload_json.is_empty() { None } else { Some(Payload::from_json(p.payload_json)?) },
+    })
 }
 
 pub fn record_to_pb(r: &Record) -> pb::RetrievedPoint {

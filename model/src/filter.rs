@@ -234,6 +234,11 @@ fn key_segments(key: &str) -> impl Iterator<Item = &str> {
     key.split('.').map(|s| s.strip_suffix("[]").unwrap_or(s))
 }
 
+/// The top-level payload field a key path starts at (`a` for `a.b`, `a[]` and `a`).
+pub fn root_field(key: &str) -> &str {
+    key_segments(key).next().unwrap_or(key)
+}
+
 impl Filter {
     /// Parses the JSON form.
     pub fn from_json(v: &Value) -> Result<Filter> {

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`types`]: ids, distances, points, collection (shard) configuration and limits.
+//! - [`payload`]: [`Payload`], a point's payload as checked compact JSON text.
 //! - [`filter`]: the payload filter language and its reference evaluator.
 //! - [`error`]: [`ValidationError`], input that breaks the model's rules.
 //! - [`convert`]: protobuf ↔ model (points, payloads, filters, configs).
@@ -12,9 +13,11 @@
 pub mod convert;
 pub mod error;
 pub mod filter;
+pub mod payload;
 pub mod status;
 pub mod types;
 
 pub use error::{Result, ValidationError};
 pub use filter::Filter;
+pub use payload::Payload;
 pub use types::{Distance, HnswParams, Point, PointId, Record, ScoredPoint, ShardConfig, ShardId};

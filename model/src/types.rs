@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ValidationError};
+use crate::payload::Payload;
 
 /// Identifies a shard (and its Raft group). Prefixes every key the shard writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -325,7 +326,7 @@ pub struct Point {
     pub id: PointId,
     pub vector: Vec<f32>,
     #[serde(default)]
-    pub payload: Option<serde_json::Map<String, serde_json::Value>>,
+    pub payload: Option<Payload>,
 }
 
 /// A point read back.

@@ -7,10 +7,12 @@
 use proptest::prelude::*;
 use prost::Message;
 use serde_json::Value;
-use vectron_model::Filter;
 use vectron_model::convert::{
-    filter_from_pb, filter_to_pb, normalize_collection, point_from_pb, point_id_from_pb, struct_from_pb,
+    filter_from_pb, filter_to_pb, normalize_collection, point_from_pb, point_id_from_pb, shard_point_from_pb,
+    struct_from_pb,
 };
+use vectron_model::{Filter, Payload};
+use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 
 /// JSON that looks like filters often enough to get past the first checks: the
@@ -54,6 +56,36 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
+/// Text near JSON objects: pieces of JSON syntax, escapes (lone surrogates among them),
+/// whitespace and anything, so most cases get deep into the payload check.
+fn payload_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just("[".to_owned()),
+        Just("]".to_owned()),
+        Just("\"".to_owned()),
+        Just(":".to_owned()),
+        Just(",".to_owned()),
+        Just(" ".to_owned()),
+        Just("\n".to_owned()),
+        Just("\\\"".to_owned()),
+        Just("\\ud800".to_owned()),
+        Just("\\u00e9".to_owned()),
+        Just("1e400".to_owned()),
+        Just("-0.5".to_owned()),
+        Just("null".to_owned()),
+        ".{0,3}",
+    ];
+    let noise = prop::collection::vec(piece, 0..24).prop_map(|p| p.concat());
+    prop_oneof![
+        json_value().prop_map(|v| serde_json::to_string(&serde_json::json!({"k": v})).unwrap()),
+        json_value().prop_map(|v| serde_json::to_string_pretty(&serde_json::json!({"k": v, " x ": [v]})).unwrap()),
+        noise.clone().prop_map(|n| format!("{{\"k\":{n}}}")),
+        noise,
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
@@ -70,13 +102,28 @@ proptest! {
         }
     }
 
+    /// Whatever text passes the payload check reads back as a tree, and its compact
+    /// form passes again unchanged (the invariant every later reader relies on).
+    #[test]
+    fn checked_payload_text_always_parses(text in payload_text()) {
+        if let Ok(p) = Payload::from_json(text.into_bytes()) {
+            let map = p.to_map();
+            prop_assert!(map.is_ok(), "{:?}", p);
+            let again = Payload::from_json(p.json_bytes()).unwrap();
+            prop_assert_eq!(again, p);
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_as_protobuf_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(f) = pb::Filter::decode(bytes.as_slice()) {
             let _ = filter_from_pb(&f);
         }
         if let Ok(p) = pb::Point::decode(bytes.as_slice()) {
-            let _ = point_from_pb(&p);
+            let _ = point_from_pb(p);
+        }
+        if let Ok(p) = pi::ShardPoint::decode(bytes.as_slice()) {
+            let _ = shard_point_from_pb(p);
         }
         if let Ok(id) = pb::PointId::decode(bytes.as_slice()) {
             let _ = point_id_from_pb(Some(&id));

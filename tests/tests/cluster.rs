@@ -341,6 +341,28 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
             ErrorCode::CollectionAlreadyExists,
         ),
         ("GET", "/v1/collections/api/points/999999", Value::Null, 404, ErrorCode::PointNotFound),
+        // A payload is an object, of at most 64 KiB as compact JSON, nested at most 32 deep.
+        (
+            "POST",
+            "/v1/collections/api/points",
+            json!({"points": [{"id": 1, "vector": [1.0, 2.0, 3.0, 4.0], "payload": [1, 2]}]}),
+            400,
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            "POST",
+            "/v1/collections/api/points",
+            json!({"points": [{"id": 1, "vector": [1.0, 2.0, 3.0, 4.0], "payload": {"big": "y".repeat(70_000)}}]}),
+            400,
+            ErrorCode::InvalidPayload,
+        ),
+        (
+            "POST",
+            "/v1/collections/api/points",
+            json!({"points": [{"id": 1, "vector": [1.0, 2.0, 3.0, 4.0], "payload": {"deep": (0..40).fold(json!(1), |v, _| json!([v]))}}]}),
+            400,
+            ErrorCode::InvalidPayload,
+        ),
     ];
     for (method, path, body, status, code) in cases {
         let req = if method == "GET" { http.get(url(path)) } else { http.post(url(path)).json(&body) };
@@ -359,6 +381,15 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "INVALID_ARGUMENT");
+    // A payload sent pretty-printed (as Python's json.dumps does) is stored compact and
+    // reads back as sent, whitespace inside its strings kept.
+    let pretty = "{\"points\": [{\"id\": \"doc-b\", \"vector\": [0.4, 0.3, 0.2, 0.1],\n \"payload\": {\n  \"title\" : \"a  b\\n c\",\t\"n\" : [ 1 , 2.5 ] , \"n\": [3] } }]}";
+    let r = http.post(url("/v1/collections/api/points")).header("content-type", "application/json").body(pretty);
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let one: Value = http.get(url("/v1/collections/api/points/doc-b")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(one["point"]["payload"], json!({"title": "a  b\n c", "n": [3]}), "a repeated key: the last one wins");
+    assert_eq!(client.delete(name, &[PointId::Str("doc-b".into())]).await.unwrap(), 1);
     // A batch with one NaN writes nothing (the JSON number cannot be NaN: use gRPC).
     let bad = vec![Point::new(100u64, vec![1.0, 2.0, 3.0, 4.0]), Point::new(101u64, vec![f32::NAN, 2.0, 3.0, 4.0])];
     let e = client.upsert(name, bad).await.unwrap_err();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::raft::network::PeerChannels;
-use vectron_model::convert::{point_id_to_pb, point_to_pb};
+use vectron_model::convert::{point_id_to_pb, shard_point_to_pb};
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_client::WorkerClient;
 use vectron_proto::v1 as pb;
@@ -134,7 +134,7 @@ async fn a_leader_cut_off_by_the_network_acknowledges_nothing_and_serves_no_stal
     let lone_write = tokio::spawn(async move {
         let request = pi::ShardUpsertRequest {
             shard_id: shard,
-            points: vec![point_to_pb(&vectron_model::Point {
+            points: vec![shard_point_to_pb(vectron_model::Point {
                 id: PointId::Num(2),
                 vector: V_ALONE.to_vec(),
                 payload: None,

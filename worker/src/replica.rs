@@ -34,7 +34,7 @@ use vectron_common::raft::NodeId;
 use vectron_common::raft::applied::AppliedMeta;
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_engine::shard::MAX_TOP_K;
-use vectron_engine::{EngineError, Point, Shard, ShardConfig, ShardId, Storage, WriteOp};
+use vectron_engine::{EngineError, Payload, Point, Shard, ShardConfig, ShardId, Storage, WriteOp};
 
 use crate::snapshot::{SnapshotReader, SnapshotWriter};
 
@@ -254,7 +254,7 @@ impl ShardStateMachine {
                 .map(|r| Point {
                     id: r.id,
                     vector: r.vector.unwrap_or_default(),
-                    payload: r.payload.filter(|p| !p.is_empty()),
+                    payload: r.payload.filter(|p| !p.is_empty()).map(|p| Payload::from_map(&p)),
                 })
                 .collect();
             out.page(&points).map_err(snapshot_write_err)?;
@@ -434,7 +434,7 @@ mod tests {
             .map(|i| Point {
                 id: vectron_engine::PointId::Num(i),
                 vector: vec![i as f32, 1.0],
-                payload: Some(serde_json::json!({"i": i}).as_object().unwrap().clone()),
+                payload: Some(Payload::from_map(serde_json::json!({"i": i}).as_object().unwrap())),
             })
             .collect()
     }

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::raft_error_to_wire;
 use vectron_engine::{Shard, WriteOp};
-use vectron_model::convert::{filter_from_pb, point_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb};
+use vectron_model::convert::{filter_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb, shard_point_from_pb};
 use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_server::{Worker, WorkerServer};
@@ -143,8 +143,8 @@ fn missing(what: &str) -> Status {
 impl Worker for WorkerGrpc {
     async fn upsert(&self, request: Request<pi::ShardUpsertRequest>) -> Reply<pi::ShardWriteResponse> {
         let pi::ShardUpsertRequest { shard_id, points, no_wait } = request.into_inner();
-        // Each wire point is dropped once converted: the batch is never held twice.
-        let points = points.into_iter().map(|p| point_from_pb(&p)).collect::<Result<Vec<_>, _>>().map_err(engine)?;
+        // Each wire point is consumed as it is converted, its payload text shared.
+        let points = points.into_iter().map(shard_point_from_pb).collect::<Result<Vec<_>, _>>().map_err(engine)?;
         self.write(shard_id, WriteOp::Upsert(points), no_wait).await.map(Response::new)
     }
 

@@ -29,7 +29,7 @@ fn main() -> Result<()> {
             .map(|j| Point {
                 id: PointId::Num(b * 10 + j),
                 vector: crash_vector(b * 10 + j),
-                payload: json!({"b": b}).as_object().cloned(),
+                payload: json!({"b": b}).as_object().map(vectron_engine::Payload::from_map),
             })
             .collect();
         // Log index = batch number * 2 (+1 for the delete), so replays are visible.
