@@ -39,7 +39,7 @@ impl Payload {
     pub fn from_json(json: impl Into<Bytes>) -> Result<Payload, ValidationError> {
         let json = json.into();
         let shape: Shape = serde_json::from_slice(&json).map_err(|e| invalid(e.to_string()))?;
-        let json = if has_insignificant_whitespace(&json) { Bytes::from(compact(&json)) } else { json };
+        let json = compacted(&json).map_or(json, Bytes::from);
         Ok(Payload { json, depth: shape.depth, empty: shape.keys == 0 })
     }
 
@@ -120,48 +120,33 @@ fn depth(v: &Value) -> usize {
     }
 }
 
-/// Whether valid JSON `json` has whitespace outside its strings.
-fn has_insignificant_whitespace(json: &[u8]) -> bool {
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
+/// Valid JSON `json` without its whitespace outside strings (which JSON ignores), or
+/// `None` when it has none.
+fn compacted(json: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &b) in json.iter().enumerate() {
+        let insignificant = if in_string {
             match (escaped, b) {
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
                 (false, b'"') => in_string = false,
                 _ => {}
             }
+            false
         } else {
-            match b {
-                b'"' => in_string = true,
-                b' ' | b'\n' | b'\r' | b'\t' => return true,
-                _ => {}
+            in_string = b == b'"';
+            matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+        };
+        match (&mut out, insignificant) {
+            (None, true) => {
+                let mut v = Vec::with_capacity(json.len());
+                v.extend_from_slice(&json[..i]);
+                out = Some(v);
             }
+            (Some(v), false) => v.push(b),
+            _ => {}
         }
-    }
-    false
-}
-
-/// Valid JSON `json` without its whitespace outside strings (which JSON ignores).
-fn compact(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in json {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            continue;
-        } else if b == b'"' {
-            in_string = true;
-        }
-        out.push(b);
     }
     out
 }
