@@ -37,7 +37,7 @@ use roaring::RoaringBitmap;
 
 use crate::distance::normalize;
 use crate::error::{EngineError, Result};
-use crate::filter::{self, Filter};
+use crate::filter::Filter;
 use crate::hnsw::Hnsw;
 use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore, Storage, WriteSet};
@@ -382,7 +382,8 @@ impl Shard {
         };
         // Only the indexed fields of each payload are parsed, one payload at a time and
         // outside the write lock.
-        let indexed: Vec<&str> = self.config.payload_indexes.iter().map(|s| filter::root_field(&s.key)).collect();
+        let indexed: Vec<&str> =
+            self.config.payload_indexes.iter().map(|s| vectron_model::key_path::root_field(&s.key)).collect();
         let fields = winners
             .iter()
             .map(|p| match &p.payload {

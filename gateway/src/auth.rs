@@ -38,8 +38,8 @@ use vectron_proto::v1::ErrorCode;
 
 pub use vectron_auth::keys::{Access, Scope};
 
-use crate::http::ApiError;
-use crate::policy::{BodyLimits, Policy, Requirement, Target};
+use crate::http::extract::ApiError;
+use crate::policy::{BodyLimit, BodyLimits, Policy, Requirement, Target};
 
 /// How the gateway decides what a request may do.
 #[derive(Debug)]
@@ -74,10 +74,6 @@ impl Quota {
 /// The client address a request came from, as the layer determined it.
 #[derive(Debug, Clone, Copy)]
 pub struct Client(pub Option<IpAddr>);
-
-/// The largest body the matched route accepts (read by [`crate::http::Body`]).
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
 
 impl Authenticator {
     /// Checks credentials with the auth service at `addresses` (balanced), reusing an

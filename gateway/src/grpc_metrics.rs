@@ -14,7 +14,7 @@ use std::time::Instant;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use crate::admin::Metrics;
+use crate::metrics::Metrics;
 
 /// gRPC status codes as label values.
 const GRPC_CODES: [&str; 17] =

@@ -4,24 +4,27 @@
 //! Layout:
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports.
-//! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`.
-//! - [`policy`]: what each route and gRPC method needs (scope, target, body limit),
-//!   decided before a body is read; [`auth`]: the layer admitting requests (both
-//!   transports) on it, and the scope checks; [`grpc_limits`]: per-method message
-//!   limits;
-//! - [`admin`]: health, admin views, alerts, Prometheus metrics; [`grpc_metrics`]:
-//!   the tower layer counting gRPC requests.
-//! - [`accounts`]: the console's account routes (login, keys, users), forwarded to the
-//!   auth service.
+//! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
+//!   resource (collections, points, search, admin, accounts) over a leaf of error and
+//!   body types.
+//! - [`policy`]: what each route and gRPC method needs (scope, target, body limit) and
+//!   which are public, decided before a body is read; [`auth`]: the layer admitting
+//!   requests (both transports) on it, and the scope checks; [`grpc_limits`]:
+//!   per-method message limits;
+//! - [`metrics`]: the Prometheus metrics and the HTTP layer recording them;
+//!   [`grpc_metrics`]: the tower layer recording gRPC calls.
+//!
+//! Layering (no module imports one that imports it back): `policy` and `http::extract`
+//! are leaves; `auth` uses them; `api` uses `auth`, `policy` and `routing`; the
+//! transports (`grpc`, `http`'s route modules) use `api` and `auth`.
 
-pub mod accounts;
-pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod grpc;
 pub mod grpc_limits;
 pub mod grpc_metrics;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod routing;
 
@@ -40,7 +43,7 @@ pub const MAX_ANSWER_BYTES: usize = 128 << 20;
 #[derive(Debug, Clone)]
 pub struct Gateway {
     pub api: Api,
-    pub metrics: Arc<admin::Metrics>,
+    pub metrics: Arc<metrics::Metrics>,
     pub auth: Arc<auth::Authenticator>,
     /// Load balancers in front of the gateway, whose `x-forwarded-for` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -59,7 +62,7 @@ impl Gateway {
         let router = Arc::new(routing::Router::new(PlacementClient::new(placement), local));
         Gateway {
             api: Api::new(router, config),
-            metrics: Arc::new(admin::Metrics::new()),
+            metrics: Arc::new(metrics::Metrics::new()),
             auth: Arc::new(auth),
             trusted_proxies: Vec::new(),
         }
@@ -74,15 +77,15 @@ impl Gateway {
     /// The HTTP application: every route behind the auth layer, and every request
     /// (refused ones included) counted in the metrics.
     pub fn http_app(&self) -> axum::Router {
-        let admin = admin::Admin::new(self.api.clone(), self.metrics.clone());
-        let accounts = accounts::Accounts::new(self.auth.clone(), self.trusted_proxies.clone());
+        let admin = http::admin::Admin::new(self.api.clone(), self.metrics.clone());
+        let accounts = http::accounts::Accounts::new(self.auth.clone(), self.trusted_proxies.clone());
         let routes = auth::HttpRoutes {
             limits: self.api.config().body_limits,
             trusted_proxies: Arc::new(self.trusted_proxies.clone()),
         };
         http::router(self.api.clone(), admin, accounts)
             .layer(auth::AuthLayer::new(self.auth.clone(), routes))
-            .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), admin::track))
+            .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), metrics::track))
     }
 
     /// Serves HTTP on `listener` until `shutdown`.

@@ -15,7 +15,7 @@
 
 use http::Method;
 
-use crate::auth::Scope;
+use vectron_auth::keys::Scope;
 
 /// On what a scope is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,19 @@ pub enum Requirement {
     Public,
     Scope(Scope, Target),
 }
+
+/// The HTTP routes anyone may call: health checks, and log-in, refresh and log-out
+/// (whose bodies carry the credentials). The auth layer admits them without
+/// credentials; the OpenAPI document declares no 401/403 for them.
+pub const PUBLIC_HTTP_ROUTES: &[&str] = &["/v1/system/health", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
+
+/// The gRPC methods anyone may call: the standard health service.
+const PUBLIC_GRPC_METHODS: &[&str] = &["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
+
+/// The body limit of the request's route, put in its extensions by the auth layer and
+/// read by the body extractor.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
 
 /// Bodies of routes that carry little: account routes, feedback, routes without a body.
 pub const SMALL_BODY_BYTES: usize = 16 << 10;
@@ -89,7 +102,7 @@ pub fn http(
         // No such route: answered 404 to whoever may call the API at all.
         return small(Read, Target::AnyCollection);
     };
-    if template == "/v1/system/health" || crate::accounts::PUBLIC_PATHS.contains(&template) {
+    if PUBLIC_HTTP_ROUTES.contains(&template) {
         return Policy { requirement: Requirement::Public, max_body: SMALL_BODY_BYTES };
     }
     if template.starts_with("/v1/auth/") {
@@ -140,13 +153,10 @@ const GRPC_METHODS: &[(&str, Scope)] = &[
     ("/vectron.v1.VectronService/SubmitFeedback", Scope::Write),
 ];
 
-/// The standard health service's methods (public).
-const GRPC_PUBLIC: &[&str] = &["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
-
 /// The policy of a gRPC call to `path`, and its metrics label (`unknown` for any path
 /// that is not a method of the gateway).
 pub fn grpc(path: &str, limits: BodyLimits) -> (Policy, &'static str) {
-    if let Some(&public) = GRPC_PUBLIC.iter().find(|p| **p == path) {
+    if let Some(&public) = PUBLIC_GRPC_METHODS.iter().find(|p| **p == path) {
         return (Policy { requirement: Requirement::Public, max_body: SMALL_BODY_BYTES }, public);
     }
     let Some(&(label, scope)) = GRPC_METHODS.iter().find(|(p, _)| *p == path) else {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Result, ValidationError};
+use crate::key_path::{key_segments, validate_key};
 use crate::types::PointId;
 
 /// Boolean combination of conditions; the empty filter passes everything.
@@ -159,8 +160,6 @@ impl Range {
 pub const MAX_FILTER_DEPTH: usize = 16;
 /// Most conditions in one filter, nested ones included.
 pub const MAX_FILTER_CONDITIONS: usize = 1024;
-/// Longest key path, in characters.
-pub const MAX_KEY_CHARS: usize = 256;
 /// Most ids in one `has_id`.
 pub const MAX_HAS_ID: usize = 10_000;
 /// Most values in one `match.any`.
@@ -215,28 +214,6 @@ fn require_objects(v: &Value, depth: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Checks a key path: non-empty segments of at most 256 characters in all.
-pub fn validate_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
-        return Err(ValidationError::invalid_filter(format!("key must be 1..={MAX_KEY_CHARS} characters")));
-    }
-    if key_segments(key).any(str::is_empty) {
-        return Err(ValidationError::invalid_filter(format!("key {key:?} has an empty segment")));
-    }
-    Ok(())
-}
-
-/// Splits a dotted path into field names; a trailing `[]` on a segment is dropped
-/// (arrays are always flattened).
-fn key_segments(key: &str) -> impl Iterator<Item = &str> {
-    key.split('.').map(|s| s.strip_suffix("[]").unwrap_or(s))
-}
-
-/// The top-level payload field a key path starts at (`a` for `a.b`, `a[]` and `a`).
-pub fn root_field(key: &str) -> &str {
-    key_segments(key).next().unwrap_or(key)
 }
 
 impl Filter {

@@ -4,6 +4,7 @@
 //! Layout:
 //! - [`types`]: ids, distances, points, collection (shard) configuration and limits.
 //! - [`payload`]: [`Payload`], a point's payload as checked compact JSON text.
+//! - [`key_path`]: key paths into payloads (`a.b.c`), their checks.
 //! - [`filter`]: the payload filter language and its reference evaluator.
 //! - [`error`]: [`ValidationError`], input that breaks the model's rules.
 //! - [`convert`]: protobuf ↔ model (points, payloads, filters, configs).
@@ -13,6 +14,7 @@
 pub mod convert;
 pub mod error;
 pub mod filter;
+pub mod key_path;
 pub mod payload;
 pub mod status;
 pub mod types;

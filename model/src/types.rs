@@ -262,7 +262,7 @@ impl ShardConfig {
         // One index per (field, kind): a field may be indexed as several kinds.
         let mut seen = std::collections::HashSet::new();
         for spec in &self.payload_indexes {
-            crate::filter::validate_key(&spec.key)?;
+            crate::key_path::validate_key(&spec.key)?;
             if !seen.insert((&spec.key, spec.kind)) {
                 return bad(format!("payload field {:?} is indexed twice as {:?}", spec.key, spec.kind));
             }

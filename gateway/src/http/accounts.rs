@@ -26,8 +26,8 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 use vectron_proto::v1::auth_service_client::AuthServiceClient;
 
+use super::extract::{ApiError, Body, ErrorReply, PathParams, QueryParams};
 use crate::auth::{Access, Authenticator, Caller, Scope};
-use crate::http::{ApiError, Body, ErrorReply, PathParams, QueryParams};
 
 /// State of the account routes.
 #[derive(Debug, Clone)]
@@ -121,11 +121,11 @@ pub struct NewKeyJson {
     pub scope: ScopeJson,
     /// Absent or empty: every collection.
     #[serde(default)]
-    #[schema(value_type = Vec<crate::http::CollectionNameDoc>)]
+    #[schema(value_type = Vec<crate::http::schema::CollectionNameDoc>)]
     pub collections: Vec<String>,
     /// Admins only; at most the auth service's `max_key_rate_limit_per_sec`. Absent:
     /// the owner's limit alone.
-    #[serde(default, deserialize_with = "crate::http::whole_u32_opt")]
+    #[serde(default, deserialize_with = "crate::http::json::whole_u32_opt")]
     #[schema(minimum = 1, maximum = 100000)]
     pub rate_limit_per_sec: Option<u32>,
 }
@@ -319,9 +319,6 @@ impl Accounts {
         routes.with_state(self)
     }
 }
-
-/// The routes anyone may call (their bodies carry the credentials).
-pub const PUBLIC_PATHS: &[&str] = &["/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
 
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginJson,
     responses((status = 200, body = TokenPairJson), (status = 401, body = ErrorReply), (status = 429, body = ErrorReply)))]

@@ -1,0 +1,136 @@
+//! JSON forms the route modules share: serde helpers for whole numbers and capped lists,
+//! the consistency level, and the conversions between JSON and proto of filters, point
+//! ids and payloads.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use vectron_engine::{Filter, PointId};
+use vectron_model::convert::{filter_to_pb, point_id_from_pb, struct_from_pb};
+use vectron_model::status::WireError;
+use vectron_proto::v1 as pb;
+
+use super::extract::ApiError;
+
+/// JSON has one kind of number: a whole number written `10.0` is the integer 10 (JSON
+/// Schema reads it so), and integer fields take it.
+pub(crate) fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = u32;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer in 0..=4294967295")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<u32, E> {
+            u32::try_from(n).map_err(|_| E::custom(format!("{n} is out of range 0..=4294967295")))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<u32, E> {
+            u32::try_from(n).map_err(|_| E::custom(format!("{n} is out of range 0..=4294967295")))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, x: f64) -> Result<u32, E> {
+            vectron_model::types::whole_u64(x)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| E::custom(format!("{x} is not an integer in 0..=4294967295")))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A JSON list of at most `N` items, refused at item `N + 1`, before the rest of a
+/// large body is turned into items (a 16 MiB list of ids would be ~8M of them).
+pub(crate) fn at_most<'de, T: Deserialize<'de>, const N: usize, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    struct Capped<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Capped<T, N> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a list of at most {N} items")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(N));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == N {
+                    return Err(serde::de::Error::custom(format!("more than {N} items in one request")));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Capped::<T, N>(std::marker::PhantomData))
+}
+
+/// [`at_most`] for optional lists.
+pub(crate) fn at_most_opt<'de, T: Deserialize<'de>, const N: usize, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(bound = "T: Deserialize<'de>")]
+    struct Capped<T, const N: usize>(#[serde(deserialize_with = "at_most::<T, N, _>")] Vec<T>);
+    Option::<Capped<T, N>>::deserialize(d).map(|c| c.map(|c| c.0))
+}
+
+/// [`whole_u32`] for optional fields.
+pub(crate) fn whole_u32_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "whole_u32")] u32);
+    Option::<Whole>::deserialize(d).map(|w| w.map(|w| w.0))
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsistencyJson {
+    Linearizable,
+    #[default]
+    Leader,
+    Any,
+}
+
+impl ConsistencyJson {
+    pub(crate) fn to_pb(self) -> i32 {
+        let c = match self {
+            ConsistencyJson::Linearizable => pb::Consistency::Linearizable,
+            ConsistencyJson::Leader => pb::Consistency::Leader,
+            ConsistencyJson::Any => pb::Consistency::Any,
+        };
+        c as i32
+    }
+}
+
+pub(crate) fn yes() -> bool {
+    true
+}
+
+pub(crate) fn engine_err(e: impl Into<vectron_engine::EngineError>) -> ApiError {
+    ApiError(WireError::from(&e.into()))
+}
+
+pub(crate) fn filter_pb(v: Option<&Value>) -> Result<Option<pb::Filter>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let f = Filter::from_json(v).map_err(engine_err)?;
+            Ok(Some(filter_to_pb(&f).map_err(engine_err)?))
+        }
+    }
+}
+
+pub(crate) fn id_json(id: Option<&pb::PointId>) -> Result<PointId, ApiError> {
+    point_id_from_pb(id).map_err(engine_err)
+}
+
+pub(crate) fn payload_json(s: Option<&pb::Struct>) -> Result<Option<Map<String, Value>>, ApiError> {
+    s.map(struct_from_pb).transpose().map_err(engine_err)
+}
+
+/// A point id from a URL segment: digits are a numeric id, anything else a string id.
+pub(crate) fn path_id(raw: &str) -> PointId {
+    raw.parse::<u64>().map(PointId::Num).unwrap_or_else(|_| PointId::Str(raw.to_owned()))
+}

@@ -1,0 +1,194 @@
+//! Search routes: one search, a batch (each search counts against the caller's rate
+//! limit), and relevance feedback.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use vectron_engine::PointId;
+use vectron_model::convert::point_id_to_pb;
+use vectron_proto::v1 as pb;
+
+use super::extract::{ApiError, Body, ErrorReply, PathParams, Reply};
+use super::json::{ConsistencyJson, at_most, filter_pb, id_json, payload_json, whole_u32};
+use super::schema::{FilterDoc, PointIdDoc};
+use crate::api::Api;
+use crate::auth::{Caller, Spend};
+
+/// Adds the search routes.
+pub(super) fn routes(r: OpenApiRouter<Api>) -> OpenApiRouter<Api> {
+    r.routes(routes!(search)).routes(routes!(search_batch)).routes(routes!(feedback))
+}
+
+/// A search hit as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HitJson {
+    #[schema(value_type = PointIdDoc)]
+    pub id: PointId,
+    pub score: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchJson {
+    /// As long as the collection's dimension; finite values.
+    #[schema(min_items = 1, max_items = 65536)]
+    pub vector: Vec<f32>,
+    #[serde(default = "default_top_k", deserialize_with = "whole_u32")]
+    #[schema(minimum = 1, maximum = 10000, default = 10)]
+    pub top_k: u32,
+    #[serde(default)]
+    #[schema(value_type = Option<FilterDoc>)]
+    pub filter: Option<Value>,
+    /// 0 or absent: the collection's default.
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(maximum = 65536)]
+    pub ef: u32,
+    #[serde(default)]
+    pub score_threshold: Option<f32>,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+    #[serde(default)]
+    pub consistency: ConsistencyJson,
+    /// 0 or absent: the gateway's read timeout.
+    #[serde(default, deserialize_with = "whole_u32")]
+    #[schema(value_type = u64, maximum = 4294967295u64)]
+    pub timeout_ms: u32,
+}
+
+fn default_top_k() -> u32 {
+    10
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBatchJson {
+    #[schema(max_items = 256)]
+    #[serde(deserialize_with = "at_most::<SearchJson, { vectron_model::types::MAX_SEARCH_BATCH }, _>")]
+    pub searches: Vec<SearchJson>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackJson {
+    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
+    pub collection: String,
+    #[schema(pattern = "^[!-~]{1,128}$")]
+    pub query_id: String,
+    #[schema(value_type = PointIdDoc)]
+    pub point_id: PointId,
+    #[schema(minimum = -1.0, maximum = 1.0)]
+    pub relevance: f32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchReply {
+    pub hits: Vec<HitJson>,
+    /// Some shard missed the deadline; `missing_shards` lists them.
+    pub partial: bool,
+    pub missing_shards: Vec<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchBatchReply {
+    pub results: Vec<SearchReply>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackReply {
+    pub accepted: bool,
+}
+
+fn search_pb(collection: &str, s: &SearchJson) -> Result<pb::SearchRequest, ApiError> {
+    Ok(pb::SearchRequest {
+        collection: collection.to_owned(),
+        vector: s.vector.clone(),
+        top_k: s.top_k,
+        filter: filter_pb(s.filter.as_ref())?,
+        ef: s.ef,
+        score_threshold: s.score_threshold,
+        with_payload: s.with_payload,
+        with_vector: s.with_vector,
+        consistency: s.consistency.to_pb(),
+        timeout_ms: s.timeout_ms,
+        rerank: false,
+    })
+}
+
+fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<SearchReply, ApiError> {
+    let hits = r
+        .hits
+        .iter()
+        .map(|h| {
+            Ok(HitJson {
+                id: id_json(h.id.as_ref())?,
+                score: h.score,
+                vector: with_vector.then(|| h.vector.clone()),
+                payload: payload_json(h.payload.as_ref())?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(SearchReply { hits, partial: r.partial, missing_shards: r.missing_shards })
+}
+
+/// Nearest neighbours of a vector, optionally filtered.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/search", tag = "search", params(("name" = String, Path)),
+    request_body = SearchJson, responses((status = 200, body = SearchReply), (status = 400, body = ErrorReply), (status = 404, body = ErrorReply)))]
+async fn search(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    PathParams(c): PathParams<String>,
+    Body(s): Body<SearchJson>,
+) -> Reply<SearchReply> {
+    let r = api.search(&access, search_pb(&c, &s)?).await?;
+    Ok(Json(search_json(r, s.with_vector)?))
+}
+
+/// Several searches in one request.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/search/batch", tag = "search", params(("name" = String, Path)),
+    request_body = SearchBatchJson, responses((status = 200, body = SearchBatchReply), (status = 400, body = ErrorReply)))]
+async fn search_batch(
+    State(api): State<Api>,
+    Caller(access): Caller,
+    Spend(quota): Spend,
+    PathParams(c): PathParams<String>,
+    Body(b): Body<SearchBatchJson>,
+) -> Reply<SearchBatchReply> {
+    let searches = b.searches.iter().map(|s| search_pb(&c, s)).collect::<Result<Vec<_>, _>>()?;
+    let r = api.search_batch(&access, quota.as_ref(), pb::SearchBatchRequest { searches }).await?;
+    let results = r
+        .results
+        .into_iter()
+        .zip(&b.searches)
+        .map(|(r, s)| search_json(r, s.with_vector))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(SearchBatchReply { results }))
+}
+
+/// Relevance feedback on a search result: validated, then refused (501) — nothing
+/// stores feedback yet.
+#[utoipa::path(post, path = "/v1/feedback", tag = "search", request_body = FeedbackJson,
+    responses((status = 501, body = ErrorReply, description = "Valid feedback; not stored yet."), (status = 400, body = ErrorReply)))]
+async fn feedback(State(api): State<Api>, Caller(access): Caller, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
+    api.submit_feedback(
+        &access,
+        pb::SubmitFeedbackRequest {
+            collection: f.collection,
+            query_id: f.query_id,
+            point_id: Some(point_id_to_pb(&f.point_id)),
+            relevance: f.relevance,
+        },
+    )
+    .await?;
+    Ok(Json(FeedbackReply { accepted: true }))
+}

@@ -1,0 +1,137 @@
+//! The gateway's Prometheus metrics: request counts and latencies by protocol, route
+//! and status (labels from a closed set: route templates and known gRPC methods, else
+//! `unknown`), per-shard leader, Raft term and size gauges (set from the routing table
+//! at scrape time), and the process's CPU seconds, resident memory and threads.
+//! [`track`] records HTTP requests; `grpc_metrics` records gRPC calls.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Counter, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use std::sync::Arc;
+use vectron_proto::internal as pi;
+
+/// The gateway's Prometheus metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    shard_leader: IntGaugeVec,
+    shard_term: IntGaugeVec,
+    shard_points: IntGaugeVec,
+    process: ProcessMetrics,
+}
+
+/// The process's CPU time, memory and threads, read from /proc at scrape time (the
+/// prometheus crate's own collector rounds CPU time down to whole seconds, too coarse to
+/// tell the CPU cost of a request).
+#[derive(Debug, Clone)]
+struct ProcessMetrics {
+    cpu_seconds: Counter,
+    resident_bytes: IntGauge,
+    threads: IntGauge,
+}
+
+impl ProcessMetrics {
+    fn new(registry: &Registry) -> ProcessMetrics {
+        let cpu_seconds = Counter::new("process_cpu_seconds_total", "User and system CPU time spent, in seconds")
+            .expect("valid metric");
+        let resident_bytes =
+            IntGauge::new("process_resident_memory_bytes", "Resident memory size in bytes").expect("valid metric");
+        let threads = IntGauge::new("process_threads", "Number of OS threads").expect("valid metric");
+        registry.register(Box::new(cpu_seconds.clone())).expect("unique metric");
+        registry.register(Box::new(resident_bytes.clone())).expect("unique metric");
+        registry.register(Box::new(threads.clone())).expect("unique metric");
+        ProcessMetrics { cpu_seconds, resident_bytes, threads }
+    }
+
+    fn update(&self) {
+        let Ok(stat) = procfs::process::Process::myself().and_then(|p| p.stat()) else {
+            return;
+        };
+        let cpu = (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
+        self.cpu_seconds.inc_by((cpu - self.cpu_seconds.get()).max(0.0));
+        self.resident_bytes.set((stat.rss * procfs::page_size()) as i64);
+        self.threads.set(stat.num_threads);
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("vectron_requests_total", "Requests by protocol, route and status"),
+            &["protocol", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("vectron_request_seconds", "Request latency by protocol and route")
+                .buckets(prometheus::exponential_buckets(0.0002, 2.0, 16).expect("valid buckets")),
+            &["protocol", "route"],
+        )
+        .expect("valid metric");
+        let gauge = |name: &str, help: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &["collection", "shard"]).expect("valid metric")
+        };
+        let shard_leader = gauge("vectron_shard_leader", "Worker id leading each shard (0: none known)");
+        let shard_term = gauge("vectron_shard_raft_term", "Raft term of each shard's leader");
+        let shard_points = gauge("vectron_shard_points", "Points in each shard, as its leader reports");
+        registry.register(Box::new(requests.clone())).expect("unique metric");
+        registry.register(Box::new(latency.clone())).expect("unique metric");
+        for g in [&shard_leader, &shard_term, &shard_points] {
+            registry.register(Box::new(g.clone())).expect("unique metric");
+        }
+        let process = ProcessMetrics::new(&registry);
+        Metrics { registry, requests, latency, shard_leader, shard_term, shard_points, process }
+    }
+
+    /// Counts one request.
+    pub fn observe(&self, protocol: &str, route: &str, status: &str, started: Instant) {
+        self.requests.with_label_values(&[protocol, route, status]).inc();
+        self.latency.with_label_values(&[protocol, route]).observe(started.elapsed().as_secs_f64());
+    }
+
+    pub(crate) fn update_shards(&self, table: &pi::RoutingTable) {
+        self.shard_leader.reset();
+        self.shard_term.reset();
+        self.shard_points.reset();
+        for c in &table.collections {
+            let name = c.config.as_ref().map(|x| x.name.as_str()).unwrap_or("");
+            for s in &c.shards {
+                let shard = s.id.to_string();
+                self.shard_leader.with_label_values(&[name, &shard]).set(s.leader as i64);
+                self.shard_term.with_label_values(&[name, &shard]).set(s.leader_term as i64);
+                self.shard_points.with_label_values(&[name, &shard]).set(s.points_count as i64);
+            }
+        }
+    }
+
+    pub(crate) fn render(&self) -> String {
+        self.process.update();
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).ok();
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Records every HTTP request in the metrics, by matched route.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    // Labels from a closed set: the routes' templates, or `unknown`.
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unknown".into());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    metrics.observe("http", &route, response.status().as_str(), started);
+    response
+}
