@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Parser;
 use serde_json::json;
-use vectron_engine::{Distance, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage};
+use vectron_engine::{Distance, Point, PointId, SearchQuery, Shard, ShardConfig, ShardId, Storage};
 use vectron_sdk::{Client, Collection};
 
 use crate::dataset::Dataset;
@@ -311,7 +311,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                 let shard = shard.clone();
                 async move {
                     let hits = tokio::task::spawn_blocking(move || {
-                        let mut req = SearchRequest::new(q, k);
+                        let mut req = SearchQuery::new(q, k);
                         req.ef = Some(ef as usize);
                         shard.search(&req)
                     })

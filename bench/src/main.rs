@@ -23,7 +23,7 @@ use vectron_engine::hnsw::Hnsw;
 use vectron_engine::index::{HnswRsIndex, VectorIndex};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
 use vectron_engine::{
-    Distance, Filter, HnswParams, Payload, Point, PointId, SearchRequest, Shard, ShardConfig, ShardId, Storage,
+    Distance, Filter, HnswParams, Payload, Point, PointId, SearchQuery, Shard, ShardConfig, ShardId, Storage,
 };
 
 use dataset::Dataset;
@@ -416,7 +416,7 @@ fn shard_bench(
         let filter = Filter::from_json(&json!({"must": [{"key": "cat", "match": {"value": "hit"}}]}))?;
         for &ef in &args.ef {
             let search = |q: &[f32]| -> Vec<u32> {
-                let mut req = SearchRequest::new(q.to_vec(), args.data.k);
+                let mut req = SearchQuery::new(q.to_vec(), args.data.k);
                 req.ef = Some(ef);
                 req.filter = Some(filter.clone());
                 match shard.search(&req) {

@@ -55,33 +55,7 @@ impl Metric {
     }
 }
 
-/// Scales `v` to unit length in place. Returns false (leaving `v` alone) when its norm is
-/// zero, which cosine cannot compare.
-pub fn normalize(v: &mut [f32]) -> bool {
-    let norm = dot_scalar(v, v).sqrt();
-    if norm == 0.0 || !norm.is_finite() {
-        return false;
-    }
-    let inv = 1.0 / norm;
-    v.iter_mut().for_each(|x| *x *= inv);
-    true
-}
-
-/// Portable dot product, also the reference the SIMD kernels are tested against.
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for i in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[i * 8 + l] * b[i * 8 + l];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        s += a[i] * b[i];
-    }
-    s
-}
+pub use vectron_model::vector::{dot_scalar, normalize};
 
 /// Portable squared euclidean distance.
 pub fn l2sq_scalar(a: &[f32], b: &[f32]) -> f32 {

@@ -24,6 +24,6 @@ pub use vectron_model::{Payload, ValidationError, filter, types};
 
 pub use error::{EngineError, Result};
 pub use filter::Filter;
-pub use shard::{SearchPlan, SearchRequest, Shard, WriteOp};
+pub use shard::{SearchPlan, SearchQuery, Shard, WriteOp};
 pub use store::{Storage, StorageOptions};
 pub use types::{Distance, HnswParams, Point, PointId, Record, ScoredPoint, ShardConfig, ShardId};

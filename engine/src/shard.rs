@@ -43,10 +43,7 @@ use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore, Storage, WriteSet};
 use crate::types::{Distance, Point, PointId, Record, ScoredPoint, ShardConfig, ShardId};
 
-/// Largest `top_k` / scroll page a shard serves.
-pub const MAX_TOP_K: usize = 10_000;
-/// Largest search breadth a query may ask for.
-pub const MAX_EF: usize = 65_536;
+pub use vectron_model::request::{MAX_EF, MAX_TOP_K};
 
 /// A write, as the Raft log carries it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -65,32 +62,7 @@ pub struct WriteOutcome {
     pub applied: bool,
 }
 
-/// A search against one shard.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SearchRequest {
-    pub vector: Vec<f32>,
-    pub top_k: usize,
-    /// Search breadth; `None` means `max(top_k, 64)`.
-    pub ef: Option<usize>,
-    pub filter: Option<Filter>,
-    pub score_threshold: Option<f32>,
-    pub with_payload: bool,
-    pub with_vector: bool,
-}
-
-impl SearchRequest {
-    pub fn new(vector: Vec<f32>, top_k: usize) -> Self {
-        SearchRequest {
-            vector,
-            top_k,
-            ef: None,
-            filter: None,
-            score_threshold: None,
-            with_payload: false,
-            with_vector: false,
-        }
-    }
-}
+pub use vectron_model::request::SearchQuery;
 
 /// How a search was executed (for tests, metrics and EXPLAIN-like output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -604,25 +576,17 @@ impl Shard {
     }
 
     /// Nearest neighbours of `req.vector`, best first.
-    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+    pub fn search(&self, req: &SearchQuery) -> Result<Vec<ScoredPoint>> {
         self.search_explained(req).map(|(hits, _)| hits)
     }
 
     /// [`Shard::search`], also saying which plan ran.
-    pub fn search_explained(&self, req: &SearchRequest) -> Result<(Vec<ScoredPoint>, SearchPlan)> {
-        if req.top_k == 0 || req.top_k > MAX_TOP_K {
-            return Err(EngineError::invalid_argument(format!("top_k must be in 1..={MAX_TOP_K}")));
-        }
-        if req.ef.is_some_and(|ef| ef == 0 || ef > MAX_EF) {
-            return Err(EngineError::invalid_argument(format!("ef must be in 1..={MAX_EF}")));
-        }
-        if req.score_threshold.is_some_and(|t| !t.is_finite()) {
-            return Err(EngineError::invalid_argument("score_threshold must be a finite number"));
-        }
+    pub fn search_explained(&self, req: &SearchQuery) -> Result<(Vec<ScoredPoint>, SearchPlan)> {
+        req.check()?;
         let mut query = req.vector.clone();
-        validate_vector(&self.config, &mut query)?;
-        if let Some(f) = &req.filter {
-            f.validate()?;
+        vectron_model::vector::check_vector(&self.config, &query)?;
+        if self.config.distance == Distance::Cosine {
+            normalize(&mut query);
         }
         let k = req.top_k;
         let ef = req.ef.unwrap_or(64).max(k);
@@ -775,35 +739,11 @@ impl Ord for OrdDist {
     }
 }
 
-/// Checks a vector against the shard and normalises it for cosine.
 /// Checks one point as an upsert would (id, dimension, finite values, payload size and
-/// depth), normalising a cosine vector in place. Lets a caller that splits a batch
-/// across shards refuse it whole before any shard writes.
+/// depth), normalising a cosine vector in place.
 pub fn validate_point(config: &ShardConfig, p: &mut Point) -> Result<()> {
-    p.id.validate()?;
-    validate_vector(config, &mut p.vector)?;
-    if let Some(payload) = &p.payload {
-        payload.check_limits(config.limits.max_payload_bytes, config.limits.max_payload_depth)?;
-    }
-    Ok(())
-}
-
-fn validate_vector(config: &ShardConfig, v: &mut [f32]) -> Result<()> {
-    if v.is_empty() {
-        return Err(EngineError::Invalid(ValidationError::InvalidVector { reason: "vector is empty".into() }));
-    }
-    if v.len() != config.dimension {
-        return Err(EngineError::Invalid(ValidationError::DimensionMismatch {
-            expected: config.dimension,
-            got: v.len(),
-        }));
-    }
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(EngineError::Invalid(ValidationError::InvalidVector {
-            reason: format!("element {i} is {}", v[i]),
-        }));
-    }
-    if config.distance == Distance::Cosine && !normalize(v) {
+    vectron_model::vector::check_point(config, p)?;
+    if config.distance == Distance::Cosine && !normalize(&mut p.vector) {
         return Err(EngineError::Invalid(ValidationError::InvalidVector {
             reason: "zero vector has no direction for cosine".into(),
         }));

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use vectron_engine::distance::{Metric, normalize};
 use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec, Tuning};
 use vectron_engine::{
-    Distance, EngineError, Filter, Payload, Point, PointId, SearchPlan, SearchRequest, Shard, ShardConfig, ShardId,
+    Distance, EngineError, Filter, Payload, Point, PointId, SearchPlan, SearchQuery, Shard, ShardConfig, ShardId,
     Storage, WriteOp,
 };
 
@@ -118,7 +118,7 @@ fn unfiltered_search_has_high_recall_for_every_distance() {
         let model: BTreeMap<PointId, Point> = points.into_iter().map(|p| (p.id.clone(), p)).collect();
         let mut hits = 0;
         for q in random_points(40, 16, 2) {
-            let mut req = SearchRequest::new(q.vector.clone(), 10);
+            let mut req = SearchQuery::new(q.vector.clone(), 10);
             req.ef = Some(128);
             let (got, plan) = shard.search_explained(&req).unwrap();
             assert_eq!(plan, SearchPlan::Hnsw);
@@ -171,7 +171,7 @@ proptest! {
 
         let filter = Filter::from_json(&filter).unwrap();
         let q = random_points(1, 8, seed + 1).remove(0).vector;
-        let mut req = SearchRequest::new(q.clone(), k);
+        let mut req = SearchQuery::new(q.clone(), k);
         req.filter = Some(filter.clone());
         let (got, plan) = shard.search_explained(&req).unwrap();
         let want = brute_force(Distance::Euclid, &model, &q, k, Some(&filter));
@@ -205,7 +205,7 @@ fn filtered_hnsw_keeps_recall_and_falls_back_when_starved() {
     let f = Filter::from_json(&json!({"must": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
     let mut hits = 0;
     for q in random_points(30, 16, 4) {
-        let mut req = SearchRequest::new(q.vector.clone(), 10);
+        let mut req = SearchQuery::new(q.vector.clone(), 10);
         req.filter = Some(f.clone());
         req.ef = Some(100);
         let (got, plan) = shard.search_explained(&req).unwrap();
@@ -221,7 +221,7 @@ fn filtered_hnsw_keeps_recall_and_falls_back_when_starved() {
     )
     .unwrap();
     let q = random_points(1, 16, 5).remove(0).vector;
-    let mut req = SearchRequest::new(q.clone(), 5);
+    let mut req = SearchQuery::new(q.clone(), 5);
     req.filter = Some(f.clone());
     let (got, plan) = shard.search_explained(&req).unwrap();
     assert_eq!(plan, SearchPlan::ExactScan);
@@ -280,27 +280,27 @@ fn bad_input_is_a_typed_error_and_writes_nothing() {
     // Searches validate too.
     shard.upsert(vec![good(1)]).unwrap();
     assert!(matches!(
-        shard.search(&SearchRequest::new(vec![1.0; 3], 1)),
+        shard.search(&SearchQuery::new(vec![1.0; 3], 1)),
         Err(EngineError::Invalid(ValidationError::DimensionMismatch { .. }))
     ));
     assert!(matches!(
-        shard.search(&SearchRequest::new(vec![1.0; 4], 0)),
+        shard.search(&SearchQuery::new(vec![1.0; 4], 0)),
         Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))
     ));
-    let mut huge_ef = SearchRequest::new(vec![1.0; 4], 1);
+    let mut huge_ef = SearchQuery::new(vec![1.0; 4], 1);
     huge_ef.ef = Some(1_000_000_000);
     assert!(matches!(shard.search(&huge_ef), Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))));
-    let mut nan_threshold = SearchRequest::new(vec![1.0; 4], 1);
+    let mut nan_threshold = SearchQuery::new(vec![1.0; 4], 1);
     nan_threshold.score_threshold = Some(f32::NAN);
     assert!(matches!(shard.search(&nan_threshold), Err(EngineError::Invalid(ValidationError::InvalidArgument { .. }))));
-    let mut req = SearchRequest::new(vec![1.0; 4], 1);
+    let mut req = SearchQuery::new(vec![1.0; 4], 1);
     req.filter = Some(Filter {
         must: vec![serde_json::from_value(json!({"key": "a", "range": {}})).unwrap()],
         ..Filter::default()
     });
     assert!(matches!(shard.search(&req), Err(EngineError::Invalid(ValidationError::InvalidFilter { .. }))));
     // And the shard still serves.
-    assert_eq!(shard.search(&SearchRequest::new(vec![1.0, 0.1, 0.0, 0.0], 1)).unwrap()[0].id, PointId::Num(1));
+    assert_eq!(shard.search(&SearchQuery::new(vec![1.0, 0.1, 0.0, 0.0], 1)).unwrap()[0].id, PointId::Num(1));
 }
 
 #[test]
@@ -322,19 +322,19 @@ fn upsert_replaces_and_delete_removes() {
     assert_eq!(shard.count(Some(&red)).unwrap(), 1, "the old payload of 'a' must not match any more");
     shard.upsert(vec![p("b", 5.0, "blue")]).unwrap();
     assert_eq!(shard.count(Some(&red)).unwrap(), 0);
-    let hits = shard.search(&SearchRequest::new(vec![0.0, 0.0], 10)).unwrap();
+    let hits = shard.search(&SearchQuery::new(vec![0.0, 0.0], 10)).unwrap();
     assert_eq!(
         hits.iter().map(|h| h.id.clone()).collect::<Vec<_>>(),
         vec![PointId::Str("a".into()), PointId::Str("b".into())]
     );
     assert_eq!(hits[0].score, 1.0);
-    let mut req = SearchRequest::new(vec![0.0, 0.0], 10);
+    let mut req = SearchQuery::new(vec![0.0, 0.0], 10);
     req.score_threshold = Some(2.0);
     assert_eq!(shard.search(&req).unwrap().len(), 1);
     let blue = Filter::from_json(&json!({"must": [{"key": "color", "match": {"value": "blue"}}]})).unwrap();
     assert_eq!(shard.delete_by_filter(blue).unwrap(), 2);
     assert!(shard.is_empty());
-    assert!(shard.search(&SearchRequest::new(vec![0.0, 0.0], 10)).unwrap().is_empty());
+    assert!(shard.search(&SearchQuery::new(vec![0.0, 0.0], 10)).unwrap().is_empty());
     assert_eq!(shard.delete(vec![PointId::Str("a".into())]).unwrap(), 0);
 }
 
@@ -428,7 +428,7 @@ fn many_deletes_trigger_a_background_rebuild_that_loses_no_concurrent_write() {
         let want = &model[&r.id];
         assert_eq!(r.vector.as_ref(), Some(&want.vector), "{}", r.id);
         assert_eq!(r.payload, tree(want), "{}", r.id);
-        let mut req = SearchRequest::new(want.vector.clone(), 1);
+        let mut req = SearchQuery::new(want.vector.clone(), 1);
         req.ef = Some(128);
         assert_eq!(shard.search(&req).unwrap()[0].id, r.id);
     }
@@ -459,10 +459,10 @@ fn reopen_uses_the_graph_file_and_survives_a_stale_or_corrupt_one() {
 
     let check = |shard: &Shard| {
         assert_eq!(shard.len(), 1499);
-        assert_eq!(shard.search(&SearchRequest::new(vec![9.0; 8], 1)).unwrap()[0].id, PointId::Num(5));
+        assert_eq!(shard.search(&SearchQuery::new(vec![9.0; 8], 1)).unwrap()[0].id, PointId::Num(5));
         assert!(shard.get(&[PointId::Num(6)], false, false).unwrap().is_empty());
         for p in points.iter().skip(7).step_by(37) {
-            assert_eq!(shard.search(&SearchRequest::new(p.vector.clone(), 1)).unwrap()[0].id, p.id);
+            assert_eq!(shard.search(&SearchQuery::new(p.vector.clone(), 1)).unwrap()[0].id, p.id);
         }
         let red = Filter::from_json(&json!({"must": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
         assert_eq!(shard.count(Some(&red)).unwrap(), 499, "500 red points, one of them (6) deleted");
@@ -536,7 +536,7 @@ fn concurrent_readers_never_see_half_a_batch() {
                 assert_eq!(c % 20, 0, "saw {c} points of one batch value");
                 let before = shard.count(None).unwrap();
                 assert_eq!(before % 20, 0);
-                let hits = shard.search(&SearchRequest::new(vec![0.5; 8], 10)).unwrap();
+                let hits = shard.search(&SearchQuery::new(vec![0.5; 8], 10)).unwrap();
                 let after = shard.count(None).unwrap();
                 let n = hits.len() as u64;
                 assert!(before.min(10) <= n && n <= after.min(10), "{n} hits with {before}..{after} points");

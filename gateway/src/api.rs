@@ -14,46 +14,27 @@
 //!   shard's own cursor.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use vectron_common::routing::{point_hash, range_contains};
-use vectron_engine::shard::validate_point;
-use vectron_engine::{Distance, Point, PointId, ValidationError};
-use vectron_model::convert::{self, point_from_pb, point_id_from_pb, shard_config};
+use vectron_model::convert::{self, point_id_from_pb, shard_config};
+use vectron_model::request::{
+    CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
+};
 use vectron_model::status::WireError;
-use vectron_model::types::{MAX_IDS_PER_REQUEST, MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
+use vectron_model::types::{MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
+use vectron_model::vector::{check_point, check_vector};
+use vectron_model::{Distance, PointId, ShardConfig, ValidationError};
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 use crate::auth::{Access, Quota, Scope, require};
 use crate::policy::BodyLimits;
-use crate::routing::{CollectionRoute, Router};
-
-/// An upsert, parsed at the edge that received it.
-#[derive(Debug)]
-pub struct Upsert {
-    pub collection: String,
-    pub points: Vec<Point>,
-    /// Answer once committed and applied (else once the shard leaders accepted it).
-    pub wait: bool,
-}
-
-impl Upsert {
-    /// The proto request, consumed point by point (each payload tree is dropped once
-    /// written as text).
-    pub fn from_pb(req: pb::UpsertRequest) -> Result<Upsert> {
-        let points = req
-            .points
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| point_from_pb(p).map_err(|e| point_error(i, e)))
-            .collect::<Result<_>>()?;
-        Ok(Upsert { collection: req.collection, points, wait: req.wait.unwrap_or(true) })
-    }
-}
+use crate::routing::{CollectionRoute, Router, WorkerConn};
 
 /// Gateway behaviour.
 #[derive(Debug, Clone)]
@@ -85,6 +66,11 @@ fn invalid(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidArgument, message, false)
 }
 
+/// Refuses a batch of more searches than [`MAX_SEARCH_BATCH`].
+pub fn at_most_searches(n: usize) -> Result<()> {
+    at_most("searches", n, MAX_SEARCH_BATCH)
+}
+
 /// Refuses more than `max` items of `what` in one request.
 fn at_most(what: &str, n: usize, max: usize) -> Result<()> {
     if n > max {
@@ -93,18 +79,18 @@ fn at_most(what: &str, n: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-/// A consistency a client may ask for (an unknown value is refused, not read as the
-/// default).
-fn known_consistency(raw: i32) -> Result<()> {
-    pb::Consistency::try_from(raw).map(|_| ()).map_err(|_| invalid(format!("unknown consistency {raw}")))
-}
-
 fn unimplemented(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::Unimplemented, message, false)
 }
 
-fn engine(e: impl Into<vectron_engine::EngineError>) -> WireError {
-    WireError::from(&e.into())
+fn model(e: ValidationError) -> WireError {
+    WireError::from(&e)
+}
+
+/// The collection's shard configuration (dimension, distance, limits).
+fn collection_config(route: &CollectionRoute) -> Result<ShardConfig> {
+    let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
+    shard_config(config).map_err(model)
 }
 
 /// The operations of the public API.
@@ -141,9 +127,8 @@ impl Api {
         &self.config
     }
 
-    fn read_deadline(&self, timeout_ms: u32) -> Instant {
-        let t = if timeout_ms == 0 { self.config.read_timeout } else { Duration::from_millis(timeout_ms.into()) };
-        Instant::now() + t
+    fn read_deadline(&self, timeout: Option<Duration>) -> Instant {
+        Instant::now() + timeout.unwrap_or(self.config.read_timeout)
     }
 
     // ---- collections ----
@@ -155,7 +140,7 @@ impl Api {
     ) -> Result<pb::CreateCollectionResponse> {
         require(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str()))?;
         let config = req.config.ok_or_else(|| invalid("create collection needs a config"))?;
-        let config = convert::normalize_collection(config).map_err(engine)?;
+        let config = convert::normalize_collection(config).map_err(model)?;
         let r = pb::CreateCollectionRequest { config: Some(config) };
         let info = self
             .router
@@ -196,7 +181,8 @@ impl Api {
         req: pb::GetCollectionRequest,
     ) -> Result<pb::GetCollectionResponse> {
         require(access, Scope::Read, Some(&req.name))?;
-        let count = self.count(access, pb::CountRequest { collection: req.name.clone(), ..Default::default() }).await?;
+        let all = CountRequest { collection: req.name.clone(), filter: None, consistency: Default::default() };
+        let count = self.count(access, all).await?;
         let route = self.router.collection(&req.name).await?;
         Ok(pb::GetCollectionResponse { config: route.info.config, points_count: count.count })
     }
@@ -278,202 +264,110 @@ impl Api {
 
     // ---- writes ----
 
-    pub async fn upsert(&self, access: &Access, req: Upsert) -> Result<pb::UpsertResponse> {
+    pub async fn upsert(&self, access: &Access, req: UpsertRequest) -> Result<pb::UpsertResponse> {
         require(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
-        let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
-        let shard_config = shard_config(config).map_err(engine)?;
+        let shard_config = collection_config(&route)?;
         if req.points.is_empty() {
             return Err(invalid("upsert needs at least one point"));
         }
-        if req.points.len() > shard_config.limits.max_batch {
-            return Err(invalid(format!(
-                "upsert batch has {} points, the limit is {}",
-                req.points.len(),
-                shard_config.limits.max_batch
-            )));
-        }
+        at_most("points", req.points.len(), shard_config.limits.max_batch)?;
         // Validate everything before any shard writes anything.
         let mut groups: HashMap<u64, Vec<pi::ShardPoint>> = HashMap::new();
-        for (i, mut point) in req.points.into_iter().enumerate() {
-            validate_point(&shard_config, &mut point).map_err(|e| point_error(i, e))?;
+        for (i, point) in req.points.into_iter().enumerate() {
+            check_point(&shard_config, &point).map_err(|e| model(e.about_point(i)))?;
             groups.entry(shard_of(&route, &point.id)?.id).or_default().push(convert::shard_point_to_pb(point));
         }
-        let deadline = Instant::now() + self.config.write_timeout;
-        let name = name_of(&route);
         let no_wait = !req.wait;
-        let calls = groups.into_iter().map(|(shard_id, points)| {
-            let name = name.clone();
-            async move {
-                // Each attempt (a leader change retries) sends a copy: the vectors are
-                // copied, the payloads' text is shared.
-                let r = pi::ShardUpsertRequest { shard_id, points, no_wait };
-                self.router
-                    .call_shard(&name, shard_id, deadline, |c| {
-                        let r = r.clone();
-                        async move { c.upsert(r).await }
-                    })
-                    .await
-            }
-        });
-        let mut upserted = 0;
-        for result in join_all(calls).await {
-            upserted += result?.affected;
-        }
-        Ok(pb::UpsertResponse { upserted })
+        // Each attempt (a leader change retries) sends a copy: the vectors are copied,
+        // the payloads' text is shared.
+        let requests = groups
+            .into_iter()
+            .map(|(shard_id, points)| (shard_id, pi::ShardUpsertRequest { shard_id, points, no_wait }));
+        let deadline = Instant::now() + self.config.write_timeout;
+        let answers = self.fan_out(&route, requests, deadline, |c, r| c.upsert(r)).await;
+        Ok(pb::UpsertResponse { upserted: writes_applied("upsert", answers)? })
     }
 
-    pub async fn delete(&self, access: &Access, req: pb::DeleteRequest) -> Result<pb::DeleteResponse> {
+    pub async fn delete(&self, access: &Access, req: DeleteRequest) -> Result<pb::DeleteResponse> {
         require(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
-        let name = name_of(&route);
-        let deadline = Instant::now() + self.config.write_timeout;
-        let no_wait = !req.wait.unwrap_or(true);
-        let selector = req.selector.ok_or_else(|| invalid("delete needs ids or a filter"))?;
-        let requests: Vec<pi::ShardDeleteRequest> = match selector {
-            pb::delete_request::Selector::Ids(list) => {
-                if list.ids.is_empty() {
-                    return Err(invalid("delete needs at least one id"));
-                }
-                at_most("ids", list.ids.len(), MAX_IDS_PER_REQUEST)?;
+        let no_wait = !req.wait;
+        let shard_request = |shard_id, selector| pi::ShardDeleteRequest { shard_id, selector: Some(selector), no_wait };
+        let requests: Vec<(u64, pi::ShardDeleteRequest)> = match req.selector {
+            Selector::Ids(ids) => {
                 let mut groups: HashMap<u64, Vec<pb::PointId>> = HashMap::new();
-                for id in list.ids {
-                    let parsed = point_id_from_pb(Some(&id)).map_err(engine)?;
-                    groups.entry(shard_of(&route, &parsed)?.id).or_default().push(id);
+                for id in &ids {
+                    groups.entry(shard_of(&route, id)?.id).or_default().push(convert::point_id_to_pb(id));
                 }
                 groups
                     .into_iter()
-                    .map(|(shard_id, ids)| pi::ShardDeleteRequest {
-                        shard_id,
-                        selector: Some(pi::shard_delete_request::Selector::Ids(pb::PointIdList { ids })),
-                        no_wait,
+                    .map(|(shard, ids)| {
+                        (shard, shard_request(shard, pi::shard_delete_request::Selector::Ids(pb::PointIdList { ids })))
                     })
                     .collect()
             }
-            pb::delete_request::Selector::Filter(f) => {
-                convert::filter_from_pb(&f).map_err(engine)?;
-                route
-                    .info
-                    .shards
-                    .iter()
-                    .map(|s| pi::ShardDeleteRequest {
-                        shard_id: s.id,
-                        selector: Some(pi::shard_delete_request::Selector::Filter(f.clone())),
-                        no_wait,
-                    })
+            Selector::Filter(f) => {
+                let f = convert::filter_to_pb(&f).map_err(model)?;
+                let every_shard = route.info.shards.iter();
+                every_shard
+                    .map(|s| (s.id, shard_request(s.id, pi::shard_delete_request::Selector::Filter(f.clone()))))
                     .collect()
             }
         };
-        let calls = requests.into_iter().map(|r| {
-            let name = name.clone();
-            async move {
-                let shard_id = r.shard_id;
-                self.router
-                    .call_shard(&name, shard_id, deadline, |c| {
-                        let r = r.clone();
-                        async move { c.delete(r).await }
-                    })
-                    .await
-            }
-        });
-        let mut deleted = 0;
-        for result in join_all(calls).await {
-            deleted += result?.affected;
-        }
-        Ok(pb::DeleteResponse { deleted })
+        let deadline = Instant::now() + self.config.write_timeout;
+        let answers = self.fan_out(&route, requests, deadline, |c, r| c.delete(r)).await;
+        Ok(pb::DeleteResponse { deleted: writes_applied("delete", answers)? })
     }
 
     // ---- reads ----
 
-    pub async fn get(&self, access: &Access, req: pb::GetRequest) -> Result<pb::GetResponse> {
+    pub async fn get(&self, access: &Access, req: GetRequest) -> Result<pb::GetResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
-        at_most("ids", req.ids.len(), MAX_IDS_PER_REQUEST)?;
-        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
-        let name = name_of(&route);
-        let deadline = self.read_deadline(0);
-        let mut groups: HashMap<u64, Vec<pb::PointId>> = HashMap::new();
-        let mut order = Vec::with_capacity(req.ids.len());
+        let mut groups: HashMap<u64, Vec<PointId>> = HashMap::new();
         for id in &req.ids {
-            let parsed = point_id_from_pb(Some(id)).map_err(engine)?;
-            groups.entry(shard_of(&route, &parsed)?.id).or_default().push(id.clone());
-            order.push(parsed);
+            groups.entry(shard_of(&route, id)?.id).or_default().push(id.clone());
         }
-        let calls = groups.into_iter().map(|(shard_id, ids)| {
-            let name = name.clone();
-            let request = pb::GetRequest { ids, ..req.clone() };
-            async move {
-                let r = pi::ShardGetRequest { shard_id, request: Some(request) };
-                self.router
-                    .call_shard(&name, shard_id, deadline, |c| {
-                        let r = r.clone();
-                        async move { c.get(r).await }
-                    })
-                    .await
-            }
+        let requests = groups.into_iter().map(|(shard_id, ids)| {
+            (shard_id, pi::ShardGetRequest { shard_id, request: Some(convert::get_to_pb(&req, &ids)) })
         });
+        let answers = self.fan_out(&route, requests, self.read_deadline(None), |c, r| c.get(r)).await;
         let mut found: HashMap<PointId, pb::RetrievedPoint> = HashMap::new();
-        for result in join_all(calls).await {
-            for p in result?.points {
-                let id = point_id_from_pb(p.id.as_ref()).map_err(engine)?;
-                found.insert(id, p);
+        for answer in every(answers)? {
+            for p in answer.points {
+                found.insert(convert::point_id_from_pb(p.id.as_ref()).map_err(model)?, p);
             }
         }
         // Request order; missing ids left out; a repeated id answered once per ask.
-        let points = order.iter().filter_map(|id| found.get(id).cloned()).collect();
+        let points = req.ids.iter().filter_map(|id| found.get(id).cloned()).collect();
         Ok(pb::GetResponse { points })
     }
 
-    pub async fn count(&self, access: &Access, req: pb::CountRequest) -> Result<pb::CountResponse> {
+    pub async fn count(&self, access: &Access, req: CountRequest) -> Result<pb::CountResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
-        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
-        if let Some(f) = &req.filter {
-            convert::filter_from_pb(f).map_err(engine)?;
-        }
-        let name = name_of(&route);
-        let deadline = self.read_deadline(0);
-        let calls = route.info.shards.iter().map(|s| {
-            let name = name.clone();
-            let r = pi::ShardCountRequest { shard_id: s.id, request: Some(req.clone()) };
-            async move {
-                self.router
-                    .call_shard(&name, r.shard_id, deadline, |c| {
-                        let r = r.clone();
-                        async move { c.count(r).await }
-                    })
-                    .await
-            }
-        });
-        let mut count = 0;
-        for result in join_all(calls).await {
-            count += result?.count;
-        }
-        Ok(pb::CountResponse { count })
+        let request = convert::count_to_pb(&req).map_err(model)?;
+        let requests = route
+            .info
+            .shards
+            .iter()
+            .map(|s| (s.id, pi::ShardCountRequest { shard_id: s.id, request: Some(request.clone()) }));
+        let answers = self.fan_out(&route, requests, self.read_deadline(None), |c, r| c.count(r)).await;
+        Ok(pb::CountResponse { count: every(answers)?.iter().map(|a| a.count).sum() })
     }
 
-    pub async fn scroll(&self, access: &Access, req: pb::ScrollRequest) -> Result<pb::ScrollResponse> {
+    /// A page of points: the shards in order, each from its own cursor.
+    pub async fn scroll(&self, access: &Access, req: ScrollRequest) -> Result<pb::ScrollResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
-        known_consistency(req.consistency)?;
         let route = self.router.collection(&req.collection).await?;
-        if let Some(f) = &req.filter {
-            convert::filter_from_pb(f).map_err(engine)?;
-        }
-        let limit = match req.limit {
-            0 => 100,
-            n if n as usize > vectron_engine::shard::MAX_TOP_K => {
-                return Err(invalid(format!("scroll limit must be at most {}", vectron_engine::shard::MAX_TOP_K)));
-            }
-            n => n as usize,
-        };
         let (mut index, mut inner) = decode_cursor(&req.cursor)?;
         let name = name_of(&route);
-        let deadline = self.read_deadline(0);
-        let mut points = Vec::with_capacity(limit);
-        while index < route.info.shards.len() && points.len() < limit {
+        let deadline = self.read_deadline(None);
+        let mut points = Vec::with_capacity(req.limit);
+        while index < route.info.shards.len() && points.len() < req.limit {
             let shard_id = route.info.shards[index].id;
-            let request =
-                pb::ScrollRequest { limit: (limit - points.len()) as u32, cursor: inner.clone(), ..req.clone() };
+            let request = convert::scroll_to_pb(&req, req.limit - points.len(), inner.clone()).map_err(model)?;
             let r = pi::ShardScrollRequest { shard_id, request: Some(request) };
             let page = self
                 .router
@@ -494,66 +388,21 @@ impl Api {
         Ok(pb::ScrollResponse { points, next_cursor })
     }
 
-    pub async fn search(&self, access: &Access, req: pb::SearchRequest) -> Result<pb::SearchResponse> {
+    pub async fn search(&self, access: &Access, req: SearchRequest) -> Result<pb::SearchResponse> {
         require(access, Scope::Read, Some(&req.collection))?;
-        known_consistency(req.consistency)?;
-        if req.rerank {
-            return Err(unimplemented("rerank: there is no reranker yet; search without it"));
-        }
         let route = self.router.collection(&req.collection).await?;
-        let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
-        let distance = convert::distance_from_pb(config.distance).map_err(engine)?;
-        if req.vector.len() != config.dimension as usize {
-            return Err(engine(ValidationError::DimensionMismatch {
-                expected: config.dimension as usize,
-                got: req.vector.len(),
-            }));
-        }
-        if req.vector.iter().any(|x| !x.is_finite()) {
-            return Err(engine(ValidationError::InvalidVector { reason: "vector has a NaN or infinite value".into() }));
-        }
-        if req.top_k == 0 || req.top_k as usize > vectron_engine::shard::MAX_TOP_K {
-            return Err(invalid(format!("top_k must be in 1..={}", vectron_engine::shard::MAX_TOP_K)));
-        }
-        if req.ef as usize > vectron_engine::shard::MAX_EF {
-            return Err(invalid(format!("ef must be in 1..={} (0: the default)", vectron_engine::shard::MAX_EF)));
-        }
-        if let Some(f) = &req.filter {
-            convert::filter_from_pb(f).map_err(engine)?;
-        }
-        let name = name_of(&route);
-        let deadline = self.read_deadline(req.timeout_ms);
-        let calls = route.info.shards.iter().map(|s| {
-            let name = name.clone();
-            let r = pi::ShardSearchRequest { shard_id: s.id, request: Some(req.clone()) };
-            async move {
-                let shard_id = r.shard_id;
-                let result = self
-                    .router
-                    .call_shard(&name, shard_id, deadline, |c| {
-                        let r = r.clone();
-                        async move { c.search(r).await }
-                    })
-                    .await;
-                (shard_id, result)
-            }
-        });
-        let mut hits = Vec::new();
-        let mut missing_shards = Vec::new();
-        for (shard_id, result) in join_all(calls).await {
-            match result {
-                Ok(r) => hits.extend(r.hits),
-                Err(e) if matches!(e.code, ErrorCode::DeadlineExceeded | ErrorCode::Unavailable) => {
-                    tracing::debug!(shard = shard_id, "search partial: {}", e.message);
-                    missing_shards.push(shard_id);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if !missing_shards.is_empty() && missing_shards.len() == route.info.shards.len() {
-            return Err(WireError::new(ErrorCode::Unavailable, "no shard answered the search in time", true));
-        }
-        merge_hits(&mut hits, distance, req.top_k as usize);
+        let shard_config = collection_config(&route)?;
+        check_vector(&shard_config, &req.query.vector).map_err(model)?;
+        let request = convert::search_to_pb(&req).map_err(model)?;
+        let requests = route
+            .info
+            .shards
+            .iter()
+            .map(|s| (s.id, pi::ShardSearchRequest { shard_id: s.id, request: Some(request.clone()) }));
+        let answers = self.fan_out(&route, requests, self.read_deadline(req.timeout), |c, r| c.search(r)).await;
+        let (answered, missing_shards) = answered_in_time(answers)?;
+        let mut hits: Vec<pb::ScoredPoint> = answered.into_iter().flat_map(|a| a.hits).collect();
+        merge_hits(&mut hits, shard_config.distance, req.query.top_k);
         Ok(pb::SearchResponse { hits, partial: !missing_shards.is_empty(), missing_shards })
     }
 
@@ -563,17 +412,40 @@ impl Api {
         &self,
         access: &Access,
         quota: Option<&Quota>,
-        req: pb::SearchBatchRequest,
+        searches: Vec<SearchRequest>,
     ) -> Result<pb::SearchBatchResponse> {
-        at_most("searches", req.searches.len(), MAX_SEARCH_BATCH)?;
-        for s in &req.searches {
+        at_most_searches(searches.len())?;
+        for s in &searches {
             require(access, Scope::Read, Some(&s.collection))?;
         }
         if let Some(quota) = quota {
-            quota.take_rest_of_batch(req.searches.len() as u32)?;
+            quota.take_rest_of_batch(searches.len() as u32)?;
         }
-        let results = join_all(req.searches.into_iter().map(|s| self.search(access, s))).await;
+        let results = join_all(searches.into_iter().map(|s| self.search(access, s))).await;
         Ok(pb::SearchBatchResponse { results: results.into_iter().collect::<Result<_>>()? })
+    }
+
+    /// Calls the shards of `requests` at once (each through [`Router::call_shard`], with
+    /// its retries, until `deadline`), `call` sending one shard's request on a
+    /// connection; answers in the requests' order.
+    async fn fan_out<Req, Resp, Call, Fut>(
+        &self,
+        route: &CollectionRoute,
+        requests: impl IntoIterator<Item = (u64, Req)>,
+        deadline: Instant,
+        call: Call,
+    ) -> Vec<(u64, Result<Resp>)>
+    where
+        Req: Clone,
+        Call: Fn(WorkerConn, Req) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let name = name_of(route);
+        let (name, call) = (&name, &call);
+        join_all(requests.into_iter().map(|(shard_id, r)| async move {
+            (shard_id, self.router.call_shard(name, shard_id, deadline, |c| call(c, r.clone())).await)
+        }))
+        .await
     }
 
     pub async fn submit_feedback(
@@ -583,7 +455,7 @@ impl Api {
     ) -> Result<pb::SubmitFeedbackResponse> {
         require(access, Scope::Write, Some(&req.collection))?;
         self.router.collection(&req.collection).await?;
-        point_id_from_pb(req.point_id.as_ref()).map_err(engine)?;
+        point_id_from_pb(req.point_id.as_ref()).map_err(model)?;
         if !(-1.0..=1.0).contains(&req.relevance) {
             return Err(invalid("relevance must be in [-1, 1]"));
         }
@@ -599,10 +471,72 @@ impl Api {
     }
 }
 
-fn point_error(index: usize, e: impl Into<vectron_engine::EngineError>) -> WireError {
-    let mut w = WireError::from(&e.into());
-    w.message = format!("point {index}: {}", w.message);
-    w
+/// Every shard's answer, or the first error.
+fn every<T>(answers: Vec<(u64, Result<T>)>) -> Result<Vec<T>> {
+    answers.into_iter().map(|(_, a)| a).collect()
+}
+
+/// The points a write's shards wrote, or, when some shard failed, an error saying which
+/// shards applied their part, which did not and which may have (each shard commits on its
+/// own; a deadline or a transport failure leaves the outcome unknown). A write no shard
+/// applied answers the first shard's own error.
+fn writes_applied(what: &str, answers: Vec<(u64, Result<pi::ShardWriteResponse>)>) -> Result<u64> {
+    let (mut total, mut applied, mut refused, mut unknown) = (0, Vec::new(), Vec::new(), Vec::new());
+    let mut first: Option<WireError> = None;
+    for (shard_id, answer) in answers {
+        match answer {
+            Ok(a) => {
+                total += a.affected;
+                applied.push(shard_id);
+            }
+            Err(e) => {
+                let outcome_unknown =
+                    matches!(e.code, ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Internal);
+                if outcome_unknown { &mut unknown } else { &mut refused }.push(shard_id);
+                first.get_or_insert(e);
+            }
+        }
+    }
+    let Some(first) = first else { return Ok(total) };
+    if applied.is_empty() {
+        return Err(first);
+    }
+    let list = |shards: &mut Vec<u64>| {
+        shards.sort_unstable();
+        format!("{shards:?}")
+    };
+    let code = if unknown.is_empty() { first.code } else { ErrorCode::Unavailable };
+    let message = format!(
+        "{what} partly applied: shards {} applied their part, {} did not, {} may have; first error: {}. \
+         Retrying the whole request is safe (writes are idempotent by id)",
+        list(&mut applied),
+        list(&mut refused),
+        list(&mut unknown),
+        first.message
+    );
+    Err(WireError::new(code, message, !unknown.is_empty() || first.retryable))
+}
+
+/// The partial-result rule of searches: the answers of the shards that answered, and the
+/// shards that missed the deadline or could not be reached; any other error fails the
+/// whole, and so does no shard answering.
+fn answered_in_time<T>(answers: Vec<(u64, Result<T>)>) -> Result<(Vec<T>, Vec<u64>)> {
+    let shards = answers.len();
+    let (mut answered, mut missing) = (Vec::with_capacity(shards), Vec::new());
+    for (shard_id, answer) in answers {
+        match answer {
+            Ok(a) => answered.push(a),
+            Err(e) if matches!(e.code, ErrorCode::DeadlineExceeded | ErrorCode::Unavailable) => {
+                tracing::debug!(shard = shard_id, "search partial: {}", e.message);
+                missing.push(shard_id);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if shards > 0 && missing.len() == shards {
+        return Err(WireError::new(ErrorCode::Unavailable, "no shard answered the search in time", true));
+    }
+    Ok((answered, missing))
 }
 
 /// Sorts best first under `distance` and keeps `k`.
@@ -648,6 +582,33 @@ mod tests {
         let mut h = vec![hit(1, 0.5), hit(2, 0.9), hit(3, 0.1), hit(4, 0.7)];
         merge_hits(&mut h, Distance::Euclid, 3);
         assert_eq!(h.iter().map(|x| x.score).collect::<Vec<_>>(), vec![0.1, 0.5, 0.7]);
+    }
+
+    #[test]
+    fn a_partly_applied_write_says_which_shards_applied() {
+        let ok = |affected| Ok(pi::ShardWriteResponse { affected, log_index: 1 });
+        let err = |code, retryable| Err(WireError::new(code, format!("{code:?}"), retryable));
+        assert_eq!(writes_applied("upsert", vec![(1, ok(3)), (2, ok(4))]).unwrap(), 7);
+        // Nothing applied: the shard's own error.
+        let e = writes_applied("upsert", vec![(1, err(ErrorCode::NotLeader, true))]).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (ErrorCode::NotLeader, "NotLeader"));
+        let e = writes_applied(
+            "upsert",
+            vec![
+                (4, ok(2)),
+                (2, err(ErrorCode::DeadlineExceeded, true)),
+                (3, err(ErrorCode::InvalidPayload, false)),
+                (1, ok(1)),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!((e.code, e.retryable), (ErrorCode::Unavailable, true), "an unknown outcome: retry");
+        assert!(e.message.contains("shards [1, 4] applied their part, [3] did not, [2] may have"), "{}", e.message);
+        let e = writes_applied("delete", vec![(1, ok(1)), (2, err(ErrorCode::InvalidFilter, false))]).unwrap_err();
+        assert_eq!((e.code, e.retryable), (ErrorCode::InvalidFilter, false));
+        assert!(
+            e.message.starts_with("delete partly applied: shards [1] applied their part, [2] did not, [] may have")
+        );
     }
 
     #[test]

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use vectron_model::ValidationError;
+use vectron_model::request::SearchRequest;
 use vectron_model::status::WireError;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_server::VectronService;
 
-use crate::api::{Api, Upsert};
-use crate::auth::{Access, Authenticator, Quota, access_of};
+use crate::api::{Api, at_most_searches};
+use crate::auth::{Access, Authenticator, Quota, Scope, access_of, require};
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -27,6 +29,23 @@ fn reply<T>(r: Result<T, WireError>) -> Reply<T> {
 fn admitted<T>(r: Request<T>) -> Result<(Access, T), Status> {
     let access = access_of(r.extensions()).map_err(|e| e.to_status())?;
     Ok((access, r.into_inner()))
+}
+
+/// [`admitted`] for a message naming its collection: the caller's `needed` scope on it is
+/// checked first (a caller who may not touch a collection learns nothing of its
+/// request), then the message is parsed into the model request the Api takes (a
+/// malformed one answers its typed error).
+fn parsed<T, M>(r: Request<T>, needed: Scope, collection: impl Fn(&T) -> &str) -> Result<(Access, M), Status>
+where
+    M: TryFrom<T, Error = ValidationError>,
+{
+    let (access, message) = admitted(r)?;
+    require(&access, needed, Some(collection(&message))).map_err(|e| e.to_status())?;
+    Ok((access, model(message)?))
+}
+
+fn model<T, M: TryFrom<T, Error = ValidationError>>(message: T) -> Result<M, Status> {
+    M::try_from(message).map_err(|e| WireError::from(&e).to_status())
 }
 
 /// The public gRPC service.
@@ -73,40 +92,44 @@ impl VectronService for VectronGrpc {
     }
 
     async fn upsert(&self, r: Request<pb::UpsertRequest>) -> Reply<pb::UpsertResponse> {
-        let (access, req) = admitted(r)?;
-        let req = Upsert::from_pb(req).map_err(|e| e.to_status())?;
+        let (access, req) = parsed(r, Scope::Write, |m: &pb::UpsertRequest| &m.collection)?;
         reply(self.api.upsert(&access, req).await)
     }
 
     async fn get(&self, r: Request<pb::GetRequest>) -> Reply<pb::GetResponse> {
-        let (access, req) = admitted(r)?;
+        let (access, req) = parsed(r, Scope::Read, |m: &pb::GetRequest| &m.collection)?;
         reply(self.api.get(&access, req).await)
     }
 
     async fn delete(&self, r: Request<pb::DeleteRequest>) -> Reply<pb::DeleteResponse> {
-        let (access, req) = admitted(r)?;
+        let (access, req) = parsed(r, Scope::Write, |m: &pb::DeleteRequest| &m.collection)?;
         reply(self.api.delete(&access, req).await)
     }
 
     async fn scroll(&self, r: Request<pb::ScrollRequest>) -> Reply<pb::ScrollResponse> {
-        let (access, req) = admitted(r)?;
+        let (access, req) = parsed(r, Scope::Read, |m: &pb::ScrollRequest| &m.collection)?;
         reply(self.api.scroll(&access, req).await)
     }
 
     async fn count(&self, r: Request<pb::CountRequest>) -> Reply<pb::CountResponse> {
-        let (access, req) = admitted(r)?;
+        let (access, req) = parsed(r, Scope::Read, |m: &pb::CountRequest| &m.collection)?;
         reply(self.api.count(&access, req).await)
     }
 
     async fn search(&self, r: Request<pb::SearchRequest>) -> Reply<pb::SearchResponse> {
-        let (access, req) = admitted(r)?;
+        let (access, req) = parsed(r, Scope::Read, |m: &pb::SearchRequest| &m.collection)?;
         reply(self.api.search(&access, req).await)
     }
 
     async fn search_batch(&self, r: Request<pb::SearchBatchRequest>) -> Reply<pb::SearchBatchResponse> {
         let quota = r.extensions().get::<Quota>().cloned();
         let (access, req) = admitted(r)?;
-        reply(self.api.search_batch(&access, quota.as_ref(), req).await)
+        at_most_searches(req.searches.len()).map_err(|e| e.to_status())?;
+        for s in &req.searches {
+            require(&access, Scope::Read, Some(&s.collection)).map_err(|e| e.to_status())?;
+        }
+        let searches = req.searches.into_iter().map(model).collect::<Result<Vec<_>, _>>()?;
+        reply(self.api.search_batch(&access, quota.as_ref(), searches).await)
     }
 
     type SearchStreamStream = Pin<Box<dyn Stream<Item = Result<pb::SearchResponse, Status>> + Send>>;
@@ -125,6 +148,8 @@ impl VectronService for VectronGrpc {
                 async move {
                     let req = req?;
                     let (access, _) = auth.admit(&headers, client).await.map_err(|e| e.to_status())?;
+                    require(&access, Scope::Read, Some(&req.collection)).map_err(|e| e.to_status())?;
+                    let req: SearchRequest = model(req)?;
                     api.search(&access, req).await.map_err(|e| e.to_status())
                 }
             })

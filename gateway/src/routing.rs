@@ -14,7 +14,7 @@ use parking_lot::RwLock;
 use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::PeerChannels;
-use vectron_model::status::{WireError, from_status};
+use vectron_model::status::{WireError, from_status, is_vectron_error};
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_client::WorkerClient;
 use vectron_proto::internal::worker_server::Worker;
@@ -56,6 +56,27 @@ worker_calls! {
     scroll(pi::ShardScrollRequest) -> pb::ScrollResponse;
     count(pi::ShardCountRequest) -> pb::CountResponse;
     search(pi::ShardSearchRequest) -> pi::ShardSearchResponse;
+}
+
+/// A worker's failed answer as a typed error. A status without Vectron's error metadata
+/// and with a code the transport uses (connection refused or reset, an HTTP/2 error, a
+/// cancelled stream) did not come from the worker's service: it is UNAVAILABLE and
+/// retryable, and says a write may or may not have been applied (retrying one is safe:
+/// writes are idempotent by id).
+fn worker_error(status: &tonic::Status, shard_id: u64, worker: u64, address: &str) -> WireError {
+    use tonic::Code;
+    let transport = matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled);
+    if is_vectron_error(status) || !transport {
+        return from_status(status);
+    }
+    WireError::new(
+        ErrorCode::Unavailable,
+        format!(
+            "shard {shard_id}: transport error talking to worker {worker} at {address} ({}); a write may or may not have been applied",
+            status.message()
+        ),
+        true,
+    )
 }
 
 /// A worker in the gateway's own process.
@@ -231,7 +252,7 @@ impl Router {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout(remaining, op(client)).await {
                         Ok(Ok(r)) => return Ok(r.into_inner()),
-                        Ok(Err(status)) => from_status(&status),
+                        Ok(Err(status)) => worker_error(&status, shard_id, target, &addr),
                         Err(_) => {
                             return Err(WireError::new(
                                 ErrorCode::DeadlineExceeded,
@@ -279,5 +300,25 @@ impl Router {
                 tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transport_failure_is_unavailable_and_retryable_and_a_workers_error_is_its_own() {
+        for status in [tonic::Status::unknown("transport error"), tonic::Status::internal("h2 protocol error: reset")] {
+            let e = worker_error(&status, 3, 2, "10.0.0.2:9090");
+            assert_eq!((e.code, e.retryable), (ErrorCode::Unavailable, true), "{status:?}");
+            assert!(e.message.contains("may or may not have been applied"), "{}", e.message);
+            assert!(e.message.contains("shard 3") && e.message.contains("10.0.0.2:9090"), "{}", e.message);
+        }
+        let refused = WireError::new(ErrorCode::Internal, "the shard's storage failed", false).to_status();
+        let e = worker_error(&refused, 3, 2, "10.0.0.2:9090");
+        assert_eq!((e.code, e.retryable), (ErrorCode::Internal, false));
+        let too_large = tonic::Status::out_of_range("decoded message length too large");
+        assert_eq!(worker_error(&too_large, 3, 2, "a").code, ErrorCode::PayloadTooLarge);
     }
 }

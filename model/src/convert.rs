@@ -9,6 +9,12 @@
 //! [`ValidationError`] naming what is wrong, so a malformed request gets a typed error.
 
 use crate::filter::{Condition, FieldCondition, KeyRef, Match, MatchValue, Range};
+use std::time::Duration;
+
+use crate::request::{
+    Consistency, CountRequest, DEFAULT_SCROLL_LIMIT, DeleteRequest, GetRequest, ScrollRequest, SearchQuery,
+    SearchRequest, Selector, UpsertRequest,
+};
 use crate::{Distance, Filter, HnswParams, Payload, Point, PointId, Record, ScoredPoint, ShardConfig, ValidationError};
 use serde_json::{Map, Number, Value};
 use vectron_proto::internal as pi;
@@ -190,7 +196,7 @@ pub fn normalize_collection(mut c: pb::CollectionConfig) -> Result<pb::Collectio
     if hnsw.ef_construction == 0 {
         hnsw.ef_construction = 200;
     }
-    // The same index asked for twice is one index (one field of two kinds is refused).
+    // The same index asked for twice is one index (a field may be indexed as several kinds).
     let mut seen = std::collections::HashSet::new();
     c.payload_indexes.retain(|p| seen.insert((p.key.clone(), p.kind)));
     shard_config(&c)?.validate()?;
@@ -324,6 +330,187 @@ fn condition_to_pb(c: &Condition) -> Result<pb::Condition> {
         },
     };
     Ok(pb::Condition { condition: Some(condition) })
+}
+
+// ---- requests ----
+
+/// A consistency a client may ask for; unspecified is the default, an unknown value is
+/// refused (not read as the default).
+pub fn consistency_from_pb(raw: i32) -> Result<Consistency> {
+    match pb::Consistency::try_from(raw) {
+        Ok(pb::Consistency::Unspecified | pb::Consistency::Leader) => Ok(Consistency::Leader),
+        Ok(pb::Consistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(pb::Consistency::Any) => Ok(Consistency::Any),
+        Err(_) => Err(invalid(format!("unknown consistency {raw}"))),
+    }
+}
+
+pub fn consistency_to_pb(c: Consistency) -> pb::Consistency {
+    match c {
+        Consistency::Linearizable => pb::Consistency::Linearizable,
+        Consistency::Leader => pb::Consistency::Leader,
+        Consistency::Any => pb::Consistency::Any,
+    }
+}
+
+fn optional_filter(f: Option<&pb::Filter>) -> Result<Option<Filter>> {
+    f.map(filter_from_pb).transpose()
+}
+
+fn optional_filter_to_pb(f: Option<&Filter>) -> Result<Option<pb::Filter>> {
+    f.map(filter_to_pb).transpose()
+}
+
+impl TryFrom<pb::SearchRequest> for SearchRequest {
+    type Error = ValidationError;
+
+    fn try_from(r: pb::SearchRequest) -> Result<SearchRequest> {
+        if r.rerank {
+            return Err(ValidationError::Unimplemented {
+                reason: "rerank: there is no reranker yet; search without it".into(),
+            });
+        }
+        let query = SearchQuery {
+            vector: r.vector,
+            top_k: r.top_k as usize,
+            ef: (r.ef > 0).then_some(r.ef as usize),
+            filter: optional_filter(r.filter.as_ref())?,
+            score_threshold: r.score_threshold,
+            with_payload: r.with_payload,
+            with_vector: r.with_vector,
+        };
+        Ok(SearchRequest {
+            collection: r.collection,
+            query: query.checked()?,
+            consistency: consistency_from_pb(r.consistency)?,
+            timeout: (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms.into())),
+        })
+    }
+}
+
+/// The proto form a shard call carries.
+pub fn search_to_pb(r: &SearchRequest) -> Result<pb::SearchRequest> {
+    let q = &r.query;
+    Ok(pb::SearchRequest {
+        collection: r.collection.clone(),
+        vector: q.vector.clone(),
+        top_k: q.top_k as u32,
+        filter: optional_filter_to_pb(q.filter.as_ref())?,
+        ef: q.ef.map_or(0, |ef| ef as u32),
+        score_threshold: q.score_threshold,
+        with_payload: q.with_payload,
+        with_vector: q.with_vector,
+        consistency: consistency_to_pb(r.consistency) as i32,
+        timeout_ms: r.timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
+        rerank: false,
+    })
+}
+
+impl TryFrom<pb::GetRequest> for GetRequest {
+    type Error = ValidationError;
+
+    fn try_from(r: pb::GetRequest) -> Result<GetRequest> {
+        GetRequest {
+            collection: r.collection,
+            ids: point_ids_from_pb(&r.ids)?,
+            with_payload: r.with_payload,
+            with_vector: r.with_vector,
+            consistency: consistency_from_pb(r.consistency)?,
+        }
+        .checked()
+    }
+}
+
+/// The proto form of a get of `ids` (one shard's share of `r`).
+pub fn get_to_pb(r: &GetRequest, ids: &[PointId]) -> pb::GetRequest {
+    pb::GetRequest {
+        collection: r.collection.clone(),
+        ids: ids.iter().map(point_id_to_pb).collect(),
+        with_payload: r.with_payload,
+        with_vector: r.with_vector,
+        consistency: consistency_to_pb(r.consistency) as i32,
+    }
+}
+
+impl TryFrom<pb::DeleteRequest> for DeleteRequest {
+    type Error = ValidationError;
+
+    fn try_from(r: pb::DeleteRequest) -> Result<DeleteRequest> {
+        let selector = match r.selector {
+            Some(pb::delete_request::Selector::Ids(list)) => Selector::Ids(point_ids_from_pb(&list.ids)?),
+            Some(pb::delete_request::Selector::Filter(f)) => Selector::Filter(filter_from_pb(&f)?),
+            None => return Err(invalid("delete needs ids or a filter")),
+        };
+        DeleteRequest { collection: r.collection, selector, wait: r.wait.unwrap_or(true) }.checked()
+    }
+}
+
+impl TryFrom<pb::ScrollRequest> for ScrollRequest {
+    type Error = ValidationError;
+
+    fn try_from(r: pb::ScrollRequest) -> Result<ScrollRequest> {
+        ScrollRequest {
+            collection: r.collection,
+            filter: optional_filter(r.filter.as_ref())?,
+            limit: if r.limit == 0 { DEFAULT_SCROLL_LIMIT } else { r.limit as usize },
+            cursor: r.cursor,
+            with_payload: r.with_payload,
+            with_vector: r.with_vector,
+            consistency: consistency_from_pb(r.consistency)?,
+        }
+        .checked()
+    }
+}
+
+/// The proto form of one shard's page: at most `limit` points from `cursor` (the
+/// shard's own cursor).
+pub fn scroll_to_pb(r: &ScrollRequest, limit: usize, cursor: Vec<u8>) -> Result<pb::ScrollRequest> {
+    Ok(pb::ScrollRequest {
+        collection: r.collection.clone(),
+        filter: optional_filter_to_pb(r.filter.as_ref())?,
+        limit: limit as u32,
+        cursor,
+        with_payload: r.with_payload,
+        with_vector: r.with_vector,
+        consistency: consistency_to_pb(r.consistency) as i32,
+    })
+}
+
+impl TryFrom<pb::CountRequest> for CountRequest {
+    type Error = ValidationError;
+
+    fn try_from(r: pb::CountRequest) -> Result<CountRequest> {
+        CountRequest {
+            collection: r.collection,
+            filter: optional_filter(r.filter.as_ref())?,
+            consistency: consistency_from_pb(r.consistency)?,
+        }
+        .checked()
+    }
+}
+
+pub fn count_to_pb(r: &CountRequest) -> Result<pb::CountRequest> {
+    Ok(pb::CountRequest {
+        collection: r.collection.clone(),
+        filter: optional_filter_to_pb(r.filter.as_ref())?,
+        consistency: consistency_to_pb(r.consistency) as i32,
+    })
+}
+
+impl TryFrom<pb::UpsertRequest> for UpsertRequest {
+    type Error = ValidationError;
+
+    /// Consumed point by point: each payload tree is dropped once written as text. An
+    /// error names the point it is about.
+    fn try_from(r: pb::UpsertRequest) -> Result<UpsertRequest> {
+        let points = r
+            .points
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| point_from_pb(p).map_err(|e| e.about_point(i)))
+            .collect::<Result<_>>()?;
+        Ok(UpsertRequest { collection: r.collection, points, wait: r.wait.unwrap_or(true) })
+    }
 }
 
 #[cfg(test)]

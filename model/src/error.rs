@@ -19,6 +19,12 @@ pub enum ValidationError {
     InvalidPointId { reason: String },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
+    /// A field that asks for what is not built (refused, never ignored).
+    #[error("not implemented: {reason}")]
+    Unimplemented { reason: String },
+    /// What is wrong with one point of a batch.
+    #[error("point {index}: {error}")]
+    AtPoint { index: usize, error: Box<ValidationError> },
 }
 
 impl ValidationError {
@@ -31,7 +37,14 @@ impl ValidationError {
             ValidationError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
             ValidationError::InvalidPointId { .. } => ErrorCode::InvalidPointId,
             ValidationError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
+            ValidationError::Unimplemented { .. } => ErrorCode::Unimplemented,
+            ValidationError::AtPoint { error, .. } => error.code(),
         }
+    }
+
+    /// This error, as about point `index` of a batch.
+    pub fn about_point(self, index: usize) -> Self {
+        ValidationError::AtPoint { index, error: Box::new(self) }
     }
 
     pub(crate) fn invalid_filter(reason: impl Into<String>) -> Self {

@@ -5,7 +5,10 @@
 //! - [`types`]: ids, distances, points, collection (shard) configuration and limits.
 //! - [`payload`]: [`Payload`], a point's payload as checked compact JSON text.
 //! - [`key_path`]: key paths into payloads (`a.b.c`), their checks.
+//! - [`request`]: the data operations' requests as validated types (search, get,
+//!   delete, scroll, count, upsert) and their limits.
 //! - [`filter`]: the payload filter language and its reference evaluator.
+//! - [`vector`]: the dot product, cosine normalisation, and the checks a point passes.
 //! - [`error`]: [`ValidationError`], input that breaks the model's rules.
 //! - [`convert`]: protobuf ↔ model (points, payloads, filters, configs).
 //! - [`status`]: the one mapping from `ErrorCode` to gRPC and HTTP statuses, and the
@@ -16,8 +19,10 @@ pub mod error;
 pub mod filter;
 pub mod key_path;
 pub mod payload;
+pub mod request;
 pub mod status;
 pub mod types;
+pub mod vector;
 
 pub use error::{Result, ValidationError};
 pub use filter::Filter;

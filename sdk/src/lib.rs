@@ -28,31 +28,42 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use vectron_model::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
-use vectron_model::status::{WireError, from_status};
+use vectron_model::status::{LeaderHint, WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_client::VectronServiceClient;
 
 pub use vectron_model::{Distance, Filter, PointId};
 pub use vectron_proto::v1::{Consistency, ErrorCode};
 
-/// A failed call: the server's code, message and retry hint.
+/// A failed call: the server's code, message and retry hints.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{code:?}: {message}")]
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    /// Whether the same request may succeed if sent again.
     pub retryable: bool,
+    /// How long the server asked to wait before retrying (rate limits, throttles).
+    pub retry_after: Option<Duration>,
+    /// The shard leader, when the server answered NOT_LEADER and knew it.
+    pub leader: Option<LeaderHint>,
+}
+
+impl Error {
+    fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Error {
+        Error { code, message: message.into(), retryable, retry_after: None, leader: None }
+    }
 }
 
 impl From<WireError> for Error {
     fn from(e: WireError) -> Self {
-        Error { code: e.code, message: e.message, retryable: e.retryable }
+        Error { code: e.code, message: e.message, retryable: e.retryable, retry_after: e.retry_after, leader: e.leader }
     }
 }
 
 impl From<tonic::transport::Error> for Error {
     fn from(e: tonic::transport::Error) -> Self {
-        Error { code: ErrorCode::Unavailable, message: e.to_string(), retryable: true }
+        Error::new(ErrorCode::Unavailable, e.to_string(), true)
     }
 }
 
@@ -166,11 +177,8 @@ pub struct Credentials {
 
 impl Credentials {
     fn new(key: &'static str, value: String) -> Result<Credentials> {
-        let mut value = AsciiMetadataValue::try_from(value).map_err(|_| Error {
-            code: ErrorCode::InvalidArgument,
-            message: "credentials must be printable ASCII".into(),
-            retryable: false,
-        })?;
+        let mut value = AsciiMetadataValue::try_from(value)
+            .map_err(|_| Error::new(ErrorCode::InvalidArgument, "credentials must be printable ASCII", false))?;
         value.set_sensitive(true);
         Ok(Credentials { header: Some((AsciiMetadataKey::from_static(key), value)) })
     }
@@ -197,14 +205,14 @@ pub struct Client {
 }
 
 fn decode_err(e: vectron_model::ValidationError) -> Error {
-    Error { code: ErrorCode::Internal, message: format!("undecodable answer: {e}"), retryable: false }
+    Error::new(ErrorCode::Internal, format!("undecodable answer: {e}"), false)
 }
 
 impl Client {
     /// Connects to a gateway's gRPC endpoint, e.g. `http://127.0.0.1:8081`.
     pub async fn connect(url: &str) -> Result<Client> {
         let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Error { code: ErrorCode::InvalidArgument, message: e.to_string(), retryable: false })?
+            .map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string(), false))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .connect()
@@ -434,11 +442,7 @@ impl Client {
 }
 
 fn filter_pb(f: &Filter) -> Result<pb::Filter> {
-    vectron_model::convert::filter_to_pb(f).map_err(|e| Error {
-        code: ErrorCode::InvalidFilter,
-        message: e.to_string(),
-        retryable: false,
-    })
+    vectron_model::convert::filter_to_pb(f).map_err(|e| Error::new(ErrorCode::InvalidFilter, e.to_string(), false))
 }
 
 fn record(p: &pb::RetrievedPoint, with_vector: bool) -> Result<Record> {
@@ -535,11 +539,10 @@ impl SearchStream {
     /// Queues a search built with [`Client::search`] (its `send` is not called).
     pub async fn send(&mut self, search: SearchBuilder<'_>) -> Result<()> {
         let with_vector = search.request.with_vector;
-        self.requests.send(search.request).await.map_err(|_| Error {
-            code: ErrorCode::Unavailable,
-            message: "the search stream is closed".into(),
-            retryable: true,
-        })?;
+        self.requests
+            .send(search.request)
+            .await
+            .map_err(|_| Error::new(ErrorCode::Unavailable, "the search stream is closed", true))?;
         self.pending.push_back(with_vector);
         Ok(())
     }
@@ -549,11 +552,7 @@ impl SearchStream {
         let with_vector = self.pending.pop_front()?;
         Some(match self.answers.message().await {
             Ok(Some(out)) => search_result(out, with_vector),
-            Ok(None) => Err(Error {
-                code: ErrorCode::Unavailable,
-                message: "the search stream ended before answering".into(),
-                retryable: true,
-            }),
+            Ok(None) => Err(Error::new(ErrorCode::Unavailable, "the search stream ended before answering", true)),
             Err(status) => Err(from_status(&status).into()),
         })
     }
@@ -562,5 +561,22 @@ impl SearchStream {
     pub async fn search(&mut self, search: SearchBuilder<'_>) -> Result<SearchResult> {
         self.send(search).await?;
         self.next().await.expect("a search was just sent")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_keeps_the_servers_code_retry_hint_and_leader() {
+        let mut wire = WireError::not_leader("shard 3: this node is not the leader", None);
+        wire.leader = Some(LeaderHint { id: 2, address: Some("10.0.0.2:9090".into()) });
+        wire.retry_after = Some(Duration::from_secs(3));
+        let e = Error::from(from_status(&wire.to_status()));
+        assert_eq!((e.code, e.retryable), (ErrorCode::NotLeader, true));
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        let leader = e.leader.expect("the leader hint");
+        assert_eq!((leader.id, leader.address.as_deref()), (2, Some("10.0.0.2:9090")));
     }
 }

@@ -1,11 +1,14 @@
-//! Cross-process tests: real processes on loopback (SIGKILL, restart from disk, and, with
-//! the cluster and auth issues, clusters and etcd).
+//! Cross-process tests: real processes on loopback or in network namespaces (SIGKILL,
+//! restart from disk, clusters, partitions, etcd).
 //!
 //! Layout:
 //! - `src/bin/crash_writer.rs`: a process that writes acknowledged batches until killed.
 //! - `tests/crash.rs`: SIGKILLs it at random moments and checks every acknowledged write.
-//! - [`cluster`]: a multi-process cluster (placement, workers, gateway) on loopback;
-//!   `tests/cluster.rs` runs failover, healing, restart and API tests against it.
+//! - [`cluster`]: a multi-process cluster (placement, workers, gateway) on loopback, and
+//!   `DevProcess`, a `vectron dev` process; `tests/cluster.rs` runs failover, healing,
+//!   restart, rebalancing and API parity tests, `tests/dev.rs` the dev mode,
+//!   `tests/security.rs` the security findings, `tests/internal_auth.rs` the cluster
+//!   secret, `tests/auth.rs` two auth processes on one etcd.
 //! - [`netns`]: separate hosts (network namespaces on a bridge) whose links can be cut,
 //!   for `tests/partition.rs`.
 

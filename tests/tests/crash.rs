@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use vectron_engine::{PointId, SearchRequest, Shard, ShardId, Storage};
+use vectron_engine::{PointId, SearchQuery, Shard, ShardId, Storage};
 use vectron_tests::crash_vector;
 
 /// Whether point `id` must exist once batches up to `acked` are acknowledged (and
@@ -87,7 +87,7 @@ fn verify(dir: &std::path::Path, acked: u64, round: usize) {
     // Every stored point is reachable by search, and counts agree with the index.
     assert_eq!(shard.count(None).unwrap() as usize, present.len());
     for (id, r) in &present {
-        let mut req = SearchRequest::new(r.vector.clone().unwrap(), 1);
+        let mut req = SearchQuery::new(r.vector.clone().unwrap(), 1);
         req.ef = Some(256);
         let hits = shard.search(&req).unwrap();
         assert_eq!(hits[0].id, PointId::Num(*id), "round {round}: point {id} not found by its own vector");

@@ -22,11 +22,12 @@ use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::raft_error_to_wire;
 use vectron_engine::{Shard, WriteOp};
 use vectron_model::convert::{filter_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb, shard_point_from_pb};
+use vectron_model::request::{Consistency, CountRequest, GetRequest, ScrollRequest, SearchRequest};
 use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_server::{Worker, WorkerServer};
 use vectron_proto::v1 as pb;
-use vectron_proto::v1::{Consistency, ErrorCode};
+use vectron_proto::v1::ErrorCode;
 
 use crate::host::WorkerHost;
 use crate::replica::ShardRequest;
@@ -81,11 +82,11 @@ impl WorkerGrpc {
     }
 
     /// The shard to read from at `consistency`.
-    async fn readable(&self, shard_id: u64, consistency: i32) -> Result<Arc<Shard>, Status> {
+    async fn readable(&self, shard_id: u64, consistency: Consistency) -> Result<Arc<Shard>, Status> {
         let replica = self.host.replica(shard_id).map_err(status)?;
-        match Consistency::try_from(consistency).unwrap_or(Consistency::Unspecified) {
+        match consistency {
             Consistency::Any => {}
-            Consistency::Leader | Consistency::Unspecified => self.host.ensure_leading(&replica).map_err(status)?,
+            Consistency::Leader => self.host.ensure_leading(&replica).map_err(status)?,
             Consistency::Linearizable => {
                 self.host.ensure_leading(&replica).map_err(status)?;
                 replica
@@ -131,7 +132,7 @@ const INLINE_MAX_EF: usize = 256;
 /// (`vectron-bench cluster`, 100k × 128, server on one core). Filtered searches (which
 /// may fall back to an exact scan of many candidates), searches that fetch payloads or
 /// vectors (RocksDB reads) and large `ef` still go to the pool, like every scan.
-fn runs_inline(req: &vectron_engine::SearchRequest) -> bool {
+fn runs_inline(req: &vectron_engine::SearchQuery) -> bool {
     req.filter.is_none() && !req.with_payload && !req.with_vector && req.ef.is_none_or(|ef| ef <= INLINE_MAX_EF)
 }
 
@@ -163,17 +164,15 @@ impl Worker for WorkerGrpc {
 
     async fn get(&self, request: Request<pi::ShardGetRequest>) -> Reply<pb::GetResponse> {
         let r = request.into_inner();
-        let q = r.request.ok_or_else(|| missing("request"))?;
-        let ids = point_ids_from_pb(&q.ids).map_err(engine)?;
+        let q = GetRequest::try_from(r.request.ok_or_else(|| missing("request"))?).map_err(engine)?;
         let shard = self.readable(r.shard_id, q.consistency).await?;
-        let records = blocking(move || shard.get(&ids, q.with_payload, q.with_vector)).await?;
+        let records = blocking(move || shard.get(&q.ids, q.with_payload, q.with_vector)).await?;
         Ok(Response::new(pb::GetResponse { points: records.iter().map(record_to_pb).collect() }))
     }
 
     async fn scroll(&self, request: Request<pi::ShardScrollRequest>) -> Reply<pb::ScrollResponse> {
         let r = request.into_inner();
-        let q = r.request.ok_or_else(|| missing("request"))?;
-        let filter = q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?;
+        let q = ScrollRequest::try_from(r.request.ok_or_else(|| missing("request"))?).map_err(engine)?;
         let from = if q.cursor.is_empty() {
             None
         } else {
@@ -181,10 +180,10 @@ impl Worker for WorkerGrpc {
                 status(WireError::new(ErrorCode::InvalidArgument, "scroll cursor is not one this shard issued", false))
             })?)
         };
-        let limit = if q.limit == 0 { 100 } else { q.limit as usize };
         let shard = self.readable(r.shard_id, q.consistency).await?;
-        let page = blocking(move || shard.scroll(filter.as_ref(), from.as_ref(), limit, q.with_payload, q.with_vector))
-            .await?;
+        let page =
+            blocking(move || shard.scroll(q.filter.as_ref(), from.as_ref(), q.limit, q.with_payload, q.with_vector))
+                .await?;
         Ok(Response::new(pb::ScrollResponse {
             points: page.points.iter().map(record_to_pb).collect(),
             next_cursor: page.next.map(|id| id.encode()).unwrap_or_default(),
@@ -193,30 +192,21 @@ impl Worker for WorkerGrpc {
 
     async fn count(&self, request: Request<pi::ShardCountRequest>) -> Reply<pb::CountResponse> {
         let r = request.into_inner();
-        let q = r.request.ok_or_else(|| missing("request"))?;
-        let filter = q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?;
+        let q = CountRequest::try_from(r.request.ok_or_else(|| missing("request"))?).map_err(engine)?;
         let shard = self.readable(r.shard_id, q.consistency).await?;
-        let count = blocking(move || shard.count(filter.as_ref())).await?;
+        let count = blocking(move || shard.count(q.filter.as_ref())).await?;
         Ok(Response::new(pb::CountResponse { count }))
     }
 
     async fn search(&self, request: Request<pi::ShardSearchRequest>) -> Reply<pi::ShardSearchResponse> {
         let r = request.into_inner();
-        let q = r.request.ok_or_else(|| missing("request"))?;
-        let req = vectron_engine::SearchRequest {
-            vector: q.vector,
-            top_k: q.top_k as usize,
-            ef: (q.ef > 0).then_some(q.ef as usize),
-            filter: q.filter.as_ref().map(filter_from_pb).transpose().map_err(engine)?,
-            score_threshold: q.score_threshold,
-            with_payload: q.with_payload,
-            with_vector: q.with_vector,
-        };
-        let shard = self.readable(r.shard_id, q.consistency).await?;
-        let hits = if runs_inline(&req) {
-            shard.search(&req).map_err(engine)?
+        let SearchRequest { query, consistency, .. } =
+            SearchRequest::try_from(r.request.ok_or_else(|| missing("request"))?).map_err(engine)?;
+        let shard = self.readable(r.shard_id, consistency).await?;
+        let hits = if runs_inline(&query) {
+            shard.search(&query).map_err(engine)?
         } else {
-            blocking(move || shard.search(&req)).await?
+            blocking(move || shard.search(&query)).await?
         };
         Ok(Response::new(pi::ShardSearchResponse { hits: hits.iter().map(scored_to_pb).collect() }))
     }
@@ -270,19 +260,19 @@ pub async fn serve(
 
 #[cfg(test)]
 mod tests {
-    use vectron_engine::{Filter, SearchRequest};
+    use vectron_engine::{Filter, SearchQuery};
 
     use super::{INLINE_MAX_EF, runs_inline};
 
     #[test]
     fn only_bounded_in_memory_searches_run_inline() {
-        let plain = SearchRequest::new(vec![0.0; 4], 10);
+        let plain = SearchQuery::new(vec![0.0; 4], 10);
         assert!(runs_inline(&plain));
-        assert!(runs_inline(&SearchRequest { ef: Some(INLINE_MAX_EF), ..plain.clone() }));
-        assert!(!runs_inline(&SearchRequest { ef: Some(INLINE_MAX_EF + 1), ..plain.clone() }));
-        assert!(!runs_inline(&SearchRequest { with_payload: true, ..plain.clone() }));
-        assert!(!runs_inline(&SearchRequest { with_vector: true, ..plain.clone() }));
+        assert!(runs_inline(&SearchQuery { ef: Some(INLINE_MAX_EF), ..plain.clone() }));
+        assert!(!runs_inline(&SearchQuery { ef: Some(INLINE_MAX_EF + 1), ..plain.clone() }));
+        assert!(!runs_inline(&SearchQuery { with_payload: true, ..plain.clone() }));
+        assert!(!runs_inline(&SearchQuery { with_vector: true, ..plain.clone() }));
         let filter: Filter = serde_json::from_str(r#"{"must":[{"key":"a","match":{"value":1}}]}"#).unwrap();
-        assert!(!runs_inline(&SearchRequest { filter: Some(filter), ..plain }));
+        assert!(!runs_inline(&SearchQuery { filter: Some(filter), ..plain }));
     }
 }

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vectron_engine::Distance;
-use vectron_engine::types::{PayloadIndexKind, PayloadIndexSpec};
+use vectron_model::Distance;
 use vectron_model::convert::distance_to_pb;
 use vectron_model::status::WireError;
+use vectron_model::types::{PayloadIndexKind, PayloadIndexSpec};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 

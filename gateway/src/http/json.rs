@@ -5,9 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-use vectron_engine::{Filter, PointId};
-use vectron_model::convert::{filter_to_pb, point_id_from_pb, struct_from_pb};
+use vectron_model::convert::{point_id_from_pb, struct_from_pb};
+use vectron_model::request::Consistency;
 use vectron_model::status::WireError;
+use vectron_model::{Filter, PointId, ValidationError};
 use vectron_proto::v1 as pb;
 
 use super::extract::ApiError;
@@ -93,14 +94,13 @@ pub enum ConsistencyJson {
     Any,
 }
 
-impl ConsistencyJson {
-    pub(crate) fn to_pb(self) -> i32 {
-        let c = match self {
-            ConsistencyJson::Linearizable => pb::Consistency::Linearizable,
-            ConsistencyJson::Leader => pb::Consistency::Leader,
-            ConsistencyJson::Any => pb::Consistency::Any,
-        };
-        c as i32
+impl From<ConsistencyJson> for Consistency {
+    fn from(c: ConsistencyJson) -> Consistency {
+        match c {
+            ConsistencyJson::Linearizable => Consistency::Linearizable,
+            ConsistencyJson::Leader => Consistency::Leader,
+            ConsistencyJson::Any => Consistency::Any,
+        }
     }
 }
 
@@ -108,26 +108,24 @@ pub(crate) fn yes() -> bool {
     true
 }
 
-pub(crate) fn engine_err(e: impl Into<vectron_engine::EngineError>) -> ApiError {
-    ApiError(WireError::from(&e.into()))
+pub(crate) fn model_err(e: ValidationError) -> ApiError {
+    ApiError(WireError::from(&e))
 }
 
-pub(crate) fn filter_pb(v: Option<&Value>) -> Result<Option<pb::Filter>, ApiError> {
+/// A JSON filter, parsed and validated (absent or `null`: none).
+pub(crate) fn filter_json(v: Option<&Value>) -> Result<Option<Filter>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => {
-            let f = Filter::from_json(v).map_err(engine_err)?;
-            Ok(Some(filter_to_pb(&f).map_err(engine_err)?))
-        }
+        Some(v) => Filter::from_json(v).map(Some).map_err(model_err),
     }
 }
 
 pub(crate) fn id_json(id: Option<&pb::PointId>) -> Result<PointId, ApiError> {
-    point_id_from_pb(id).map_err(engine_err)
+    point_id_from_pb(id).map_err(model_err)
 }
 
 pub(crate) fn payload_json(s: Option<&pb::Struct>) -> Result<Option<Map<String, Value>>, ApiError> {
-    s.map(struct_from_pb).transpose().map_err(engine_err)
+    s.map(struct_from_pb).transpose().map_err(model_err)
 }
 
 /// A point id from a URL segment: digits are a numeric id, anything else a string id.

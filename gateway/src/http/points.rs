@@ -8,16 +8,20 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vectron_engine::{Payload, Point, PointId};
-use vectron_model::convert::point_id_to_pb;
+use vectron_model::request::{
+    Consistency, CountRequest, DEFAULT_SCROLL_LIMIT, DeleteRequest, GetRequest, ScrollRequest, Selector, UpsertRequest,
+};
 use vectron_model::status::WireError;
+use vectron_model::{Payload, Point, PointId};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 use super::extract::{ApiError, Body, ErrorReply, PathParams, Reply, invalid};
-use super::json::{ConsistencyJson, at_most, at_most_opt, filter_pb, id_json, path_id, payload_json, whole_u32, yes};
+use super::json::{
+    ConsistencyJson, at_most, at_most_opt, filter_json, id_json, model_err, path_id, payload_json, whole_u32, yes,
+};
 use super::schema::{DeleteDoc, FilterDoc, PointIdDoc};
-use crate::api::{Api, Upsert};
+use crate::api::Api;
 use crate::auth::Caller;
 
 /// Adds the point routes.
@@ -184,7 +188,7 @@ async fn upsert(
     Body(body): Body<UpsertJson>,
 ) -> Reply<UpsertReply> {
     let points = body.points.into_iter().map(NewPointJson::into_point).collect();
-    let r = api.upsert(&access, Upsert { collection: c, points, wait: body.wait.unwrap_or(true) }).await?;
+    let r = api.upsert(&access, UpsertRequest { collection: c, points, wait: body.wait.unwrap_or(true) }).await?;
     Ok(Json(UpsertReply { upserted: r.upserted }))
 }
 
@@ -197,19 +201,16 @@ async fn get_points(
     PathParams(c): PathParams<String>,
     Body(g): Body<GetJson>,
 ) -> Reply<PointsReply> {
-    let r = api
-        .get(
-            &access,
-            pb::GetRequest {
-                collection: c,
-                ids: g.ids.iter().map(point_id_to_pb).collect(),
-                with_payload: g.with_payload,
-                with_vector: g.with_vector,
-                consistency: g.consistency.to_pb(),
-            },
-        )
-        .await?;
-    let points = r.points.iter().map(|p| retrieved_json(p, g.with_vector)).collect::<Result<Vec<_>, _>>()?;
+    let with_vector = g.with_vector;
+    let request = GetRequest {
+        collection: c,
+        ids: g.ids,
+        with_payload: g.with_payload,
+        with_vector,
+        consistency: g.consistency.into(),
+    };
+    let r = api.get(&access, request.checked().map_err(model_err)?).await?;
+    let points = r.points.iter().map(|p| retrieved_json(p, with_vector)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(PointsReply { points }))
 }
 
@@ -223,18 +224,14 @@ async fn get_point(
     PathParams((c, id)): PathParams<(String, String)>,
 ) -> Reply<PointReply> {
     let id = path_id(&id);
-    let r = api
-        .get(
-            &access,
-            pb::GetRequest {
-                collection: c,
-                ids: vec![point_id_to_pb(&id)],
-                with_payload: true,
-                with_vector: true,
-                consistency: pb::Consistency::Leader as i32,
-            },
-        )
-        .await?;
+    let request = GetRequest {
+        collection: c,
+        ids: vec![id.clone()],
+        with_payload: true,
+        with_vector: true,
+        consistency: Consistency::Leader,
+    };
+    let r = api.get(&access, request.checked().map_err(model_err)?).await?;
     match r.points.first() {
         Some(p) => Ok(Json(PointReply { point: retrieved_json(p, true)? })),
         None => Err(ApiError(WireError::new(ErrorCode::PointNotFound, format!("point {id} does not exist"), false))),
@@ -250,13 +247,8 @@ async fn delete_point(
     Caller(access): Caller,
     PathParams((c, id)): PathParams<(String, String)>,
 ) -> Reply<DeleteReply> {
-    let ids = pb::PointIdList { ids: vec![point_id_to_pb(&path_id(&id))] };
-    let r = api
-        .delete(
-            &access,
-            pb::DeleteRequest { collection: c, selector: Some(pb::delete_request::Selector::Ids(ids)), wait: None },
-        )
-        .await?;
+    let request = DeleteRequest { collection: c, selector: Selector::Ids(vec![path_id(&id)]), wait: true };
+    let r = api.delete(&access, request.checked().map_err(model_err)?).await?;
     Ok(Json(DeleteReply { deleted: r.deleted }))
 }
 
@@ -270,15 +262,14 @@ async fn delete_points(
     Body(d): Body<DeleteJson>,
 ) -> Reply<DeleteReply> {
     let selector = match (d.ids, d.filter) {
-        (Some(ids), None) => {
-            pb::delete_request::Selector::Ids(pb::PointIdList { ids: ids.iter().map(point_id_to_pb).collect() })
+        (Some(ids), None) => Selector::Ids(ids),
+        (None, Some(f)) => {
+            Selector::Filter(filter_json(Some(&f))?.ok_or_else(|| invalid("delete by filter needs a filter"))?)
         }
-        (None, Some(f)) => pb::delete_request::Selector::Filter(
-            filter_pb(Some(&f))?.ok_or_else(|| invalid("delete by filter needs a filter"))?,
-        ),
         _ => return Err(invalid("delete takes exactly one of \"ids\" or \"filter\"")),
     };
-    let r = api.delete(&access, pb::DeleteRequest { collection: c, selector: Some(selector), wait: d.wait }).await?;
+    let request = DeleteRequest { collection: c, selector, wait: d.wait.unwrap_or(true) };
+    let r = api.delete(&access, request.checked().map_err(model_err)?).await?;
     Ok(Json(DeleteReply { deleted: r.deleted }))
 }
 
@@ -295,20 +286,16 @@ async fn scroll(
         None => Vec::new(),
         Some(hex_cursor) => hex::decode(hex_cursor).map_err(|_| invalid("cursor is not a cursor this API issued"))?,
     };
-    let r = api
-        .scroll(
-            &access,
-            pb::ScrollRequest {
-                collection: c,
-                filter: filter_pb(s.filter.as_ref())?,
-                limit: s.limit,
-                cursor,
-                with_payload: s.with_payload,
-                with_vector: s.with_vector,
-                consistency: s.consistency.to_pb(),
-            },
-        )
-        .await?;
+    let request = ScrollRequest {
+        collection: c,
+        filter: filter_json(s.filter.as_ref())?,
+        limit: if s.limit == 0 { DEFAULT_SCROLL_LIMIT } else { s.limit as usize },
+        cursor,
+        with_payload: s.with_payload,
+        with_vector: s.with_vector,
+        consistency: s.consistency.into(),
+    };
+    let r = api.scroll(&access, request.checked().map_err(model_err)?).await?;
     let points = r.points.iter().map(|p| retrieved_json(p, s.with_vector)).collect::<Result<Vec<_>, _>>()?;
     let next_cursor = (!r.next_cursor.is_empty()).then(|| hex::encode(&r.next_cursor));
     Ok(Json(ScrollReply { points, next_cursor }))
@@ -323,15 +310,8 @@ async fn count(
     PathParams(c): PathParams<String>,
     Body(q): Body<CountJson>,
 ) -> Reply<CountReply> {
-    let r = api
-        .count(
-            &access,
-            pb::CountRequest {
-                collection: c,
-                filter: filter_pb(q.filter.as_ref())?,
-                consistency: q.consistency.to_pb(),
-            },
-        )
-        .await?;
+    let request =
+        CountRequest { collection: c, filter: filter_json(q.filter.as_ref())?, consistency: q.consistency.into() };
+    let r = api.count(&access, request.checked().map_err(model_err)?).await?;
     Ok(Json(CountReply { count: r.count }))
 }

@@ -5,15 +5,18 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::time::Duration;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use vectron_engine::PointId;
+
+use vectron_model::PointId;
 use vectron_model::convert::point_id_to_pb;
+use vectron_model::request::{SearchQuery, SearchRequest};
 use vectron_proto::v1 as pb;
 
 use super::extract::{ApiError, Body, ErrorReply, PathParams, Reply};
-use super::json::{ConsistencyJson, at_most, filter_pb, id_json, payload_json, whole_u32};
+use super::json::{ConsistencyJson, at_most, filter_json, id_json, model_err, payload_json, whole_u32};
 use super::schema::{FilterDoc, PointIdDoc};
 use crate::api::Api;
 use crate::auth::{Caller, Spend};
@@ -109,20 +112,25 @@ pub struct FeedbackReply {
     pub accepted: bool,
 }
 
-fn search_pb(collection: &str, s: &SearchJson) -> Result<pb::SearchRequest, ApiError> {
-    Ok(pb::SearchRequest {
-        collection: collection.to_owned(),
-        vector: s.vector.clone(),
-        top_k: s.top_k,
-        filter: filter_pb(s.filter.as_ref())?,
-        ef: s.ef,
-        score_threshold: s.score_threshold,
-        with_payload: s.with_payload,
-        with_vector: s.with_vector,
-        consistency: s.consistency.to_pb(),
-        timeout_ms: s.timeout_ms,
-        rerank: false,
-    })
+impl SearchJson {
+    /// The search, parsed and checked.
+    fn into_request(self, collection: &str) -> Result<SearchRequest, ApiError> {
+        let query = SearchQuery {
+            top_k: self.top_k as usize,
+            ef: (self.ef > 0).then_some(self.ef as usize),
+            filter: filter_json(self.filter.as_ref())?,
+            score_threshold: self.score_threshold,
+            with_payload: self.with_payload,
+            with_vector: self.with_vector,
+            vector: self.vector,
+        };
+        Ok(SearchRequest {
+            collection: collection.to_owned(),
+            query: query.checked().map_err(model_err)?,
+            consistency: self.consistency.into(),
+            timeout: (self.timeout_ms > 0).then(|| Duration::from_millis(self.timeout_ms.into())),
+        })
+    }
 }
 
 fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<SearchReply, ApiError> {
@@ -150,8 +158,9 @@ async fn search(
     PathParams(c): PathParams<String>,
     Body(s): Body<SearchJson>,
 ) -> Reply<SearchReply> {
-    let r = api.search(&access, search_pb(&c, &s)?).await?;
-    Ok(Json(search_json(r, s.with_vector)?))
+    let with_vector = s.with_vector;
+    let r = api.search(&access, s.into_request(&c)?).await?;
+    Ok(Json(search_json(r, with_vector)?))
 }
 
 /// Several searches in one request.
@@ -164,13 +173,14 @@ async fn search_batch(
     PathParams(c): PathParams<String>,
     Body(b): Body<SearchBatchJson>,
 ) -> Reply<SearchBatchReply> {
-    let searches = b.searches.iter().map(|s| search_pb(&c, s)).collect::<Result<Vec<_>, _>>()?;
-    let r = api.search_batch(&access, quota.as_ref(), pb::SearchBatchRequest { searches }).await?;
+    let with_vectors: Vec<bool> = b.searches.iter().map(|s| s.with_vector).collect();
+    let searches = b.searches.into_iter().map(|s| s.into_request(&c)).collect::<Result<Vec<_>, _>>()?;
+    let r = api.search_batch(&access, quota.as_ref(), searches).await?;
     let results = r
         .results
         .into_iter()
-        .zip(&b.searches)
-        .map(|(r, s)| search_json(r, s.with_vector))
+        .zip(with_vectors)
+        .map(|(r, with_vector)| search_json(r, with_vector))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(SearchBatchReply { results }))
 }
