@@ -201,21 +201,8 @@ impl PlacementNode {
 
     /// The routing table with what heartbeats say about leaders and sizes filled in.
     pub fn routing_table(&self) -> RoutingTable {
-        let mut table = self.view.read(|s| s.routing.clone().unwrap_or_default());
-        let live = self.liveness.lock();
-        for shard in table.collections.iter_mut().flat_map(|c| c.shards.iter_mut()) {
-            for (worker, l) in live.iter() {
-                for r in l.shards.iter().filter(|r| r.shard_id == shard.id) {
-                    if r.leader && r.term >= shard.leader_term {
-                        shard.leader = *worker;
-                        shard.leader_term = r.term;
-                        shard.voters = r.voters.clone();
-                        shard.points_count = r.points_count;
-                    }
-                }
-            }
-        }
-        table
+        let table = self.view.read(|s| s.routing.clone().unwrap_or_default());
+        with_reports(table, &self.liveness.lock())
     }
 
     /// Stops the Raft node.
@@ -224,4 +211,22 @@ impl PlacementNode {
             tracing::warn!("placement raft shutdown: {e}");
         }
     }
+}
+
+/// `table` with what the workers' heartbeats report filled in: each shard's leader (the
+/// highest term reported), its voters and its size.
+pub fn with_reports(mut table: RoutingTable, liveness: &HashMap<u64, Liveness>) -> RoutingTable {
+    for shard in table.collections.iter_mut().flat_map(|c| c.shards.iter_mut()) {
+        for (worker, l) in liveness.iter() {
+            for r in l.shards.iter().filter(|r| r.shard_id == shard.id) {
+                if r.leader && r.term >= shard.leader_term {
+                    shard.leader = *worker;
+                    shard.leader_term = r.term;
+                    shard.voters = r.voters.clone();
+                    shard.points_count = r.points_count;
+                }
+            }
+        }
+    }
+    table
 }
