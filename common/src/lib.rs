@@ -10,6 +10,7 @@
 //! - [`placement_client`]: how workers and gateways reach the placement driver's leader.
 //! - [`cluster_auth`]: the shared cluster secret that authenticates internal calls;
 //!   [`secret_file`]: owner-only files for secrets.
+//! - [`start`]: [`StartError`], why a placement node or a worker could not start.
 //! - [`now_ms`]: wall-clock time as stored in records (created-at, heartbeats).
 
 pub mod cluster_auth;
@@ -18,6 +19,9 @@ pub mod placement_client;
 pub mod raft;
 pub mod routing;
 pub mod secret_file;
+pub mod start;
+
+pub use start::StartError;
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {

@@ -87,18 +87,7 @@ impl std::fmt::Debug for PlacementNode {
     }
 }
 
-/// Why a placement node could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("storage: {0}")]
-    Storage(#[from] vectron_engine::EngineError),
-    #[error("raft storage: {0}")]
-    RaftStorage(#[from] openraft::StorageError<NodeId>),
-    #[error("raft: {0}")]
-    Raft(String),
-    #[error("node {0} is not among the members")]
-    NotAMember(NodeId),
-}
+pub use vectron_common::StartError;
 
 impl PlacementNode {
     /// Opens the node's storage, starts its Raft node and registers it with `router`

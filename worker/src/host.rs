@@ -32,6 +32,8 @@ use vectron_engine::store::Durability;
 use vectron_engine::{Shard, ShardId, Storage};
 use vectron_model::convert::shard_config;
 use vectron_model::status::WireError;
+
+use crate::error::WorkerError;
 use vectron_proto::internal as pi;
 use vectron_proto::v1::ErrorCode;
 
@@ -88,10 +90,8 @@ impl std::fmt::Debug for Replica {
 
 impl Replica {
     /// The shard's data, or UNAVAILABLE while a snapshot is being installed.
-    pub fn shard(&self) -> Result<Arc<Shard>, WireError> {
-        self.slot.get().ok_or_else(|| {
-            WireError::new(ErrorCode::Unavailable, format!("shard {} is being restored", self.shard_id), true)
-        })
+    pub fn shard(&self) -> Result<Arc<Shard>, WorkerError> {
+        self.slot.get().ok_or(WorkerError::Restoring { shard_id: self.shard_id })
     }
 }
 
@@ -108,20 +108,7 @@ pub struct WorkerHost {
     routing: RwLock<pi::RoutingTable>,
 }
 
-/// Why a worker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("storage: {0}")]
-    Storage(#[from] vectron_engine::EngineError),
-    #[error("raft storage: {0}")]
-    RaftStorage(#[from] openraft::StorageError<NodeId>),
-    #[error("raft: {0}")]
-    Raft(String),
-    #[error("registering with the placement driver: {0:?}")]
-    Register(WireError),
-    #[error("worker id file {path}: {source}")]
-    IdFile { path: String, source: std::io::Error },
-}
+pub use vectron_common::StartError;
 
 fn id_path(data_dir: &Path) -> PathBuf {
     data_dir.join("worker-id")
@@ -240,14 +227,11 @@ impl WorkerHost {
     }
 
     /// The hosted replica of `shard_id`, or SHARD_NOT_HOSTED.
-    pub fn replica(&self, shard_id: u64) -> Result<Arc<Replica>, WireError> {
-        self.replicas.read().get(&shard_id).cloned().ok_or_else(|| {
-            WireError::new(
-                ErrorCode::ShardNotHosted,
-                format!("shard {shard_id} is not hosted on worker {}", self.id),
-                true,
-            )
-            .with_epoch(self.routing.read().epoch)
+    pub fn replica(&self, shard_id: u64) -> Result<Arc<Replica>, WorkerError> {
+        self.replicas.read().get(&shard_id).cloned().ok_or_else(|| WorkerError::ShardNotHosted {
+            shard_id,
+            worker: self.id,
+            epoch: self.routing.read().epoch,
         })
     }
 
@@ -256,7 +240,7 @@ impl WorkerHost {
     }
 
     /// Ok when this worker leads `replica`'s group; NOT_LEADER with the leader otherwise.
-    pub fn ensure_leading(&self, replica: &Replica) -> Result<(), WireError> {
+    pub fn ensure_leading(&self, replica: &Replica) -> Result<(), WorkerError> {
         // PERF: on every read and write; borrows the metrics instead of cloning them.
         let metrics = replica.raft.metrics();
         let m = metrics.borrow();
@@ -265,20 +249,22 @@ impl WorkerHost {
         }
         if m.current_leader == Some(self.id) {
             // Leading without a recent quorum: no hint (it would point here).
-            return Err(WireError::not_leader(
-                format!(
+            return Err(WorkerError::NotLeader {
+                shard_id: replica.shard_id,
+                leader: None,
+                detail: format!(
                     "worker {} leads shard {} but heard from no quorum for {} ms",
                     self.id,
                     replica.shard_id,
                     m.millis_since_quorum_ack.unwrap_or(u64::MAX)
                 ),
-                None,
-            ));
+            });
         }
-        Err(WireError::not_leader(
-            format!("worker {} does not lead shard {}", self.id, replica.shard_id),
-            leader_hint(&m),
-        ))
+        Err(WorkerError::NotLeader {
+            shard_id: replica.shard_id,
+            leader: leader_hint(&m),
+            detail: format!("worker {} does not lead shard {}", self.id, replica.shard_id),
+        })
     }
 
     async fn open_replica(

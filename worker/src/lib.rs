@@ -6,12 +6,15 @@
 //!   `Shard` (apply, snapshots); [`snapshot`]: the snapshot file format.
 //! - [`host`]: the process's replicas, registration, heartbeats, and reconciliation
 //!   with the placement driver's routing table (create, drop, move membership).
+//! - [`error`]: [`WorkerError`], why a shard call failed, with the ids it is about.
 //! - [`service`]: the `Worker` gRPC service (per-shard writes and reads at a
 //!   consistency level) and [`service::serve`].
 
+pub mod error;
 pub mod host;
 pub mod replica;
 pub mod service;
 pub mod snapshot;
 
+pub use error::WorkerError;
 pub use host::{WorkerConfig, WorkerHost};

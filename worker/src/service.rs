@@ -23,23 +23,23 @@ use vectron_common::raft::raft_error_to_wire;
 use vectron_engine::{Shard, WriteOp};
 use vectron_model::convert::{filter_from_pb, point_ids_from_pb, record_to_pb, scored_to_pb, shard_point_from_pb};
 use vectron_model::request::{Consistency, CountRequest, GetRequest, ScrollRequest, SearchRequest};
-use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_server::{Worker, WorkerServer};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
+use crate::error::WorkerError;
 use crate::host::WorkerHost;
 use crate::replica::ShardRequest;
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn status(e: WireError) -> Status {
+fn status(e: WorkerError) -> Status {
     e.to_status()
 }
 
 fn engine(e: impl Into<vectron_engine::EngineError>) -> Status {
-    WireError::from(&e.into()).to_status()
+    WorkerError::Engine(e.into()).to_status()
 }
 
 /// The worker's gRPC face.
@@ -65,18 +65,16 @@ impl WorkerGrpc {
             // The leader has the entry once the proposal is queued; its outcome is not
             // awaited (the gateway validated the batch already).
             replica.raft.client_write_ff(ShardRequest(op)).await.map_err(|e| {
-                status(WireError::new(ErrorCode::Unavailable, format!("shard {shard_id} write: {e}"), true))
+                status(WorkerError::Unavailable { shard_id, detail: format!("shard {shard_id} write: {e}") })
             })?;
             return Ok(pi::ShardWriteResponse { affected: named, log_index: 0 });
         }
-        let response = replica
-            .raft
-            .client_write(ShardRequest(op))
-            .await
-            .map_err(|e| status(raft_error_to_wire(&format!("shard {shard_id} write"), &e)))?;
+        let response = replica.raft.client_write(ShardRequest(op)).await.map_err(|e| {
+            status(WorkerError::consensus(shard_id, raft_error_to_wire(&format!("shard {shard_id} write"), &e)))
+        })?;
         if let Some((code, message)) = response.data.refused {
             let code = ErrorCode::try_from(code).unwrap_or(ErrorCode::Internal);
-            return Err(status(WireError::new(code, message, false)));
+            return Err(status(WorkerError::Refused { shard_id, code, message }));
         }
         Ok(pi::ShardWriteResponse { affected: response.data.affected, log_index: response.log_id.index })
     }
@@ -89,11 +87,12 @@ impl WorkerGrpc {
             Consistency::Leader => self.host.ensure_leading(&replica).map_err(status)?,
             Consistency::Linearizable => {
                 self.host.ensure_leading(&replica).map_err(status)?;
-                replica
-                    .raft
-                    .ensure_linearizable()
-                    .await
-                    .map_err(|e| status(raft_error_to_wire(&format!("shard {shard_id} read index"), &e)))?;
+                replica.raft.ensure_linearizable().await.map_err(|e| {
+                    status(WorkerError::consensus(
+                        shard_id,
+                        raft_error_to_wire(&format!("shard {shard_id} read index"), &e),
+                    ))
+                })?;
             }
         }
         replica.shard().map_err(status)
@@ -119,7 +118,7 @@ async fn blocking<T: Send + 'static>(
     read_pool().spawn(move || {
         let _ = tx.send(f());
     });
-    rx.await.map_err(|_| status(WireError::new(ErrorCode::Internal, "read task dropped", false)))?.map_err(engine)
+    rx.await.map_err(|_| status(WorkerError::ReadTaskDropped))?.map_err(engine)
 }
 
 /// Largest `ef` of a search run on the task that received it (see [`runs_inline`]).
@@ -136,8 +135,8 @@ fn runs_inline(req: &vectron_engine::SearchQuery) -> bool {
     req.filter.is_none() && !req.with_payload && !req.with_vector && req.ef.is_none_or(|ef| ef <= INLINE_MAX_EF)
 }
 
-fn missing(what: &str) -> Status {
-    status(WireError::new(ErrorCode::InvalidArgument, format!("{what} is missing"), false))
+fn missing(what: &'static str) -> Status {
+    status(WorkerError::Missing { what })
 }
 
 #[tonic::async_trait]
@@ -176,9 +175,7 @@ impl Worker for WorkerGrpc {
         let from = if q.cursor.is_empty() {
             None
         } else {
-            Some(vectron_engine::PointId::decode(&q.cursor).map_err(|_| {
-                status(WireError::new(ErrorCode::InvalidArgument, "scroll cursor is not one this shard issued", false))
-            })?)
+            Some(vectron_engine::PointId::decode(&q.cursor).map_err(|_| status(WorkerError::BadCursor))?)
         };
         let shard = self.readable(r.shard_id, q.consistency).await?;
         let page =
