@@ -24,7 +24,6 @@ use vectron_model::convert::{self, point_id_from_pb, shard_config};
 use vectron_model::request::{
     CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
 };
-use vectron_model::status::WireError;
 use vectron_model::types::{MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
 use vectron_model::vector::{check_point, check_vector};
 use vectron_model::{Distance, PointId, ShardConfig, ValidationError};
@@ -33,6 +32,7 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 use crate::auth::{Access, Quota, Scope, require};
+use crate::error::GatewayError;
 use crate::policy::BodyLimits;
 use crate::routing::{CollectionRoute, Router, WorkerConn};
 
@@ -60,10 +60,15 @@ impl Default for ApiConfig {
     }
 }
 
-type Result<T> = std::result::Result<T, WireError>;
+type Result<T> = std::result::Result<T, GatewayError>;
 
-fn invalid(message: impl Into<String>) -> WireError {
-    WireError::new(ErrorCode::InvalidArgument, message, false)
+fn invalid(message: impl Into<String>) -> GatewayError {
+    GatewayError::invalid(message)
+}
+
+/// The access rules' answer: may `access` use `needed` on `collection`.
+fn allowed(access: &Access, needed: Scope, collection: Option<&str>) -> Result<()> {
+    require(access, needed, collection).map_err(GatewayError::Access)
 }
 
 /// Refuses a batch of more searches than [`MAX_SEARCH_BATCH`].
@@ -79,17 +84,18 @@ fn at_most(what: &str, n: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-fn unimplemented(message: impl Into<String>) -> WireError {
-    WireError::new(ErrorCode::Unimplemented, message, false)
+fn unimplemented(message: impl Into<String>) -> GatewayError {
+    GatewayError::Unimplemented { what: message.into() }
 }
 
-fn model(e: ValidationError) -> WireError {
-    WireError::from(&e)
+fn model(e: ValidationError) -> GatewayError {
+    GatewayError::Invalid(e)
 }
 
 /// The collection's shard configuration (dimension, distance, limits).
 fn collection_config(route: &CollectionRoute) -> Result<ShardConfig> {
-    let config = route.info.config.as_ref().ok_or_else(|| invalid("collection has no config"))?;
+    let config =
+        route.info.config.as_ref().ok_or_else(|| GatewayError::Internal { what: "collection has no config".into() })?;
     shard_config(config).map_err(model)
 }
 
@@ -107,7 +113,7 @@ fn shard_of<'a>(route: &'a CollectionRoute, id: &PointId) -> Result<&'a pi::Shar
         .shards
         .iter()
         .find(|s| range_contains(s.range_start, s.range_end, h))
-        .ok_or_else(|| WireError::new(ErrorCode::Internal, "the shard ranges do not cover the hash space", false))
+        .ok_or_else(|| GatewayError::Internal { what: "the shard ranges do not cover the hash space".into() })
 }
 
 fn name_of(route: &CollectionRoute) -> String {
@@ -138,7 +144,7 @@ impl Api {
         access: &Access,
         req: pb::CreateCollectionRequest,
     ) -> Result<pb::CreateCollectionResponse> {
-        require(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str()))?;
+        allowed(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str()))?;
         let config = req.config.ok_or_else(|| invalid("create collection needs a config"))?;
         let config = convert::normalize_collection(config).map_err(model)?;
         let r = pb::CreateCollectionRequest { config: Some(config) };
@@ -149,7 +155,8 @@ impl Api {
                 let r = r.clone();
                 async move { c.create_collection(r).await }
             })
-            .await?;
+            .await
+            .map_err(GatewayError::Placement)?;
         let name = info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
         self.router.refresh_now().await.ok();
         // Wait until every shard has a leader, so the first writes need no retries.
@@ -173,6 +180,7 @@ impl Api {
                 async move { c.get_collection_status(r).await }
             })
             .await
+            .map_err(GatewayError::Placement)
     }
 
     pub async fn get_collection(
@@ -180,7 +188,7 @@ impl Api {
         access: &Access,
         req: pb::GetCollectionRequest,
     ) -> Result<pb::GetCollectionResponse> {
-        require(access, Scope::Read, Some(&req.name))?;
+        allowed(access, Scope::Read, Some(&req.name))?;
         let all = CountRequest { collection: req.name.clone(), filter: None, consistency: Default::default() };
         let count = self.count(access, all).await?;
         let route = self.router.collection(&req.name).await?;
@@ -192,7 +200,7 @@ impl Api {
         access: &Access,
         req: pb::GetCollectionStatusRequest,
     ) -> Result<pb::GetCollectionStatusResponse> {
-        require(access, Scope::Read, Some(&req.name))?;
+        allowed(access, Scope::Read, Some(&req.name))?;
         let info = self.collection_info(&req.name).await?;
         let table = self.router.refresh_now().await.unwrap_or_else(|_| self.router.table());
         let worker = |id: u64| table.workers.iter().find(|w| w.id == id);
@@ -235,7 +243,8 @@ impl Api {
             .router
             .placement()
             .call(|mut c| async move { c.list_collections(pb::ListCollectionsRequest {}).await })
-            .await?;
+            .await
+            .map_err(GatewayError::Placement)?;
         let collections = list
             .collections
             .into_iter()
@@ -250,14 +259,15 @@ impl Api {
         access: &Access,
         req: pb::DeleteCollectionRequest,
     ) -> Result<pb::DeleteCollectionResponse> {
-        require(access, Scope::Admin, Some(&req.name))?;
+        allowed(access, Scope::Admin, Some(&req.name))?;
         self.router
             .placement()
             .call(|mut c| {
                 let r = req.clone();
                 async move { c.delete_collection(r).await }
             })
-            .await?;
+            .await
+            .map_err(GatewayError::Placement)?;
         self.router.refresh_now().await.ok();
         Ok(pb::DeleteCollectionResponse {})
     }
@@ -265,7 +275,7 @@ impl Api {
     // ---- writes ----
 
     pub async fn upsert(&self, access: &Access, req: UpsertRequest) -> Result<pb::UpsertResponse> {
-        require(access, Scope::Write, Some(&req.collection))?;
+        allowed(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let shard_config = collection_config(&route)?;
         if req.points.is_empty() {
@@ -290,7 +300,7 @@ impl Api {
     }
 
     pub async fn delete(&self, access: &Access, req: DeleteRequest) -> Result<pb::DeleteResponse> {
-        require(access, Scope::Write, Some(&req.collection))?;
+        allowed(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let no_wait = !req.wait;
         let shard_request = |shard_id, selector| pi::ShardDeleteRequest { shard_id, selector: Some(selector), no_wait };
@@ -323,7 +333,7 @@ impl Api {
     // ---- reads ----
 
     pub async fn get(&self, access: &Access, req: GetRequest) -> Result<pb::GetResponse> {
-        require(access, Scope::Read, Some(&req.collection))?;
+        allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let mut groups: HashMap<u64, Vec<PointId>> = HashMap::new();
         for id in &req.ids {
@@ -345,7 +355,7 @@ impl Api {
     }
 
     pub async fn count(&self, access: &Access, req: CountRequest) -> Result<pb::CountResponse> {
-        require(access, Scope::Read, Some(&req.collection))?;
+        allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let request = convert::count_to_pb(&req).map_err(model)?;
         let requests = route
@@ -359,7 +369,7 @@ impl Api {
 
     /// A page of points: the shards in order, each from its own cursor.
     pub async fn scroll(&self, access: &Access, req: ScrollRequest) -> Result<pb::ScrollResponse> {
-        require(access, Scope::Read, Some(&req.collection))?;
+        allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let (mut index, mut inner) = decode_cursor(&req.cursor)?;
         let name = name_of(&route);
@@ -389,7 +399,7 @@ impl Api {
     }
 
     pub async fn search(&self, access: &Access, req: SearchRequest) -> Result<pb::SearchResponse> {
-        require(access, Scope::Read, Some(&req.collection))?;
+        allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let shard_config = collection_config(&route)?;
         check_vector(&shard_config, &req.query.vector).map_err(model)?;
@@ -416,10 +426,10 @@ impl Api {
     ) -> Result<pb::SearchBatchResponse> {
         at_most_searches(searches.len())?;
         for s in &searches {
-            require(access, Scope::Read, Some(&s.collection))?;
+            allowed(access, Scope::Read, Some(&s.collection))?;
         }
         if let Some(quota) = quota {
-            quota.take_rest_of_batch(searches.len() as u32)?;
+            quota.take_rest_of_batch(searches.len() as u32).map_err(GatewayError::Access)?;
         }
         let results = join_all(searches.into_iter().map(|s| self.search(access, s))).await;
         Ok(pb::SearchBatchResponse { results: results.into_iter().collect::<Result<_>>()? })
@@ -453,7 +463,7 @@ impl Api {
         access: &Access,
         req: pb::SubmitFeedbackRequest,
     ) -> Result<pb::SubmitFeedbackResponse> {
-        require(access, Scope::Write, Some(&req.collection))?;
+        allowed(access, Scope::Write, Some(&req.collection))?;
         self.router.collection(&req.collection).await?;
         point_id_from_pb(req.point_id.as_ref()).map_err(model)?;
         if !(-1.0..=1.0).contains(&req.relevance) {
@@ -480,9 +490,9 @@ fn every<T>(answers: Vec<(u64, Result<T>)>) -> Result<Vec<T>> {
 /// shards applied their part, which did not and which may have (each shard commits on its
 /// own; a deadline or a transport failure leaves the outcome unknown). A write no shard
 /// applied answers the first shard's own error.
-fn writes_applied(what: &str, answers: Vec<(u64, Result<pi::ShardWriteResponse>)>) -> Result<u64> {
+fn writes_applied(what: &'static str, answers: Vec<(u64, Result<pi::ShardWriteResponse>)>) -> Result<u64> {
     let (mut total, mut applied, mut refused, mut unknown) = (0, Vec::new(), Vec::new(), Vec::new());
-    let mut first: Option<WireError> = None;
+    let mut first: Option<GatewayError> = None;
     for (shard_id, answer) in answers {
         match answer {
             Ok(a) => {
@@ -490,9 +500,7 @@ fn writes_applied(what: &str, answers: Vec<(u64, Result<pi::ShardWriteResponse>)
                 applied.push(shard_id);
             }
             Err(e) => {
-                let outcome_unknown =
-                    matches!(e.code, ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::Internal);
-                if outcome_unknown { &mut unknown } else { &mut refused }.push(shard_id);
+                if e.outcome_unknown() { &mut unknown } else { &mut refused }.push(shard_id);
                 first.get_or_insert(e);
             }
         }
@@ -501,20 +509,10 @@ fn writes_applied(what: &str, answers: Vec<(u64, Result<pi::ShardWriteResponse>)
     if applied.is_empty() {
         return Err(first);
     }
-    let list = |shards: &mut Vec<u64>| {
+    for shards in [&mut applied, &mut refused, &mut unknown] {
         shards.sort_unstable();
-        format!("{shards:?}")
-    };
-    let code = if unknown.is_empty() { first.code } else { ErrorCode::Unavailable };
-    let message = format!(
-        "{what} partly applied: shards {} applied their part, {} did not, {} may have; first error: {}. \
-         Retrying the whole request is safe (writes are idempotent by id)",
-        list(&mut applied),
-        list(&mut refused),
-        list(&mut unknown),
-        first.message
-    );
-    Err(WireError::new(code, message, !unknown.is_empty() || first.retryable))
+    }
+    Err(GatewayError::PartlyApplied { what, applied, refused, unknown, first: Box::new(first) })
 }
 
 /// The partial-result rule of searches: the answers of the shards that answered, and the
@@ -526,15 +524,15 @@ fn answered_in_time<T>(answers: Vec<(u64, Result<T>)>) -> Result<(Vec<T>, Vec<u6
     for (shard_id, answer) in answers {
         match answer {
             Ok(a) => answered.push(a),
-            Err(e) if matches!(e.code, ErrorCode::DeadlineExceeded | ErrorCode::Unavailable) => {
-                tracing::debug!(shard = shard_id, "search partial: {}", e.message);
+            Err(e) if matches!(e.code(), ErrorCode::DeadlineExceeded | ErrorCode::Unavailable) => {
+                tracing::debug!(shard = shard_id, "search partial: {e}");
                 missing.push(shard_id);
             }
             Err(e) => return Err(e),
         }
     }
     if shards > 0 && missing.len() == shards {
-        return Err(WireError::new(ErrorCode::Unavailable, "no shard answered the search in time", true));
+        return Err(GatewayError::NoShardAnswered);
     }
     Ok((answered, missing))
 }
@@ -569,6 +567,7 @@ fn decode_cursor(cursor: &[u8]) -> Result<(usize, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vectron_model::status::WireError;
 
     fn hit(id: u64, score: f32) -> pb::ScoredPoint {
         pb::ScoredPoint { id: Some(convert::point_id_to_pb(&PointId::Num(id))), score, ..Default::default() }
@@ -587,10 +586,12 @@ mod tests {
     #[test]
     fn a_partly_applied_write_says_which_shards_applied() {
         let ok = |affected| Ok(pi::ShardWriteResponse { affected, log_index: 1 });
-        let err = |code, retryable| Err(WireError::new(code, format!("{code:?}"), retryable));
+        let err = |code, retryable| {
+            Err(GatewayError::Shard { shard_id: 0, error: WireError::new(code, format!("{code:?}"), retryable) })
+        };
         assert_eq!(writes_applied("upsert", vec![(1, ok(3)), (2, ok(4))]).unwrap(), 7);
         // Nothing applied: the shard's own error.
-        let e = writes_applied("upsert", vec![(1, err(ErrorCode::NotLeader, true))]).unwrap_err();
+        let e = writes_applied("upsert", vec![(1, err(ErrorCode::NotLeader, true))]).unwrap_err().to_wire();
         assert_eq!((e.code, e.message.as_str()), (ErrorCode::NotLeader, "NotLeader"));
         let e = writes_applied(
             "upsert",
@@ -601,10 +602,13 @@ mod tests {
                 (1, ok(1)),
             ],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_wire();
         assert_eq!((e.code, e.retryable), (ErrorCode::Unavailable, true), "an unknown outcome: retry");
         assert!(e.message.contains("shards [1, 4] applied their part, [3] did not, [2] may have"), "{}", e.message);
-        let e = writes_applied("delete", vec![(1, ok(1)), (2, err(ErrorCode::InvalidFilter, false))]).unwrap_err();
+        let e = writes_applied("delete", vec![(1, ok(1)), (2, err(ErrorCode::InvalidFilter, false))])
+            .unwrap_err()
+            .to_wire();
         assert_eq!((e.code, e.retryable), (ErrorCode::InvalidFilter, false));
         assert!(
             e.message.starts_with("delete partly applied: shards [1] applied their part, [2] did not, [] may have")
@@ -615,6 +619,6 @@ mod tests {
     fn cursors_round_trip_and_garbage_is_refused() {
         assert_eq!(decode_cursor(&encode_cursor(3, b"abc")).unwrap(), (3, b"abc".to_vec()));
         assert_eq!(decode_cursor(&[]).unwrap(), (0, vec![]));
-        assert_eq!(decode_cursor(&[1, 2]).unwrap_err().code, ErrorCode::InvalidArgument);
+        assert_eq!(decode_cursor(&[1, 2]).unwrap_err().code(), ErrorCode::InvalidArgument);
     }
 }

@@ -18,11 +18,12 @@ use vectron_proto::v1::vectron_service_server::VectronService;
 
 use crate::api::{Api, at_most_searches};
 use crate::auth::{Access, Authenticator, Quota, Scope, access_of, require};
+use crate::error::GatewayError;
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(r: Result<T, WireError>) -> Reply<T> {
-    r.map(Response::new).map_err(|e| e.to_status())
+fn reply<T>(r: Result<T, GatewayError>) -> Reply<T> {
+    r.map(Response::new).map_err(|e| e.to_wire().to_status())
 }
 
 /// The request's message and the access the auth layer admitted it with.
@@ -124,7 +125,7 @@ impl VectronService for VectronGrpc {
     async fn search_batch(&self, r: Request<pb::SearchBatchRequest>) -> Reply<pb::SearchBatchResponse> {
         let quota = r.extensions().get::<Quota>().cloned();
         let (access, req) = admitted(r)?;
-        at_most_searches(req.searches.len()).map_err(|e| e.to_status())?;
+        at_most_searches(req.searches.len()).map_err(|e| e.to_wire().to_status())?;
         for s in &req.searches {
             require(&access, Scope::Read, Some(&s.collection)).map_err(|e| e.to_status())?;
         }
@@ -150,7 +151,7 @@ impl VectronService for VectronGrpc {
                     let (access, _) = auth.admit(&headers, client).await.map_err(|e| e.to_status())?;
                     require(&access, Scope::Read, Some(&req.collection)).map_err(|e| e.to_status())?;
                     let req: SearchRequest = model(req)?;
-                    api.search(&access, req).await.map_err(|e| e.to_status())
+                    api.search(&access, req).await.map_err(|e| e.to_wire().to_status())
                 }
             })
             .buffered(16);

@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
-//! - [`api`]: the operations, shared by both transports.
+//! - [`api`]: the operations, shared by both transports; [`error`]: [`GatewayError`],
+//!   why one failed.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
 //!   body types.
@@ -20,6 +21,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod error;
 pub mod grpc;
 pub mod grpc_limits;
 pub mod grpc_metrics;
@@ -35,6 +37,7 @@ use vectron_common::placement_client::PlacementClient;
 use vectron_proto::v1::vectron_service_server::VectronServiceServer;
 
 pub use api::{Api, ApiConfig};
+pub use error::GatewayError;
 
 /// Largest gRPC answer (a page of points with their vectors and payloads).
 pub const MAX_ANSWER_BYTES: usize = 128 << 20;

@@ -14,12 +14,14 @@ use parking_lot::RwLock;
 use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::PeerChannels;
-use vectron_model::status::{WireError, from_status, is_vectron_error};
+use vectron_model::status::{from_status, is_vectron_error};
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_client::WorkerClient;
 use vectron_proto::internal::worker_server::Worker;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
+
+use crate::error::GatewayError;
 
 /// Largest message exchanged with workers.
 const MAX_MESSAGE_BYTES: usize = 128 << 20;
@@ -63,20 +65,13 @@ worker_calls! {
 /// cancelled stream) did not come from the worker's service: it is UNAVAILABLE and
 /// retryable, and says a write may or may not have been applied (retrying one is safe:
 /// writes are idempotent by id).
-fn worker_error(status: &tonic::Status, shard_id: u64, worker: u64, address: &str) -> WireError {
+fn worker_error(status: &tonic::Status, shard_id: u64, worker: u64, address: &str) -> GatewayError {
     use tonic::Code;
     let transport = matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled);
     if is_vectron_error(status) || !transport {
-        return from_status(status);
+        return GatewayError::Shard { shard_id, error: from_status(status) };
     }
-    WireError::new(
-        ErrorCode::Unavailable,
-        format!(
-            "shard {shard_id}: transport error talking to worker {worker} at {address} ({}); a write may or may not have been applied",
-            status.message()
-        ),
-        true,
-    )
+    GatewayError::Transport { shard_id, worker, address: address.to_owned(), message: status.message().to_owned() }
 }
 
 /// A worker in the gateway's own process.
@@ -136,7 +131,7 @@ impl Router {
     }
 
     /// Fetches the table if the placement driver has a newer one than `seen`.
-    pub async fn refresh(&self, seen: u64) -> Result<Arc<pi::RoutingTable>, WireError> {
+    pub async fn refresh(&self, seen: u64) -> Result<Arc<pi::RoutingTable>, GatewayError> {
         let _one = self.refreshing.lock().await;
         let current = self.table();
         if current.epoch > seen {
@@ -145,7 +140,8 @@ impl Router {
         let response = self
             .placement
             .call(|mut c| async move { c.get_routing_table(pi::GetRoutingTableRequest { known_epoch: 0 }).await })
-            .await?;
+            .await
+            .map_err(GatewayError::Placement)?;
         if let Some(table) = response.routing {
             let table = Arc::new(table);
             *self.table.write() = table.clone();
@@ -156,12 +152,12 @@ impl Router {
     }
 
     /// Fetches the current table whatever the cached one is.
-    pub async fn refresh_now(&self) -> Result<Arc<pi::RoutingTable>, WireError> {
+    pub async fn refresh_now(&self) -> Result<Arc<pi::RoutingTable>, GatewayError> {
         self.refresh(self.table().epoch).await
     }
 
     /// The route of `name`, refreshing the table once if it is not known.
-    pub async fn collection(&self, name: &str) -> Result<CollectionRoute, WireError> {
+    pub async fn collection(&self, name: &str) -> Result<CollectionRoute, GatewayError> {
         let find = |t: &pi::RoutingTable| {
             t.collections.iter().find(|c| c.config.as_ref().is_some_and(|x| x.name == name)).cloned()
         };
@@ -170,9 +166,9 @@ impl Router {
             return Ok(CollectionRoute { info, epoch: table.epoch });
         }
         let table = self.refresh(table.epoch).await?;
-        find(&table).map(|info| CollectionRoute { info, epoch: table.epoch }).ok_or_else(|| {
-            WireError::new(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist"), false)
-        })
+        find(&table)
+            .map(|info| CollectionRoute { info, epoch: table.epoch })
+            .ok_or_else(|| GatewayError::CollectionNotFound { name: name.to_owned() })
     }
 
     /// Replicas of `shard` in the order to try: the known leader first.
@@ -183,14 +179,11 @@ impl Router {
         order
     }
 
-    fn client(&self, addr: &str) -> Result<WorkerConn, WireError> {
+    fn client(&self, addr: &str) -> Result<WorkerConn, String> {
         if let Some(local) = self.local.as_ref().filter(|l| l.address == addr) {
             return Ok(WorkerConn::Local(local.service.clone()));
         }
-        let channel = self
-            .channels
-            .get(addr)
-            .map_err(|e| WireError::new(ErrorCode::Unavailable, format!("worker {addr}: {e}"), true))?;
+        let channel = self.channels.get(addr).map_err(|e| e.to_string())?;
         Ok(WorkerConn::Remote(
             WorkerClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -207,13 +200,13 @@ impl Router {
         shard_id: u64,
         deadline: Instant,
         op: F,
-    ) -> Result<T, WireError>
+    ) -> Result<T, GatewayError>
     where
         F: Fn(WorkerConn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let mut attempt: u32 = 0;
-        let mut last: Option<WireError> = None;
+        let mut last: Option<GatewayError> = None;
         let mut tried_next: usize = 0;
         // Replicas that did not answer during this call: a follower's stale hint
         // pointing at one of them (the old leader, until it notices) is not followed.
@@ -231,40 +224,37 @@ impl Router {
             let Some(shard) = shard else {
                 // The collection was deleted (or resharded) since the caller looked it up.
                 if !table.collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == collection)) {
-                    return Err(WireError::new(
-                        ErrorCode::CollectionNotFound,
-                        format!("collection {collection:?} does not exist"),
-                        false,
-                    ));
+                    return Err(GatewayError::CollectionNotFound { name: collection.to_owned() });
                 }
-                return Err(WireError::new(
-                    ErrorCode::StaleEpoch,
-                    format!("shard {shard_id} is no longer part of {collection:?}"),
-                    true,
-                ));
+                return Err(GatewayError::ShardGone { shard_id, collection: collection.to_owned() });
             };
             let order = self.candidates(shard);
             let target = order[tried_next % order.len().max(1)];
             let err = match table.workers.iter().find(|w| w.id == target).map(|w| w.address.clone()) {
-                None => WireError::new(ErrorCode::Unavailable, format!("worker {target} has no address"), true),
-                Some(addr) => {
-                    let client = self.client(&addr)?;
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout(remaining, op(client)).await {
-                        Ok(Ok(r)) => return Ok(r.into_inner()),
-                        Ok(Err(status)) => worker_error(&status, shard_id, target, &addr),
-                        Err(_) => {
-                            return Err(WireError::new(
-                                ErrorCode::DeadlineExceeded,
-                                format!("shard {shard_id} did not answer in time"),
-                                true,
-                            ));
+                None => GatewayError::Transport {
+                    shard_id,
+                    worker: target,
+                    address: String::new(),
+                    message: "the routing table has no address for it".into(),
+                },
+                Some(addr) => match self.client(&addr) {
+                    Err(message) => GatewayError::Transport { shard_id, worker: target, address: addr, message },
+                    Ok(client) => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        match tokio::time::timeout(remaining, op(client)).await {
+                            Ok(Ok(r)) => return Ok(r.into_inner()),
+                            Ok(Err(status)) => worker_error(&status, shard_id, target, &addr),
+                            Err(_) => return Err(GatewayError::ShardTimeout { shard_id }),
                         }
                     }
-                }
+                },
             };
-            match err.code {
-                ErrorCode::NotLeader => match &err.leader {
+            let hint = match &err {
+                GatewayError::Shard { error, .. } => error.leader.clone(),
+                _ => None,
+            };
+            match err.code() {
+                ErrorCode::NotLeader => match &hint {
                     Some(hint) if hint.id != target && !unreachable.contains(&hint.id) => {
                         self.leaders.write().insert(shard_id, hint.id);
                         tried_next = 0;
@@ -272,7 +262,7 @@ impl Router {
                     _ => tried_next += 1, // an election is going on
                 },
                 ErrorCode::ShardNotHosted | ErrorCode::StaleEpoch | ErrorCode::Unavailable => {
-                    if err.code == ErrorCode::Unavailable && !unreachable.contains(&target) {
+                    if err.code() == ErrorCode::Unavailable && !unreachable.contains(&target) {
                         unreachable.push(target);
                     }
                     self.leaders.write().remove(&shard_id);
@@ -286,11 +276,7 @@ impl Router {
             attempt += 1;
             if Instant::now() >= deadline {
                 let last = last.unwrap_or(err);
-                return Err(WireError::new(
-                    ErrorCode::Unavailable,
-                    format!("shard {shard_id} has no reachable leader: {}", last.message),
-                    true,
-                ));
+                return Err(GatewayError::NoLeader { shard_id, last: last.to_string() });
             }
             last = Some(err);
             // Back off once every replica was tried (an election takes ~1-2 s); short
@@ -310,15 +296,16 @@ mod tests {
     #[test]
     fn a_transport_failure_is_unavailable_and_retryable_and_a_workers_error_is_its_own() {
         for status in [tonic::Status::unknown("transport error"), tonic::Status::internal("h2 protocol error: reset")] {
-            let e = worker_error(&status, 3, 2, "10.0.0.2:9090");
+            let e = worker_error(&status, 3, 2, "10.0.0.2:9090").to_wire();
             assert_eq!((e.code, e.retryable), (ErrorCode::Unavailable, true), "{status:?}");
             assert!(e.message.contains("may or may not have been applied"), "{}", e.message);
             assert!(e.message.contains("shard 3") && e.message.contains("10.0.0.2:9090"), "{}", e.message);
         }
-        let refused = WireError::new(ErrorCode::Internal, "the shard's storage failed", false).to_status();
-        let e = worker_error(&refused, 3, 2, "10.0.0.2:9090");
+        let refused =
+            vectron_model::status::WireError::new(ErrorCode::Internal, "the shard's storage failed", false).to_status();
+        let e = worker_error(&refused, 3, 2, "10.0.0.2:9090").to_wire();
         assert_eq!((e.code, e.retryable), (ErrorCode::Internal, false));
         let too_large = tonic::Status::out_of_range("decoded message length too large");
-        assert_eq!(worker_error(&too_large, 3, 2, "a").code, ErrorCode::PayloadTooLarge);
+        assert_eq!(worker_error(&too_large, 3, 2, "a").code(), ErrorCode::PayloadTooLarge);
     }
 }

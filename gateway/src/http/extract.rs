@@ -29,6 +29,12 @@ impl From<WireError> for ApiError {
     }
 }
 
+impl From<crate::error::GatewayError> for ApiError {
+    fn from(e: crate::error::GatewayError) -> Self {
+        ApiError(e.to_wire())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
