@@ -338,7 +338,6 @@ mod tests {
     use crate::state::initial_state;
     use vectron_proto::internal::placement_command_result::Result as Outcome;
     use vectron_proto::internal::{RegisterWorkerRequest, ShardReport};
-    use vectron_proto::v1::CollectionConfig;
 
     const TIMING: Timing = Timing { down_after: Duration::from_secs(5), replace_after: Duration::from_secs(60) };
     const T0_MS: u64 = 1_000_000;
@@ -372,15 +371,7 @@ mod tests {
         }
 
         fn collection(&mut self, name: &str, shards: u32, rf: u32) {
-            let config = CollectionConfig {
-                name: name.into(),
-                dimension: 4,
-                distance: vectron_proto::v1::Distance::Cosine as i32,
-                shard_count: shards,
-                replication_factor: rf,
-                ..Default::default()
-            };
-            let outcome = self.run(Command::CreateCollection(config), T0_MS);
+            let outcome = self.run(crate::state::tests::collection_cmd(name, shards, rf), T0_MS);
             assert!(!matches!(outcome, Outcome::Error(_)), "{outcome:?}");
         }
 

@@ -321,7 +321,7 @@ pub fn place(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use vectron_proto::internal::{RegisterWorkerRequest, SetReplicas, SetWorkerState, WorkerRef};
     use vectron_proto::v1::CollectionConfig;
@@ -341,7 +341,7 @@ mod tests {
         }
     }
 
-    fn collection_cmd(name: &str, shards: u32, rf: u32) -> Command {
+    pub(crate) fn collection_cmd(name: &str, shards: u32, rf: u32) -> Command {
         Command::CreateCollection(CollectionConfig {
             name: name.into(),
             dimension: 4,
