@@ -402,6 +402,11 @@ impl Api {
         allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
         let shard_config = collection_config(&route)?;
+        // The dimension first: an empty vector is the wrong dimension for any collection.
+        if req.query.vector.len() != shard_config.dimension {
+            let got = req.query.vector.len();
+            return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
+        }
         check_vector(&shard_config, &req.query.vector).map_err(model)?;
         let request = convert::search_to_pb(&req).map_err(model)?;
         let requests = route

@@ -45,7 +45,7 @@ pub enum GatewayError {
     NoShardAnswered,
     /// Some shards of a write applied their part and some did not or may have.
     #[error(
-        "{what} partly applied: shards {applied:?} applied their part, {refused:?} did not, {unknown:?} may have; first error: {first}. Retrying the whole request is safe (writes are idempotent by id)"
+        "{what} partly applied: shards {applied:?} applied their part, {refused:?} did not, {unknown:?} may have; first error: {first}. Sending the whole request again is safe (writes are idempotent by id)"
     )]
     PartlyApplied {
         what: &'static str,

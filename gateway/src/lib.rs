@@ -15,9 +15,10 @@
 //! - [`metrics`]: the Prometheus metrics and the HTTP layer recording them;
 //!   [`grpc_metrics`]: the tower layer recording gRPC calls.
 //!
-//! Layering (no module imports one that imports it back): `policy` and `http::extract`
-//! are leaves; `auth` uses them; `api` uses `auth`, `policy` and `routing`; the
-//! transports (`grpc`, `http`'s route modules) use `api` and `auth`.
+//! Layering (no module imports one that imports it back): `policy` and `error` are
+//! leaves and `http::extract` uses only them; `auth` uses those; `api` uses `auth`,
+//! `policy`, `routing` and `error`; the transports (`grpc`, `http`'s route modules) use
+//! `api` and `auth`.
 
 pub mod api;
 pub mod auth;

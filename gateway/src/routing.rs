@@ -67,7 +67,14 @@ worker_calls! {
 /// writes are idempotent by id).
 fn worker_error(status: &tonic::Status, shard_id: u64, worker: u64, address: &str) -> GatewayError {
     use tonic::Code;
-    let transport = matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled);
+    // tonic reports a reset or refused connection as UNKNOWN / UNAVAILABLE / CANCELLED,
+    // and HTTP/2 stream errors as INTERNAL "h2 protocol error"; other INTERNAL statuses
+    // without metadata (an undecodable answer) are not the transport's.
+    let transport = match status.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled => true,
+        Code::Internal => status.message().contains("h2 protocol error"),
+        _ => false,
+    };
     if is_vectron_error(status) || !transport {
         return GatewayError::Shard { shard_id, error: from_status(status) };
     }
@@ -305,6 +312,9 @@ mod tests {
             vectron_model::status::WireError::new(ErrorCode::Internal, "the shard's storage failed", false).to_status();
         let e = worker_error(&refused, 3, 2, "10.0.0.2:9090").to_wire();
         assert_eq!((e.code, e.retryable), (ErrorCode::Internal, false));
+        let undecodable = tonic::Status::internal("failed to decode Protobuf message");
+        let e = worker_error(&undecodable, 3, 2, "a").to_wire();
+        assert_eq!((e.code, e.retryable), (ErrorCode::Internal, false), "not the transport's");
         let too_large = tonic::Status::out_of_range("decoded message length too large");
         assert_eq!(worker_error(&too_large, 3, 2, "a").code(), ErrorCode::PayloadTooLarge);
     }

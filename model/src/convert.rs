@@ -15,6 +15,7 @@ use crate::request::{
     Consistency, CountRequest, DEFAULT_SCROLL_LIMIT, DeleteRequest, GetRequest, ScrollRequest, SearchQuery,
     SearchRequest, Selector, UpsertRequest,
 };
+use crate::types::MAX_IDS_PER_REQUEST;
 use crate::{Distance, Filter, HnswParams, Payload, Point, PointId, Record, ScoredPoint, ShardConfig, ValidationError};
 use serde_json::{Map, Number, Value};
 use vectron_proto::internal as pi;
@@ -361,6 +362,14 @@ fn optional_filter_to_pb(f: Option<&Filter>) -> Result<Option<pb::Filter>> {
     f.map(filter_to_pb).transpose()
 }
 
+/// Refuses an id list past the cap before converting any of it.
+fn at_most_ids(n: usize) -> Result<()> {
+    if n > MAX_IDS_PER_REQUEST {
+        return Err(invalid(format!("{n} ids in one request; the limit is {MAX_IDS_PER_REQUEST}")));
+    }
+    Ok(())
+}
+
 impl TryFrom<pb::SearchRequest> for SearchRequest {
     type Error = ValidationError;
 
@@ -410,6 +419,7 @@ impl TryFrom<pb::GetRequest> for GetRequest {
     type Error = ValidationError;
 
     fn try_from(r: pb::GetRequest) -> Result<GetRequest> {
+        at_most_ids(r.ids.len())?;
         GetRequest {
             collection: r.collection,
             ids: point_ids_from_pb(&r.ids)?,
@@ -437,7 +447,10 @@ impl TryFrom<pb::DeleteRequest> for DeleteRequest {
 
     fn try_from(r: pb::DeleteRequest) -> Result<DeleteRequest> {
         let selector = match r.selector {
-            Some(pb::delete_request::Selector::Ids(list)) => Selector::Ids(point_ids_from_pb(&list.ids)?),
+            Some(pb::delete_request::Selector::Ids(list)) => {
+                at_most_ids(list.ids.len())?;
+                Selector::Ids(point_ids_from_pb(&list.ids)?)
+            }
             Some(pb::delete_request::Selector::Filter(f)) => Selector::Filter(filter_from_pb(&f)?),
             None => return Err(invalid("delete needs ids or a filter")),
         };

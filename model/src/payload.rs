@@ -1,5 +1,5 @@
-//! [`Payload`]: a point's payload, one JSON object carried as its compact JSON text from
-//! the edge that received it to the store that keeps it.
+//! [`Payload`]: a point's payload, one JSON object carried as its canonical JSON text
+//! from the edge that received it to the store that keeps it.
 //!
 //! A payload is checked where it enters (one JSON object, how deeply it nests, how many
 //! bytes) without building its tree, and then moves as bytes — through the gateway, the
@@ -9,7 +9,9 @@
 //! filters, reads), one at a time.
 //!
 //! Invariant: `json` is valid JSON whose root is an object, without whitespace outside
-//! strings; `depth` is its nesting depth (an object of scalars is 1).
+//! strings and with only the escapes serde_json writes; `depth` is its nesting depth (an
+//! object of scalars is 1). Sizes are of that text (a repeated key counts each time,
+//! though reads keep the last).
 
 use std::fmt;
 
@@ -33,13 +35,13 @@ fn invalid(reason: impl Into<String>) -> ValidationError {
 }
 
 impl Payload {
-    /// Checks that `json` is one JSON object and measures it, without building its tree
-    /// (whitespace outside strings is dropped, so a pretty-printed payload is stored and
-    /// counted compact).
+    /// Checks that `json` is one JSON object and measures it, without building its tree;
+    /// it is kept in canonical form (no whitespace outside strings, no escapes JSON does
+    /// not need), so a payload is stored and counted alike however it was written.
     pub fn from_json(json: impl Into<Bytes>) -> Result<Payload, ValidationError> {
         let json = json.into();
         let shape: Shape = serde_json::from_slice(&json).map_err(|e| invalid(e.to_string()))?;
-        let json = compacted(&json).map_or(json, Bytes::from);
+        let json = canonical(&json).map_or(json, Bytes::from);
         Ok(Payload { json, depth: shape.depth, empty: shape.keys == 0 })
     }
 
@@ -120,35 +122,103 @@ fn depth(v: &Value) -> usize {
     }
 }
 
-/// Valid JSON `json` without its whitespace outside strings (which JSON ignores), or
-/// `None` when it has none.
-fn compacted(json: &[u8]) -> Option<Vec<u8>> {
-    let mut out: Option<Vec<u8>> = None;
+/// Valid JSON `json` in canonical form, or `None` when it is in it already: no
+/// whitespace outside strings, and in strings only the escapes serde_json writes (`\"`,
+/// `\\`, control characters); `\/` and `\uXXXX` of any other character become the
+/// character (UTF-8). So a payload is measured and stored alike whether it arrived
+/// pretty-printed, ASCII-escaped (Python's `json.dumps` default) or compact.
+fn canonical(json: &[u8]) -> Option<Vec<u8>> {
+    if !needs_canonical(json) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(json.len());
+    let (mut i, mut in_string) = (0, false);
+    while i < json.len() {
+        let b = json[i];
+        if !in_string {
+            if !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                out.push(b);
+            }
+            in_string = b == b'"';
+            i += 1;
+            continue;
+        }
+        match (b, json.get(i + 1)) {
+            (b'"', _) => {
+                in_string = false;
+                out.push(b);
+                i += 1;
+            }
+            (b'\\', Some(b'/')) => {
+                out.push(b'/');
+                i += 2;
+            }
+            (b'\\', Some(b'u')) => {
+                let high = hex4(&json[i + 2..i + 6]);
+                let (c, used) = if (0xD800..0xDC00).contains(&high) {
+                    let low = hex4(&json[i + 8..i + 12]);
+                    (0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00), 12)
+                } else {
+                    (high, 6)
+                };
+                push_escaped(&mut out, char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
+                i += used;
+            }
+            (b'\\', Some(&e)) => {
+                out.extend_from_slice(&[b'\\', e]);
+                i += 2;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether [`canonical`] would change `json`: whitespace outside strings, or a `\/` or
+/// `\u` escape inside one.
+fn needs_canonical(json: &[u8]) -> bool {
     let (mut in_string, mut escaped) = (false, false);
-    for (i, &b) in json.iter().enumerate() {
-        let insignificant = if in_string {
+    for &b in json {
+        if in_string {
             match (escaped, b) {
+                (true, b'/' | b'u') => return true,
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
                 (false, b'"') => in_string = false,
                 _ => {}
             }
-            false
         } else {
-            in_string = b == b'"';
-            matches!(b, b' ' | b'\n' | b'\r' | b'\t')
-        };
-        match (&mut out, insignificant) {
-            (None, true) => {
-                let mut v = Vec::with_capacity(json.len());
-                v.extend_from_slice(&json[..i]);
-                out = Some(v);
+            match b {
+                b'"' => in_string = true,
+                b' ' | b'\n' | b'\r' | b'\t' => return true,
+                _ => {}
             }
-            (Some(v), false) => v.push(b),
-            _ => {}
         }
     }
-    out
+    false
+}
+
+/// Four hex digits (already checked by the parser).
+fn hex4(digits: &[u8]) -> u32 {
+    digits.iter().fold(0, |acc, &d| acc * 16 + (d as char).to_digit(16).unwrap_or(0))
+}
+
+/// `c` inside a JSON string as serde_json writes it.
+fn push_escaped(out: &mut Vec<u8>, c: char) {
+    match c {
+        '"' => out.extend_from_slice(b"\\\""),
+        '\\' => out.extend_from_slice(b"\\\\"),
+        '\u{8}' => out.extend_from_slice(b"\\b"),
+        '\u{c}' => out.extend_from_slice(b"\\f"),
+        '\n' => out.extend_from_slice(b"\\n"),
+        '\r' => out.extend_from_slice(b"\\r"),
+        '\t' => out.extend_from_slice(b"\\t"),
+        c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+        c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+    }
 }
 
 /// What the check learns of a payload's root: keys and depth. Deserialising it reads
@@ -374,6 +444,34 @@ mod tests {
     }
 
     #[test]
+    fn escapes_json_does_not_need_are_decoded_and_needed_ones_kept() {
+        let p = Payload::from_json(&br#"{"k\u00e9":"caf\u00e9 \ud83d\ude00 \/ \u0022 \u005c \u0001 \n \u000a"}"#[..])
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(p.as_json()).unwrap(),
+            "{\"k\u{e9}\":\"caf\u{e9} \u{1f600} / \\\" \\\\ \\u0001 \\n \\n\"}"
+        );
+        assert_eq!(p.as_json(), Payload::from_map(&p.to_map().unwrap()).as_json(), "serde_json's own form");
+    }
+
+    /// JSON text with every non-ASCII character written as `\uXXXX` (surrogate pairs above
+    /// the BMP), as Python's `json.dumps` writes it by default.
+    fn ascii_escaped(text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
     fn limits() {
         let p = Payload::from_map(&obj(json!({"a": {"b": [1]}})));
         assert_eq!(p.depth(), 3);
@@ -399,7 +497,7 @@ mod tests {
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|i| json!(i)),
             (-1e6f64..1e6).prop_map(|x| json!(x)),
-            "[ a-z\"\\\\\n]{0,6}".prop_map(Value::String),
+            "[ a-z\"\\\\\n\u{1}é😀/]{0,6}".prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {
             prop_oneof![
@@ -415,11 +513,13 @@ mod tests {
         /// with the tree's depth.
         #[test]
         fn text_and_tree_agree(
-            m in prop::collection::btree_map("[ a-z]{0,3}", arb_value(), 0..5),
+            m in prop::collection::btree_map("[ a-zé]{0,3}", arb_value(), 0..5),
             pretty in any::<bool>(),
+            escaped in any::<bool>(),
         ) {
             let map: Map<String, Value> = m.into_iter().collect();
-            let text = if pretty { serde_json::to_vec_pretty(&map) } else { serde_json::to_vec(&map) }.unwrap();
+            let text = if pretty { serde_json::to_string_pretty(&map) } else { serde_json::to_string(&map) }.unwrap();
+            let text = if escaped { ascii_escaped(&text) } else { text }.into_bytes();
             let p = Payload::from_json(text).unwrap();
             prop_assert_eq!(p.to_map().unwrap(), map.clone());
             prop_assert_eq!(p.depth(), Payload::from_map(&map).depth());

@@ -2,12 +2,13 @@
 //! gRPC proto, a worker receiving a shard call) turns a request into, once, and what
 //! the gateway's Api and the engine act on.
 //!
-//! Invariants of a value built by [`checked`](SearchQuery::checked) or a `TryFrom` of
-//! the proto (`crate::convert`): no "0 means the default" values (absent is `None`), no
-//! raw proto enums, vectors non-empty and finite, `top_k`/`ef`/limits in range, filters
-//! parsed and validated, id lists within [`MAX_IDS_PER_REQUEST`]. What depends on the
-//! collection (the dimension, a zero vector under cosine) is checked where the
-//! collection is known.
+//! Invariants of a value built by `checked()` or a `TryFrom` of the proto
+//! (`crate::convert`): no "0 means the default" values (absent is `None`), no raw proto
+//! enums, `top_k`/`ef`/limits in range, filters parsed and validated, id lists within
+//! [`MAX_IDS_PER_REQUEST`] and their ids valid. What depends on the collection — a
+//! vector's dimension, finite values and (cosine) direction, an upsert's batch size and
+//! payload limits — is checked where the collection is known
+//! ([`crate::vector::check_vector`], [`crate::vector::check_point`]).
 
 use std::time::Duration;
 
@@ -71,14 +72,9 @@ impl SearchQuery {
         Ok(self)
     }
 
-    /// Checks the rules that do not depend on the collection.
+    /// Checks the rules that do not depend on the collection (the vector is checked
+    /// against the collection: [`crate::vector::check_vector`]).
     pub fn check(&self) -> Result<()> {
-        if self.vector.is_empty() {
-            return Err(ValidationError::InvalidVector { reason: "vector is empty".into() });
-        }
-        if let Some(i) = self.vector.iter().position(|x| !x.is_finite()) {
-            return Err(ValidationError::InvalidVector { reason: format!("element {i} is {}", self.vector[i]) });
-        }
         if self.top_k == 0 || self.top_k > MAX_TOP_K {
             return Err(invalid(format!("top_k must be in 1..={MAX_TOP_K}")));
         }
@@ -218,8 +214,6 @@ mod tests {
         let ok = SearchQuery::new(vec![1.0, 0.0], 3);
         assert!(ok.clone().checked().is_ok());
         let broken = [
-            SearchQuery { vector: vec![], ..ok.clone() },
-            SearchQuery { vector: vec![f32::NAN, 1.0], ..ok.clone() },
             SearchQuery { top_k: 0, ..ok.clone() },
             SearchQuery { top_k: MAX_TOP_K + 1, ..ok.clone() },
             SearchQuery { ef: Some(0), ..ok.clone() },

@@ -146,14 +146,14 @@ pub fn to_status(e: &WireError) -> tonic::Status {
     status
 }
 
-/// Decodes a status from another Vectron service (or infers what it can from a plain
-/// gRPC status, e.g. a transport failure).
 /// Whether a status carries Vectron's error metadata (it came from one of Vectron's
 /// services, not from the transport or a proxy in between).
 pub fn is_vectron_error(status: &tonic::Status) -> bool {
     status.metadata().contains_key(CODE_KEY)
 }
 
+/// Decodes a status from another Vectron service (or infers what it can from a plain
+/// gRPC status, e.g. a transport failure).
 pub fn from_status(status: &tonic::Status) -> WireError {
     let md = status.metadata();
     let code = md.get(CODE_KEY).and_then(|v| v.to_str().ok()).and_then(ErrorCode::from_str_name).unwrap_or(

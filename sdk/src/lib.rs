@@ -28,15 +28,17 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use vectron_model::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
-use vectron_model::status::{LeaderHint, WireError, from_status};
+use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::vectron_service_client::VectronServiceClient;
 
+pub use vectron_model::status::LeaderHint;
 pub use vectron_model::{Distance, Filter, PointId};
 pub use vectron_proto::v1::{Consistency, ErrorCode};
 
 /// A failed call: the server's code, message and retry hints.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 #[error("{code:?}: {message}")]
 pub struct Error {
     pub code: ErrorCode,

@@ -23,7 +23,6 @@
 //! A cost model picks the plan (`Tuning::exact_scan_cost_factor`): an exact scan of the
 //! candidates when cheaper, else filtered HNSW, which falls back to the exact scan if it
 //! finds fewer than `top_k` hits.
-
 //!
 //! Layout: this module holds the shard's state and lifecycle (create, open, persist,
 //! destroy); `write` the write path, `rebuild` background graph rebuilds, `read` gets,
@@ -44,7 +43,6 @@ use std::sync::atomic::AtomicU32;
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
-use crate::ValidationError;
 use crate::distance::normalize;
 use crate::error::{EngineError, Result};
 use crate::filter::Filter;
@@ -290,10 +288,9 @@ impl Drop for Shard {
 /// depth), normalising a cosine vector in place.
 pub fn validate_point(config: &ShardConfig, p: &mut Point) -> Result<()> {
     vectron_model::vector::check_point(config, p)?;
-    if config.distance == Distance::Cosine && !normalize(&mut p.vector) {
-        return Err(EngineError::Invalid(ValidationError::InvalidVector {
-            reason: "zero vector has no direction for cosine".into(),
-        }));
+    if config.distance == Distance::Cosine {
+        let normalized = normalize(&mut p.vector);
+        debug_assert!(normalized, "check_point refuses vectors without a direction");
     }
     Ok(())
 }

@@ -119,6 +119,18 @@ impl Shard {
         let winners: Vec<&Point> =
             points.iter().enumerate().filter(|(i, p)| last[&p.id] == *i).map(|(_, p)| p).collect();
 
+        // Only the indexed fields of each payload are parsed, one payload at a time and
+        // outside the write lock, and before anything is written (a failure
+        // here writes nothing).
+        let indexed: Vec<&str> =
+            self.config.payload_indexes.iter().map(|s| vectron_model::key_path::root_field(&s.key)).collect();
+        let fields = winners
+            .iter()
+            .map(|p| match &p.payload {
+                Some(payload) if !indexed.is_empty() => payload.project(&indexed).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let writes = WriteSet {
             upserts: winners.iter().map(|p| (&p.id, &p.vector[..], p.payload.as_ref())).collect(),
             deletes: vec![],
@@ -135,17 +147,6 @@ impl Shard {
             winners.par_iter().enumerate().try_for_each(|(i, p)| index_ref.insert(first + i as u32, &p.vector))?;
             first
         };
-        // Only the indexed fields of each payload are parsed, one payload at a time and
-        // outside the write lock.
-        let indexed: Vec<&str> =
-            self.config.payload_indexes.iter().map(|s| vectron_model::key_path::root_field(&s.key)).collect();
-        let fields = winners
-            .iter()
-            .map(|p| match &p.payload {
-                Some(payload) if !indexed.is_empty() => payload.project(&indexed).map(Some),
-                _ => Ok(None),
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
         let mut state = self.state.write();
         for ((i, p), fields) in winners.iter().enumerate().zip(&fields) {
             let internal = first + i as u32;

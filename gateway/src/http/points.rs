@@ -35,8 +35,7 @@ pub(super) fn routes(r: OpenApiRouter<Api>) -> OpenApiRouter<Api> {
 }
 
 /// A point as JSON: `{"id": 1 | "text", "vector": [...], "payload": {...}}`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PointJson {
     #[schema(value_type = PointIdDoc)]
     pub id: PointId,
