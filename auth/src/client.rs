@@ -77,7 +77,10 @@ impl AuthClient {
     /// `ttl`: how long a positive answer is reused (and so how long a revoked key may
     /// still pass).
     pub fn new(channel: Channel, ttl: Duration) -> AuthClient {
-        let channel = tonic::service::interceptor::InterceptedService::new(channel, AttachToken);
+        let channel = tonic::service::interceptor::InterceptedService::new(
+            vectron_common::faults::FaultyChannel::plain(channel),
+            AttachToken,
+        );
         AuthClient { client: AuthServiceClient::new(channel), ttl, cache: Arc::new(Mutex::new(HashMap::new())) }
     }
 

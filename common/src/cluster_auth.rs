@@ -16,7 +16,6 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use tonic::{Request, Status};
 use vectron_proto::v1::ErrorCode;
 
@@ -69,8 +68,9 @@ impl Interceptor for AttachToken {
     }
 }
 
-/// A channel to another process of the cluster (calls carry the token).
-pub type ClusterChannel = InterceptedService<Channel, AttachToken>;
+/// A channel to another process of the cluster (calls carry the token, and go through
+/// the node's test faults when it has any).
+pub type ClusterChannel = InterceptedService<crate::faults::FaultyChannel, AttachToken>;
 
 /// The server side: refuses a call without the installed token (when one is installed).
 pub fn check(request: Request<()>) -> Result<Request<()>, Status> {

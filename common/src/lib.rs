@@ -3,6 +3,7 @@
 //! Layout:
 //! (Error codes on the wire and proto ↔ model conversions live in `vectron-model`,
 //! which clients share.)
+//! - [`faults`]: a controllable network for in-process test clusters (cut, slowed links).
 //! - [`net`]: accepted server connections (TCP_NODELAY).
 //! - [`raft`]: the openraft plumbing of the placement driver and the workers: the
 //!   RocksDB log store, the multiplexed gRPC transport, timing.
@@ -14,6 +15,7 @@
 //! - [`now_ms`]: wall-clock time as stored in records (created-at, heartbeats).
 
 pub mod cluster_auth;
+pub mod faults;
 pub mod net;
 pub mod placement_client;
 pub mod raft;

@@ -30,11 +30,16 @@ pub struct PlacementClient {
 impl PlacementClient {
     /// `addrs`: `host:port` of every placement node (at least one).
     pub fn new(addrs: Vec<String>) -> PlacementClient {
+        PlacementClient::on(addrs, None)
+    }
+
+    /// [`PlacementClient::new`] for a node of a test network (calls go through its faults).
+    pub fn on(addrs: Vec<String>, network: Option<crate::faults::NodeNetwork>) -> PlacementClient {
         let first = addrs.first().cloned().unwrap_or_default();
         PlacementClient {
             addrs,
             current: Mutex::new(first),
-            channels: PeerChannels::default(),
+            channels: PeerChannels::on(network),
             budget: Duration::from_secs(10),
         }
     }

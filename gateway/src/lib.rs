@@ -63,7 +63,20 @@ impl Gateway {
         auth: auth::Authenticator,
         local: Option<routing::LocalWorker>,
     ) -> Gateway {
-        let router = Arc::new(routing::Router::new(PlacementClient::new(placement), local));
+        Gateway::on(placement, config, auth, local, None)
+    }
+
+    /// [`Gateway::new`] for a node of a test network: its calls to the placement driver
+    /// and the workers go through the network's faults.
+    pub fn on(
+        placement: Vec<String>,
+        config: ApiConfig,
+        auth: auth::Authenticator,
+        local: Option<routing::LocalWorker>,
+        network: Option<vectron_common::faults::NodeNetwork>,
+    ) -> Gateway {
+        let placement = PlacementClient::on(placement, network.clone());
+        let router = Arc::new(routing::Router::on(placement, local, network));
         Gateway {
             api: Api::new(router, config),
             metrics: Arc::new(metrics::Metrics::new()),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use vectron_common::cluster_auth::ClusterChannel;
+use vectron_common::faults::NodeNetwork;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::PeerChannels;
 use vectron_model::status::{from_status, is_vectron_error};
@@ -119,11 +120,17 @@ impl Router {
     /// A router for the placement driver behind `placement`; `local` is a worker in
     /// this process, called directly instead of over loopback.
     pub fn new(placement: PlacementClient, local: Option<LocalWorker>) -> Router {
+        Router::on(placement, local, None)
+    }
+
+    /// [`Router::new`] for a gateway of a test network (calls to workers go through its
+    /// faults).
+    pub fn on(placement: PlacementClient, local: Option<LocalWorker>, network: Option<NodeNetwork>) -> Router {
         Router {
             placement,
             table: RwLock::new(Arc::new(pi::RoutingTable::default())),
             leaders: RwLock::new(HashMap::new()),
-            channels: PeerChannels::default(),
+            channels: PeerChannels::on(network),
             local,
             refreshing: tokio::sync::Mutex::new(()),
         }

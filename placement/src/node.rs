@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, Raft};
 use parking_lot::Mutex;
+use vectron_common::faults::NodeNetwork;
 use vectron_common::now_ms;
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
@@ -44,6 +45,8 @@ pub struct PlacementConfig {
     pub replace_after: Duration,
     /// How often the scheduler looks at the cluster.
     pub tick: Duration,
+    /// The node's test network (in-process clusters); `None` in production.
+    pub network: Option<NodeNetwork>,
 }
 
 impl PlacementConfig {
@@ -57,6 +60,7 @@ impl PlacementConfig {
             down_after: Duration::from_secs(5),
             replace_after: Duration::from_secs(60),
             tick: Duration::from_millis(500),
+            network: None,
         }
     }
 }
@@ -103,7 +107,7 @@ impl PlacementNode {
         let fresh = !log.is_initialized()?;
         let sm = PlacementStateMachine::open(&log)?;
         let view = sm.view();
-        let network = GrpcNetworkFactory::new(PLACEMENT_GROUP, PeerChannels::default());
+        let network = GrpcNetworkFactory::new(PLACEMENT_GROUP, PeerChannels::on(config.network.clone()));
         let raft = Raft::new(config.node_id, Arc::new(raft_config(GroupKind::Placement)), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;

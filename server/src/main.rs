@@ -268,6 +268,7 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
         down_after: c.down_after,
         replace_after: c.replace_after,
         tick: Duration::from_millis(500),
+        network: None,
     };
     let router = RaftRouter::default();
     let node = PlacementNode::start(config, &router).await.context("starting the placement node")?;
@@ -297,6 +298,7 @@ async fn start_worker(
         heartbeat: c.heartbeat,
         durability: c.durability,
         compaction: LogCompaction { snapshot_after: c.snapshot_after_entries, keep: c.log_entries_kept },
+        network: None,
     };
     let router = RaftRouter::default();
     let host = WorkerHost::start(config, router.clone()).await.context("starting the worker")?;

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, Raft, ServerState};
 use parking_lot::RwLock;
+use vectron_common::faults::NodeNetwork;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, LogCompaction, raft_config_with};
@@ -52,6 +53,8 @@ pub struct WorkerConfig {
     pub durability: Durability,
     /// When shard groups compact their logs.
     pub compaction: LogCompaction,
+    /// The worker's test network (in-process clusters); `None` in production.
+    pub network: Option<NodeNetwork>,
 }
 
 /// A leader that heard from no quorum for this long cannot commit: it is not reported as
@@ -166,7 +169,8 @@ impl WorkerHost {
     pub async fn start(config: WorkerConfig, router: RaftRouter) -> Result<Arc<WorkerHost>, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| StartError::IdFile { path: config.data_dir.display().to_string(), source })?;
-        let placement = PlacementClient::new(config.placement.clone()).with_budget(Duration::from_secs(30));
+        let placement =
+            PlacementClient::on(config.placement.clone(), config.network.clone()).with_budget(Duration::from_secs(30));
         let register = |worker_id: u64| {
             let request =
                 pi::RegisterWorkerRequest { worker_id, address: config.advertise.clone(), zone: config.zone.clone() };
@@ -206,12 +210,13 @@ impl WorkerHost {
         }
         let storage = open_storage(&config.data_dir.join("worker-db"), config.durability)?;
         tracing::info!(worker = id, address = %config.advertise, "worker registered");
+        let channels = PeerChannels::on(config.network.clone());
         let host = Arc::new(WorkerHost {
             id,
             config,
             storage,
             router,
-            channels: PeerChannels::default(),
+            channels,
             placement,
             replicas: RwLock::new(HashMap::new()),
             routing: RwLock::new(pi::RoutingTable::default()),

@@ -37,6 +37,7 @@ use vectron_proto::v1::ErrorCode;
 use super::codec::{decode, encode};
 use super::{GroupId, NodeId};
 use crate::cluster_auth::{AttachToken, ClusterChannel};
+use crate::faults::{FaultyChannel, NodeNetwork};
 use vectron_model::status::{WireError, from_status, to_status};
 
 /// How often an HTTP/2 ping checks a peer while calls to it are in flight.
@@ -54,6 +55,8 @@ const PEER_PING_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct PeerChannels {
     channels: Arc<RwLock<HashMap<String, Channel>>>,
     addresses: Arc<RwLock<HashMap<NodeId, String>>>,
+    /// The owning node's test network, if any: calls go through its faults.
+    network: Option<NodeNetwork>,
 }
 
 impl std::fmt::Debug for PeerChannels {
@@ -63,6 +66,12 @@ impl std::fmt::Debug for PeerChannels {
 }
 
 impl PeerChannels {
+    /// Channels of the node `network` names, through its faults (`None`: a real
+    /// network, as [`PeerChannels::default`]).
+    pub fn on(network: Option<NodeNetwork>) -> PeerChannels {
+        PeerChannels { network, ..PeerChannels::default() }
+    }
+
     /// Replaces the address book (node id → `host:port`).
     pub fn set_addresses(&self, addresses: impl IntoIterator<Item = (NodeId, String)>) {
         let book: HashMap<NodeId, String> = addresses.into_iter().collect();
@@ -81,7 +90,8 @@ impl PeerChannels {
     /// The channel to `addr` (`host:port`), created on first use; calls through it
     /// carry the cluster token ([`crate::cluster_auth`]).
     pub fn get(&self, addr: &str) -> Result<ClusterChannel, tonic::transport::Error> {
-        Ok(InterceptedService::new(self.channel(addr)?, AttachToken))
+        let channel = FaultyChannel::on(self.channel(addr)?, self.network.as_ref(), addr);
+        Ok(InterceptedService::new(channel, AttachToken))
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
