@@ -123,3 +123,27 @@ async fn a_worker_cut_off_past_replace_after_is_replaced_and_the_new_replica_has
     .await;
     assert_eq!(client.count("h", None).await.unwrap(), 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_behind_a_slow_link_makes_a_search_partial_not_short() {
+    let cluster = InProcessCluster::start(InProcessSpec { workers: 2, ..InProcessSpec::default() }).await;
+    let client = connect(&cluster).await;
+    eventually(Duration::from_secs(10), "the collection", || async {
+        client.create_collection(Collection::new("s", 4, Distance::Euclid).shards(2)).await.ok()
+    })
+    .await;
+    assert_eq!(client.upsert("s", (0..40).map(point).collect()).await.unwrap(), 40);
+    let status = client.collection_status("s").await.unwrap();
+    let slow = &status.shards[0];
+    let slow_worker = &slow.replicas[0].worker_address;
+    assert_ne!(slow_worker, &status.shards[1].replicas[0].worker_address, "one shard per worker");
+
+    cluster.faults.slow("gateway", &cluster.worker_name(slow_worker), Duration::from_secs(2));
+    let r = client.search("s", point(3).vector, 5).timeout(Duration::from_millis(500)).send().await.unwrap();
+    assert!(r.partial, "{r:?}");
+    assert_eq!(r.missing_shards, vec![slow.shard_id]);
+    assert!(!r.hits.is_empty(), "the other shard answered");
+    cluster.faults.heal();
+    let whole = client.search("s", point(3).vector, 5).timeout(Duration::from_secs(5)).send().await.unwrap();
+    assert!(!whole.partial && whole.hits.len() == 5, "{whole:?}");
+}
