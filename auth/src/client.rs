@@ -79,7 +79,7 @@ impl AuthClient {
     pub fn new(channel: Channel, ttl: Duration) -> AuthClient {
         let channel = tonic::service::interceptor::InterceptedService::new(
             vectron_common::faults::FaultyChannel::plain(channel),
-            AttachToken,
+            AttachToken::installed(),
         );
         AuthClient { client: AuthServiceClient::new(channel), ttl, cache: Arc::new(Mutex::new(HashMap::new())) }
     }

@@ -111,11 +111,13 @@ impl Faults {
     }
 }
 
-/// A node's view of a test network: its name and the table.
+/// A node's view of a test network: its name, the fault table, and the cluster token
+/// it presents and expects (instead of the process's installed one).
 #[derive(Debug, Clone)]
 pub struct NodeNetwork {
     pub name: String,
     pub faults: Faults,
+    pub token: crate::cluster_auth::ClusterToken,
 }
 
 /// A channel to one address, through the owning node's faults when there are any.

@@ -131,6 +131,13 @@ impl PlacementNode {
         })
     }
 
+    /// The cluster token this node's servers expect: its test network's, else the
+    /// process's installed one.
+    pub fn cluster_token(&self) -> vectron_common::cluster_auth::ClusterToken {
+        let installed = vectron_common::cluster_auth::ClusterToken::installed;
+        self.config.network.as_ref().map_or_else(installed, |n| n.token.clone())
+    }
+
     pub fn raft(&self) -> &Raft<PlacementTypes> {
         &self.raft
     }

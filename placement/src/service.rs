@@ -202,7 +202,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         // Internal APIs: only processes holding the cluster secret get in.
-        .layer(tonic::service::InterceptorLayer::new(vectron_common::cluster_auth::check))
+        .layer(tonic::service::InterceptorLayer::new(node.cluster_token().checker()))
         .add_service(router.into_service())
         .add_service(PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use vectron_common::cluster_auth::ClusterToken;
 use vectron_common::faults::{Faults, NodeNetwork};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::timing::LogCompaction;
@@ -31,6 +32,8 @@ pub struct InProcessSpec {
     pub zones: Vec<String>,
     pub down_after: Duration,
     pub replace_after: Duration,
+    /// The cluster token every node presents and expects.
+    pub token: ClusterToken,
 }
 
 impl Default for InProcessSpec {
@@ -41,6 +44,8 @@ impl Default for InProcessSpec {
             zones: Vec::new(),
             down_after: Duration::from_secs(2),
             replace_after: Duration::from_secs(4),
+            token: ClusterToken::from_secret(b"the in-process test cluster's secret, 32+ bytes")
+                .expect("a long secret"),
         }
     }
 }
@@ -77,7 +82,9 @@ impl InProcessCluster {
         let dir = tempfile::tempdir().expect("a temp dir");
         let faults = Faults::default();
         let (stop, watch) = watch::channel(false);
-        let node = |name: &str| Some(NodeNetwork { name: name.to_owned(), faults: faults.clone() });
+        let token = spec.token.clone();
+        let node =
+            |name: &str| Some(NodeNetwork { name: name.to_owned(), faults: faults.clone(), token: token.clone() });
 
         let mut placement_listeners = Vec::new();
         for i in 1..=spec.placement_nodes {

@@ -147,3 +147,36 @@ async fn a_shard_behind_a_slow_link_makes_a_search_partial_not_short() {
     let whole = client.search("s", point(3).vector, 5).timeout(Duration::from_secs(5)).send().await.unwrap();
     assert!(!whole.partial && whole.hits.len() == 5, "{whole:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_with_another_clusters_secret_cannot_join() {
+    use vectron_common::cluster_auth::ClusterToken;
+    use vectron_common::faults::NodeNetwork;
+    use vectron_common::raft::network::RaftRouter;
+    use vectron_common::raft::timing::LogCompaction;
+
+    let cluster = InProcessCluster::start(InProcessSpec { workers: 1, ..InProcessSpec::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let intruder = |secret: &[u8]| vectron_worker::WorkerConfig {
+        advertise: "127.0.0.1:9".into(),
+        placement: cluster.placement.clone(),
+        data_dir: dir.path().join("intruder"),
+        zone: String::new(),
+        heartbeat: Duration::from_millis(200),
+        durability: vectron_engine::store::Durability::Process,
+        compaction: LogCompaction { snapshot_after: 20_000, keep: 1_000 },
+        network: Some(NodeNetwork {
+            name: "intruder".into(),
+            faults: cluster.faults.clone(),
+            token: ClusterToken::from_secret(secret).unwrap(),
+        }),
+    };
+    let refused =
+        vectron_worker::WorkerHost::start(intruder(b"another cluster's secret, also 32+ bytes"), RaftRouter::default())
+            .await
+            .expect_err("registration is refused");
+    match refused {
+        vectron_common::StartError::Register(e) => assert_eq!(e.code, ErrorCode::Unauthenticated, "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -231,6 +231,11 @@ impl WorkerHost {
         self.id
     }
 
+    /// The cluster token this worker's calls carry and its servers expect.
+    pub fn cluster_token(&self) -> vectron_common::cluster_auth::ClusterToken {
+        self.channels.token()
+    }
+
     /// The hosted replica of `shard_id`, or SHARD_NOT_HOSTED.
     pub fn replica(&self, shard_id: u64) -> Result<Arc<Replica>, WorkerError> {
         self.replicas.read().get(&shard_id).cloned().ok_or_else(|| WorkerError::ShardNotHosted {

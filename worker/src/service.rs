@@ -244,7 +244,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
         // Internal APIs: only processes holding the cluster secret get in.
-        .layer(tonic::service::InterceptorLayer::new(vectron_common::cluster_auth::check))
+        .layer(tonic::service::InterceptorLayer::new(host.cluster_token().checker()))
         .add_service(router.into_service())
         .add_service(
             WorkerServer::new(WorkerGrpc::new(host))

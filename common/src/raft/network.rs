@@ -36,7 +36,7 @@ use vectron_proto::v1::ErrorCode;
 
 use super::codec::{decode, encode};
 use super::{GroupId, NodeId};
-use crate::cluster_auth::{AttachToken, ClusterChannel};
+use crate::cluster_auth::{AttachToken, ClusterChannel, ClusterToken};
 use crate::faults::{FaultyChannel, NodeNetwork};
 use vectron_model::status::{WireError, from_status, to_status};
 
@@ -91,7 +91,12 @@ impl PeerChannels {
     /// carry the cluster token ([`crate::cluster_auth`]).
     pub fn get(&self, addr: &str) -> Result<ClusterChannel, tonic::transport::Error> {
         let channel = FaultyChannel::on(self.channel(addr)?, self.network.as_ref(), addr);
-        Ok(InterceptedService::new(channel, AttachToken))
+        Ok(InterceptedService::new(channel, AttachToken::of(self.token())))
+    }
+
+    /// The cluster token calls carry: the node's own, else the process's installed one.
+    pub fn token(&self) -> ClusterToken {
+        self.network.as_ref().map_or_else(ClusterToken::installed, |n| n.token.clone())
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
