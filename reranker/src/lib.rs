@@ -1,3 +1,12 @@
-//! The reranker service: re-orders search candidates behind one strategy trait.
+//! The reranker: re-orders search candidates. Built so far: the scoring the strategies
+//! share, tested against reference computations; the service, the strategy trait and
+//! the gateway's use of it come next (issue "The reranker service, feedback that is
+//! kept, and the gateway's search cache").
 //!
-//! Empty until a later issue fills it.
+//! Layout:
+//! - [`text`]: tokens and Okapi BM25 over a candidate set (the `rule` strategy's text
+//!   relevance);
+//! - [`mmr`]: maximal marginal relevance over candidate vectors (the `mmr` strategy).
+
+pub mod mmr;
+pub mod text;
