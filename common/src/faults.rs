@@ -143,10 +143,20 @@ impl FaultyChannel {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+type Delivered =
+    futures::future::MapErr<tonic::transport::channel::ResponseFuture, fn(tonic::transport::Error) -> BoxError>;
+type Faulted = Pin<Box<dyn std::future::Future<Output = Result<http::Response<Body>, BoxError>> + Send>>;
+
+fn boxed(e: tonic::transport::Error) -> BoxError {
+    e.into()
+}
+
 impl Service<http::Request<Body>> for FaultyChannel {
     type Response = http::Response<Body>;
     type Error = BoxError;
-    type Future = Pin<Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    /// A delivered call is the channel's own future (no allocation on the production
+    /// path); only a faulted one is boxed.
+    type Future = futures::future::Either<Delivered, Faulted>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Service::poll_ready(&mut self.channel, cx).map_err(Into::into)
@@ -157,20 +167,20 @@ impl Service<http::Request<Body>> for FaultyChannel {
         match fate {
             Fate::Deliver => {
                 let call = Service::call(&mut self.channel, request);
-                Box::pin(async move { call.await.map_err(Into::into) })
+                futures::future::Either::Left(futures::TryFutureExt::map_err(call, boxed as fn(_) -> _))
             }
             Fate::Drop => {
                 let link = self.link.as_ref().expect("a fate other than Deliver has a link");
                 let cut = LinkCut { from: link.0.name.clone(), to: link.1.clone() };
-                Box::pin(async move { Err(cut.into()) })
+                futures::future::Either::Right(Box::pin(async move { Err(cut.into()) }))
             }
             Fate::Delay(delay) => {
                 let mut channel = self.channel.clone();
-                Box::pin(async move {
+                futures::future::Either::Right(Box::pin(async move {
                     tokio::time::sleep(delay).await;
                     futures::future::poll_fn(|cx| Service::poll_ready(&mut channel, cx)).await?;
                     Service::call(&mut channel, request).await.map_err(Into::into)
-                })
+                }))
             }
         }
     }

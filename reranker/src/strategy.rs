@@ -69,6 +69,8 @@ impl Mmr {
 
 impl Strategy for Mmr {
     fn rerank(&self, _: Option<&str>, candidates: &[Candidate], top_k: usize) -> Result<Vec<Reranked>, RerankError> {
+        // Deserialised params bypass `new`: check here too.
+        Mmr::new(self.lambda)?;
         let vectors = candidates
             .iter()
             .enumerate()
@@ -294,6 +296,8 @@ mod tests {
     #[test]
     fn mmr_needs_vectors_and_a_lambda_in_range() {
         assert!(Mmr::new(1.5).is_err());
+        let deserialised: Mmr = serde_json::from_value(json!({"lambda": 1.5})).unwrap();
+        assert!(matches!(deserialised.rerank(None, &[], 1), Err(RerankError::InvalidParams(_))));
         let no_vector = [Candidate { score: 1.0, vector: None, payload: None }];
         assert_eq!(Mmr::new(0.5).unwrap().rerank(None, &no_vector, 1), Err(RerankError::MissingVector { index: 0 }));
         let candidates: Vec<Candidate> = [(0.9, [1.0, 0.0]), (0.89, [0.99, 0.01]), (0.5, [0.0, 1.0])]
