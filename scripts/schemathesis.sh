@@ -73,11 +73,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mapfile -t port < <("$py" "$helper" ports 5)
+mapfile -t port < <("$py" "$helper" ports 6)
 base="http://127.0.0.1:${port[0]}"
 NO_COLOR=1 "$bin" dev --data-dir "$tmp/data" \
   --http "127.0.0.1:${port[0]}" --grpc "127.0.0.1:${port[1]}" --placement "127.0.0.1:${port[2]}" \
-  --worker "127.0.0.1:${port[3]}" --auth "127.0.0.1:${port[4]}" >"$log" 2>&1 &
+  --worker "127.0.0.1:${port[3]}" --auth "127.0.0.1:${port[4]}" --reranker "127.0.0.1:${port[5]}" >"$log" 2>&1 &
 server=$!
 "$py" "$helper" wait "$tmp/data/admin.key" "$base" 60 "$server"
 key="$(cat "$tmp/data/admin.key")"

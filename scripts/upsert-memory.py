@@ -60,7 +60,7 @@ def measure(label, dim, count, payload):
         log = open(f"{workdir}/{name}.log", "w")
         servers[name] = subprocess.Popen([binary] + argv, stdout=log, stderr=subprocess.STDOUT)
 
-    addr = {name: f"127.0.0.1:{free_port()}" for name in ["http", "grpc", "placement", "worker", "auth"]}
+    addr = {name: f"127.0.0.1:{free_port()}" for name in ["http", "grpc", "placement", "worker", "auth", "reranker"]}
     if split:
         secret = f"{workdir}/cluster.secret"
         with open(secret, "w") as f:

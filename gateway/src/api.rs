@@ -24,6 +24,7 @@ use vectron_model::convert::{self, point_id_from_pb, shard_config};
 use vectron_model::request::{
     CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
 };
+use vectron_model::rerank::Rerank;
 use vectron_model::types::{MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
 use vectron_model::vector::{check_point, check_vector};
 use vectron_model::{Distance, PointId, ShardConfig, ValidationError};
@@ -34,6 +35,7 @@ use vectron_proto::v1::ErrorCode;
 use crate::auth::{Access, Quota, Scope, require};
 use crate::error::GatewayError;
 use crate::policy::BodyLimits;
+use crate::rerank::{self, Outcome, Reranker, RerankerConfig};
 use crate::routing::{CollectionRoute, Router, WorkerConn};
 
 /// Gateway behaviour.
@@ -47,6 +49,8 @@ pub struct ApiConfig {
     pub create_wait: Duration,
     /// Largest bodies and messages (the upsert's is configurable).
     pub body_limits: BodyLimits,
+    /// The reranker service; `None`: reranks are skipped (saying so).
+    pub reranker: Option<RerankerConfig>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +60,7 @@ impl Default for ApiConfig {
             read_timeout: Duration::from_secs(5),
             create_wait: Duration::from_secs(15),
             body_limits: BodyLimits::default(),
+            reranker: None,
         }
     }
 }
@@ -104,6 +109,7 @@ fn collection_config(route: &CollectionRoute) -> Result<ShardConfig> {
 pub struct Api {
     router: Arc<Router>,
     config: ApiConfig,
+    reranker: Arc<Reranker>,
 }
 
 fn shard_of<'a>(route: &'a CollectionRoute, id: &PointId) -> Result<&'a pi::ShardInfo> {
@@ -121,8 +127,17 @@ fn name_of(route: &CollectionRoute) -> String {
 }
 
 impl Api {
-    pub fn new(router: Arc<Router>, config: ApiConfig) -> Api {
-        Api { router, config }
+    /// The API over `router`; its metrics (reranks) go to `registry`; `network` is the
+    /// test network the gateway is a node of, if any.
+    pub fn new(
+        router: Arc<Router>,
+        config: ApiConfig,
+        registry: &prometheus::Registry,
+        network: Option<vectron_common::faults::NodeNetwork>,
+    ) -> Api {
+        let channels = vectron_common::raft::network::PeerChannels::on(network);
+        let reranker = Arc::new(Reranker::new(config.reranker.clone(), channels, router.clone(), registry));
+        Api { router, config, reranker }
     }
 
     pub fn router(&self) -> &Arc<Router> {
@@ -408,17 +423,67 @@ impl Api {
             return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
         }
         check_vector(&shard_config, &req.query.vector).map_err(model)?;
-        let request = convert::search_to_pb(&req).map_err(model)?;
+        let config = route.info.config.as_ref();
+        let default = config.map(convert::default_rerank).transpose().map_err(model)?.flatten();
+        let top_k = req.query.top_k;
+        let Some(plan) = Rerank::plan(req.rerank.as_ref(), default.as_ref(), top_k).map_err(model)? else {
+            return self.shard_search(&route, &req, shard_config.distance).await;
+        };
+        // Oversample, with what the strategy reads.
+        let (with_payload, with_vector) = (req.query.with_payload, req.query.with_vector);
+        let mut wide = req.clone();
+        wide.query.top_k = plan.candidates;
+        wide.query.with_payload |= plan.strategy.reads_payloads();
+        wide.query.with_vector |= plan.strategy.reads_vectors();
+        let deadline = self.read_deadline(req.timeout);
+        let mut answer = self.shard_search(&route, &wide, shard_config.distance).await?;
+        let hits = std::mem::take(&mut answer.hits);
+        let outcome = self
+            .reranker
+            .rerank(&req.collection, &plan, &hits, shard_config.distance, top_k, deadline)
+            .await
+            .map_err(GatewayError::Reranker)?;
+        let mut hits = match outcome {
+            Outcome::Ranked(order) => {
+                answer.reranked = true;
+                rerank::apply(hits, order)
+            }
+            Outcome::Skipped(reason) => {
+                answer.rerank_skipped = reason;
+                hits
+            }
+        };
+        hits.truncate(top_k);
+        for h in &mut hits {
+            if !with_payload {
+                h.payload = None;
+            }
+            if !with_vector {
+                h.vector = Vec::new();
+            }
+        }
+        answer.hits = hits;
+        Ok(answer)
+    }
+
+    /// The shards' best `req.query.top_k` hits, merged.
+    async fn shard_search(
+        &self,
+        route: &CollectionRoute,
+        req: &SearchRequest,
+        distance: Distance,
+    ) -> Result<pb::SearchResponse> {
+        let request = convert::search_to_pb(req).map_err(model)?;
         let requests = route
             .info
             .shards
             .iter()
             .map(|s| (s.id, pi::ShardSearchRequest { shard_id: s.id, request: Some(request.clone()) }));
-        let answers = self.fan_out(&route, requests, self.read_deadline(req.timeout), |c, r| c.search(r)).await;
+        let answers = self.fan_out(route, requests, self.read_deadline(req.timeout), |c, r| c.search(r)).await;
         let (answered, missing_shards) = answered_in_time(answers)?;
         let mut hits: Vec<pb::ScoredPoint> = answered.into_iter().flat_map(|a| a.hits).collect();
-        merge_hits(&mut hits, shard_config.distance, req.query.top_k);
-        Ok(pb::SearchResponse { hits, partial: !missing_shards.is_empty(), missing_shards })
+        merge_hits(&mut hits, distance, req.query.top_k);
+        Ok(pb::SearchResponse { hits, partial: !missing_shards.is_empty(), missing_shards, ..Default::default() })
     }
 
     /// Runs a batch of searches; each counts against the caller's rate limits (`quota`:

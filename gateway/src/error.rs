@@ -57,6 +57,9 @@ pub enum GatewayError {
     /// The placement driver's answer (collections, routing).
     #[error("{}", .0.message)]
     Placement(WireError),
+    /// The reranker refused the rerank (its parameters, a strategy not built).
+    #[error("rerank: {}", .0.message)]
+    Reranker(WireError),
     /// A state the gateway's invariants exclude (a bug or a corrupt table).
     #[error("{what}")]
     Internal { what: String },
@@ -74,7 +77,10 @@ impl GatewayError {
             GatewayError::Unimplemented { .. } => ErrorCode::Unimplemented,
             GatewayError::CollectionNotFound { .. } => ErrorCode::CollectionNotFound,
             GatewayError::ShardGone { .. } => ErrorCode::StaleEpoch,
-            GatewayError::Access(e) | GatewayError::Placement(e) | GatewayError::Shard { error: e, .. } => e.code,
+            GatewayError::Access(e)
+            | GatewayError::Placement(e)
+            | GatewayError::Reranker(e)
+            | GatewayError::Shard { error: e, .. } => e.code,
             GatewayError::Transport { .. } | GatewayError::NoLeader { .. } | GatewayError::NoShardAnswered => {
                 ErrorCode::Unavailable
             }
@@ -103,7 +109,10 @@ impl GatewayError {
             | GatewayError::ShardTimeout { .. }
             | GatewayError::NoLeader { .. }
             | GatewayError::NoShardAnswered => true,
-            GatewayError::Access(e) | GatewayError::Placement(e) | GatewayError::Shard { error: e, .. } => e.retryable,
+            GatewayError::Access(e)
+            | GatewayError::Placement(e)
+            | GatewayError::Reranker(e)
+            | GatewayError::Shard { error: e, .. } => e.retryable,
             GatewayError::PartlyApplied { unknown, first, .. } => !unknown.is_empty() || first.is_retryable(),
         }
     }

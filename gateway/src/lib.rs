@@ -4,7 +4,8 @@
 //! Layout:
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports; [`error`]: [`GatewayError`],
-//!   why one failed.
+//!   why one failed; [`rerank`]: the reranker's client, and a search's fallback to the
+//!   vector order when it cannot help.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
 //!   body types.
@@ -16,9 +17,9 @@
 //!   [`grpc_metrics`]: the tower layer recording gRPC calls.
 //!
 //! Layering (no module imports one that imports it back): `policy` and `error` are
-//! leaves and `http::extract` uses only them; `auth` uses those; `api` uses `auth`,
-//! `policy`, `routing` and `error`; the transports (`grpc`, `http`'s route modules) use
-//! `api` and `auth`.
+//! leaves and `http::extract` uses only them; `auth` uses those; `rerank` uses
+//! `routing`; `api` uses `auth`, `policy`, `routing`, `rerank` and `error`; the
+//! transports (`grpc`, `http`'s route modules) use `api` and `auth`.
 
 pub mod api;
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod grpc_metrics;
 pub mod http;
 pub mod metrics;
 pub mod policy;
+pub mod rerank;
 pub mod routing;
 
 use std::future::Future;
@@ -76,10 +78,11 @@ impl Gateway {
         network: Option<vectron_common::faults::NodeNetwork>,
     ) -> Gateway {
         let placement = PlacementClient::on(placement, network.clone());
-        let router = Arc::new(routing::Router::on(placement, local, network));
+        let router = Arc::new(routing::Router::on(placement, local, network.clone()));
+        let metrics = Arc::new(metrics::Metrics::new());
         Gateway {
-            api: Api::new(router, config),
-            metrics: Arc::new(metrics::Metrics::new()),
+            api: Api::new(router, config, metrics.registry(), network),
+            metrics,
             auth: Arc::new(auth),
             trusted_proxies: Vec::new(),
         }

@@ -90,6 +90,11 @@ impl Metrics {
         Metrics { registry, requests, latency, shard_leader, shard_term, shard_points, process }
     }
 
+    /// The registry other parts of the gateway (reranks) add their metrics to.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Counts one request.
     pub fn observe(&self, protocol: &str, route: &str, status: &str, started: Instant) {
         self.requests.with_label_values(&[protocol, route, status]).inc();

@@ -15,6 +15,7 @@ use crate::request::{
     Consistency, CountRequest, DEFAULT_SCROLL_LIMIT, DeleteRequest, GetRequest, ScrollRequest, SearchQuery,
     SearchRequest, Selector, UpsertRequest,
 };
+use crate::rerank::{Choice, Rerank};
 use crate::types::MAX_IDS_PER_REQUEST;
 use crate::{Distance, Filter, HnswParams, Payload, Point, PointId, Record, ScoredPoint, ShardConfig, ValidationError};
 use serde_json::{Map, Number, Value};
@@ -138,6 +139,7 @@ pub fn scored_to_pb(s: &ScoredPoint) -> pb::ScoredPoint {
         score: s.score,
         vector: s.vector.clone().unwrap_or_default(),
         payload: s.payload.as_ref().map(struct_to_pb),
+        ..Default::default()
     }
 }
 
@@ -201,6 +203,7 @@ pub fn normalize_collection(mut c: pb::CollectionConfig) -> Result<pb::Collectio
     let mut seen = std::collections::HashSet::new();
     c.payload_indexes.retain(|p| seen.insert((p.key.clone(), p.kind)));
     shard_config(&c)?.validate()?;
+    default_rerank(&c)?;
     Ok(c)
 }
 
@@ -374,11 +377,6 @@ impl TryFrom<pb::SearchRequest> for SearchRequest {
     type Error = ValidationError;
 
     fn try_from(r: pb::SearchRequest) -> Result<SearchRequest> {
-        if r.rerank {
-            return Err(ValidationError::Unimplemented {
-                reason: "rerank: there is no reranker yet; search without it".into(),
-            });
-        }
         let query = SearchQuery {
             vector: r.vector,
             top_k: r.top_k as usize,
@@ -393,8 +391,35 @@ impl TryFrom<pb::SearchRequest> for SearchRequest {
             query: query.checked()?,
             consistency: consistency_from_pb(r.consistency)?,
             timeout: (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms.into())),
+            rerank: r.rerank.as_ref().map(rerank_from_pb).transpose()?,
         })
     }
+}
+
+// ---- rerank ----
+
+pub fn rerank_from_pb(r: &pb::Rerank) -> Result<Rerank> {
+    Rerank {
+        choice: Choice::from_name(&r.strategy)?,
+        query_text: r.query_text.clone(),
+        params: r.params.as_ref().map(struct_from_pb).transpose()?.unwrap_or_default(),
+        candidates: (r.candidates > 0).then_some(r.candidates as usize),
+    }
+    .checked()
+}
+
+pub fn rerank_to_pb(r: &Rerank) -> pb::Rerank {
+    pb::Rerank {
+        strategy: r.choice.name().to_owned(),
+        query_text: r.query_text.clone(),
+        params: (!r.params.is_empty()).then(|| struct_to_pb(&r.params)),
+        candidates: r.candidates.map_or(0, |c| c as u32),
+    }
+}
+
+/// A collection's default rerank, if it has one.
+pub fn default_rerank(c: &pb::CollectionConfig) -> Result<Option<Rerank>> {
+    c.default_rerank.as_ref().map(|r| rerank_from_pb(r)?.checked_default()).transpose()
 }
 
 /// The proto form a shard call carries.
@@ -411,7 +436,8 @@ pub fn search_to_pb(r: &SearchRequest) -> Result<pb::SearchRequest> {
         with_vector: q.with_vector,
         consistency: consistency_to_pb(r.consistency) as i32,
         timeout_ms: r.timeout.map_or(0, |t| t.as_millis().clamp(1, u32::MAX as u128) as u32),
-        rerank: false,
+        // Shards do not rerank: the gateway does, over every shard's hits.
+        rerank: None,
     })
 }
 

@@ -7,6 +7,8 @@
 //! - [`key_path`]: key paths into payloads (`a.b.c`), their checks.
 //! - [`request`]: the data operations' requests as validated types (search, get,
 //!   delete, scroll, count, upsert) and their limits.
+//! - [`rerank`]: the `rerank` a search or a collection asks for, and the plan that
+//!   settles which one runs.
 //! - [`filter`]: the payload filter language and its reference evaluator.
 //! - [`vector`]: the dot product, cosine normalisation, and the checks a point passes.
 //! - [`error`]: [`ValidationError`], input that breaks the model's rules.
@@ -20,6 +22,7 @@ pub mod filter;
 pub mod key_path;
 pub mod payload;
 pub mod request;
+pub mod rerank;
 pub mod status;
 pub mod types;
 pub mod vector;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::error::{Result, ValidationError};
 use crate::filter::Filter;
+use crate::rerank::Rerank;
 use crate::types::{MAX_IDS_PER_REQUEST, Point, PointId};
 
 /// Largest `top_k` / scroll page a shard serves.
@@ -99,6 +100,8 @@ pub struct SearchRequest {
     pub consistency: Consistency,
     /// `None`: the gateway's read timeout.
     pub timeout: Option<Duration>,
+    /// `None`: the collection's default rerank, if any.
+    pub rerank: Option<Rerank>,
 }
 
 /// Points by id.

@@ -316,8 +316,9 @@ fn settled(routing: &RoutingTable) -> bool {
     })
 }
 
-/// Resolves the active alerts of `kind` about `subject` (best effort), outside a tick.
-pub async fn resolve_alerts(node: &PlacementNode, kind: &str, subject: &str) {
+/// Resolves the active alerts of `kind` about `subject` (best effort), outside a tick;
+/// answers how many it resolved.
+pub async fn resolve_alerts(node: &PlacementNode, kind: &str, subject: &str) -> u32 {
     let open: Vec<u64> = node.view.read(|s| {
         s.alerts
             .iter()
@@ -325,11 +326,14 @@ pub async fn resolve_alerts(node: &PlacementNode, kind: &str, subject: &str) {
             .map(|a| a.id)
             .collect()
     });
+    let mut resolved = 0;
     for id in open {
-        if let Err(e) = node.propose(Command::ResolveAlert(id)).await {
-            tracing::debug!("resolving alert {id}: {e:?}");
+        match node.propose(Command::ResolveAlert(id)).await {
+            Ok(_) => resolved += 1,
+            Err(e) => tracing::debug!("resolving alert {id}: {e:?}"),
         }
     }
+    resolved
 }
 
 #[cfg(test)]

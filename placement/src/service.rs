@@ -190,6 +190,27 @@ impl Placement for PlacementGrpc {
             other => Err(unexpected(&other)),
         }
     }
+
+    async fn raise_alert(&self, request: Request<pi::Alert>) -> Reply<pi::Alert> {
+        let a = request.into_inner();
+        if a.kind.is_empty() || a.subject.is_empty() {
+            return Err(
+                WireError::new(ErrorCode::InvalidArgument, "an alert needs a kind and a subject", false).to_status()
+            );
+        }
+        let alert = pi::Alert { kind: a.kind, subject: a.subject, message: a.message, ..Default::default() };
+        match self.propose(Command::RaiseAlert(alert)).await? {
+            Outcome::Alert(a) => Ok(Response::new(a)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn resolve_alerts(&self, request: Request<pi::ResolveAlertsRequest>) -> Reply<pi::ResolveAlertsResponse> {
+        self.leader()?;
+        let r = request.into_inner();
+        let resolved = crate::scheduler::resolve_alerts(&self.node, &r.kind, &r.subject).await;
+        Ok(Response::new(pi::ResolveAlertsResponse { resolved }))
+    }
 }
 
 /// Serves the placement service and the Raft transport on `listener` until `shutdown`,

@@ -1,15 +1,20 @@
-//! The reranker: re-orders search candidates. Built so far: the strategy trait, the `mmr`
-//! and `rule` strategies and the scoring they share, tested against reference
-//! computations; the service, the `cross_encoder` and `feedback` strategies and the
-//! gateway's use of them come next (issue "The reranker service, feedback that is
-//! kept, and the gateway's search cache").
+//! The reranker: re-orders search candidates, served as `vectron.v1.RerankService`
+//! (`vectron reranker`, or in-process in `vectron dev`). Gateways call it with a
+//! search's candidates; it is stateless apart from its configured endpoints.
 //!
 //! Layout:
 //! - [`text`]: tokens and Okapi BM25 over a candidate set (the `rule` strategy's text
 //!   relevance);
 //! - [`mmr`]: maximal marginal relevance over candidate vectors (the `mmr` strategy);
-//! - [`strategy`]: the `Strategy` trait, and the `mmr` and `rule` strategies.
+//! - [`strategy`]: the `Strategy` trait, and the `mmr` and `rule` strategies;
+//! - [`cross_encoder`]: the `cross_encoder` strategy, an external `/rerank` endpoint
+//!   over HTTP (async, so beside the trait);
+//! - [`service`]: the gRPC service over the strategies, and `serve`.
+//!
+//! The `feedback` strategy answers UNIMPLEMENTED until the feedback store exists.
 
+pub mod cross_encoder;
 pub mod mmr;
+pub mod service;
 pub mod strategy;
 pub mod text;

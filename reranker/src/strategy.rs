@@ -95,7 +95,7 @@ impl Strategy for Mmr {
 }
 
 /// Where candidate `index` stands by vector score (0: best).
-fn vector_rank(candidates: &[Candidate], index: usize) -> usize {
+pub(crate) fn vector_rank(candidates: &[Candidate], index: usize) -> usize {
     candidates.iter().filter(|c| c.score > candidates[index].score).count()
 }
 
@@ -157,7 +157,7 @@ impl Default for Rule {
     }
 }
 
-fn text_of(payload: Option<&Map<String, Value>>, field: &str) -> String {
+pub(crate) fn text_of(payload: Option<&Map<String, Value>>, field: &str) -> String {
     match payload.and_then(|p| p.get(field)) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),

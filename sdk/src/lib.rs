@@ -114,9 +114,14 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub id: PointId,
+    /// The vector search's score.
     pub score: f32,
     pub vector: Option<Vec<f32>>,
     pub payload: Option<Map<String, Value>>,
+    /// The reranker's score, when the answer was reranked.
+    pub rerank_score: Option<f32>,
+    /// What moved the hit, when the answer was reranked.
+    pub explanation: Option<String>,
 }
 
 /// A search's answer.
@@ -126,6 +131,29 @@ pub struct SearchResult {
     /// Some shard missed the deadline: `missing_shards` lists them.
     pub partial: bool,
     pub missing_shards: Vec<u64>,
+    /// A rerank was asked for and the hits are in the reranker's order.
+    pub reranked: bool,
+    /// Why a rerank that was asked for did not happen (the hits are in vector order).
+    pub rerank_skipped: Option<String>,
+}
+
+/// How a search's hits are re-ordered: a strategy (`rule`, `mmr`, `cross_encoder`,
+/// `feedback`; `none` turns a collection's default off), its parameters as a JSON
+/// object, the text the query stands for, and how many candidates to rerank (0: 4 ×
+/// top_k).
+pub fn rerank(strategy: &str, query_text: Option<&str>, params: Value) -> Result<pb::Rerank> {
+    let params = match params {
+        Value::Null => None,
+        Value::Object(m) => Some(struct_to_pb(&m)),
+        other => {
+            return Err(Error::new(
+                ErrorCode::InvalidArgument,
+                format!("rerank params must be a JSON object, not {other}"),
+                false,
+            ));
+        }
+    };
+    Ok(pb::Rerank { strategy: strategy.to_owned(), query_text: query_text.map(str::to_owned), params, candidates: 0 })
 }
 
 /// A collection to create.
@@ -162,6 +190,12 @@ impl Collection {
     }
 
     /// Indexes a payload field (`kind`: keyword, integer, float, bool).
+    /// Searches without a rerank of their own are reranked so (see [`rerank`]).
+    pub fn default_rerank(mut self, rerank: pb::Rerank) -> Collection {
+        self.config.default_rerank = Some(rerank);
+        self
+    }
+
     pub fn index(mut self, key: &str, kind: pb::PayloadIndexKind) -> Collection {
         self.config.payload_indexes.push(pb::PayloadIndex { key: key.to_owned(), kind: kind as i32 });
         self
@@ -493,6 +527,12 @@ impl SearchBuilder<'_> {
         self
     }
 
+    /// Re-orders the hits with the reranker (see [`rerank`]).
+    pub fn rerank(mut self, rerank: pb::Rerank) -> Self {
+        self.request.rerank = Some(rerank);
+        self
+    }
+
     pub async fn send(self) -> Result<SearchResult> {
         let r = self.request;
         let with_vector = r.with_vector;
@@ -517,10 +557,18 @@ fn search_result(out: pb::SearchResponse, with_vector: bool) -> Result<SearchRes
                 score: h.score,
                 vector: with_vector.then(|| h.vector.clone()),
                 payload: h.payload.as_ref().map(struct_from_pb).transpose().map_err(decode_err)?,
+                rerank_score: h.rerank_score,
+                explanation: (!h.explanation.is_empty()).then(|| h.explanation.clone()),
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(SearchResult { hits, partial: out.partial, missing_shards: out.missing_shards })
+    Ok(SearchResult {
+        hits,
+        partial: out.partial,
+        missing_shards: out.missing_shards,
+        reranked: out.reranked,
+        rerank_skipped: (!out.rerank_skipped.is_empty()).then_some(out.rerank_skipped),
+    })
 }
 
 /// Searches pipelined over one `SearchStream` call, from [`Client::search_stream`]:

@@ -19,6 +19,7 @@ use vectron_auth::throttle::ThrottleConfig;
 use vectron_auth::tokens::{SigningKey, TokenConfig};
 use vectron_common::raft::timing::{GroupKind, LogCompaction};
 use vectron_engine::store::Durability;
+use vectron_reranker::cross_encoder::{ApiFormat, CrossEncoders, Endpoint};
 
 /// Every section; each process reads the one(s) it runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,6 +29,7 @@ pub struct Config {
     pub worker: WorkerSection,
     pub gateway: GatewaySection,
     pub auth: AuthSection,
+    pub reranker: RerankerSection,
     pub dev: DevSection,
     pub cluster: ClusterSection,
 }
@@ -182,6 +184,13 @@ pub struct GatewaySection {
     /// Largest upsert body (HTTP) or message (gRPC), in bytes; other routes have fixed
     /// limits of their own.
     pub max_upsert_bytes: usize,
+    /// The reranker service's address (`host:port`); without one, searches that ask for
+    /// a rerank are answered in vector order with `reranked: false`.
+    pub reranker: Option<String>,
+    /// Longest wait for the reranker in one search (its own deadline may cut it
+    /// shorter); past it the vector order is served.
+    #[serde(with = "humantime_serde")]
+    pub rerank_timeout: Duration,
 }
 
 impl Default for GatewaySection {
@@ -198,7 +207,71 @@ impl Default for GatewaySection {
             rate_limit_per_sec: 0,
             trusted_proxies: Vec::new(),
             max_upsert_bytes: vectron_gateway::policy::DEFAULT_UPSERT_BYTES,
+            reranker: None,
+            rerank_timeout: Duration::from_secs(1),
         }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerankerSection {
+    pub listen: SocketAddr,
+    /// External reranking endpoints the `cross_encoder` strategy may call, by name (a
+    /// request names one; `default` when it names none).
+    pub cross_encoders: BTreeMap<String, CrossEncoderSection>,
+}
+
+impl Default for RerankerSection {
+    fn default() -> Self {
+        RerankerSection { listen: "127.0.0.1:50051".parse().expect("valid address"), cross_encoders: BTreeMap::new() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrossEncoderSection {
+    /// The rerank route's full URL (`http://…/rerank`).
+    pub url: String,
+    /// `tei` (text-embeddings-inference: `{query, texts}`) or `cohere` (`{query,
+    /// documents}`).
+    #[serde(default)]
+    pub format: ApiFormat,
+    /// Sent as `model` (cohere format).
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default = "default_cross_encoder_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_cross_encoder_batch")]
+    pub batch_size: usize,
+}
+
+fn default_cross_encoder_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_cross_encoder_batch() -> usize {
+    32
+}
+
+impl RerankerSection {
+    /// The configured endpoints, checked.
+    pub fn cross_encoders(&self) -> Result<CrossEncoders> {
+        let endpoints = self
+            .cross_encoders
+            .iter()
+            .map(|(name, e)| {
+                let endpoint = Endpoint {
+                    url: e.url.clone(),
+                    format: e.format,
+                    model: e.model.clone(),
+                    timeout: e.timeout,
+                    batch_size: e.batch_size,
+                };
+                (name.clone(), endpoint)
+            })
+            .collect();
+        CrossEncoders::new(endpoints).map_err(anyhow::Error::msg)
     }
 }
 
@@ -356,6 +429,7 @@ pub struct DevSection {
     pub placement_listen: SocketAddr,
     pub worker_listen: SocketAddr,
     pub auth_listen: SocketAddr,
+    pub reranker_listen: SocketAddr,
     /// Serve without credentials (by default dev runs an auth service and creates an
     /// admin API key on first start).
     pub no_auth: bool,
@@ -370,6 +444,7 @@ impl Default for DevSection {
             placement_listen: "127.0.0.1:6001".parse().expect("valid address"),
             worker_listen: "127.0.0.1:9090".parse().expect("valid address"),
             auth_listen: "127.0.0.1:8090".parse().expect("valid address"),
+            reranker_listen: "127.0.0.1:50051".parse().expect("valid address"),
             no_auth: false,
         }
     }
@@ -424,6 +499,10 @@ impl Config {
         if self.gateway.max_upsert_bytes < 1024 {
             bail!("gateway.max_upsert_bytes must be at least 1024");
         }
+        if self.gateway.rerank_timeout.is_zero() {
+            bail!("gateway.rerank_timeout must be positive");
+        }
+        self.reranker.cross_encoders()?;
         Ok(())
     }
 }

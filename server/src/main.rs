@@ -4,6 +4,7 @@
 //! - `vectron worker`: a worker hosting shard replicas;
 //! - `vectron gateway`: the public gRPC + HTTP API;
 //! - `vectron auth`: the auth service (users, API keys, tokens) on etcd;
+//! - `vectron reranker`: the reranker service gateways call to re-order candidates;
 //! - `vectron dev`: all of them in one process, data under `./data` — the zero-set-up
 //!   way to try Vectron, with auth on (an admin API key is created on first start).
 //!
@@ -29,12 +30,15 @@ use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::timing::LogCompaction;
 use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
+use vectron_gateway::rerank::RerankerConfig;
 use vectron_gateway::routing::LocalWorker;
 use vectron_gateway::{ApiConfig, Gateway};
 use vectron_placement::{PlacementConfig, PlacementNode};
 use vectron_worker::{WorkerConfig, WorkerHost};
 
-use crate::config::{AuthSection, Config, DevSection, GatewaySection, PlacementSection, WorkerSection};
+use crate::config::{
+    AuthSection, Config, DevSection, GatewaySection, PlacementSection, RerankerSection, WorkerSection,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "vectron", version, about = "Vectron: a distributed, sharded vector database")]
@@ -61,7 +65,10 @@ enum Command {
     Gateway(GatewayArgs),
     /// Runs the auth service.
     Auth(AuthArgs),
-    /// Runs placement + one worker + auth + gateway in one process (data under --data-dir).
+    /// Runs the reranker service (gateways call it to re-order search candidates).
+    Reranker(RerankerArgs),
+    /// Runs placement + one worker + auth + reranker + gateway in one process (data under
+    /// --data-dir).
     Dev(DevArgs),
 }
 
@@ -173,6 +180,10 @@ struct GatewayArgs {
     #[arg(long, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     auth: Vec<String>,
+    /// The reranker service's address [default: none: reranks are skipped].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reranker: Option<String>,
     /// Serve without checking credentials (tests and trusted networks only).
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -208,6 +219,14 @@ struct AuthArgs {
 }
 
 #[derive(Debug, Args, Serialize)]
+struct RerankerArgs {
+    /// [default: 127.0.0.1:50051]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args, Serialize)]
 struct DevArgs {
     /// [default: ./data]
     #[arg(long)]
@@ -228,6 +247,9 @@ struct DevArgs {
     #[arg(long = "auth")]
     #[serde(skip_serializing_if = "Option::is_none")]
     auth_listen: Option<SocketAddr>,
+    #[arg(long = "reranker")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reranker_listen: Option<SocketAddr>,
     /// Serve without credentials (no auth service).
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -368,6 +390,7 @@ async fn start_gateway(
         read_timeout: c.read_timeout,
         write_timeout: c.write_timeout,
         body_limits: vectron_gateway::policy::BodyLimits { upsert: c.max_upsert_bytes },
+        reranker: c.reranker.clone().map(|address| RerankerConfig { address, timeout: c.rerank_timeout }),
         ..ApiConfig::default()
     };
     let auth = if c.no_auth {
@@ -398,6 +421,20 @@ async fn start_gateway(
     ])
 }
 
+/// Starts the reranker service.
+async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
+    let cross_encoders = c.cross_encoders()?;
+    let listener = bind(c.listen, "reranker").await?;
+    let service = vectron_reranker::service::RerankGrpc::new(cross_encoders);
+    tracing::info!(listen = %c.listen, endpoints = c.cross_encoders.len(), "reranker started");
+    let token = vectron_common::cluster_auth::ClusterToken::installed();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = vectron_reranker::service::serve(listener, service, token, stopped(stop)).await {
+            tracing::error!("reranker server: {e}");
+        }
+    }))
+}
+
 /// `vectron dev`'s auth service: the embedded store, a signing secret and an admin API
 /// key kept under the data dir (created on first start, mode 0600). Returns the key file.
 async fn start_dev_auth(
@@ -425,6 +462,7 @@ fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>) {
     println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
     println!("  HTTP  http://{}/v1/collections", dev.http);
     println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
+    println!("  reranker {} (searches with \"rerank\")", dev.reranker_listen);
     let Some(key_file) = admin_key_file else {
         println!("  auth is off (--no-auth): every request has full access");
         println!("  try:  curl -s http://{}/v1/collections", dev.http);
@@ -441,6 +479,7 @@ fn flag_layer(cli: &Cli) -> Result<serde_json::Value> {
         Command::Worker(a) => ("worker", serde_json::to_value(a)?),
         Command::Gateway(a) => ("gateway", serde_json::to_value(a)?),
         Command::Auth(a) => ("auth", serde_json::to_value(a)?),
+        Command::Reranker(a) => ("reranker", serde_json::to_value(a)?),
         Command::Dev(a) => ("dev", serde_json::to_value(a)?),
     };
     let mut layer = serde_json::json!({ section: flags });
@@ -486,6 +525,7 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!(http = %config.gateway.http, grpc = %config.gateway.grpc, "gateway started");
         }
         Command::Auth(_) => tasks.push(start_auth(&config.auth, stop).await?),
+        Command::Reranker(_) => tasks.push(start_reranker(&config.reranker, stop).await?),
         Command::Dev(_) => {
             let dev = &config.dev;
             let placement = PlacementSection {
@@ -514,11 +554,14 @@ async fn run(cli: Cli) -> Result<()> {
                 tasks.push(task);
                 Some(key_file)
             };
+            let reranker = RerankerSection { listen: dev.reranker_listen, ..config.reranker.clone() };
+            tasks.push(start_reranker(&reranker, stop.clone()).await?);
             let gateway = GatewaySection {
                 http: dev.http,
                 grpc: dev.grpc,
                 placement: vec![dev.placement_listen.to_string()],
                 auth: vec![dev.auth_listen.to_string()],
+                reranker: Some(dev.reranker_listen.to_string()),
                 no_auth: dev.no_auth,
                 ..config.gateway.clone()
             };

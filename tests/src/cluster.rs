@@ -163,21 +163,22 @@ pub struct DevProcess {
     pub http: String,
     pub grpc: String,
     pub auth: String,
+    pub reranker: String,
     pub data: PathBuf,
 }
 
 impl DevProcess {
     pub fn start(dir: &Path) -> DevProcess {
         let port = || format!("127.0.0.1:{}", free_port());
-        let (http, grpc, placement, worker, auth) = (port(), port(), port(), port(), port());
+        let (http, grpc, placement, worker, auth, reranker) = (port(), port(), port(), port(), port(), port());
         let data = dir.join("data");
         let args = ["dev", "--data-dir", &data.display().to_string(), "--http", &http, "--grpc", &grpc]
             .into_iter()
-            .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth])
+            .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth, "--reranker", &reranker])
             .map(String::from)
             .collect();
         let node = Node::start("dev", &grpc, args, dir);
-        DevProcess { node, http, grpc, auth, data }
+        DevProcess { node, http, grpc, auth, reranker, data }
     }
 }
 

@@ -44,7 +44,7 @@ struct Dev {
 impl Dev {
     async fn start() -> Dev {
         let dir = tempfile::tempdir().unwrap();
-        let DevProcess { node, http, grpc, auth, data } = DevProcess::start(dir.path());
+        let DevProcess { node, http, grpc, auth, data, .. } = DevProcess::start(dir.path());
         let key_file = data.join("admin.key");
         let key = eventually(Duration::from_secs(60), "the admin key", || async {
             std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
@@ -392,15 +392,20 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     // Valid feedback is refused, not accepted and dropped: nothing stores it yet.
     let (status, body) = dev.admin("POST", "/v1/feedback", Some(feedback("q-1"))).await;
     assert_eq!((status, code_of(&body)), (501, "UNIMPLEMENTED"), "{body}");
-    let rerank = pb::SearchRequest {
+    let rerank = |strategy: &str| pb::SearchRequest {
         collection: "sec".into(),
         vector: vec![1.0, 0.0, 0.0, 0.0],
         top_k: 1,
-        rerank: true,
+        rerank: Some(pb::Rerank { strategy: strategy.into(), ..Default::default() }),
         ..Default::default()
     };
-    let e = grpc.search(with_key(rerank, &dev.key)).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented, "rerank: true is refused: {e:?}");
+    let e = grpc.search(with_key(rerank("magic"), &dev.key)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "an unknown strategy is refused: {e:?}");
+    let e = grpc.search(with_key(rerank("feedback"), &dev.key)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unimplemented, "the feedback strategy is refused, not ignored: {e:?}");
+    let body = json!({"vector": [1.0, 0.0, 0.0, 0.0], "rerank": {"strategy": "rule", "params": {"bm25_wieght": 1}}});
+    let (status, body) = dev.admin("POST", "/v1/collections/sec/points/search", Some(body)).await;
+    assert_eq!((status, code_of(&body)), (400, "INVALID_ARGUMENT"), "a misspelt parameter is refused: {body}");
     let (status, body) = dev.admin("POST", "/v1/admin/workers/not-a-number/drain", None).await;
     assert_eq!((status, code_of(&body)), (400, "INVALID_ARGUMENT"), "{body}");
     let (status, body) = dev.admin("GET", "/v1/alerts?all=maybe", None).await;

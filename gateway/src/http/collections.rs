@@ -15,7 +15,7 @@ use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 
 use super::extract::{ApiError, Body, ErrorReply, PathParams, Reply};
-use super::json::whole_u32;
+use super::json::{RerankJson, whole_u32};
 use super::schema::{DistanceDoc, PayloadIndexDoc, hnsw_m_schema};
 use crate::api::Api;
 use crate::auth::Caller;
@@ -51,6 +51,9 @@ pub struct CollectionJson {
     #[serde(default)]
     #[schema(value_type = Vec<PayloadIndexDoc>)]
     pub payload_indexes: Vec<PayloadIndexSpec>,
+    /// Searches without a `rerank` of their own are reranked this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_rerank: Option<RerankJson>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -88,6 +91,7 @@ impl CollectionJson {
                     } as i32,
                 })
                 .collect(),
+            default_rerank: self.default_rerank.as_ref().map(RerankJson::to_pb),
         }
     }
 
@@ -101,6 +105,7 @@ impl CollectionJson {
             replication_factor: c.replication_factor,
             hnsw: c.hnsw.as_ref().map(|h| HnswJson { m: h.m, ef_construction: h.ef_construction }),
             payload_indexes: config.payload_indexes,
+            default_rerank: c.default_rerank.as_ref().map(RerankJson::from_pb).transpose()?,
         })
     }
 }

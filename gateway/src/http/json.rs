@@ -1,12 +1,13 @@
 //! JSON forms the route modules share: serde helpers for whole numbers and capped lists,
-//! the consistency level, and the conversions between JSON and proto of filters, point
+//! the consistency level, the rerank, and the conversions between JSON and proto of filters, point
 //! ids and payloads.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-use vectron_model::convert::{point_id_from_pb, struct_from_pb};
+use vectron_model::convert::{point_id_from_pb, struct_from_pb, struct_to_pb};
 use vectron_model::request::Consistency;
+use vectron_model::rerank::{Choice, Rerank};
 use vectron_model::status::WireError;
 use vectron_model::{Filter, PointId, ValidationError};
 use vectron_proto::v1 as pb;
@@ -101,6 +102,65 @@ impl From<ConsistencyJson> for Consistency {
             ConsistencyJson::Leader => Consistency::Leader,
             ConsistencyJson::Any => Consistency::Any,
         }
+    }
+}
+
+/// How a search's hits are re-ordered (a search's `rerank`, a collection's
+/// `default_rerank`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerankJson {
+    /// rule, mmr, cross_encoder, feedback; "none" turns a collection's default off.
+    /// Absent: the collection's default strategy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schema(pattern = "^(|none|rule|mmr|cross_encoder|feedback)$")]
+    pub strategy: String,
+    /// The text the query stands for (BM25 and keywords, the cross-encoder's query).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 8192)]
+    pub query_text: Option<String>,
+    /// The strategy's parameters (see the README); over the collection default's.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    #[schema(value_type = Object)]
+    pub params: Map<String, Value>,
+    /// Hits given to the reranker; 0 or absent: 4 × top_k.
+    #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "is_zero")]
+    #[schema(maximum = 10000)]
+    pub candidates: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl RerankJson {
+    pub(crate) fn into_model(self) -> Result<Rerank, ApiError> {
+        Rerank {
+            choice: Choice::from_name(&self.strategy).map_err(model_err)?,
+            query_text: self.query_text,
+            params: self.params,
+            candidates: (self.candidates > 0).then_some(self.candidates as usize),
+        }
+        .checked()
+        .map_err(model_err)
+    }
+
+    pub(crate) fn to_pb(&self) -> pb::Rerank {
+        pb::Rerank {
+            strategy: self.strategy.clone(),
+            query_text: self.query_text.clone(),
+            params: (!self.params.is_empty()).then(|| struct_to_pb(&self.params)),
+            candidates: self.candidates,
+        }
+    }
+
+    pub(crate) fn from_pb(r: &pb::Rerank) -> Result<RerankJson, ApiError> {
+        Ok(RerankJson {
+            strategy: r.strategy.clone(),
+            query_text: r.query_text.clone(),
+            params: payload_json(r.params.as_ref())?.unwrap_or_default(),
+            candidates: r.candidates,
+        })
     }
 }
 

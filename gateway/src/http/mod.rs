@@ -157,8 +157,9 @@ mod tests {
     fn doc() -> Value {
         let placement = vectron_common::placement_client::PlacementClient::new(vec!["127.0.0.1:1".into()]);
         let router = Arc::new(crate::routing::Router::new(placement, None));
-        let api = Api::new(router, Default::default());
-        let admin = Admin::new(api, Arc::new(crate::metrics::Metrics::new()));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let api = Api::new(router, Default::default(), metrics.registry(), None);
+        let admin = Admin::new(api, metrics);
         openapi(&admin)
     }
 

@@ -16,7 +16,7 @@ use vectron_model::request::{SearchQuery, SearchRequest};
 use vectron_proto::v1 as pb;
 
 use super::extract::{ApiError, Body, ErrorReply, PathParams, Reply};
-use super::json::{ConsistencyJson, at_most, filter_json, id_json, model_err, payload_json, whole_u32};
+use super::json::{ConsistencyJson, RerankJson, at_most, filter_json, id_json, model_err, payload_json, whole_u32};
 use super::schema::{FilterDoc, PointIdDoc};
 use crate::api::Api;
 use crate::auth::{Caller, Spend};
@@ -37,6 +37,12 @@ pub struct HitJson {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Map<String, Value>>,
+    /// The reranker's score, when the answer was reranked (`score` stays the vector one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank_score: Option<f32>,
+    /// What moved the hit, when the answer was reranked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -67,6 +73,9 @@ pub struct SearchJson {
     #[serde(default, deserialize_with = "whole_u32")]
     #[schema(value_type = u64, maximum = 4294967295u64)]
     pub timeout_ms: u32,
+    /// Re-order the hits with the reranker; absent: the collection's default rerank.
+    #[serde(default)]
+    pub rerank: Option<RerankJson>,
 }
 
 fn default_top_k() -> u32 {
@@ -100,6 +109,11 @@ pub struct SearchReply {
     /// Some shard missed the deadline; `missing_shards` lists them.
     pub partial: bool,
     pub missing_shards: Vec<u64>,
+    /// A rerank was asked for and the hits are in the reranker's order.
+    pub reranked: bool,
+    /// Why a rerank that was asked for did not happen (the hits are in vector order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank_skipped: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -129,6 +143,7 @@ impl SearchJson {
             query: query.checked().map_err(model_err)?,
             consistency: self.consistency.into(),
             timeout: (self.timeout_ms > 0).then(|| Duration::from_millis(self.timeout_ms.into())),
+            rerank: self.rerank.map(RerankJson::into_model).transpose()?,
         })
     }
 }
@@ -143,10 +158,18 @@ fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<SearchReply, 
                 score: h.score,
                 vector: with_vector.then(|| h.vector.clone()),
                 payload: payload_json(h.payload.as_ref())?,
+                rerank_score: h.rerank_score,
+                explanation: (!h.explanation.is_empty()).then(|| h.explanation.clone()),
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(SearchReply { hits, partial: r.partial, missing_shards: r.missing_shards })
+    Ok(SearchReply {
+        hits,
+        partial: r.partial,
+        missing_shards: r.missing_shards,
+        reranked: r.reranked,
+        rerank_skipped: (!r.rerank_skipped.is_empty()).then_some(r.rerank_skipped),
+    })
 }
 
 /// Nearest neighbours of a vector, optionally filtered.

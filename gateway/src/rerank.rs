@@ -1,0 +1,319 @@
+//! The gateway's side of reranking: the client of the reranker service, and what a
+//! search does when the reranker cannot help.
+//!
+//! A reranked search fetches the plan's candidates from the shards, sends them to the
+//! reranker with the rest of its deadline (at most the configured rerank timeout), and
+//! answers the reranker's top_k. The reranker being unreachable, over its deadline or
+//! failing its own endpoint is degraded service, not failure: the answer is the vector
+//! order with `reranked: false` and the reason ([`Outcome::Skipped`]), counted in
+//! `vectron_rerank_total`, and the first such failure raises the cluster alert
+//! `reranker_unavailable` (through the placement driver). A background probe then
+//! calls the reranker every second until it answers, and resolves the alert, so the
+//! alert clears by itself even when no search asks for a rerank. The caller's own
+//! mistakes (unknown parameters, a strategy not built) are errors, passed on.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use vectron_common::raft::network::PeerChannels;
+use vectron_model::Distance;
+use vectron_model::convert::struct_to_pb;
+use vectron_model::rerank::RerankPlan;
+use vectron_model::status::{WireError, from_status};
+use vectron_proto::internal as pi;
+use vectron_proto::v1 as pb;
+use vectron_proto::v1::ErrorCode;
+use vectron_proto::v1::rerank_service_client::RerankServiceClient;
+
+use crate::routing::Router;
+
+/// The alert a gateway raises while it cannot reach the reranker.
+pub const ALERT_KIND: &str = "reranker_unavailable";
+
+/// Where the reranker is and how long a search waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RerankerConfig {
+    /// `host:port` of the reranker service.
+    pub address: String,
+    /// Longest wait for one rerank (the search's own deadline may cut it shorter).
+    pub timeout: Duration,
+}
+
+/// What became of a rerank.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The reranker's order: (index into the candidates, score, explanation), best first.
+    Ranked(Vec<pb::RerankedCandidate>),
+    /// Not reranked, and why (the vector order stands).
+    Skipped(String),
+}
+
+/// The rerank metrics.
+#[derive(Debug, Clone)]
+struct RerankMetrics {
+    /// By strategy and outcome (reranked, unavailable, deadline, refused, not_configured).
+    total: IntCounterVec,
+    seconds: HistogramVec,
+    up: IntGauge,
+}
+
+impl RerankMetrics {
+    fn new(registry: &Registry) -> RerankMetrics {
+        let total = IntCounterVec::new(
+            Opts::new("vectron_rerank_total", "Searches that asked for a rerank, by strategy and outcome"),
+            &["strategy", "outcome"],
+        )
+        .expect("valid metric");
+        let seconds = HistogramVec::new(
+            HistogramOpts::new("vectron_rerank_seconds", "Time of the reranker's answer, by strategy")
+                .buckets(prometheus::exponential_buckets(0.0002, 2.0, 16).expect("valid buckets")),
+            &["strategy"],
+        )
+        .expect("valid metric");
+        let up = IntGauge::new("vectron_reranker_up", "1 while the reranker answers (0: searches skip reranks)")
+            .expect("valid metric");
+        // A second gateway in the same process (tests) shares the first one's metrics.
+        let _ = registry.register(Box::new(total.clone()));
+        let _ = registry.register(Box::new(seconds.clone()));
+        let _ = registry.register(Box::new(up.clone()));
+        RerankMetrics { total, seconds, up }
+    }
+}
+
+/// A client of the reranker service, with its health as searches and the probe see it.
+#[derive(Debug)]
+pub struct Reranker {
+    /// `None`: no reranker is configured; reranks are skipped, saying so.
+    config: Option<RerankerConfig>,
+    channels: PeerChannels,
+    router: Arc<Router>,
+    metrics: RerankMetrics,
+    /// Set by a failed rerank, cleared by the probe (or a rerank) that gets an answer.
+    down: AtomicBool,
+}
+
+impl Reranker {
+    pub fn new(
+        config: Option<RerankerConfig>,
+        channels: PeerChannels,
+        router: Arc<Router>,
+        registry: &Registry,
+    ) -> Reranker {
+        let metrics = RerankMetrics::new(registry);
+        metrics.up.set(config.is_some().into());
+        Reranker { config, channels, router, metrics, down: AtomicBool::new(false) }
+    }
+
+    /// Reranks `hits` (the shards' merged candidates, best first under `distance`) with
+    /// `plan`, answering at most `top_k`, within `deadline`.
+    pub async fn rerank(
+        self: &Arc<Self>,
+        collection: &str,
+        plan: &RerankPlan,
+        hits: &[pb::ScoredPoint],
+        distance: Distance,
+        top_k: usize,
+        deadline: Instant,
+    ) -> Result<Outcome, WireError> {
+        let strategy = plan.strategy.name();
+        let Some(config) = &self.config else {
+            self.metrics.total.with_label_values(&[strategy, "not_configured"]).inc();
+            return Ok(Outcome::Skipped("no reranker is configured (gateway.reranker)".into()));
+        };
+        let candidates = hits
+            .iter()
+            .map(|h| pb::RerankCandidate {
+                id: h.id.clone(),
+                // The reranker takes higher as better.
+                score: if distance == Distance::Euclid { -h.score } else { h.score },
+                vector: if plan.strategy.reads_vectors() { h.vector.clone() } else { Vec::new() },
+                payload: if plan.strategy.reads_payloads() { h.payload.clone() } else { None },
+            })
+            .collect();
+        let request = pb::RerankRequest {
+            collection: collection.to_owned(),
+            strategy: strategy.to_owned(),
+            query_text: plan.query_text.clone(),
+            params: Some(struct_to_pb(&plan.params)),
+            candidates,
+            top_k: top_k as u32,
+        };
+        let budget = deadline.saturating_duration_since(Instant::now()).min(config.timeout);
+        let started = Instant::now();
+        let (label, outcome) = match self.call(config, request, budget).await {
+            Ok(r) => {
+                self.metrics.seconds.with_label_values(&[strategy]).observe(started.elapsed().as_secs_f64());
+                self.answered();
+                ("reranked", Outcome::Ranked(checked(r.ranked, hits.len())?))
+            }
+            Err(e) if e.code == ErrorCode::DeadlineExceeded => {
+                let reason = format!("the reranker did not answer within {budget:?}");
+                self.failed(&reason);
+                ("deadline", Outcome::Skipped(reason))
+            }
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                let reason = format!("the reranker at {} is unavailable: {}", config.address, e.message);
+                self.failed(&reason);
+                ("unavailable", Outcome::Skipped(reason))
+            }
+            Err(e) => {
+                self.metrics.total.with_label_values(&[strategy, "refused"]).inc();
+                return Err(e);
+            }
+        };
+        self.metrics.total.with_label_values(&[strategy, label]).inc();
+        Ok(outcome)
+    }
+
+    async fn call(
+        &self,
+        config: &RerankerConfig,
+        request: pb::RerankRequest,
+        budget: Duration,
+    ) -> Result<pb::RerankResponse, WireError> {
+        let channel = self
+            .channels
+            .get(&config.address)
+            .map_err(|e| WireError::new(ErrorCode::Unavailable, e.to_string(), true))?;
+        let mut client = RerankServiceClient::new(channel)
+            .max_encoding_message_size(MAX_RERANK_MESSAGE)
+            .max_decoding_message_size(MAX_RERANK_MESSAGE);
+        let mut r = tonic::Request::new(request);
+        r.set_timeout(budget);
+        match tokio::time::timeout(budget, client.rerank(r)).await {
+            Err(_) => Err(WireError::new(ErrorCode::DeadlineExceeded, "rerank deadline", true)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => {
+                Err(WireError::new(ErrorCode::DeadlineExceeded, status.message(), true))
+            }
+            Ok(Err(status)) => Err(from_status(&status)),
+        }
+    }
+
+    fn answered(&self) {
+        if self.down.swap(false, Ordering::SeqCst) {
+            self.metrics.up.set(1);
+            tracing::info!(reranker = self.subject(), "the reranker answers again");
+            let (router, subject) = (self.router.clone(), self.subject());
+            tokio::spawn(async move { resolve_alert(&router, subject).await });
+        }
+    }
+
+    fn failed(self: &Arc<Self>, reason: &str) {
+        if self.down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.metrics.up.set(0);
+        tracing::warn!(reranker = self.subject(), "searches skip reranks: {reason}");
+        let alert = pi::Alert {
+            kind: ALERT_KIND.into(),
+            subject: self.subject(),
+            message: format!("searches are answered in vector order: {reason}"),
+            ..Default::default()
+        };
+        let router = self.router.clone();
+        tokio::spawn(async move {
+            let raised = router
+                .placement()
+                .call(|mut c| {
+                    let a = alert.clone();
+                    async move { c.raise_alert(a).await }
+                })
+                .await;
+            if let Err(e) = raised {
+                tracing::warn!("raising the {ALERT_KIND} alert: {}", e.message);
+            }
+        });
+        tokio::spawn(probe(Arc::downgrade(self)));
+    }
+
+    fn subject(&self) -> String {
+        format!("reranker {}", self.config.as_ref().map_or("", |c| c.address.as_str()))
+    }
+}
+
+/// Largest rerank message (as the reranker's own limit: candidates' payloads can be large).
+const MAX_RERANK_MESSAGE: usize = 256 << 20;
+
+/// Every second while the reranker is marked down, an empty rerank; the first answer
+/// marks it up (resolving the alert). Ends when the gateway is gone.
+async fn probe(reranker: Weak<Reranker>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(r) = reranker.upgrade() else { return };
+        let Some(config) = r.config.as_ref().filter(|_| r.down.load(Ordering::SeqCst)) else { return };
+        let empty = pb::RerankRequest { strategy: "mmr".into(), top_k: 1, ..Default::default() };
+        if r.call(config, empty, config.timeout).await.is_ok() {
+            r.answered();
+            return;
+        }
+    }
+}
+
+async fn resolve_alert(router: &Router, subject: String) {
+    let request = pi::ResolveAlertsRequest { kind: ALERT_KIND.into(), subject };
+    let resolved = router
+        .placement()
+        .call(|mut c| {
+            let r = request.clone();
+            async move { c.resolve_alerts(r).await }
+        })
+        .await;
+    if let Err(e) = resolved {
+        tracing::warn!("resolving the {ALERT_KIND} alert: {}", e.message);
+    }
+}
+
+/// The reranker's order, if it keeps the contract: indexes into the candidates, each
+/// at most once.
+fn checked(ranked: Vec<pb::RerankedCandidate>, candidates: usize) -> Result<Vec<pb::RerankedCandidate>, WireError> {
+    let mut seen = vec![false; candidates];
+    for r in &ranked {
+        let i = r.index as usize;
+        if i >= candidates || std::mem::replace(&mut seen[i], true) {
+            return Err(WireError::new(
+                ErrorCode::Internal,
+                format!("the reranker answered candidate {i} twice or out of range (of {candidates})"),
+                false,
+            ));
+        }
+    }
+    Ok(ranked)
+}
+
+/// The hits in the reranker's order, each with its rerank score and explanation.
+pub fn apply(hits: Vec<pb::ScoredPoint>, ranked: Vec<pb::RerankedCandidate>) -> Vec<pb::ScoredPoint> {
+    let mut slots: Vec<Option<pb::ScoredPoint>> = hits.into_iter().map(Some).collect();
+    ranked
+        .into_iter()
+        .filter_map(|r| {
+            let mut hit = slots.get_mut(r.index as usize)?.take()?;
+            hit.rerank_score = Some(r.score);
+            hit.explanation = r.explanation;
+            Some(hit)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranked(index: u32, score: f32) -> pb::RerankedCandidate {
+        pb::RerankedCandidate { index, score, explanation: format!("#{index}") }
+    }
+
+    #[test]
+    fn the_reranker_order_is_applied_and_a_broken_one_refused() {
+        let hits: Vec<pb::ScoredPoint> =
+            (0..3).map(|i| pb::ScoredPoint { score: i as f32, ..Default::default() }).collect();
+        let out = apply(hits, vec![ranked(2, 0.9), ranked(0, 0.5)]);
+        assert_eq!(out.iter().map(|h| h.score).collect::<Vec<_>>(), vec![2.0, 0.0]);
+        assert_eq!((out[0].rerank_score, out[0].explanation.as_str()), (Some(0.9), "#2"));
+        assert!(checked(vec![ranked(0, 1.0), ranked(0, 1.0)], 3).is_err());
+        assert!(checked(vec![ranked(3, 1.0)], 3).is_err());
+        assert_eq!(checked(vec![ranked(1, 1.0)], 3).unwrap().len(), 1);
+    }
+}
