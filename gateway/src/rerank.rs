@@ -6,8 +6,9 @@
 //! answers the reranker's top_k. The reranker being unreachable, over its deadline or
 //! failing its own endpoint is degraded service, not failure: the answer is the vector
 //! order with `reranked: false` and the reason ([`Outcome::Skipped`]), counted in
-//! `vectron_rerank_total`, and the first such failure raises the cluster alert
-//! `reranker_unavailable` (through the placement driver). A background probe then
+//! `vectron_rerank_total`. When the reranker itself is unreachable or late, the first
+//! such failure also raises the cluster alert `reranker_unavailable` (through the
+//! placement driver); an endpoint of its own failing (it answers so) does not. A background probe then
 //! calls the reranker every second until it answers, and resolves the alert, so the
 //! alert clears by itself even when no search asks for a rerank. The caller's own
 //! mistakes (unknown parameters, a strategy not built) are errors, passed on.
@@ -21,7 +22,7 @@ use vectron_common::raft::network::PeerChannels;
 use vectron_model::Distance;
 use vectron_model::convert::struct_to_pb;
 use vectron_model::rerank::RerankPlan;
-use vectron_model::status::{WireError, from_status};
+use vectron_model::status::{CODE_KEY, WireError, from_status};
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
@@ -50,10 +51,24 @@ pub enum Outcome {
     Skipped(String),
 }
 
+/// Why a call to the reranker gave no order.
+#[derive(Debug)]
+enum Failure {
+    /// No answer within the budget.
+    Late,
+    /// The reranker could not be reached (refused, reset, no route).
+    Unreachable(String),
+    /// The reranker answered that a service it calls (a cross-encoder endpoint) failed.
+    Dependency(WireError),
+    /// The reranker refused the request (its parameters, a strategy not built).
+    Refused(WireError),
+}
+
 /// The rerank metrics.
 #[derive(Debug, Clone)]
 struct RerankMetrics {
-    /// By strategy and outcome (reranked, unavailable, deadline, refused, not_configured).
+    /// By strategy and outcome (reranked, unavailable, deadline, endpoint_failed,
+    /// refused, not_configured).
     total: IntCounterVec,
     seconds: HistogramVec,
     up: IntGauge,
@@ -148,17 +163,23 @@ impl Reranker {
                 self.answered();
                 ("reranked", Outcome::Ranked(checked(r.ranked, hits.len())?))
             }
-            Err(e) if e.code == ErrorCode::DeadlineExceeded => {
+            Err(Failure::Late) => {
                 let reason = format!("the reranker did not answer within {budget:?}");
                 self.failed(&reason);
                 ("deadline", Outcome::Skipped(reason))
             }
-            Err(e) if e.code == ErrorCode::Unavailable => {
-                let reason = format!("the reranker at {} is unavailable: {}", config.address, e.message);
+            Err(Failure::Unreachable(message)) => {
+                let reason = format!("the reranker at {} is unavailable: {message}", config.address);
                 self.failed(&reason);
                 ("unavailable", Outcome::Skipped(reason))
             }
-            Err(e) => {
+            Err(Failure::Dependency(e)) => {
+                // The reranker answered: its own endpoint failed. No alert about it.
+                self.answered();
+                ("endpoint_failed", Outcome::Skipped(e.message))
+            }
+            Err(Failure::Refused(e)) => {
+                self.answered();
                 self.metrics.total.with_label_values(&[strategy, "refused"]).inc();
                 return Err(e);
             }
@@ -172,24 +193,27 @@ impl Reranker {
         config: &RerankerConfig,
         request: pb::RerankRequest,
         budget: Duration,
-    ) -> Result<pb::RerankResponse, WireError> {
-        let channel = self
-            .channels
-            .get(&config.address)
-            .map_err(|e| WireError::new(ErrorCode::Unavailable, e.to_string(), true))?;
+    ) -> Result<pb::RerankResponse, Failure> {
+        let channel = self.channels.get(&config.address).map_err(|e| Failure::Unreachable(e.to_string()))?;
         let mut client = RerankServiceClient::new(channel)
             .max_encoding_message_size(MAX_RERANK_MESSAGE)
             .max_decoding_message_size(MAX_RERANK_MESSAGE);
         let mut r = tonic::Request::new(request);
         r.set_timeout(budget);
-        match tokio::time::timeout(budget, client.rerank(r)).await {
-            Err(_) => Err(WireError::new(ErrorCode::DeadlineExceeded, "rerank deadline", true)),
-            Ok(Ok(r)) => Ok(r.into_inner()),
-            Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => {
-                Err(WireError::new(ErrorCode::DeadlineExceeded, status.message(), true))
-            }
-            Ok(Err(status)) => Err(from_status(&status)),
-        }
+        let status = match tokio::time::timeout(budget, client.rerank(r)).await {
+            Err(_) => return Err(Failure::Late),
+            Ok(Ok(r)) => return Ok(r.into_inner()),
+            Ok(Err(status)) => status,
+        };
+        // The reranker's own answers carry their code; a transport failure does not.
+        let answered = status.metadata().contains_key(CODE_KEY);
+        let e = from_status(&status);
+        Err(match e.code {
+            ErrorCode::Unavailable | ErrorCode::DeadlineExceeded if answered => Failure::Dependency(e),
+            _ if answered => Failure::Refused(e),
+            _ if status.code() == tonic::Code::DeadlineExceeded => Failure::Late,
+            _ => Failure::Unreachable(e.message),
+        })
     }
 
     fn answered(&self) {

@@ -20,6 +20,8 @@ use vectron_model::convert::struct_from_pb;
 use vectron_model::request::MAX_TOP_K;
 use vectron_model::rerank::RerankStrategy;
 use vectron_model::status::WireError;
+#[cfg(test)]
+use vectron_model::status::from_status;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
 use vectron_proto::v1::rerank_service_server::{RerankService, RerankServiceServer};
@@ -155,4 +157,62 @@ pub async fn serve(
         .add_service(tonic::service::interceptor::InterceptedService::new(rerank, token.checker()))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vectron_model::convert::struct_to_pb;
+
+    fn request(strategy: &str, params: serde_json::Value, candidates: Vec<pb::RerankCandidate>) -> pb::RerankRequest {
+        pb::RerankRequest {
+            strategy: strategy.into(),
+            params: Some(struct_to_pb(params.as_object().unwrap())),
+            candidates,
+            top_k: 10,
+            query_text: Some("rust".into()),
+            ..Default::default()
+        }
+    }
+
+    fn candidate(score: f32, body: &str, t: f64) -> pb::RerankCandidate {
+        let payload = serde_json::json!({"body": body, "t": t});
+        pb::RerankCandidate { score, payload: Some(struct_to_pb(payload.as_object().unwrap())), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn strategies_are_chosen_by_name_and_their_params_checked() {
+        let service = RerankGrpc::default();
+        let candidates = vec![candidate(0.9, "python", 0.0), candidate(0.8, "rust", 0.0)];
+        let r = service.rerank(request("rule", serde_json::json!({"text_fields": ["body"]}), candidates.clone()));
+        let ranked = r.await.unwrap().ranked;
+        assert_eq!(ranked.iter().map(|r| r.index).collect::<Vec<_>>(), vec![1, 0], "{ranked:?}");
+        let code = |r: Result<pb::RerankResponse, Status>| from_status(&r.unwrap_err()).code;
+        let typo = request("rule", serde_json::json!({"text_feilds": ["body"]}), candidates.clone());
+        assert_eq!(code(service.rerank(typo).await), ErrorCode::InvalidArgument);
+        let unknown = request("magic", serde_json::json!({}), candidates.clone());
+        assert_eq!(code(service.rerank(unknown).await), ErrorCode::InvalidArgument);
+        let feedback = request("feedback", serde_json::json!({}), candidates.clone());
+        assert_eq!(code(service.rerank(feedback).await), ErrorCode::Unimplemented);
+        let no_vectors = request("mmr", serde_json::json!({}), candidates.clone());
+        assert_eq!(code(service.rerank(no_vectors).await), ErrorCode::InvalidArgument);
+        let mut nan = candidates;
+        nan[0].score = f32::NAN;
+        assert_eq!(code(service.rerank(request("rule", serde_json::json!({}), nan)).await), ErrorCode::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn recency_is_measured_from_now_unless_the_caller_says_otherwise() {
+        let service = RerankGrpc::default();
+        let now = now_secs();
+        // Equal vector scores; one candidate an hour old, one a year old.
+        let candidates = vec![candidate(0.5, "", now - 365.0 * 86_400.0), candidate(0.5, "", now - 3600.0)];
+        let params = serde_json::json!({"timestamp_field": "t", "recency_weight": 1.0, "half_life_secs": 86400.0});
+        let ranked = service.rerank(request("rule", params.clone(), candidates.clone())).await.unwrap().ranked;
+        assert_eq!(ranked[0].index, 1, "the recent one first: {ranked:?}");
+        let mut then = params;
+        then["now_secs"] = serde_json::json!(0.0);
+        let ranked = service.rerank(request("rule", then, candidates)).await.unwrap().ranked;
+        assert_eq!(ranked[0].index, 0, "both in the future of the caller's clock: ties keep the order");
+    }
 }

@@ -169,6 +169,11 @@ pub struct DevProcess {
 
 impl DevProcess {
     pub fn start(dir: &Path) -> DevProcess {
+        DevProcess::start_with(dir, &[])
+    }
+
+    /// [`DevProcess::start`] with more flags (e.g. `--config FILE`).
+    pub fn start_with(dir: &Path, extra: &[String]) -> DevProcess {
         let port = || format!("127.0.0.1:{}", free_port());
         let (http, grpc, placement, worker, auth, reranker) = (port(), port(), port(), port(), port(), port());
         let data = dir.join("data");
@@ -176,6 +181,7 @@ impl DevProcess {
             .into_iter()
             .chain(["--placement", &placement, "--worker", &worker, "--auth", &auth, "--reranker", &reranker])
             .map(String::from)
+            .chain(extra.iter().cloned())
             .collect();
         let node = Node::start("dev", &grpc, args, dir);
         DevProcess { node, http, grpc, auth, reranker, data }
@@ -196,6 +202,8 @@ pub struct ClusterSpec {
     pub zones: Vec<String>,
     /// Every process on a host of its own (see the module docs); needs root.
     pub isolated_hosts: bool,
+    /// Runs a `vectron reranker` process the gateway calls (loopback only).
+    pub reranker: bool,
 }
 
 impl Default for ClusterSpec {
@@ -208,6 +216,7 @@ impl Default for ClusterSpec {
             worker_args: Vec::new(),
             zones: Vec::new(),
             isolated_hosts: false,
+            reranker: false,
         }
     }
 }
@@ -221,6 +230,8 @@ pub struct Cluster {
     pub gateway: Node,
     pub http: String,
     pub grpc: String,
+    /// The reranker process, with [`ClusterSpec::reranker`].
+    pub reranker: Option<Node>,
     worker_args: Vec<String>,
     zones: Vec<String>,
     /// The hosts with [`ClusterSpec::isolated_hosts`]: placement nodes first, then the
@@ -283,7 +294,13 @@ impl Cluster {
         let placement_list = placement_addrs.join(",");
         let gateway_host = host(spec.placement_nodes);
         let (http, grpc) = (listen_address(gateway_host, HOST_HTTP_PORT), listen_address(gateway_host, HOST_GRPC_PORT));
-        let args = vec![
+        let reranker = spec.reranker.then(|| {
+            assert!(network.is_none(), "the reranker process runs on loopback only");
+            let addr = listen_address(None, 0);
+            let args = ["reranker", "--listen", &addr].into_iter().map(String::from);
+            Node::start("reranker", &addr, args.chain(secret_flag.iter().cloned()).collect(), dir.path())
+        });
+        let mut args = vec![
             "gateway".into(),
             "--http".into(),
             http.clone(),
@@ -294,12 +311,15 @@ impl Cluster {
             // Access control has its own tests (gateway/tests/auth.rs).
             "--no-auth".into(),
         ];
+        if let Some(r) = &reranker {
+            args.extend(["--reranker".into(), r.addr.clone()]);
+        }
         let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
         let gateway = Node::start_in(netns_of(gateway_host), "gateway", &grpc, args, dir.path());
         let worker_args = spec.worker_args.into_iter().chain(secret_flag).collect();
         let zones = spec.zones;
         let mut cluster =
-            Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, worker_args, zones, network };
+            Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, reranker, worker_args, zones, network };
         for _ in 0..spec.workers {
             cluster.add_worker();
         }
@@ -375,7 +395,7 @@ impl Cluster {
     /// The last `lines` lines of every process's log (for failure messages).
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
-        let nodes = self.placement.iter().chain(self.workers.iter()).chain(std::iter::once(&self.gateway));
+        let nodes = self.placement.iter().chain(&self.workers).chain([&self.gateway]).chain(&self.reranker);
         for n in nodes {
             out.push_str(&format!("---- {} ----\n{}\n", n.name, n.log_tail(lines)));
         }

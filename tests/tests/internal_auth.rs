@@ -1,5 +1,5 @@
-//! The internal APIs (placement, worker, Raft transport) of a cluster started with a
-//! cluster secret refuse every method — listed from the service descriptors, so a new
+//! The internal APIs (placement, worker, Raft transport, the reranker) of a cluster
+//! started with a cluster secret refuse every method — listed from the service descriptors, so a new
 //! one cannot be forgotten — without the cluster token, and admit the token's holders.
 
 use std::str::FromStr;
@@ -10,14 +10,15 @@ use tonic::Code;
 use vectron_common::raft::network::PeerChannels;
 use vectron_tests::cluster::{Cluster, ClusterSpec, eventually};
 
-/// Every method of the internal services, as (service, method).
+/// Every method of the internal services, as (service, method): the
+/// `vectron.internal.v1` package, and the reranker (public package, internal service).
 fn internal_methods() -> Vec<(String, String)> {
     let set = prost_types::FileDescriptorSet::decode(vectron_proto::FILE_DESCRIPTOR_SET).unwrap();
     set.file
         .iter()
-        .filter(|f| f.package() == "vectron.internal.v1")
-        .flat_map(|f| f.service.iter())
-        .flat_map(|s| s.method.iter().map(move |m| (format!("vectron.internal.v1.{}", s.name()), m.name().to_owned())))
+        .flat_map(|f| f.service.iter().map(move |s| (f.package(), s)))
+        .filter(|(package, s)| *package == "vectron.internal.v1" || s.name() == "RerankService")
+        .flat_map(|(package, s)| s.method.iter().map(move |m| (format!("{package}.{}", s.name()), m.name().to_owned())))
         .collect()
 }
 
@@ -45,10 +46,11 @@ async fn call(channels: Option<&PeerChannels>, addr: &str, service: &str, method
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_apis_refuse_calls_without_the_cluster_token() {
-    let cluster = Cluster::start(ClusterSpec { workers: 1, ..ClusterSpec::default() });
+    let cluster = Cluster::start(ClusterSpec { workers: 1, reranker: true, ..ClusterSpec::default() });
     let (placement, worker) = (cluster.placement[0].addr.clone(), cluster.workers[0].addr.clone());
+    let reranker = cluster.reranker.as_ref().unwrap().addr.clone();
     let methods = internal_methods();
-    assert!(methods.len() >= 20, "{methods:?}");
+    assert!(methods.len() >= 20 && methods.iter().any(|(s, _)| s == "vectron.v1.RerankService"), "{methods:?}");
     // The worker registered and heartbeats: the cluster's own calls carry the token.
     eventually(Duration::from_secs(30), "the worker to register", || async {
         let r: serde_json::Value =
@@ -61,6 +63,7 @@ async fn internal_apis_refuse_calls_without_the_cluster_token() {
         let addrs: &[&str] = match service.rsplit('.').next().unwrap() {
             "Placement" => &[&placement],
             "Worker" => &[&worker],
+            "RerankService" => &[&reranker],
             _ => &[&placement, &worker], // the Raft transport
         };
         for addr in addrs {
@@ -74,7 +77,11 @@ async fn internal_apis_refuse_calls_without_the_cluster_token() {
     vectron_common::cluster_auth::install(&secret).unwrap();
     let channels = PeerChannels::default();
     for (service, method) in &methods {
-        let addr = if service.ends_with("Worker") { &worker } else { &placement };
+        let addr = match service.rsplit('.').next().unwrap() {
+            "Worker" => &worker,
+            "RerankService" => &reranker,
+            _ => &placement,
+        };
         let code = call(Some(&channels), addr, service, method).await;
         assert_ne!(code, Code::Unauthenticated, "{service}/{method} with the token");
     }
