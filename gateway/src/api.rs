@@ -20,14 +20,15 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use vectron_common::routing::{point_hash, range_contains};
-use vectron_model::convert::{self, point_id_from_pb, shard_config};
+use vectron_model::convert::{self, shard_config};
+use vectron_model::feedback::{is_internal, new_query_id};
 use vectron_model::request::{
     CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
 };
 use vectron_model::rerank::Rerank;
-use vectron_model::types::{MAX_QUERY_ID_BYTES, MAX_SEARCH_BATCH};
+use vectron_model::types::MAX_SEARCH_BATCH;
 use vectron_model::vector::{check_point, check_vector};
-use vectron_model::{Distance, PointId, ShardConfig, ValidationError};
+use vectron_model::{Distance, Point, PointId, ShardConfig, ValidationError};
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
@@ -71,9 +72,14 @@ fn invalid(message: impl Into<String>) -> GatewayError {
     GatewayError::invalid(message)
 }
 
-/// The access rules' answer: may `access` use `needed` on `collection`.
-fn allowed(access: &Access, needed: Scope, collection: Option<&str>) -> Result<()> {
-    require(access, needed, collection).map_err(GatewayError::Access)
+/// The access rules' answer: may `access` use `needed` on `collection`. A collection the
+/// cluster keeps for itself (a feedback store) does not exist for the public API.
+pub(crate) fn allowed(access: &Access, needed: Scope, collection: Option<&str>) -> Result<()> {
+    require(access, needed, collection).map_err(GatewayError::Access)?;
+    match collection {
+        Some(name) if is_internal(name) => Err(GatewayError::CollectionNotFound { name: name.to_owned() }),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a batch of more searches than [`MAX_SEARCH_BATCH`].
@@ -87,10 +93,6 @@ fn at_most(what: &str, n: usize, max: usize) -> Result<()> {
         return Err(invalid(format!("{n} {what} in one request; the limit is {max}")));
     }
     Ok(())
-}
-
-fn unimplemented(message: impl Into<String>) -> GatewayError {
-    GatewayError::Unimplemented { what: message.into() }
 }
 
 fn model(e: ValidationError) -> GatewayError {
@@ -159,8 +161,10 @@ impl Api {
         access: &Access,
         req: pb::CreateCollectionRequest,
     ) -> Result<pb::CreateCollectionResponse> {
-        allowed(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str()))?;
+        require(access, Scope::Admin, req.config.as_ref().map(|c| c.name.as_str())).map_err(GatewayError::Access)?;
         let config = req.config.ok_or_else(|| invalid("create collection needs a config"))?;
+        // A user collection's name (the cluster names its own companions).
+        convert::validate_collection_name(&config.name).map_err(model)?;
         let config = convert::normalize_collection(config).map_err(model)?;
         let r = pb::CreateCollectionRequest { config: Some(config) };
         let info = self
@@ -174,16 +178,22 @@ impl Api {
             .map_err(GatewayError::Placement)?;
         let name = info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
         self.router.refresh_now().await.ok();
-        // Wait until every shard has a leader, so the first writes need no retries.
+        self.wait_for_leaders(&name).await?;
+        Ok(pb::CreateCollectionResponse { config: info.config })
+    }
+
+    /// Waits (at most `create_wait`) until every shard of `name` has a leader, so the
+    /// first writes need no retries.
+    pub(crate) async fn wait_for_leaders(&self, name: &str) -> Result<()> {
         let deadline = Instant::now() + self.config.create_wait;
         while Instant::now() < deadline {
-            let status = self.collection_info(&name).await?;
+            let status = self.collection_info(name).await?;
             if status.shards.iter().all(|s| s.leader != 0) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(pb::CreateCollectionResponse { config: info.config })
+        Ok(())
     }
 
     async fn collection_info(&self, name: &str) -> Result<pi::CollectionInfo> {
@@ -264,7 +274,7 @@ impl Api {
             .collections
             .into_iter()
             .filter_map(|c| c.config)
-            .filter(|c| access.permits(Scope::Read, Some(&c.name)))
+            .filter(|c| !is_internal(&c.name) && access.permits(Scope::Read, Some(&c.name)))
             .collect();
         Ok(pb::ListCollectionsResponse { collections })
     }
@@ -292,26 +302,32 @@ impl Api {
     pub async fn upsert(&self, access: &Access, req: UpsertRequest) -> Result<pb::UpsertResponse> {
         allowed(access, Scope::Write, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
-        let shard_config = collection_config(&route)?;
-        if req.points.is_empty() {
+        Ok(pb::UpsertResponse { upserted: self.write_points(&route, req.points, req.wait).await? })
+    }
+
+    /// Validates `points` whole against the collection of `route`, then writes them to
+    /// their shards; answers how many were written.
+    pub(crate) async fn write_points(&self, route: &CollectionRoute, points: Vec<Point>, wait: bool) -> Result<u64> {
+        let shard_config = collection_config(route)?;
+        if points.is_empty() {
             return Err(invalid("upsert needs at least one point"));
         }
-        at_most("points", req.points.len(), shard_config.limits.max_batch)?;
+        at_most("points", points.len(), shard_config.limits.max_batch)?;
         // Validate everything before any shard writes anything.
         let mut groups: HashMap<u64, Vec<pi::ShardPoint>> = HashMap::new();
-        for (i, point) in req.points.into_iter().enumerate() {
+        for (i, point) in points.into_iter().enumerate() {
             check_point(&shard_config, &point).map_err(|e| model(e.about_point(i)))?;
-            groups.entry(shard_of(&route, &point.id)?.id).or_default().push(convert::shard_point_to_pb(point));
+            groups.entry(shard_of(route, &point.id)?.id).or_default().push(convert::shard_point_to_pb(point));
         }
-        let no_wait = !req.wait;
+        let no_wait = !wait;
         // Each attempt (a leader change retries) sends a copy: the vectors are copied,
         // the payloads' text is shared.
         let requests = groups
             .into_iter()
             .map(|(shard_id, points)| (shard_id, pi::ShardUpsertRequest { shard_id, points, no_wait }));
         let deadline = Instant::now() + self.config.write_timeout;
-        let answers = self.fan_out(&route, requests, deadline, |c, r| c.upsert(r)).await;
-        Ok(pb::UpsertResponse { upserted: writes_applied("upsert", answers)? })
+        let answers = self.fan_out(route, requests, deadline, |c, r| c.upsert(r)).await;
+        writes_applied("upsert", answers)
     }
 
     pub async fn delete(&self, access: &Access, req: DeleteRequest) -> Result<pb::DeleteResponse> {
@@ -386,13 +402,22 @@ impl Api {
     pub async fn scroll(&self, access: &Access, req: ScrollRequest) -> Result<pb::ScrollResponse> {
         allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
+        self.scroll_route(&route, &req).await
+    }
+
+    /// A page of the points of the collection of `route`.
+    pub(crate) async fn scroll_route(
+        &self,
+        route: &CollectionRoute,
+        req: &ScrollRequest,
+    ) -> Result<pb::ScrollResponse> {
         let (mut index, mut inner) = decode_cursor(&req.cursor)?;
-        let name = name_of(&route);
+        let name = name_of(route);
         let deadline = self.read_deadline(None);
         let mut points = Vec::with_capacity(req.limit);
         while index < route.info.shards.len() && points.len() < req.limit {
             let shard_id = route.info.shards[index].id;
-            let request = convert::scroll_to_pb(&req, req.limit - points.len(), inner.clone()).map_err(model)?;
+            let request = convert::scroll_to_pb(req, req.limit - points.len(), inner.clone()).map_err(model)?;
             let r = pi::ShardScrollRequest { shard_id, request: Some(request) };
             let page = self
                 .router
@@ -427,7 +452,9 @@ impl Api {
         let default = config.map(convert::default_rerank).transpose().map_err(model)?.flatten();
         let top_k = req.query.top_k;
         let Some(plan) = Rerank::plan(req.rerank.as_ref(), default.as_ref(), top_k).map_err(model)? else {
-            return self.shard_search(&route, &req, shard_config.distance).await;
+            let mut answer = self.shard_search(&route, &req, shard_config.distance).await?;
+            answer.query_id = new_query_id();
+            return Ok(answer);
         };
         // Oversample, with what the strategy reads.
         let (with_payload, with_vector) = (req.query.with_payload, req.query.with_vector);
@@ -463,6 +490,7 @@ impl Api {
             }
         }
         answer.hits = hits;
+        answer.query_id = new_query_id();
         Ok(answer)
     }
 
@@ -526,28 +554,6 @@ impl Api {
             (shard_id, self.router.call_shard(name, shard_id, deadline, |c| call(c, r.clone())).await)
         }))
         .await
-    }
-
-    pub async fn submit_feedback(
-        &self,
-        access: &Access,
-        req: pb::SubmitFeedbackRequest,
-    ) -> Result<pb::SubmitFeedbackResponse> {
-        allowed(access, Scope::Write, Some(&req.collection))?;
-        self.router.collection(&req.collection).await?;
-        point_id_from_pb(req.point_id.as_ref()).map_err(model)?;
-        if !(-1.0..=1.0).contains(&req.relevance) {
-            return Err(invalid("relevance must be in [-1, 1]"));
-        }
-        let id = &req.query_id;
-        if id.is_empty() || id.len() > MAX_QUERY_ID_BYTES || !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid(format!(
-                "a query_id is 1-{MAX_QUERY_ID_BYTES} printable ASCII characters without spaces"
-            )));
-        }
-        // Validated, but not kept: nothing stores feedback yet (the reranker's issue
-        // will), so it is refused rather than accepted and dropped.
-        Err(unimplemented("feedback is not stored yet; it was valid, and nothing was kept"))
     }
 }
 

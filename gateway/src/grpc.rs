@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use vectron_model::ValidationError;
+use vectron_model::feedback::FeedbackRequest;
 use vectron_model::request::SearchRequest;
 use vectron_model::status::WireError;
 use vectron_proto::v1 as pb;
@@ -159,7 +160,18 @@ impl VectronService for VectronGrpc {
     }
 
     async fn submit_feedback(&self, r: Request<pb::SubmitFeedbackRequest>) -> Reply<pb::SubmitFeedbackResponse> {
+        let (access, req): (_, FeedbackRequest) =
+            parsed(r, Scope::Write, |m: &pb::SubmitFeedbackRequest| &m.collection)?;
+        reply(
+            self.api
+                .submit_feedback(&access, &req.collection, req.record)
+                .await
+                .map(|()| pb::SubmitFeedbackResponse {}),
+        )
+    }
+
+    async fn get_feedback_stats(&self, r: Request<pb::GetFeedbackStatsRequest>) -> Reply<pb::FeedbackStats> {
         let (access, req) = admitted(r)?;
-        reply(self.api.submit_feedback(&access, req).await)
+        reply(self.api.feedback_stats(&access, &req.collection).await)
     }
 }

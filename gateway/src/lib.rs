@@ -5,7 +5,8 @@
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports; [`error`]: [`GatewayError`],
 //!   why one failed; [`rerank`]: the reranker's client, and a search's fallback to the
-//!   vector order when it cannot help.
+//!   vector order when it cannot help; [`feedback`]: feedback kept in a companion
+//!   collection, and its statistics.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
 //!   body types.
@@ -18,12 +19,14 @@
 //!
 //! Layering (no module imports one that imports it back): `policy` and `error` are
 //! leaves and `http::extract` uses only them; `auth` uses those; `rerank` uses
-//! `routing`; `api` uses `auth`, `policy`, `routing`, `rerank` and `error`; the
+//! `routing`; `api` uses `auth`, `policy`, `routing`, `rerank` and `error`; `feedback` extends
+//! `api`'s `Api`; the
 //! transports (`grpc`, `http`'s route modules) use `api` and `auth`.
 
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod feedback;
 pub mod grpc;
 pub mod grpc_limits;
 pub mod grpc_metrics;

@@ -117,7 +117,7 @@ pub fn http(
         (&Method::GET, "/v1/collections" | "/v1/openapi.json", _) => small(Read, Target::AnyCollection),
         (&Method::POST, "/v1/collections", _) => needs(Admin, Target::AnyCollection, CONFIG_BODY_BYTES),
         (&Method::POST, "/v1/feedback", _) => small(Write, Target::AnyCollection),
-        (&Method::GET, _, Some("" | "/status" | "/points/{id}")) => small(Read, named()),
+        (&Method::GET, _, Some("" | "/status" | "/points/{id}" | "/feedback/stats")) => small(Read, named()),
         (&Method::DELETE, _, Some("")) => small(Admin, named()),
         (&Method::DELETE, _, Some("/points/{id}")) => small(Write, named()),
         (&Method::POST, _, Some("/points")) => needs(Write, named(), limits.upsert),
@@ -151,6 +151,7 @@ const GRPC_METHODS: &[(&str, Scope)] = &[
     ("/vectron.v1.VectronService/SearchBatch", Scope::Read),
     ("/vectron.v1.VectronService/SearchStream", Scope::Read),
     ("/vectron.v1.VectronService/SubmitFeedback", Scope::Write),
+    ("/vectron.v1.VectronService/GetFeedbackStats", Scope::Read),
 ];
 
 /// The policy of a gRPC call to `path`, and its metrics label (`unknown` for any path

@@ -47,6 +47,7 @@ fn grpc_table() -> BTreeMap<&'static str, (Needs, bool)> {
         ("SearchBatch", (Read, false)),
         ("SearchStream", (Read, false)),
         ("SubmitFeedback", (Write, true)),
+        ("GetFeedbackStats", (Read, true)),
     ])
 }
 
@@ -63,6 +64,7 @@ fn http_table() -> BTreeMap<&'static str, (Needs, bool, Value)> {
         ("GET /v1/collections/{name}/status", (Read, true, Value::Null)),
         ("POST /v1/collections/{name}/points", (Write, true, json!({"points": [{"id": 1, "vector": v}]}))),
         ("POST /v1/collections/{name}/points/search", (Read, true, json!({"vector": v, "top_k": 1}))),
+        ("GET /v1/collections/{name}/feedback/stats", (Read, true, Value::Null)),
         (
             "POST /v1/collections/{name}/points/search/batch",
             (Read, true, json!({"searches": [{"vector": v, "top_k": 1}]})),

@@ -11,6 +11,7 @@
 use crate::filter::{Condition, FieldCondition, KeyRef, Match, MatchValue, Range};
 use std::time::Duration;
 
+use crate::feedback::{FeedbackRecord, FeedbackRequest};
 use crate::request::{
     Consistency, CountRequest, DEFAULT_SCROLL_LIMIT, DeleteRequest, GetRequest, ScrollRequest, SearchQuery,
     SearchRequest, Selector, UpsertRequest,
@@ -177,9 +178,14 @@ pub fn validate_collection_name(name: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(invalid(format!("collection name {name:?} must match [a-zA-Z0-9_-]{{1,64}}"))) }
 }
 
-/// Fills a collection config's defaults (0 → default) and validates it.
+/// Fills a collection config's defaults (0 → default) and validates it. The name is a
+/// user collection's, or a companion's the cluster keeps for one
+/// ([`crate::feedback::feedback_collection`]).
 pub fn normalize_collection(mut c: pb::CollectionConfig) -> Result<pb::CollectionConfig> {
-    validate_collection_name(&c.name)?;
+    match crate::feedback::parent_of(&c.name) {
+        Some(parent) => validate_collection_name(parent)?,
+        None => validate_collection_name(&c.name)?,
+    }
     if c.shard_count == 0 {
         c.shard_count = 1;
     }
@@ -393,6 +399,26 @@ impl TryFrom<pb::SearchRequest> for SearchRequest {
             timeout: (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms.into())),
             rerank: r.rerank.as_ref().map(rerank_from_pb).transpose()?,
         })
+    }
+}
+
+// ---- feedback ----
+
+impl TryFrom<pb::SubmitFeedbackRequest> for FeedbackRequest {
+    type Error = ValidationError;
+
+    fn try_from(r: pb::SubmitFeedbackRequest) -> Result<FeedbackRequest> {
+        let record = FeedbackRecord {
+            query_id: r.query_id,
+            point_id: point_id_from_pb(r.point_id.as_ref())?,
+            relevance: r.relevance,
+            clicked: r.clicked,
+            position: r.position,
+            comment: r.comment,
+            query_text: r.query_text,
+            at_ms: 0,
+        };
+        Ok(FeedbackRequest { collection: r.collection, record: record.checked()? })
     }
 }
 

@@ -9,6 +9,8 @@
 //!   delete, scroll, count, upsert) and their limits.
 //! - [`rerank`]: the `rerank` a search or a collection asks for, and the plan that
 //!   settles which one runs.
+//! - [`feedback`]: relevance feedback records, how they are kept (a companion
+//!   collection per collection), and their statistics.
 //! - [`filter`]: the payload filter language and its reference evaluator.
 //! - [`vector`]: the dot product, cosine normalisation, and the checks a point passes.
 //! - [`error`]: [`ValidationError`], input that breaks the model's rules.
@@ -18,6 +20,7 @@
 
 pub mod convert;
 pub mod error;
+pub mod feedback;
 pub mod filter;
 pub mod key_path;
 pub mod payload;

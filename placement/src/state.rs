@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use vectron_common::routing::split_ranges;
 use vectron_model::convert::normalize_collection;
+use vectron_model::feedback::{feedback_collection, parent_of};
 use vectron_proto::internal::placement_command::Command;
 use vectron_proto::internal::placement_command_result::Result as Outcome;
 use vectron_proto::internal::{
@@ -173,7 +174,17 @@ fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outco
         }
         Command::CreateCollection(config) => {
             let config = normalize_collection(config.clone()).map_err(|e| refuse(e.code(), e.to_string()))?;
-            if routing(state).collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == config.name)) {
+            let exists = |state: &mut ClusterState, name: &str| {
+                routing(state).collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == name))
+            };
+            // A companion (feedback store) only beside its collection: one created while
+            // the collection is deleted would outlive it.
+            if let Some(parent) = parent_of(&config.name)
+                && !exists(state, parent)
+            {
+                return Err(refuse(ErrorCode::CollectionNotFound, format!("collection {parent:?} does not exist")));
+            }
+            if exists(state, &config.name) {
                 return Err(refuse(
                     ErrorCode::CollectionAlreadyExists,
                     format!("collection {:?} already exists", config.name),
@@ -205,7 +216,9 @@ fn apply_inner(state: &mut ClusterState, cmd: &PlacementCommand) -> Result<Outco
         Command::DeleteCollection(name) => {
             let table = routing(state);
             let before = table.collections.len();
-            table.collections.retain(|c| c.config.as_ref().is_none_or(|x| x.name != *name));
+            // With its companion (feedback store), if it has one.
+            let companion = feedback_collection(name);
+            table.collections.retain(|c| c.config.as_ref().is_none_or(|x| x.name != *name && x.name != companion));
             if table.collections.len() == before {
                 return Err(refuse(ErrorCode::CollectionNotFound, format!("collection {name:?} does not exist")));
             }
@@ -433,6 +446,23 @@ pub(crate) mod tests {
         assert_eq!(place(&s, &load, 1, &[3, 5], &[1, 3, 5]).unwrap(), vec![2]);
         // Without zones to keep distinct, load decides.
         assert_eq!(place(&s, &load, 1, &[], &[1, 3, 5]).unwrap(), vec![4]);
+    }
+
+    #[test]
+    fn a_feedback_store_lives_only_beside_its_collection_and_is_deleted_with_it() {
+        let mut s = initial_state();
+        register(&mut s, "");
+        let names = |s: &mut ClusterState| -> Vec<String> {
+            routing(s).collections.iter().filter_map(|c| c.config.as_ref().map(|x| x.name.clone())).collect()
+        };
+        let e = run(&mut s, collection_cmd("docs.feedback", 1, 1)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CollectionNotFound as i32, "{}", e.message);
+        run(&mut s, collection_cmd("docs", 1, 1)).unwrap();
+        run(&mut s, collection_cmd("docs.feedback", 1, 1)).unwrap();
+        run(&mut s, collection_cmd("other", 1, 1)).unwrap();
+        assert!(run(&mut s, collection_cmd("docs.other", 1, 1)).is_err(), "only the known companion");
+        run(&mut s, Command::DeleteCollection("docs".into())).unwrap();
+        assert_eq!(names(&mut s), vec!["other".to_owned()]);
     }
 
     #[test]

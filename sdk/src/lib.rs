@@ -131,6 +131,8 @@ pub struct SearchResult {
     /// Some shard missed the deadline: `missing_shards` lists them.
     pub partial: bool,
     pub missing_shards: Vec<u64>,
+    /// Names this answer in feedback ([`Client::submit_feedback`]).
+    pub query_id: String,
     /// A rerank was asked for and the hits are in the reranker's order.
     pub reranked: bool,
     /// Why a rerank that was asked for did not happen (the hits are in vector order).
@@ -436,6 +438,28 @@ impl Client {
             .deleted)
     }
 
+    /// Relevance feedback on `point` in the answer `query_id` names (a search answer's
+    /// `query_id`), in [-1, 1]; kept durably. Judging the same hit of the same query
+    /// again replaces the earlier judgement (so a retry is safe).
+    pub async fn submit_feedback(&self, feedback: pb::SubmitFeedbackRequest) -> Result<()> {
+        self.call(|mut g| {
+            let r = feedback.clone();
+            async move { g.submit_feedback(r).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// What a collection's kept feedback adds up to.
+    pub async fn feedback_stats(&self, collection: &str) -> Result<pb::FeedbackStats> {
+        let r = pb::GetFeedbackStatsRequest { collection: collection.to_owned() };
+        self.call(|mut g| {
+            let r = r.clone();
+            async move { g.get_feedback_stats(r).await }
+        })
+        .await
+    }
+
     pub async fn count(&self, collection: &str, filter: Option<&Filter>) -> Result<u64> {
         let filter = filter.map(filter_pb).transpose()?;
         let r = pb::CountRequest { collection: collection.to_owned(), filter, consistency: 0 };
@@ -566,6 +590,7 @@ fn search_result(out: pb::SearchResponse, with_vector: bool) -> Result<SearchRes
         hits,
         partial: out.partial,
         missing_shards: out.missing_shards,
+        query_id: out.query_id,
         reranked: out.reranked,
         rerank_skipped: (!out.rerank_skipped.is_empty()).then_some(out.rerank_skipped),
     })

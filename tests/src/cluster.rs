@@ -232,6 +232,8 @@ pub struct Cluster {
     pub grpc: String,
     /// The reranker process, with [`ClusterSpec::reranker`].
     pub reranker: Option<Node>,
+    /// Every gateway's flags but its addresses.
+    gateway_flags: Vec<String>,
     worker_args: Vec<String>,
     zones: Vec<String>,
     /// The hosts with [`ClusterSpec::isolated_hosts`]: placement nodes first, then the
@@ -300,30 +302,41 @@ impl Cluster {
             let args = ["reranker", "--listen", &addr].into_iter().map(String::from);
             Node::start("reranker", &addr, args.chain(secret_flag.iter().cloned()).collect(), dir.path())
         });
-        let mut args = vec![
-            "gateway".into(),
-            "--http".into(),
-            http.clone(),
-            "--grpc".into(),
-            grpc.clone(),
-            "--placement".into(),
-            placement_list.clone(),
-            // Access control has its own tests (gateway/tests/auth.rs).
-            "--no-auth".into(),
-        ];
+        // Access control has its own tests (gateway/tests/auth.rs).
+        let mut gateway_flags = vec!["--placement".into(), placement_list.clone(), "--no-auth".into()];
         if let Some(r) = &reranker {
-            args.extend(["--reranker".into(), r.addr.clone()]);
+            gateway_flags.extend(["--reranker".into(), r.addr.clone()]);
         }
-        let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
+        gateway_flags.extend(secret_flag.iter().cloned());
+        let args = gateway_args(&http, &grpc, &gateway_flags);
         let gateway = Node::start_in(netns_of(gateway_host), "gateway", &grpc, args, dir.path());
         let worker_args = spec.worker_args.into_iter().chain(secret_flag).collect();
         let zones = spec.zones;
-        let mut cluster =
-            Cluster { dir, placement, workers: Vec::new(), gateway, http, grpc, reranker, worker_args, zones, network };
+        let mut cluster = Cluster {
+            dir,
+            placement,
+            workers: Vec::new(),
+            gateway,
+            http,
+            grpc,
+            reranker,
+            gateway_flags,
+            worker_args,
+            zones,
+            network,
+        };
         for _ in 0..spec.workers {
             cluster.add_worker();
         }
         cluster
+    }
+
+    /// Starts another gateway of the cluster on free loopback ports, named `name`.
+    pub fn start_gateway(&self, name: &str) -> GatewayProcess {
+        assert!(self.network.is_none(), "extra gateways run on loopback only");
+        let (http, grpc) = (listen_address(None, 0), listen_address(None, 0));
+        let node = Node::start(name, &grpc, gateway_args(&http, &grpc, &self.gateway_flags), self.dir.path());
+        GatewayProcess { node, http, grpc }
     }
 
     fn placement_list(&self) -> String {
@@ -401,6 +414,20 @@ impl Cluster {
         }
         out
     }
+}
+
+/// A gateway process beside the cluster's first ([`Cluster::start_gateway`]).
+#[derive(Debug)]
+pub struct GatewayProcess {
+    pub node: Node,
+    pub http: String,
+    pub grpc: String,
+}
+
+/// A gateway's command line: its addresses, then `flags`.
+fn gateway_args(http: &str, grpc: &str, flags: &[String]) -> Vec<String> {
+    let addresses = ["gateway", "--http", http, "--grpc", grpc].into_iter().map(String::from);
+    addresses.chain(flags.iter().cloned()).collect()
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

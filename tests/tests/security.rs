@@ -389,9 +389,17 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     }
     let (code, _) = raw_post(&dev.http, "/v1/feedback", &[("x-api-key", &dev.key)], 1 << 20, true).await;
     assert_eq!(code, 413, "a 1 MiB query id is never read, let alone logged");
-    // Valid feedback is refused, not accepted and dropped: nothing stores it yet.
+    // Valid feedback is kept; a comment past its limit is refused.
     let (status, body) = dev.admin("POST", "/v1/feedback", Some(feedback("q-1"))).await;
-    assert_eq!((status, code_of(&body)), (501, "UNIMPLEMENTED"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    let long =
+        json!({"collection": "sec", "query_id": "q", "point_id": 1, "relevance": 1.0, "comment": "x".repeat(4096)});
+    let (status, body) = dev.admin("POST", "/v1/feedback", Some(long)).await;
+    assert_eq!((status, code_of(&body)), (400, "INVALID_ARGUMENT"), "{body}");
+    let (status, body) = dev.admin("GET", "/v1/collections/sec/feedback/stats", None).await;
+    assert_eq!((status, &body["count"]), (200, &json!(1)), "{body}");
+    let (status, body) = dev.admin("POST", "/v1/collections/sec.feedback/points/count", Some(json!({}))).await;
+    assert_eq!((status, code_of(&body)), (404, "COLLECTION_NOT_FOUND"), "the feedback store is not public: {body}");
     let rerank = |strategy: &str| pb::SearchRequest {
         collection: "sec".into(),
         vector: vec![1.0, 0.0, 0.0, 0.0],

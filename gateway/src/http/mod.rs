@@ -6,7 +6,7 @@
 //! Layout, one module per resource over a leaf:
 //! - [`extract`]: the error answer and the body/parameter extractors (the leaf);
 //! - `json`, `schema`: JSON helpers the routes share, and documentation-only schemas;
-//! - `collections`, `points`, `search`: the data routes;
+//! - `collections`, `points`, `search`, `feedback`: the data routes;
 //! - [`admin`]: health, cluster views, workers, alerts and `/metrics`;
 //! - [`accounts`]: log-in, tokens, keys and users (calls to the auth service);
 //! - this module: the router and the OpenAPI document of all of them.
@@ -15,6 +15,7 @@ pub mod accounts;
 pub mod admin;
 mod collections;
 pub mod extract;
+mod feedback;
 mod json;
 mod points;
 mod schema;
@@ -64,7 +65,7 @@ struct ApiDoc;
 /// the two cannot drift).
 fn data_routes() -> OpenApiRouter<Api> {
     let r = OpenApiRouter::with_openapi(ApiDoc::openapi());
-    search::routes(points::routes(collections::routes(r)))
+    feedback::routes(search::routes(points::routes(collections::routes(r))))
 }
 
 /// The OpenAPI document of every HTTP route (data, admin and accounts), each operation
@@ -180,6 +181,7 @@ mod tests {
             ("/v1/collections/{name}/points/count", vec!["post"]),
             ("/v1/collections/{name}/points/{id}", vec!["get", "delete"]),
             ("/v1/feedback", vec!["post"]),
+            ("/v1/collections/{name}/feedback/stats", vec!["get"]),
             ("/v1/system/health", vec!["get"]),
             ("/v1/admin/stats", vec!["get"]),
             ("/v1/admin/workers", vec!["get"]),

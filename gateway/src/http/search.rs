@@ -1,5 +1,5 @@
-//! Search routes: one search, a batch (each search counts against the caller's rate
-//! limit), and relevance feedback.
+//! Search routes: one search, and a batch (each search counts against the caller's rate
+//! limit).
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +11,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use vectron_model::PointId;
-use vectron_model::convert::point_id_to_pb;
 use vectron_model::request::{SearchQuery, SearchRequest};
 use vectron_proto::v1 as pb;
 
@@ -23,7 +22,7 @@ use crate::auth::{Caller, Spend};
 
 /// Adds the search routes.
 pub(super) fn routes(r: OpenApiRouter<Api>) -> OpenApiRouter<Api> {
-    r.routes(routes!(search)).routes(routes!(search_batch)).routes(routes!(feedback))
+    r.routes(routes!(search)).routes(routes!(search_batch))
 }
 
 /// A search hit as JSON.
@@ -90,25 +89,14 @@ pub struct SearchBatchJson {
     pub searches: Vec<SearchJson>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FeedbackJson {
-    #[schema(pattern = "^[a-zA-Z0-9_-]{1,64}$")]
-    pub collection: String,
-    #[schema(pattern = "^[!-~]{1,128}$")]
-    pub query_id: String,
-    #[schema(value_type = PointIdDoc)]
-    pub point_id: PointId,
-    #[schema(minimum = -1.0, maximum = 1.0)]
-    pub relevance: f32,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchReply {
     pub hits: Vec<HitJson>,
     /// Some shard missed the deadline; `missing_shards` lists them.
     pub partial: bool,
     pub missing_shards: Vec<u64>,
+    /// Names this answer in feedback (`POST /v1/feedback`'s `query_id`).
+    pub query_id: String,
     /// A rerank was asked for and the hits are in the reranker's order.
     pub reranked: bool,
     /// Why a rerank that was asked for did not happen (the hits are in vector order).
@@ -119,11 +107,6 @@ pub struct SearchReply {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchBatchReply {
     pub results: Vec<SearchReply>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FeedbackReply {
-    pub accepted: bool,
 }
 
 impl SearchJson {
@@ -167,6 +150,7 @@ fn search_json(r: pb::SearchResponse, with_vector: bool) -> Result<SearchReply, 
         hits,
         partial: r.partial,
         missing_shards: r.missing_shards,
+        query_id: r.query_id,
         reranked: r.reranked,
         rerank_skipped: (!r.rerank_skipped.is_empty()).then_some(r.rerank_skipped),
     })
@@ -206,22 +190,4 @@ async fn search_batch(
         .map(|(r, with_vector)| search_json(r, with_vector))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(SearchBatchReply { results }))
-}
-
-/// Relevance feedback on a search result: validated, then refused (501) — nothing
-/// stores feedback yet.
-#[utoipa::path(post, path = "/v1/feedback", tag = "search", request_body = FeedbackJson,
-    responses((status = 501, body = ErrorReply, description = "Valid feedback; not stored yet."), (status = 400, body = ErrorReply)))]
-async fn feedback(State(api): State<Api>, Caller(access): Caller, Body(f): Body<FeedbackJson>) -> Reply<FeedbackReply> {
-    api.submit_feedback(
-        &access,
-        pb::SubmitFeedbackRequest {
-            collection: f.collection,
-            query_id: f.query_id,
-            point_id: Some(point_id_to_pb(&f.point_id)),
-            relevance: f.relevance,
-        },
-    )
-    .await?;
-    Ok(Json(FeedbackReply { accepted: true }))
 }
