@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(descriptors)
         // Payload text is shared, not copied, from the request buffer to the Raft entry.
         .bytes(".vectron.internal.v1.ShardPoint.payload_json")
+        // Ordered, so one JSON object always encodes to the same bytes (the gateway's
+        // search cache keys requests by their encoding).
+        .btree_map(".vectron.v1.Struct.fields")
         .compile_protos(&protos, &["proto"])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -18,12 +18,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::join_all;
 use vectron_common::routing::{point_hash, range_contains};
 use vectron_model::convert::{self, shard_config};
 use vectron_model::feedback::{is_internal, new_query_id};
 use vectron_model::request::{
-    CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
+    Consistency, CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
 };
 use vectron_model::rerank::Rerank;
 use vectron_model::types::MAX_SEARCH_BATCH;
@@ -38,6 +39,7 @@ use crate::error::GatewayError;
 use crate::policy::BodyLimits;
 use crate::rerank::{self, Outcome, Reranker, RerankerConfig};
 use crate::routing::{CollectionRoute, Router, WorkerConn};
+use crate::search_cache::{Answer, Outcome as CacheOutcome, SearchCache, SearchCacheConfig, Versions};
 
 /// Gateway behaviour.
 #[derive(Debug, Clone)]
@@ -52,6 +54,7 @@ pub struct ApiConfig {
     pub body_limits: BodyLimits,
     /// The reranker service; `None`: reranks are skipped (saying so).
     pub reranker: Option<RerankerConfig>,
+    pub search_cache: SearchCacheConfig,
 }
 
 impl Default for ApiConfig {
@@ -62,11 +65,15 @@ impl Default for ApiConfig {
             create_wait: Duration::from_secs(15),
             body_limits: BodyLimits::default(),
             reranker: None,
+            search_cache: SearchCacheConfig::default(),
         }
     }
 }
 
 type Result<T> = std::result::Result<T, GatewayError>;
+
+/// Budget of checking a cached answer's shard versions (past it: searched again).
+const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn invalid(message: impl Into<String>) -> GatewayError {
     GatewayError::invalid(message)
@@ -112,6 +119,7 @@ pub struct Api {
     router: Arc<Router>,
     config: ApiConfig,
     reranker: Arc<Reranker>,
+    cache: Arc<SearchCache>,
 }
 
 fn shard_of<'a>(route: &'a CollectionRoute, id: &PointId) -> Result<&'a pi::ShardInfo> {
@@ -139,7 +147,8 @@ impl Api {
     ) -> Api {
         let channels = vectron_common::raft::network::PeerChannels::on(network);
         let reranker = Arc::new(Reranker::new(config.reranker.clone(), channels, router.clone(), registry));
-        Api { router, config, reranker }
+        let cache = Arc::new(SearchCache::new(config.search_cache, registry));
+        Api { router, config, reranker, cache }
     }
 
     pub fn router(&self) -> &Arc<Router> {
@@ -327,6 +336,7 @@ impl Api {
             .map(|(shard_id, points)| (shard_id, pi::ShardUpsertRequest { shard_id, points, no_wait }));
         let deadline = Instant::now() + self.config.write_timeout;
         let answers = self.fan_out(route, requests, deadline, |c, r| c.upsert(r)).await;
+        self.cache.wrote(&name_of(route));
         writes_applied("upsert", answers)
     }
 
@@ -358,6 +368,7 @@ impl Api {
         };
         let deadline = Instant::now() + self.config.write_timeout;
         let answers = self.fan_out(&route, requests, deadline, |c, r| c.delete(r)).await;
+        self.cache.wrote(&req.collection);
         Ok(pb::DeleteResponse { deleted: writes_applied("delete", answers)? })
     }
 
@@ -448,13 +459,82 @@ impl Api {
             return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
         }
         check_vector(&shard_config, &req.query.vector).map_err(model)?;
+        let answer = if self.cache.enabled() && req.consistency == Consistency::Leader {
+            self.cached_search(route, req, shard_config.distance).await?
+        } else {
+            self.cache.count(CacheOutcome::Bypass);
+            Arc::new(self.search_uncached(&route, &req, shard_config.distance).await?)
+        };
+        let mut response = answer.response.clone();
+        response.query_id = new_query_id();
+        Ok(response)
+    }
+
+    /// A search through the cache: a current cached answer, or an identical search in
+    /// flight, or a search of its own (then kept). See [`crate::search_cache`].
+    async fn cached_search(
+        &self,
+        route: CollectionRoute,
+        req: SearchRequest,
+        distance: Distance,
+    ) -> Result<Arc<Answer>> {
+        let request = convert::search_to_pb(&req).map_err(model)?;
+        let request = pb::SearchRequest { rerank: req.rerank.as_ref().map(convert::rerank_to_pb), ..request };
+        let key = SearchCache::key(route.epoch, &request);
+        let generation = self.cache.generation(&req.collection);
+        if let Some(cached) = self.cache.lookup(&key, generation) {
+            if self.versions_current(&route, &cached.versions).await {
+                self.cache.count(CacheOutcome::Hit);
+                return Ok(cached);
+            }
+            self.cache.count(CacheOutcome::Stale);
+            self.cache.forget(&key);
+        }
+        let (flight, joined, id) = self.cache.flight(&key, || {
+            let (api, route, req) = (self.clone(), route.clone(), req.clone());
+            async move { api.search_uncached(&route, &req, distance).await.map(Arc::new) }.boxed()
+        });
+        let answer = flight.await;
+        self.cache.landed(&key, id);
+        let answer = answer?;
+        if !joined {
+            self.cache.count(CacheOutcome::Miss);
+            self.cache.store(key, &req.collection, generation, answer.clone());
+            return Ok(answer);
+        }
+        // It may have searched before a write acknowledged since this search arrived.
+        if self.versions_current(&route, &answer.versions).await {
+            self.cache.count(CacheOutcome::Coalesced);
+            return Ok(answer);
+        }
+        self.cache.count(CacheOutcome::Miss);
+        Ok(Arc::new(self.search_uncached(&route, &req, distance).await?))
+    }
+
+    /// Whether every shard's leader still has the data `versions` were read at.
+    async fn versions_current(&self, route: &CollectionRoute, versions: &Versions) -> bool {
+        if versions.len() != route.info.shards.len() {
+            return false;
+        }
+        let deadline = Instant::now() + VERSION_CHECK_TIMEOUT;
+        let requests =
+            versions.iter().map(|(shard_id, _)| (*shard_id, pi::ShardVersionRequest { shard_id: *shard_id }));
+        let answers = self.fan_out(route, requests, deadline, |c, r| c.get_shard_version(r)).await;
+        answers.iter().zip(versions).all(|((_, now), (_, then))| now.as_ref().is_ok_and(|now| now == then))
+    }
+
+    /// A search of the shards (and the reranker), not through the cache.
+    async fn search_uncached(
+        &self,
+        route: &CollectionRoute,
+        req: &SearchRequest,
+        distance: Distance,
+    ) -> Result<Answer> {
         let config = route.info.config.as_ref();
         let default = config.map(convert::default_rerank).transpose().map_err(model)?.flatten();
         let top_k = req.query.top_k;
         let Some(plan) = Rerank::plan(req.rerank.as_ref(), default.as_ref(), top_k).map_err(model)? else {
-            let mut answer = self.shard_search(&route, &req, shard_config.distance).await?;
-            answer.query_id = new_query_id();
-            return Ok(answer);
+            return self.shard_search(route, req, distance).await;
         };
         // Oversample, with what the strategy reads.
         let (with_payload, with_vector) = (req.query.with_payload, req.query.with_vector);
@@ -463,20 +543,20 @@ impl Api {
         wide.query.with_payload |= plan.strategy.reads_payloads();
         wide.query.with_vector |= plan.strategy.reads_vectors();
         let deadline = self.read_deadline(req.timeout);
-        let mut answer = self.shard_search(&route, &wide, shard_config.distance).await?;
-        let hits = std::mem::take(&mut answer.hits);
+        let mut answer = self.shard_search(route, &wide, distance).await?;
+        let hits = std::mem::take(&mut answer.response.hits);
         let outcome = self
             .reranker
-            .rerank(&req.collection, &plan, &hits, shard_config.distance, top_k, deadline)
+            .rerank(&req.collection, &plan, &hits, distance, top_k, deadline)
             .await
             .map_err(GatewayError::Reranker)?;
         let mut hits = match outcome {
             Outcome::Ranked(order) => {
-                answer.reranked = true;
+                answer.response.reranked = true;
                 rerank::apply(hits, order)
             }
             Outcome::Skipped(reason) => {
-                answer.rerank_skipped = reason;
+                answer.response.rerank_skipped = reason;
                 hits
             }
         };
@@ -489,18 +569,12 @@ impl Api {
                 h.vector = Vec::new();
             }
         }
-        answer.hits = hits;
-        answer.query_id = new_query_id();
+        answer.response.hits = hits;
         Ok(answer)
     }
 
-    /// The shards' best `req.query.top_k` hits, merged.
-    async fn shard_search(
-        &self,
-        route: &CollectionRoute,
-        req: &SearchRequest,
-        distance: Distance,
-    ) -> Result<pb::SearchResponse> {
+    /// The shards' best `req.query.top_k` hits, merged, with the shards' versions.
+    async fn shard_search(&self, route: &CollectionRoute, req: &SearchRequest, distance: Distance) -> Result<Answer> {
         let request = convert::search_to_pb(req).map_err(model)?;
         let requests = route
             .info
@@ -508,10 +582,14 @@ impl Api {
             .iter()
             .map(|s| (s.id, pi::ShardSearchRequest { shard_id: s.id, request: Some(request.clone()) }));
         let answers = self.fan_out(route, requests, self.read_deadline(req.timeout), |c, r| c.search(r)).await;
+        let answers = answers.into_iter().map(|(id, a)| (id, a.map(|a| (id, a)))).collect();
         let (answered, missing_shards) = answered_in_time(answers)?;
-        let mut hits: Vec<pb::ScoredPoint> = answered.into_iter().flat_map(|a| a.hits).collect();
+        let versions: Versions = answered.iter().map(|(id, a)| (*id, a.version.unwrap_or_default())).collect();
+        let mut hits: Vec<pb::ScoredPoint> = answered.into_iter().flat_map(|(_, a)| a.hits).collect();
         merge_hits(&mut hits, distance, req.query.top_k);
-        Ok(pb::SearchResponse { hits, partial: !missing_shards.is_empty(), missing_shards, ..Default::default() })
+        let partial = !missing_shards.is_empty();
+        let response = pb::SearchResponse { hits, partial, missing_shards, ..Default::default() };
+        Ok(Answer { response, versions })
     }
 
     /// Runs a batch of searches; each counts against the caller's rate limits (`quota`:

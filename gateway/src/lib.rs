@@ -5,7 +5,8 @@
 //! - [`routing`]: the cached routing table and retrying calls to shard replicas.
 //! - [`api`]: the operations, shared by both transports; [`error`]: [`GatewayError`],
 //!   why one failed; [`rerank`]: the reranker's client, and a search's fallback to the
-//!   vector order when it cannot help; [`feedback`]: feedback kept in a companion
+//!   vector order when it cannot help; [`search_cache`]: answers kept while their shards'
+//!   versions hold, and identical searches in flight run once; [`feedback`]: feedback kept in a companion
 //!   collection, and its statistics.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
@@ -19,7 +20,7 @@
 //!
 //! Layering (no module imports one that imports it back): `policy` and `error` are
 //! leaves and `http::extract` uses only them; `auth` uses those; `rerank` uses
-//! `routing`; `api` uses `auth`, `policy`, `routing`, `rerank` and `error`; `feedback` extends
+//! `routing`; `api` uses `auth`, `policy`, `routing`, `rerank`, `search_cache` and `error`; `feedback` extends
 //! `api`'s `Api`; the
 //! transports (`grpc`, `http`'s route modules) use `api` and `auth`.
 
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod policy;
 pub mod rerank;
 pub mod routing;
+pub mod search_cache;
 
 use std::future::Future;
 use std::sync::Arc;

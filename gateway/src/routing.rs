@@ -59,6 +59,7 @@ worker_calls! {
     scroll(pi::ShardScrollRequest) -> pb::ScrollResponse;
     count(pi::ShardCountRequest) -> pb::CountResponse;
     search(pi::ShardSearchRequest) -> pi::ShardSearchResponse;
+    get_shard_version(pi::ShardVersionRequest) -> pi::ShardVersion;
 }
 
 /// A worker's failed answer as a typed error. A status without Vectron's error metadata

@@ -191,6 +191,12 @@ pub struct GatewaySection {
     /// shorter); past it the vector order is served.
     #[serde(with = "humantime_serde")]
     pub rerank_timeout: Duration,
+    /// Memory the search cache may take, in bytes (0: no cache, no coalescing). A cached
+    /// answer is served only while every shard it came from is unchanged.
+    pub search_cache_bytes: u64,
+    /// Longest a search answer is served from the cache.
+    #[serde(with = "humantime_serde")]
+    pub search_cache_ttl: Duration,
 }
 
 impl Default for GatewaySection {
@@ -209,6 +215,8 @@ impl Default for GatewaySection {
             max_upsert_bytes: vectron_gateway::policy::DEFAULT_UPSERT_BYTES,
             reranker: None,
             rerank_timeout: Duration::from_secs(1),
+            search_cache_bytes: 64 << 20,
+            search_cache_ttl: Duration::from_secs(30),
         }
     }
 }

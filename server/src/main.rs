@@ -32,6 +32,7 @@ use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
 use vectron_gateway::rerank::RerankerConfig;
 use vectron_gateway::routing::LocalWorker;
+use vectron_gateway::search_cache::SearchCacheConfig;
 use vectron_gateway::{ApiConfig, Gateway};
 use vectron_placement::{PlacementConfig, PlacementNode};
 use vectron_worker::{WorkerConfig, WorkerHost};
@@ -391,6 +392,7 @@ async fn start_gateway(
         write_timeout: c.write_timeout,
         body_limits: vectron_gateway::policy::BodyLimits { upsert: c.max_upsert_bytes },
         reranker: c.reranker.clone().map(|address| RerankerConfig { address, timeout: c.rerank_timeout }),
+        search_cache: SearchCacheConfig { max_bytes: c.search_cache_bytes, ttl: c.search_cache_ttl },
         ..ApiConfig::default()
     };
     let auth = if c.no_auth {

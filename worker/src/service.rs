@@ -81,6 +81,11 @@ impl WorkerGrpc {
 
     /// The shard to read from at `consistency`.
     async fn readable(&self, shard_id: u64, consistency: Consistency) -> Result<Arc<Shard>, Status> {
+        Ok(self.readable_at(shard_id, consistency).await?.0)
+    }
+
+    /// [`Self::readable`], with the replica's Raft term.
+    async fn readable_at(&self, shard_id: u64, consistency: Consistency) -> Result<(Arc<Shard>, u64), Status> {
         let replica = self.host.replica(shard_id).map_err(status)?;
         match consistency {
             Consistency::Any => {}
@@ -95,7 +100,8 @@ impl WorkerGrpc {
                 })?;
             }
         }
-        replica.shard().map_err(status)
+        let term = replica.raft.metrics().borrow().current_term;
+        Ok((replica.shard().map_err(status)?, term))
     }
 }
 
@@ -199,13 +205,23 @@ impl Worker for WorkerGrpc {
         let r = request.into_inner();
         let SearchRequest { query, consistency, .. } =
             SearchRequest::try_from(r.request.ok_or_else(|| missing("request"))?).map_err(engine)?;
-        let shard = self.readable(r.shard_id, consistency).await?;
+        let (shard, term) = self.readable_at(r.shard_id, consistency).await?;
+        // Read before the search: the hits reflect at least this version.
+        let version = pi::ShardVersion { term, applied_index: shard.applied_index() };
         let hits = if runs_inline(&query) {
             shard.search(&query).map_err(engine)?
         } else {
             blocking(move || shard.search(&query)).await?
         };
-        Ok(Response::new(pi::ShardSearchResponse { hits: hits.iter().map(scored_to_pb).collect() }))
+        Ok(Response::new(pi::ShardSearchResponse {
+            hits: hits.iter().map(scored_to_pb).collect(),
+            version: Some(version),
+        }))
+    }
+
+    async fn get_shard_version(&self, request: Request<pi::ShardVersionRequest>) -> Reply<pi::ShardVersion> {
+        let (shard, term) = self.readable_at(request.into_inner().shard_id, Consistency::Leader).await?;
+        Ok(Response::new(pi::ShardVersion { term, applied_index: shard.applied_index() }))
     }
 
     async fn status(&self, _: Request<pi::WorkerStatusRequest>) -> Reply<pi::WorkerStatusResponse> {
