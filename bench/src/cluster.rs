@@ -5,6 +5,12 @@
 //! `--compare-engine` also runs the same searches on an in-process shard built from the
 //! same data (RocksDB + index, no network) with the same concurrency, so the gateway's
 //! overhead shows as a ratio measured in the same run.
+//!
+//! The gateway caches search answers. So that a timed pass measures searches, not the
+//! cache, every pass after the warm-up scales each query by `1 + pass · 2⁻²⁰` (new
+//! bytes, the same neighbours under cosine and dot, indistinguishable ones under
+//! euclid) — except a `--repeat-queries` share of them, sent exactly as in the warm-up,
+//! which the cache can answer; their p50 and the fresh queries' p50 are reported apart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,6 +70,18 @@ pub struct ClusterArgs {
     /// load generator's CPU does not count against the server; see the README.
     #[arg(long, default_value_t = 0)]
     load_threads: usize,
+    /// Share of each timed pass's queries sent exactly as in the warm-up pass (answers
+    /// the gateway's cache holds); the rest are new requests.
+    #[arg(long, default_value_t = 0.0)]
+    repeat_queries: f64,
+    /// Rerank every search with this strategy (e.g. `mmr`), its parameters from
+    /// `--rerank-params`, over `--rerank-candidates` candidates.
+    #[arg(long)]
+    rerank: Option<String>,
+    #[arg(long, default_value = "{}")]
+    rerank_params: String,
+    #[arg(long, default_value_t = 100)]
+    rerank_candidates: u32,
     /// API key for the gateway (an admin key: the bench creates collections and reads
     /// /metrics), e.g. `$(cat data/admin.key)` for `vectron dev`.
     #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
@@ -81,8 +99,29 @@ struct Timed {
     qps: f64,
     p50_us: f64,
     p99_us: f64,
+    /// p50 of the queries repeated from the warm-up, and of the others (0 when none).
+    p50_repeated_us: f64,
+    p50_fresh_us: f64,
     /// Queries run in all passes (warm-up included), for CPU per query.
     total: usize,
+}
+
+/// Whether query `i` is one of the `share` repeated exactly in every timed pass.
+fn repeated(i: usize, share: f64) -> bool {
+    // A fixed pseudo-random spread over the queries (not the first ones: clustered data
+    // lists its queries by cluster).
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
+    (h as f64 / (1u64 << 53) as f64) < share
+}
+
+/// Query `q` as pass `pass` sends it: scaled so that it is a new request, unless it is
+/// repeated (or the pass is the warm-up).
+fn as_sent(q: &[f32], pass: usize, repeat: bool) -> Vec<f32> {
+    if pass == 0 || repeat {
+        return q.to_vec();
+    }
+    let scale = 1.0 + pass as f32 * f32::powi(2.0, -20);
+    q.iter().map(|x| x * scale).collect()
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -111,8 +150,15 @@ fn per_query_us(before: f64, after: f64, queries: usize) -> f64 {
     (after - before) * 1e6 / queries.max(1) as f64
 }
 
-/// Runs every query once across `clients` concurrent tasks; the best of `repeat` passes.
-async fn timed<F, Fut>(queries: &Arc<Vec<Vec<f32>>>, clients: usize, repeat: usize, search: F) -> Result<Timed>
+/// Runs every query once across `clients` concurrent tasks; the best of `repeat` passes
+/// after a warm-up, a `repeat_share` of the queries sent as in the warm-up.
+async fn timed<F, Fut>(
+    queries: &Arc<Vec<Vec<f32>>>,
+    clients: usize,
+    repeat: usize,
+    repeat_share: f64,
+    search: F,
+) -> Result<Timed>
 where
     F: Fn(Vec<f32>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<Vec<u32>>> + Send,
@@ -132,22 +178,27 @@ where
                     if i >= queries.len() {
                         return Ok::<_, anyhow::Error>(out);
                     }
+                    let q = as_sent(&queries[i], pass, repeated(i, repeat_share));
                     let s = Instant::now();
-                    let ids = search(queries[i].clone()).await?;
+                    let ids = search(q).await?;
                     out.push((i, ids, s.elapsed()));
                 }
             }));
         }
         let mut found = vec![Vec::new(); queries.len()];
         let mut lat = Vec::with_capacity(queries.len());
+        let (mut lat_repeated, mut lat_fresh) = (Vec::new(), Vec::new());
         for task in tasks {
             for (i, ids, d) in task.await?? {
                 found[i] = ids;
                 lat.push(d);
+                if repeated(i, repeat_share) { &mut lat_repeated } else { &mut lat_fresh }.push(d);
             }
         }
         let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
         lat.sort();
+        lat_repeated.sort();
+        lat_fresh.sort();
         if pass == 0 {
             continue; // warm-up
         }
@@ -157,6 +208,8 @@ where
                 qps,
                 p50_us: percentile(&lat, 0.5),
                 p99_us: percentile(&lat, 0.99),
+                p50_repeated_us: percentile(&lat_repeated, 0.5),
+                p50_fresh_us: percentile(&lat_fresh, 0.5),
                 total: queries.len() * passes,
             });
         }
@@ -232,7 +285,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
     let ingest_rate = args.data.n as f64 / ingest_s;
     let mut report = Reporter { json: args.data.json, rows: Vec::new() };
     let common = json!({"n": args.data.n, "dim": args.data.dim, "shards": args.shards, "rf": args.replication_factor,
-                        "clients": args.clients, "batch": args.batch,
+                        "clients": args.clients, "batch": args.batch, "rerank": args.rerank,
                         "search_api": format!("{:?}", args.search_api).to_lowercase()});
     eprintln!("ingest: {ingest_rate:.0} vectors/s ({ingest_s:.1} s)");
     if args.data.json {
@@ -252,13 +305,25 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
         }
     }
     let streams = Arc::new(std::sync::Mutex::new(streams));
+    let rerank = match &args.rerank {
+        None => None,
+        Some(strategy) => {
+            let params: serde_json::Value = serde_json::from_str(&args.rerank_params).context("--rerank-params")?;
+            let mut r = vectron_sdk::rerank(strategy, None, params)?;
+            r.candidates = args.rerank_candidates;
+            Some(r)
+        }
+    };
     for &ef in &args.ef {
         let (client, name, k) = (client.clone(), args.collection.clone(), args.data.k as u32);
-        let streams = streams.clone();
+        let (streams, rerank) = (streams.clone(), rerank.clone());
         let search = move |q: Vec<f32>| {
-            let (client, name, streams) = (client.clone(), name.clone(), streams.clone());
+            let (client, name, streams, rerank) = (client.clone(), name.clone(), streams.clone(), rerank.clone());
             async move {
-                let request = client.search(&name, q, k).ef(ef);
+                let mut request = client.search(&name, q, k).ef(ef);
+                if let Some(r) = rerank {
+                    request = request.rerank(r);
+                }
                 let stream = streams.lock().expect("stream pool").pop();
                 let r = match stream {
                     None => request.send().await?,
@@ -269,12 +334,15 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                     }
                 };
                 anyhow::ensure!(!r.partial, "partial answer (shards {:?} missed the deadline)", r.missing_shards);
+                if let Some(reason) = &r.rerank_skipped {
+                    anyhow::bail!("the rerank was skipped: {reason}");
+                }
                 Ok(r.hits.iter().map(|h| num_id(&h.id)).collect())
             }
         };
         let (server_before, client_before) =
             (server_cpu_seconds(&http, &args.metrics_url, args.api_key.as_deref()).await, own_cpu_seconds());
-        let m = timed(&queries, args.clients, args.repeat, search).await?;
+        let m = timed(&queries, args.clients, args.repeat, args.repeat_queries, search).await?;
         let client_cpu_us = per_query_us(client_before, own_cpu_seconds(), m.total);
         let server_cpu_us =
             match (server_before, server_cpu_seconds(&http, &args.metrics_url, args.api_key.as_deref()).await) {
@@ -284,7 +352,16 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
         report.row(json!({"backend": "gateway", "ef": ef, "recall": recall(&m.found, &truth, args.data.k),
                           "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,
                           "server_cpu_us_per_query": server_cpu_us, "client_cpu_us_per_query": client_cpu_us,
-                          "build_s": ingest_s, "rss_bytes": 0, "config": common}));
+                          "repeat_queries": args.repeat_queries, "p50_repeated_us": m.p50_repeated_us,
+                          "p50_fresh_us": m.p50_fresh_us, "build_s": ingest_s, "rss_bytes": 0, "config": common}));
+        if args.repeat_queries > 0.0 {
+            eprintln!(
+                "ef {ef}: p50 of repeated queries (the cache's) {:.0} µs, of fresh ones {:.0} µs: {:.1}× faster",
+                m.p50_repeated_us,
+                m.p50_fresh_us,
+                m.p50_fresh_us / m.p50_repeated_us.max(1e-9)
+            );
+        }
     }
 
     if args.compare_engine {
@@ -320,7 +397,7 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
                 }
             };
             let before = own_cpu_seconds();
-            let m = timed(&queries, args.clients, args.repeat, search).await?;
+            let m = timed(&queries, args.clients, args.repeat, 0.0, search).await?;
             let cpu_us = per_query_us(before, own_cpu_seconds(), m.total);
             report.row(json!({"backend": "engine", "ef": ef, "recall": recall(&m.found, &truth, args.data.k),
                               "qps_1t": 0.0, "qps_mt": m.qps, "p50_us": m.p50_us, "p99_us": m.p99_us,

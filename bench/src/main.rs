@@ -7,10 +7,12 @@
 //! object per row on stdout; a table always goes to stderr.
 //!
 //! `vectron-bench cluster` runs the same workloads end to end through a gateway (see
-//! [`cluster`]).
+//! [`cluster`]); `vectron-bench rerank` times the reranker's strategies (see
+//! [`rerank`]).
 
 mod cluster;
 mod dataset;
+mod rerank;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -41,6 +43,8 @@ enum Command {
     Engine(EngineArgs),
     /// Benchmarks ingest and search end to end through a running gateway.
     Cluster(cluster::ClusterArgs),
+    /// Benchmarks the reranker's strategies in-process.
+    Rerank(rerank::RerankArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -151,6 +155,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Engine(args) => engine(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Rerank(args) => rerank::run(args),
     }
 }
 
