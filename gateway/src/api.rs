@@ -26,7 +26,7 @@ use vectron_model::feedback::{is_internal, new_query_id};
 use vectron_model::request::{
     Consistency, CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
 };
-use vectron_model::rerank::Rerank;
+use vectron_model::rerank::{Rerank, RerankStrategy};
 use vectron_model::types::MAX_SEARCH_BATCH;
 use vectron_model::vector::{check_point, check_vector};
 use vectron_model::{Distance, Point, PointId, ShardConfig, ValidationError};
@@ -36,6 +36,7 @@ use vectron_proto::v1::ErrorCode;
 
 use crate::auth::{Access, Quota, Scope, require};
 use crate::error::GatewayError;
+use crate::feedback::FeedbackModels;
 use crate::policy::BodyLimits;
 use crate::rerank::{self, Outcome, Reranker, RerankerConfig};
 use crate::routing::{CollectionRoute, Router, WorkerConn};
@@ -106,6 +107,12 @@ fn model(e: ValidationError) -> GatewayError {
     GatewayError::Invalid(e)
 }
 
+/// The collection's default rerank, if it has one.
+fn default_rerank(route: &CollectionRoute) -> Result<Option<Rerank>> {
+    let config = route.info.config.as_ref();
+    Ok(config.map(convert::default_rerank).transpose().map_err(model)?.flatten())
+}
+
 /// The collection's shard configuration (dimension, distance, limits).
 fn collection_config(route: &CollectionRoute) -> Result<ShardConfig> {
     let config =
@@ -120,6 +127,7 @@ pub struct Api {
     config: ApiConfig,
     reranker: Arc<Reranker>,
     cache: Arc<SearchCache>,
+    pub(crate) models: Arc<FeedbackModels>,
 }
 
 fn shard_of<'a>(route: &'a CollectionRoute, id: &PointId) -> Result<&'a pi::ShardInfo> {
@@ -148,7 +156,7 @@ impl Api {
         let channels = vectron_common::raft::network::PeerChannels::on(network);
         let reranker = Arc::new(Reranker::new(config.reranker.clone(), channels, router.clone(), registry));
         let cache = Arc::new(SearchCache::new(config.search_cache, registry));
-        Api { router, config, reranker, cache }
+        Api { router, config, reranker, cache, models: Arc::default() }
     }
 
     pub fn router(&self) -> &Arc<Router> {
@@ -377,14 +385,19 @@ impl Api {
     pub async fn get(&self, access: &Access, req: GetRequest) -> Result<pb::GetResponse> {
         allowed(access, Scope::Read, Some(&req.collection))?;
         let route = self.router.collection(&req.collection).await?;
+        self.get_route(&route, &req).await
+    }
+
+    /// Points of the collection of `route` by id.
+    pub(crate) async fn get_route(&self, route: &CollectionRoute, req: &GetRequest) -> Result<pb::GetResponse> {
         let mut groups: HashMap<u64, Vec<PointId>> = HashMap::new();
         for id in &req.ids {
-            groups.entry(shard_of(&route, id)?.id).or_default().push(id.clone());
+            groups.entry(shard_of(route, id)?.id).or_default().push(id.clone());
         }
         let requests = groups.into_iter().map(|(shard_id, ids)| {
-            (shard_id, pi::ShardGetRequest { shard_id, request: Some(convert::get_to_pb(&req, &ids)) })
+            (shard_id, pi::ShardGetRequest { shard_id, request: Some(convert::get_to_pb(req, &ids)) })
         });
-        let answers = self.fan_out(&route, requests, self.read_deadline(None), |c, r| c.get(r)).await;
+        let answers = self.fan_out(route, requests, self.read_deadline(None), |c, r| c.get(r)).await;
         let mut found: HashMap<PointId, pb::RetrievedPoint> = HashMap::new();
         for answer in every(answers)? {
             for p in answer.points {
@@ -459,7 +472,11 @@ impl Api {
             return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
         }
         check_vector(&shard_config, &req.query.vector).map_err(model)?;
-        let answer = if self.cache.enabled() && req.consistency == Consistency::Leader {
+        // Answers the feedback model reranked change with the model, not with the data.
+        let learned = Rerank::plan(req.rerank.as_ref(), default_rerank(&route)?.as_ref(), req.query.top_k)
+            .map_err(model)?
+            .is_some_and(|p| p.strategy == RerankStrategy::Feedback);
+        let answer = if self.cache.enabled() && req.consistency == Consistency::Leader && !learned {
             self.cached_search(route, req, shard_config.distance).await?
         } else {
             self.cache.count(CacheOutcome::Bypass);
@@ -530,11 +547,14 @@ impl Api {
         req: &SearchRequest,
         distance: Distance,
     ) -> Result<Answer> {
-        let config = route.info.config.as_ref();
-        let default = config.map(convert::default_rerank).transpose().map_err(model)?.flatten();
         let top_k = req.query.top_k;
-        let Some(plan) = Rerank::plan(req.rerank.as_ref(), default.as_ref(), top_k).map_err(model)? else {
+        let default = default_rerank(route)?;
+        let Some(mut plan) = Rerank::plan(req.rerank.as_ref(), default.as_ref(), top_k).map_err(model)? else {
             return self.shard_search(route, req, distance).await;
+        };
+        let trained = match plan.strategy {
+            RerankStrategy::Feedback => Some(self.attach_feedback_model(route, &mut plan).await?),
+            _ => None,
         };
         // Oversample, with what the strategy reads.
         let (with_payload, with_vector) = (req.query.with_payload, req.query.with_vector);
@@ -545,9 +565,14 @@ impl Api {
         let deadline = self.read_deadline(req.timeout);
         let mut answer = self.shard_search(route, &wide, distance).await?;
         let hits = std::mem::take(&mut answer.response.hits);
+        let priors: Vec<f32> = match &trained {
+            Some(t) => hits.iter().map(|h| t.prior_of(h.id.as_ref())).collect(),
+            None => Vec::new(),
+        };
+        let candidates = rerank::candidates(plan.strategy, &hits, &priors, distance);
         let outcome = self
             .reranker
-            .rerank(&req.collection, &plan, &hits, distance, top_k, deadline)
+            .rerank(&req.collection, &plan, candidates, top_k, deadline)
             .await
             .map_err(GatewayError::Reranker)?;
         let mut hits = match outcome {

@@ -3,8 +3,26 @@
 //! feedback with the collection's shard count and replication factor, written and read
 //! like any collection (replicated, durable, visible to every gateway), and deleted by
 //! the placement driver with the collection.
+//!
+//! The `feedback` rerank strategy's model is trained here, from the records and the
+//! judged points' payloads (`vectron_reranker::feedback::train`), kept per (collection,
+//! text fields), and retrained in the background on its first use after this gateway
+//! kept feedback for the collection, or once it is older than [`RETRAIN_AFTER`]; the same records give every gateway the same model (its version
+//! names them). A reranked search sends the model's weights and each candidate's prior
+//! to the reranker, which stays stateless.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use vectron_model::PointId;
+use vectron_model::request::GetRequest;
+use vectron_model::rerank::RerankPlan;
+use vectron_model::types::MAX_IDS_PER_REQUEST;
+use vectron_reranker::feedback::{Example, Model, features, prior, text_features, train};
+use vectron_reranker::strategy::text_of;
 
 use vectron_model::convert::{point_id_to_pb, struct_from_pb};
 use vectron_model::feedback::{FeedbackRecord, FeedbackStats, feedback_collection, record_id};
@@ -22,6 +40,37 @@ type Result<T> = std::result::Result<T, GatewayError>;
 
 /// Records read per page when adding up a collection's feedback.
 const STATS_PAGE: usize = 1000;
+
+/// A feedback model older than this is retrained (in the background) on its next use.
+pub const RETRAIN_AFTER: Duration = Duration::from_secs(30);
+
+/// A trained model and the priors of the points it knows.
+#[derive(Debug)]
+pub struct Trained {
+    pub model: Model,
+    priors: HashMap<PointId, f32>,
+    trained_at: Instant,
+}
+
+impl Trained {
+    /// The prior of the point `id` names (0 for points without feedback).
+    pub fn prior_of(&self, id: Option<&pb::PointId>) -> f32 {
+        id.and_then(|i| vectron_model::convert::point_id_from_pb(Some(i)).ok())
+            .and_then(|id| self.priors.get(&id).copied())
+            .unwrap_or(0.0)
+    }
+}
+
+type ModelKey = (String, Vec<String>);
+
+/// The gateway's feedback models, by (collection, text fields).
+#[derive(Debug, Default)]
+pub struct FeedbackModels {
+    models: Mutex<HashMap<ModelKey, Arc<Trained>>>,
+    training: Mutex<HashSet<ModelKey>>,
+    /// Collections this gateway kept feedback for since their models were trained.
+    changed: Mutex<HashSet<String>>,
+}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -41,19 +90,140 @@ impl Api {
             payload: Some(Payload::from_map(&record.to_payload())),
         };
         self.write_points(&store, vec![point], true).await?;
+        self.models.changed.lock().insert(collection.to_owned());
         Ok(())
     }
 
     /// What `collection`'s feedback adds up to (none yet: zeros).
     pub async fn feedback_stats(&self, access: &Access, collection: &str) -> Result<pb::FeedbackStats> {
         allowed(access, Scope::Read, Some(collection))?;
-        self.router().collection(collection).await?;
+        let route = self.router().collection(collection).await?;
         let records = match self.router().collection(&feedback_collection(collection)).await {
             Ok(store) => self.feedback_records(&store).await?,
             Err(GatewayError::CollectionNotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
-        Ok(stats_to_pb(&FeedbackStats::of(&records)))
+        let mut stats = stats_to_pb(&FeedbackStats::of(&records));
+        // The model of the collection's default feedback rerank's text fields, if any.
+        let default = route.info.config.as_ref().and_then(|c| c.default_rerank.as_ref());
+        let text_fields: Vec<String> = default
+            .filter(|d| d.strategy == "feedback")
+            .and_then(|d| d.params.as_ref())
+            .and_then(|p| p.fields.get("text_fields"))
+            .map(|v| match vectron_model::convert::value_from_pb(v) {
+                Ok(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                _ => Vec::new(),
+            })
+            .unwrap_or_default();
+        let trained = self.train_model(&route, &text_fields).await?;
+        stats.model = Some(model_to_pb(&trained.model));
+        // The freshest model: searches use it from now on.
+        self.models.models.lock().insert((collection.to_owned(), text_fields), Arc::new(trained));
+        Ok(stats)
+    }
+
+    /// The feedback strategy's model for `plan` (trained now if there is none yet), put
+    /// into its params; the client may name only `text_fields`.
+    pub(crate) async fn attach_feedback_model(
+        &self,
+        route: &CollectionRoute,
+        plan: &mut RerankPlan,
+    ) -> Result<Arc<Trained>> {
+        if let Some(other) = plan.params.keys().find(|k| *k != "text_fields") {
+            return Err(GatewayError::invalid(format!(
+                "the feedback strategy takes only text_fields, not {other:?} (its weights are learned)"
+            )));
+        }
+        let text_fields: Vec<String> = match plan.params.get("text_fields") {
+            None => Vec::new(),
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+                a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+            }
+            Some(_) => return Err(GatewayError::invalid("text_fields must be a list of field names")),
+        };
+        let trained = self.feedback_model(route, text_fields).await?;
+        plan.params.insert("weights".into(), serde_json::json!(trained.model.weights));
+        plan.params.insert("model_version".into(), Value::from(trained.model.version.clone()));
+        Ok(trained)
+    }
+
+    /// The model of the collection of `route` over `text_fields`: the kept one (retrained
+    /// in the background when older than [`RETRAIN_AFTER`]), or one trained now.
+    pub(crate) async fn feedback_model(
+        &self,
+        route: &CollectionRoute,
+        text_fields: Vec<String>,
+    ) -> Result<Arc<Trained>> {
+        let name = route.info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+        let key: ModelKey = (name, text_fields);
+        let kept = self.models.models.lock().get(&key).cloned();
+        if let Some(kept) = kept {
+            let due = kept.trained_at.elapsed() > RETRAIN_AFTER || self.models.changed.lock().contains(&key.0);
+            if due && self.models.training.lock().insert(key.clone()) {
+                self.models.changed.lock().remove(&key.0);
+                let (api, route) = (self.clone(), route.clone());
+                tokio::spawn(async move {
+                    match api.train_model(&route, &key.1).await {
+                        Ok(t) => {
+                            api.models.models.lock().insert(key.clone(), Arc::new(t));
+                        }
+                        Err(e) => tracing::warn!(collection = key.0, "retraining the feedback model: {e}"),
+                    }
+                    api.models.training.lock().remove(&key);
+                });
+            }
+            return Ok(kept);
+        }
+        let trained = Arc::new(self.train_model(route, &key.1).await?);
+        self.models.models.lock().insert(key, trained.clone());
+        Ok(trained)
+    }
+
+    /// Trains a model from the collection's records and its judged points' text.
+    async fn train_model(&self, route: &CollectionRoute, text_fields: &[String]) -> Result<Trained> {
+        let name = route.info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+        let records = match self.router().collection(&feedback_collection(&name)).await {
+            Ok(store) => self.feedback_records(&store).await?,
+            Err(GatewayError::CollectionNotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let texts =
+            if text_fields.is_empty() { HashMap::new() } else { self.texts(route, &records, text_fields).await? };
+        let (examples, priors) = examples(&records, &texts);
+        let model = tokio::task::spawn_blocking(move || train(&examples))
+            .await
+            .map_err(|e| GatewayError::Internal { what: format!("training the feedback model: {e}") })?;
+        tracing::debug!(collection = name, version = model.version, "trained the feedback model");
+        Ok(Trained { model, priors, trained_at: Instant::now() })
+    }
+
+    /// The judged points' text (their `text_fields`, joined), by id.
+    async fn texts(
+        &self,
+        route: &CollectionRoute,
+        records: &[FeedbackRecord],
+        text_fields: &[String],
+    ) -> Result<HashMap<PointId, String>> {
+        let ids: Vec<PointId> =
+            records.iter().map(|r| r.point_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let mut texts = HashMap::new();
+        for chunk in ids.chunks(MAX_IDS_PER_REQUEST) {
+            let name = route.info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+            let req = GetRequest {
+                collection: name,
+                ids: chunk.to_vec(),
+                with_payload: true,
+                with_vector: false,
+                consistency: Consistency::Leader,
+            };
+            for p in self.get_route(route, &req).await?.points {
+                let id = vectron_model::convert::point_id_from_pb(p.id.as_ref()).map_err(GatewayError::Invalid)?;
+                let payload = p.payload.as_ref().map(struct_from_pb).transpose().map_err(GatewayError::Invalid)?;
+                let text = text_fields.iter().map(|f| text_of(payload.as_ref(), f)).collect::<Vec<_>>().join(" ");
+                texts.insert(id, text);
+            }
+        }
+        Ok(texts)
     }
 
     /// Every record of a feedback store, read page by page.
@@ -122,6 +292,54 @@ impl Api {
     }
 }
 
+/// The training examples of `records` (judged points' text in `texts`), and every
+/// point's prior. An example's prior leaves its own record out; a record without a
+/// position counts as seen below the query's other hits.
+fn examples(records: &[FeedbackRecord], texts: &HashMap<PointId, String>) -> (Vec<Example>, HashMap<PointId, f32>) {
+    let mut sums: HashMap<&PointId, (f32, u32)> = HashMap::new();
+    for r in records {
+        let s = sums.entry(&r.point_id).or_default();
+        s.0 += r.relevance;
+        s.1 += 1;
+    }
+    let mut queries: HashMap<&str, Vec<&FeedbackRecord>> = HashMap::new();
+    for r in records {
+        queries.entry(&r.query_id).or_default().push(r);
+    }
+    let mut examples = Vec::with_capacity(records.len());
+    for judged in queries.values() {
+        let query_text = judged.iter().find_map(|r| r.query_text.as_deref());
+        let docs: Vec<String> = judged.iter().map(|r| texts.get(&r.point_id).cloned().unwrap_or_default()).collect();
+        let text = text_features(query_text, &docs);
+        for (r, (bm25, coverage)) in judged.iter().zip(text) {
+            let (sum, count) = sums[&r.point_id];
+            let position = r.position.unwrap_or(judged.len() as u32);
+            examples.push(Example {
+                query_id: r.query_id.clone(),
+                relevance: r.relevance,
+                position,
+                features: features(position as usize, bm25, coverage, prior(sum - r.relevance, count - 1)),
+            });
+        }
+    }
+    // A stable order: the model's version names the data, not the hash map's order.
+    examples.sort_by(|a, b| a.query_id.cmp(&b.query_id).then(a.position.cmp(&b.position)));
+    let priors = sums.into_iter().map(|(id, (sum, count))| (id.clone(), prior(sum, count))).collect();
+    (examples, priors)
+}
+
+fn model_to_pb(m: &Model) -> pb::FeedbackModel {
+    pb::FeedbackModel {
+        version: m.version.clone(),
+        weights: m.weights.to_vec(),
+        examples: m.examples as u64,
+        train_queries: m.train_queries as u64,
+        held_out_queries: m.held_out_queries as u64,
+        ndcg_vector: m.ndcg_vector,
+        ndcg_model: m.ndcg_model,
+    }
+}
+
 fn stats_to_pb(s: &FeedbackStats) -> pb::FeedbackStats {
     pb::FeedbackStats {
         count: s.count,
@@ -142,5 +360,6 @@ fn stats_to_pb(s: &FeedbackStats) -> pb::FeedbackStats {
                 clicks: p.clicks,
             })
             .collect(),
+        model: None,
     }
 }

@@ -21,7 +21,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Reg
 use vectron_common::raft::network::PeerChannels;
 use vectron_model::Distance;
 use vectron_model::convert::struct_to_pb;
-use vectron_model::rerank::RerankPlan;
+use vectron_model::rerank::{RerankPlan, RerankStrategy};
 use vectron_model::status::{CODE_KEY, WireError, from_status};
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
@@ -121,14 +121,13 @@ impl Reranker {
         Reranker { config, channels, router, metrics, down: AtomicBool::new(false) }
     }
 
-    /// Reranks `hits` (the shards' merged candidates, best first under `distance`) with
-    /// `plan`, answering at most `top_k`, within `deadline`.
+    /// Reranks `candidates` (from [`candidates`]) with `plan`, answering at most
+    /// `top_k`, within `deadline`.
     pub async fn rerank(
         self: &Arc<Self>,
         collection: &str,
         plan: &RerankPlan,
-        hits: &[pb::ScoredPoint],
-        distance: Distance,
+        candidates: Vec<pb::RerankCandidate>,
         top_k: usize,
         deadline: Instant,
     ) -> Result<Outcome, WireError> {
@@ -137,16 +136,7 @@ impl Reranker {
             self.metrics.total.with_label_values(&[strategy, "not_configured"]).inc();
             return Ok(Outcome::Skipped("no reranker is configured (gateway.reranker)".into()));
         };
-        let candidates = hits
-            .iter()
-            .map(|h| pb::RerankCandidate {
-                id: h.id.clone(),
-                // The reranker takes higher as better.
-                score: if distance == Distance::Euclid { -h.score } else { h.score },
-                vector: if plan.strategy.reads_vectors() { h.vector.clone() } else { Vec::new() },
-                payload: if plan.strategy.reads_payloads() { h.payload.clone() } else { None },
-            })
-            .collect();
+        let count = candidates.len();
         let request = pb::RerankRequest {
             collection: collection.to_owned(),
             strategy: strategy.to_owned(),
@@ -161,7 +151,7 @@ impl Reranker {
             Ok(r) => {
                 self.metrics.seconds.with_label_values(&[strategy]).observe(started.elapsed().as_secs_f64());
                 self.answered();
-                ("reranked", Outcome::Ranked(checked(r.ranked, hits.len())?))
+                ("reranked", Outcome::Ranked(checked(r.ranked, count)?))
             }
             Err(Failure::Late) => {
                 let reason = format!("the reranker did not answer within {budget:?}");
@@ -256,6 +246,28 @@ impl Reranker {
     fn subject(&self) -> String {
         format!("reranker {}", self.config.as_ref().map_or("", |c| c.address.as_str()))
     }
+}
+
+/// The reranker's candidates from `hits` (the shards' merged hits, best first under
+/// `distance`), with what `strategy` reads of them; `priors` are the hits' feedback
+/// priors (the feedback strategy; empty otherwise).
+pub fn candidates(
+    strategy: RerankStrategy,
+    hits: &[pb::ScoredPoint],
+    priors: &[f32],
+    distance: Distance,
+) -> Vec<pb::RerankCandidate> {
+    hits.iter()
+        .enumerate()
+        .map(|(i, h)| pb::RerankCandidate {
+            id: h.id.clone(),
+            feedback_prior: priors.get(i).copied().unwrap_or(0.0),
+            // The reranker takes higher as better.
+            score: if distance == Distance::Euclid { -h.score } else { h.score },
+            vector: if strategy.reads_vectors() { h.vector.clone() } else { Vec::new() },
+            payload: if strategy.reads_payloads() { h.payload.clone() } else { None },
+        })
+        .collect()
 }
 
 /// Largest rerank message (as the reranker's own limit: candidates' payloads can be large).

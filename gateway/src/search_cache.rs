@@ -14,8 +14,9 @@
 //!   leader that has not applied every committed write yet cannot pass for the old one;
 //! - entries older than the TTL are not served either.
 //!
-//! Linearizable and `any` reads bypass the cache, and so do partial answers and answers
-//! whose rerank was skipped (neither is stored). Identical searches arriving while one
+//! Linearizable and `any` reads bypass the cache, and so do searches the feedback model
+//! reranks (its answers change with the model, not the data), partial answers and
+//! answers whose rerank was skipped (neither is stored). Identical searches arriving while one
 //! is in flight wait for it instead of running again; each then checks the shard
 //! versions as a cache hit does, so it never gets an answer older than a write
 //! acknowledged before it arrived. The cache is bounded by the memory its answers take

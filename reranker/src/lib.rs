@@ -7,13 +7,14 @@
 //!   relevance);
 //! - [`mmr`]: maximal marginal relevance over candidate vectors (the `mmr` strategy);
 //! - [`strategy`]: the `Strategy` trait, and the `mmr` and `rule` strategies;
+//! - [`feedback`]: the `feedback` strategy's features, its pairwise model's training
+//!   and offline score (NDCG@10), and the strategy;
 //! - [`cross_encoder`]: the `cross_encoder` strategy, an external `/rerank` endpoint
 //!   over HTTP (async, so beside the trait);
 //! - [`service`]: the gRPC service over the strategies, and `serve`.
-//!
-//! The `feedback` strategy answers UNIMPLEMENTED until the feedback store exists.
 
 pub mod cross_encoder;
+pub mod feedback;
 pub mod mmr;
 pub mod service;
 pub mod strategy;

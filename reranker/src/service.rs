@@ -4,8 +4,7 @@
 //!
 //! Errors keep their meaning across the wire, so the gateway can tell its caller's
 //! mistakes from the reranker's trouble: bad parameters or candidates answer
-//! INVALID_ARGUMENT (the gateway passes them on), a strategy not built yet answers
-//! UNIMPLEMENTED, and an external endpoint that fails answers UNAVAILABLE (the gateway
+//! INVALID_ARGUMENT (the gateway passes them on), and an external endpoint that fails answers UNAVAILABLE (the gateway
 //! then serves the vector order).
 
 use std::future::Future;
@@ -27,6 +26,7 @@ use vectron_proto::v1::ErrorCode;
 use vectron_proto::v1::rerank_service_server::{RerankService, RerankServiceServer};
 
 use crate::cross_encoder::{CrossEncoderError, CrossEncoderParams, CrossEncoders};
+use crate::feedback::Feedback;
 use crate::strategy::{Candidate, Mmr, RerankError, Reranked, Rule, Strategy};
 
 /// Largest rerank request (10,000 candidates with payloads).
@@ -83,13 +83,7 @@ impl RerankGrpc {
                     }
                 })?
             }
-            RerankStrategy::Feedback => {
-                return Err(status(
-                    ErrorCode::Unimplemented,
-                    "the feedback strategy is not built yet (the feedback store comes first); use rule, mmr or \
-                     cross_encoder",
-                ));
-            }
+            RerankStrategy::Feedback => blocking(parse::<Feedback>(params)?, query_text, candidates, top_k).await?,
         };
         Ok(pb::RerankResponse {
             ranked: ranked
@@ -116,6 +110,7 @@ fn candidate_from_pb(c: &pb::RerankCandidate) -> Result<Candidate, Status> {
         score: c.score,
         vector: (!c.vector.is_empty()).then(|| c.vector.clone()),
         payload: c.payload.as_ref().map(struct_from_pb).transpose().map_err(|e| invalid(e.to_string()))?,
+        prior: if c.feedback_prior.is_finite() { c.feedback_prior } else { 0.0 },
     })
 }
 
@@ -192,8 +187,8 @@ mod tests {
         assert_eq!(code(service.rerank(typo).await), ErrorCode::InvalidArgument);
         let unknown = request("magic", serde_json::json!({}), candidates.clone());
         assert_eq!(code(service.rerank(unknown).await), ErrorCode::InvalidArgument);
-        let feedback = request("feedback", serde_json::json!({}), candidates.clone());
-        assert_eq!(code(service.rerank(feedback).await), ErrorCode::Unimplemented);
+        let no_model = request("feedback", serde_json::json!({}), candidates.clone());
+        assert_eq!(code(service.rerank(no_model).await), ErrorCode::InvalidArgument, "the gateway attaches the model");
         let no_vectors = request("mmr", serde_json::json!({}), candidates.clone());
         assert_eq!(code(service.rerank(no_vectors).await), ErrorCode::InvalidArgument);
         let mut nan = candidates;

@@ -16,6 +16,8 @@ pub struct Candidate {
     pub score: f32,
     pub vector: Option<Vec<f32>>,
     pub payload: Option<Map<String, Value>>,
+    /// The point's prior from its feedback (the `feedback` strategy; 0 when none).
+    pub prior: f32,
 }
 
 /// One candidate's new place: its index in the request, its score, and why.
@@ -157,7 +159,9 @@ impl Default for Rule {
     }
 }
 
-pub(crate) fn text_of(payload: Option<&Map<String, Value>>, field: &str) -> String {
+/// The text of a payload field: a string, or the strings of a list joined by spaces
+/// (anything else: none).
+pub fn text_of(payload: Option<&Map<String, Value>>, field: &str) -> String {
     match payload.and_then(|p| p.get(field)) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "),
@@ -250,7 +254,7 @@ mod tests {
     use serde_json::json;
 
     fn candidate(score: f32, payload: Value) -> Candidate {
-        Candidate { score, vector: None, payload: payload.as_object().cloned() }
+        Candidate { score, vector: None, payload: payload.as_object().cloned(), prior: 0.0 }
     }
 
     #[test]
@@ -298,11 +302,11 @@ mod tests {
         assert!(Mmr::new(1.5).is_err());
         let deserialised: Mmr = serde_json::from_value(json!({"lambda": 1.5})).unwrap();
         assert!(matches!(deserialised.rerank(None, &[], 1), Err(RerankError::InvalidParams(_))));
-        let no_vector = [Candidate { score: 1.0, vector: None, payload: None }];
+        let no_vector = [Candidate { score: 1.0, ..Default::default() }];
         assert_eq!(Mmr::new(0.5).unwrap().rerank(None, &no_vector, 1), Err(RerankError::MissingVector { index: 0 }));
         let candidates: Vec<Candidate> = [(0.9, [1.0, 0.0]), (0.89, [0.99, 0.01]), (0.5, [0.0, 1.0])]
             .into_iter()
-            .map(|(score, v)| Candidate { score, vector: Some(v.to_vec()), payload: None })
+            .map(|(score, v)| Candidate { score, vector: Some(v.to_vec()), ..Default::default() })
             .collect();
         let out = Mmr::new(0.5).unwrap().rerank(None, &candidates, 3).unwrap();
         assert_eq!(out.iter().map(|r| r.index).collect::<Vec<_>>(), vec![0, 2, 1]);

@@ -89,7 +89,7 @@ async fn candidates(client: &Client, query: &[f32], n: u32) -> Vec<Hit> {
 fn reference(strategy: &dyn Strategy, query_text: Option<&str>, hits: &[Hit], top_k: usize) -> Vec<(PointId, f32)> {
     let candidates: Vec<Candidate> = hits
         .iter()
-        .map(|h| Candidate { score: h.score, vector: h.vector.clone(), payload: h.payload.clone() })
+        .map(|h| Candidate { score: h.score, vector: h.vector.clone(), payload: h.payload.clone(), prior: 0.0 })
         .collect();
     let out = strategy.rerank(query_text, &candidates, top_k).unwrap();
     out.iter().map(|r| (hits[r.index].id.clone(), r.score)).collect()
@@ -303,8 +303,13 @@ async fn a_killed_reranker_degrades_searches_and_its_alert_clears_itself() {
         tokio::spawn(async move {
             let asked = rerank("rule", Some("fast vector"), json!({"text_fields": ["body"]})).unwrap();
             let mut last_error = None;
+            let mut i = 0u32;
             while !stop.load(Ordering::SeqCst) {
-                let r = client.search("docs", vec![0.5; DIM], 5).rerank(asked.clone()).send().await;
+                // A new query each time: a cached answer would not ask the reranker.
+                i += 1;
+                let mut query = vec![0.5; DIM];
+                query[0] += i as f32 * 1e-3;
+                let r = client.search("docs", query, 5).rerank(asked.clone()).send().await;
                 let slot = match &r {
                     Ok(r) if r.reranked => 0,
                     Ok(r) => {
@@ -354,4 +359,98 @@ async fn a_killed_reranker_degrades_searches_and_its_alert_clears_itself() {
     let last_error = load.await.unwrap();
     assert_eq!(seen(2), 0, "no search failed: {last_error:?}\n{}", cluster.logs(30));
     println!("reranked {} · vector order while the reranker was down {} · failed 0", seen(0), seen(1));
+}
+
+/// The known relevance of a point to a query: its body's share of the query's words,
+/// and whether it is a good point (what feedback can teach; vectors know neither).
+fn truth(query: &str, payload: &Map<String, Value>) -> f32 {
+    let body = payload["body"].as_str().unwrap();
+    let good = payload["tier"] == "gold";
+    (1.5 * overlap(query, body) + if good { 0.5 } else { -0.5 } - 0.5).clamp(-1.0, 1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feedback_model_learns_from_kept_feedback_and_reranks_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = DevProcess::start(dir.path());
+    let key_file = dev.data.join("admin.key");
+    let key = eventually(Duration::from_secs(60), "the admin key", || async {
+        std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
+    })
+    .await;
+    let client = eventually(Duration::from_secs(30), "the dev gateway", || async {
+        Client::connect(&format!("http://{}", dev.grpc)).await.ok()
+    })
+    .await
+    .with_api_key(key.trim())
+    .unwrap();
+    let feedback = rerank("feedback", None, json!({"text_fields": ["body"]})).unwrap();
+    let collection = Collection::new("docs", DIM as u32, Distance::Cosine).default_rerank(feedback);
+    eventually(Duration::from_secs(60), "the collection", || async {
+        client.create_collection(collection.clone()).await.ok()
+    })
+    .await;
+    assert_eq!(client.upsert("docs", points(300)).await.unwrap(), 300);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut query = move || {
+        let vector: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let text = (0..3).map(|_| WORDS[rng.random_range(0..WORDS.len())]).collect::<Vec<_>>().join(" ");
+        (vector, text)
+    };
+    // Before any feedback the model is the vector order.
+    let none = rerank("none", None, Value::Null).unwrap();
+    let (v, t) = query();
+    let plain = client.search("docs", v.clone(), 10).rerank(none.clone()).send().await.unwrap();
+    let asked = rerank("", Some(&t), Value::Null).unwrap();
+    let first = client.search("docs", v, 10).rerank(asked).send().await.unwrap();
+    assert!(first.reranked, "{first:?}");
+    assert_eq!(ids(&first.hits), ids(&plain.hits), "no feedback yet: the vector order");
+
+    // Users judge the vector order's top 10 of 150 queries by the known relevance.
+    for _ in 0..150 {
+        let (v, t) = query();
+        let r = client.search("docs", v, 10).with_payload().rerank(none.clone()).send().await.unwrap();
+        for (position, hit) in r.hits.iter().enumerate() {
+            let request = vectron_proto::v1::SubmitFeedbackRequest {
+                collection: "docs".into(),
+                query_id: r.query_id.clone(),
+                point_id: Some(vectron_model::convert::point_id_to_pb(&hit.id)),
+                relevance: truth(&t, hit.payload.as_ref().unwrap()),
+                position: Some(position as u32),
+                query_text: Some(t.clone()),
+                ..Default::default()
+            };
+            client.submit_feedback(request).await.unwrap();
+        }
+    }
+    let stats = client.feedback_stats("docs").await.unwrap();
+    assert_eq!(stats.count, 1500);
+    let m = stats.model.expect("a model");
+    println!(
+        "feedback model {}: NDCG@10 held out {:.3} → {:.3}, weights {:?}",
+        m.version, m.ndcg_vector, m.ndcg_model, m.weights
+    );
+    assert!(m.held_out_queries > 10 && m.ndcg_model > m.ndcg_vector + 0.05, "{m:?}");
+
+    // New queries: the model's top 5 are more relevant than the vector order's.
+    let (mut learned, mut vector) = (0.0, 0.0);
+    for _ in 0..40 {
+        let (v, t) = query();
+        let base = client.search("docs", v.clone(), 5).with_payload().rerank(none.clone()).send().await.unwrap();
+        let asked = rerank("", Some(&t), Value::Null).unwrap();
+        let r = client.search("docs", v, 5).with_payload().rerank(asked).send().await.unwrap();
+        assert!(r.reranked && r.hits[0].explanation.as_deref().unwrap().starts_with("feedback model"), "{r:?}");
+        learned += r.hits.iter().map(|h| truth(&t, h.payload.as_ref().unwrap())).sum::<f32>();
+        vector += base.hits.iter().map(|h| truth(&t, h.payload.as_ref().unwrap())).sum::<f32>();
+    }
+    println!("mean relevance of the top 5: vector order {:.3}, feedback model {:.3}", vector / 200.0, learned / 200.0);
+    assert!(learned > vector + 10.0, "learned {learned} vs vector {vector}");
+    // Its weights are learned, not given.
+    let e = client
+        .search("docs", vec![0.5; DIM], 5)
+        .rerank(rerank("feedback", None, json!({"weights": [1, 0, 0, 0]})).unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, vectron_sdk::ErrorCode::InvalidArgument, "{e:?}");
 }

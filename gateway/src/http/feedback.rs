@@ -79,6 +79,23 @@ pub struct FeedbackStatsReply {
     pub clicked: u64,
     /// The points with the highest relevance sum, at most 10.
     pub top_points: Vec<PointFeedbackJson>,
+    /// The feedback model as these records train it now (over the collection's default
+    /// feedback rerank's text fields, if it has one).
+    pub model: Option<FeedbackModelJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackModelJson {
+    /// Names the records it learned from.
+    pub version: String,
+    /// Weights of position, bm25, coverage and prior.
+    pub weights: Vec<f32>,
+    pub examples: u64,
+    pub train_queries: u64,
+    pub held_out_queries: u64,
+    /// NDCG@10 on the held-out queries of the order the client saw, and of the model's.
+    pub ndcg_vector: f64,
+    pub ndcg_model: f64,
 }
 
 fn stats_json(s: pb::FeedbackStats) -> Result<FeedbackStatsReply, ApiError> {
@@ -104,6 +121,15 @@ fn stats_json(s: pb::FeedbackStats) -> Result<FeedbackStatsReply, ApiError> {
         negative: s.negative,
         clicked: s.clicked,
         top_points,
+        model: s.model.map(|m| FeedbackModelJson {
+            version: m.version,
+            weights: m.weights,
+            examples: m.examples,
+            train_queries: m.train_queries,
+            held_out_queries: m.held_out_queries,
+            ndcg_vector: m.ndcg_vector,
+            ndcg_model: m.ndcg_model,
+        }),
     })
 }
 
