@@ -18,7 +18,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use futures::future::join_all;
 use vectron_common::routing::{point_hash, range_contains};
 use vectron_model::convert::{self, shard_config};
@@ -36,11 +35,11 @@ use vectron_proto::v1::ErrorCode;
 
 use crate::auth::{Access, Quota, Scope, require};
 use crate::error::GatewayError;
-use crate::feedback::FeedbackModels;
+use crate::learned::{FeedbackModels, feedback_params};
 use crate::policy::BodyLimits;
 use crate::rerank::{self, Outcome, Reranker, RerankerConfig};
 use crate::routing::{CollectionRoute, Router, WorkerConn};
-use crate::search_cache::{Answer, Outcome as CacheOutcome, SearchCache, SearchCacheConfig, Versions};
+use crate::search_cache::{Answer, Flight, Outcome as CacheOutcome, SearchCache, SearchCacheConfig, Versions};
 
 /// Gateway behaviour.
 #[derive(Debug, Clone)]
@@ -183,6 +182,17 @@ impl Api {
         // A user collection's name (the cluster names its own companions).
         convert::validate_collection_name(&config.name).map_err(model)?;
         let config = convert::normalize_collection(config).map_err(model)?;
+        // A default rerank's parameters are checked now, not at every search.
+        if let Some(plan) =
+            Rerank::plan(None, convert::default_rerank(&config).map_err(model)?.as_ref(), 1).map_err(model)?
+        {
+            match plan.strategy {
+                RerankStrategy::Feedback => {
+                    feedback_params(&plan)?;
+                }
+                _ => self.reranker.check(&plan).await.map_err(GatewayError::Reranker)?,
+            }
+        }
         let r = pb::CreateCollectionRequest { config: Some(config) };
         let info = self
             .router
@@ -477,7 +487,7 @@ impl Api {
             .map_err(model)?
             .is_some_and(|p| p.strategy == RerankStrategy::Feedback);
         let answer = if self.cache.enabled() && req.consistency == Consistency::Leader && !learned {
-            self.cached_search(route, req, shard_config.distance).await?
+            self.cached_search(&route, &req, shard_config.distance).await?
         } else {
             self.cache.count(CacheOutcome::Bypass);
             Arc::new(self.search_uncached(&route, &req, shard_config.distance).await?)
@@ -491,41 +501,43 @@ impl Api {
     /// flight, or a search of its own (then kept). See [`crate::search_cache`].
     async fn cached_search(
         &self,
-        route: CollectionRoute,
-        req: SearchRequest,
+        route: &CollectionRoute,
+        req: &SearchRequest,
         distance: Distance,
     ) -> Result<Arc<Answer>> {
-        let request = convert::search_to_pb(&req).map_err(model)?;
+        let request = convert::search_to_pb(req).map_err(model)?;
         let request = pb::SearchRequest { rerank: req.rerank.as_ref().map(convert::rerank_to_pb), ..request };
-        let key = SearchCache::key(route.epoch, &request);
+        let key = SearchCache::key(route.epoch, request);
         let generation = self.cache.generation(&req.collection);
         if let Some(cached) = self.cache.lookup(&key, generation) {
-            if self.versions_current(&route, &cached.versions).await {
+            if self.versions_current(route, &cached.versions).await {
                 self.cache.count(CacheOutcome::Hit);
                 return Ok(cached);
             }
             self.cache.count(CacheOutcome::Stale);
             self.cache.forget(&key);
         }
-        let (flight, joined, id) = self.cache.flight(&key, || {
-            let (api, route, req) = (self.clone(), route.clone(), req.clone());
-            async move { api.search_uncached(&route, &req, distance).await.map(Arc::new) }.boxed()
-        });
-        let answer = flight.await;
-        self.cache.landed(&key, id);
-        let answer = answer?;
-        if !joined {
-            self.cache.count(CacheOutcome::Miss);
-            self.cache.store(key, &req.collection, generation, answer.clone());
-            return Ok(answer);
+        match self.cache.flight(&key) {
+            Flight::Lead(ticket) => {
+                let answer = self.search_uncached(route, req, distance).await.map(Arc::new);
+                ticket.land(&answer);
+                let answer = answer?;
+                self.cache.count(CacheOutcome::Miss);
+                self.cache.store(key, &req.collection, generation, answer.clone());
+                Ok(answer)
+            }
+            Flight::Follow(landing) => match SearchCache::follow(landing).await {
+                // It may have searched before a write acknowledged since this one came.
+                Some(Ok(answer)) if self.versions_current(route, &answer.versions).await => {
+                    self.cache.count(CacheOutcome::Coalesced);
+                    Ok(answer)
+                }
+                _ => {
+                    self.cache.count(CacheOutcome::Miss);
+                    Ok(Arc::new(self.search_uncached(route, req, distance).await?))
+                }
+            },
         }
-        // It may have searched before a write acknowledged since this search arrived.
-        if self.versions_current(&route, &answer.versions).await {
-            self.cache.count(CacheOutcome::Coalesced);
-            return Ok(answer);
-        }
-        self.cache.count(CacheOutcome::Miss);
-        Ok(Arc::new(self.search_uncached(&route, &req, distance).await?))
     }
 
     /// Whether every shard's leader still has the data `versions` were read at.

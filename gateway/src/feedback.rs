@@ -13,15 +13,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use serde_json::Value;
 use vectron_model::PointId;
 use vectron_model::request::GetRequest;
 use vectron_model::rerank::RerankPlan;
 use vectron_model::types::MAX_IDS_PER_REQUEST;
-use vectron_reranker::feedback::{Example, Model, features, prior, text_features, train};
+use vectron_reranker::feedback::{Model, train};
 use vectron_reranker::strategy::text_of;
 
 use vectron_model::convert::{point_id_to_pb, struct_from_pb};
@@ -34,43 +33,13 @@ use vectron_proto::v1::ErrorCode;
 use crate::api::{Api, allowed};
 use crate::auth::{Access, Scope};
 use crate::error::GatewayError;
+use crate::learned::{ModelKey, RETRAIN_AFTER, Trained, examples, feedback_params};
 use crate::routing::CollectionRoute;
 
 type Result<T> = std::result::Result<T, GatewayError>;
 
 /// Records read per page when adding up a collection's feedback.
 const STATS_PAGE: usize = 1000;
-
-/// A feedback model older than this is retrained (in the background) on its next use.
-pub const RETRAIN_AFTER: Duration = Duration::from_secs(30);
-
-/// A trained model and the priors of the points it knows.
-#[derive(Debug)]
-pub struct Trained {
-    pub model: Model,
-    priors: HashMap<PointId, f32>,
-    trained_at: Instant,
-}
-
-impl Trained {
-    /// The prior of the point `id` names (0 for points without feedback).
-    pub fn prior_of(&self, id: Option<&pb::PointId>) -> f32 {
-        id.and_then(|i| vectron_model::convert::point_id_from_pb(Some(i)).ok())
-            .and_then(|id| self.priors.get(&id).copied())
-            .unwrap_or(0.0)
-    }
-}
-
-type ModelKey = (String, Vec<String>);
-
-/// The gateway's feedback models, by (collection, text fields).
-#[derive(Debug, Default)]
-pub struct FeedbackModels {
-    models: Mutex<HashMap<ModelKey, Arc<Trained>>>,
-    training: Mutex<HashSet<ModelKey>>,
-    /// Collections this gateway kept feedback for since their models were trained.
-    changed: Mutex<HashSet<String>>,
-}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -129,18 +98,7 @@ impl Api {
         route: &CollectionRoute,
         plan: &mut RerankPlan,
     ) -> Result<Arc<Trained>> {
-        if let Some(other) = plan.params.keys().find(|k| *k != "text_fields") {
-            return Err(GatewayError::invalid(format!(
-                "the feedback strategy takes only text_fields, not {other:?} (its weights are learned)"
-            )));
-        }
-        let text_fields: Vec<String> = match plan.params.get("text_fields") {
-            None => Vec::new(),
-            Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-                a.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-            }
-            Some(_) => return Err(GatewayError::invalid("text_fields must be a list of field names")),
-        };
+        let text_fields = feedback_params(plan)?;
         let trained = self.feedback_model(route, text_fields).await?;
         plan.params.insert("weights".into(), serde_json::json!(trained.model.weights));
         plan.params.insert("model_version".into(), Value::from(trained.model.version.clone()));
@@ -290,42 +248,6 @@ impl Api {
         self.wait_for_leaders(&name).await?;
         self.router().collection(&name).await
     }
-}
-
-/// The training examples of `records` (judged points' text in `texts`), and every
-/// point's prior. An example's prior leaves its own record out; a record without a
-/// position counts as seen below the query's other hits.
-fn examples(records: &[FeedbackRecord], texts: &HashMap<PointId, String>) -> (Vec<Example>, HashMap<PointId, f32>) {
-    let mut sums: HashMap<&PointId, (f32, u32)> = HashMap::new();
-    for r in records {
-        let s = sums.entry(&r.point_id).or_default();
-        s.0 += r.relevance;
-        s.1 += 1;
-    }
-    let mut queries: HashMap<&str, Vec<&FeedbackRecord>> = HashMap::new();
-    for r in records {
-        queries.entry(&r.query_id).or_default().push(r);
-    }
-    let mut examples = Vec::with_capacity(records.len());
-    for judged in queries.values() {
-        let query_text = judged.iter().find_map(|r| r.query_text.as_deref());
-        let docs: Vec<String> = judged.iter().map(|r| texts.get(&r.point_id).cloned().unwrap_or_default()).collect();
-        let text = text_features(query_text, &docs);
-        for (r, (bm25, coverage)) in judged.iter().zip(text) {
-            let (sum, count) = sums[&r.point_id];
-            let position = r.position.unwrap_or(judged.len() as u32);
-            examples.push(Example {
-                query_id: r.query_id.clone(),
-                relevance: r.relevance,
-                position,
-                features: features(position as usize, bm25, coverage, prior(sum - r.relevance, count - 1)),
-            });
-        }
-    }
-    // A stable order: the model's version names the data, not the hash map's order.
-    examples.sort_by(|a, b| a.query_id.cmp(&b.query_id).then(a.position.cmp(&b.position)));
-    let priors = sums.into_iter().map(|(id, (sum, count))| (id.clone(), prior(sum, count))).collect();
-    (examples, priors)
 }
 
 fn model_to_pb(m: &Model) -> pb::FeedbackModel {

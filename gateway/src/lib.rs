@@ -7,7 +7,8 @@
 //!   why one failed; [`rerank`]: the reranker's client, and a search's fallback to the
 //!   vector order when it cannot help; [`search_cache`]: answers kept while their shards'
 //!   versions hold, and identical searches in flight run once; [`feedback`]: feedback kept in a companion
-//!   collection, and its statistics.
+//!   collection, its statistics and the feedback models' training; [`learned`]: the
+//!   feedback models as kept, and their training examples.
 //! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
 //!   body types.
@@ -20,9 +21,10 @@
 //!
 //! Layering (no module imports one that imports it back): `policy` and `error` are
 //! leaves and `http::extract` uses only them; `auth` uses those; `rerank` uses
-//! `routing`; `api` uses `auth`, `policy`, `routing`, `rerank`, `search_cache` and `error`; `feedback` extends
-//! `api`'s `Api`; the
-//! transports (`grpc`, `http`'s route modules) use `api` and `auth`.
+//! `routing`; `search_cache` and `learned` use `error`; `api` uses `auth`, `policy`,
+//! `routing`, `rerank`, `search_cache`, `learned` and `error`; `feedback` extends
+//! `api`'s `Api` (and uses `learned`); the transports (`grpc`, `http`'s route modules)
+//! use `api` and `auth`.
 
 pub mod api;
 pub mod auth;
@@ -32,6 +34,7 @@ pub mod grpc;
 pub mod grpc_limits;
 pub mod grpc_metrics;
 pub mod http;
+pub mod learned;
 pub mod metrics;
 pub mod policy;
 pub mod rerank;

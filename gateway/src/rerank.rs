@@ -178,6 +178,27 @@ impl Reranker {
         Ok(outcome)
     }
 
+    /// Checks `plan`'s parameters with the reranker (an empty rerank): its refusal is
+    /// the error; a reranker that cannot be reached (or none configured) checks nothing.
+    pub async fn check(&self, plan: &RerankPlan) -> Result<(), WireError> {
+        let Some(config) = &self.config else { return Ok(()) };
+        let request = pb::RerankRequest {
+            strategy: plan.strategy.name().to_owned(),
+            query_text: plan.query_text.clone(),
+            params: Some(struct_to_pb(&plan.params)),
+            top_k: 1,
+            ..Default::default()
+        };
+        match self.call(config, request, config.timeout).await {
+            Err(Failure::Refused(e)) => Err(e),
+            Err(e) => {
+                tracing::warn!("rerank parameters not checked (the reranker did not answer): {e:?}");
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
     async fn call(
         &self,
         config: &RerankerConfig,

@@ -26,13 +26,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use parking_lot::Mutex;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use prost::Message;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+use tokio::sync::watch;
 use vectron_proto::internal as pi;
 use vectron_proto::v1 as pb;
 
@@ -107,14 +106,47 @@ impl Lifecycle<Key, Arc<Entry>> for CountEvictions {
 
 type Entries = Cache<Key, Arc<Entry>, ByBytes, DefaultHashBuilder, CountEvictions>;
 
-/// A search in flight that identical ones wait for.
-pub type Flight = Shared<BoxFuture<'static, Result<Arc<Answer>, GatewayError>>>;
+/// What a search in flight tells those waiting for it: its answer once it has one.
+type Landing = Option<Result<Arc<Answer>, GatewayError>>;
+
+/// What a search finds in flight under its key.
+pub enum Flight<'a> {
+    /// Nothing: it runs, and lands its ticket with its answer for those who came since.
+    Lead(Ticket<'a>),
+    /// An identical search runs: [`SearchCache::follow`] it.
+    Follow(watch::Receiver<Landing>),
+}
+
+/// The running search's place in flight. Dropped without landing (its caller went
+/// away), it leaves, and those waiting on it search themselves.
+pub struct Ticket<'a> {
+    cache: &'a SearchCache,
+    key: Key,
+    id: u64,
+    landing: watch::Sender<Landing>,
+}
+
+impl Ticket<'_> {
+    /// Hands `answer` to the searches waiting for this one.
+    pub fn land(self, answer: &Result<Arc<Answer>, GatewayError>) {
+        let _ = self.landing.send(Some(answer.clone()));
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = self.cache.in_flight.lock();
+        if in_flight.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            in_flight.remove(&self.key);
+        }
+    }
+}
 
 /// The cache, its searches in flight, and the collections' write generations.
 pub struct SearchCache {
     config: SearchCacheConfig,
     entries: Option<Entries>,
-    in_flight: Mutex<HashMap<Key, (u64, Flight)>>,
+    in_flight: Mutex<HashMap<Key, (u64, watch::Receiver<Landing>)>>,
     next_flight: std::sync::atomic::AtomicU64,
     generations: Mutex<HashMap<String, u64>>,
     outcomes: IntCounterVec,
@@ -195,8 +227,8 @@ impl SearchCache {
 
     /// The key of `request` (its collection named in it) at routing `epoch`. The
     /// request's own deadline is not part of it.
-    pub fn key(epoch: u64, request: &pb::SearchRequest) -> Key {
-        let request = pb::SearchRequest { timeout_ms: 0, ..request.clone() };
+    pub fn key(epoch: u64, mut request: pb::SearchRequest) -> Key {
+        request.timeout_ms = 0;
         let mut key = Vec::with_capacity(8 + request.encoded_len());
         key.extend_from_slice(&epoch.to_be_bytes());
         request.encode(&mut key).expect("a Vec grows");
@@ -245,30 +277,22 @@ impl SearchCache {
         }
     }
 
-    /// The search in flight under `key`, started with `start` if there is none; also
-    /// whether it was already in flight (then its answer's versions must be checked),
-    /// and its id for [`SearchCache::landed`].
-    pub fn flight(
-        &self,
-        key: &Key,
-        start: impl FnOnce() -> BoxFuture<'static, Result<Arc<Answer>, GatewayError>>,
-    ) -> (Flight, bool, u64) {
+    /// The search in flight under `key`, or a ticket to be it.
+    pub fn flight(&self, key: &Key) -> Flight<'_> {
         let mut in_flight = self.in_flight.lock();
-        if let Some((id, f)) = in_flight.get(key) {
-            return (f.clone(), true, *id);
+        if let Some((_, landing)) = in_flight.get(key) {
+            return Flight::Follow(landing.clone());
         }
         let id = self.next_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let f = start().shared();
-        in_flight.insert(key.clone(), (id, f.clone()));
-        (f, false, id)
+        let (landing, waiting) = watch::channel(None);
+        in_flight.insert(key.clone(), (id, waiting));
+        Flight::Lead(Ticket { cache: self, key: key.clone(), id, landing })
     }
 
-    /// Flight `id` under `key` has its answer: later identical searches start anew.
-    pub fn landed(&self, key: &Key, id: u64) {
-        let mut in_flight = self.in_flight.lock();
-        if in_flight.get(key).is_some_and(|(current, _)| *current == id) {
-            in_flight.remove(key);
-        }
+    /// The answer of the search followed (its shard versions still to be checked), or
+    /// `None` when it gave up without one.
+    pub async fn follow(mut landing: watch::Receiver<Landing>) -> Option<Result<Arc<Answer>, GatewayError>> {
+        landing.wait_for(Option::is_some).await.ok().and_then(|l| l.clone())
     }
 
     pub fn count(&self, outcome: Outcome) {
@@ -295,10 +319,10 @@ mod tests {
         let registry = Registry::new();
         let cache =
             SearchCache::new(SearchCacheConfig { max_bytes: 1 << 20, ttl: Duration::from_millis(200) }, &registry);
-        let key = SearchCache::key(3, &request(10));
-        assert_eq!(key, SearchCache::key(3, &pb::SearchRequest { timeout_ms: 50, ..request(10) }), "deadlines aside");
-        assert_ne!(key, SearchCache::key(4, &request(10)), "another epoch");
-        assert_ne!(key, SearchCache::key(3, &request(11)));
+        let key = SearchCache::key(3, request(10));
+        assert_eq!(key, SearchCache::key(3, pb::SearchRequest { timeout_ms: 50, ..request(10) }), "deadlines aside");
+        assert_ne!(key, SearchCache::key(4, request(10)), "another epoch");
+        assert_ne!(key, SearchCache::key(3, request(11)));
         let g = cache.generation("c");
         cache.store(key.clone(), "c", g, answer(3));
         assert_eq!(cache.lookup(&key, g).unwrap().response.hits.len(), 3);
@@ -330,7 +354,7 @@ mod tests {
         let cache =
             SearchCache::new(SearchCacheConfig { max_bytes: 64 << 10, ttl: Duration::from_secs(60) }, &registry);
         for i in 0..200 {
-            cache.store(SearchCache::key(1, &request(i + 1)), "c", 0, answer(100));
+            cache.store(SearchCache::key(1, request(i + 1)), "c", 0, answer(100));
         }
         let weight = cache.entries.as_ref().unwrap().weight();
         assert!(weight <= 64 << 10, "{weight}");
@@ -347,36 +371,24 @@ mod tests {
         assert!(evicted > 100, "{text}");
         let off = SearchCache::new(SearchCacheConfig { max_bytes: 0, ..Default::default() }, &registry);
         assert!(!off.enabled());
-        off.store(SearchCache::key(1, &request(1)), "c", 0, answer(1));
-        assert!(off.lookup(&SearchCache::key(1, &request(1)), 0).is_none());
+        off.store(SearchCache::key(1, request(1)), "c", 0, answer(1));
+        assert!(off.lookup(&SearchCache::key(1, request(1)), 0).is_none());
     }
 
     #[tokio::test]
-    async fn identical_searches_in_flight_run_once() {
+    async fn identical_searches_in_flight_wait_for_the_first_and_a_dropped_one_lets_them_go() {
         let cache = SearchCache::new(SearchCacheConfig::default(), &Registry::new());
-        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let key = SearchCache::key(1, &request(5));
-        let start = || {
-            let runs = runs.clone();
-            move || {
-                async move {
-                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Ok(answer(2))
-                }
-                .boxed()
-            }
-        };
-        let (first, joined_first, id) = cache.flight(&key, start());
-        let (second, joined_second, _) = cache.flight(&key, start());
-        assert!(!joined_first && joined_second);
-        let (a, b) = tokio::join!(first, second);
-        assert_eq!(a.unwrap().response.hits.len(), b.unwrap().response.hits.len());
-        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
-        cache.landed(&key, id);
-        let (third, joined, _) = cache.flight(&key, start());
-        assert!(!joined, "after landing, a new flight");
-        third.await.unwrap();
-        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let key = SearchCache::key(1, request(5));
+        let Flight::Lead(ticket) = cache.flight(&key) else { panic!("nothing in flight yet") };
+        let Flight::Follow(waiting) = cache.flight(&key) else { panic!("the first is in flight") };
+        let follower = tokio::spawn(SearchCache::follow(waiting));
+        ticket.land(&Ok(answer(2)));
+        assert_eq!(follower.await.unwrap().unwrap().unwrap().response.hits.len(), 2);
+        // Landed: the next one leads again. A leader that goes away lets its followers go.
+        let Flight::Lead(ticket) = cache.flight(&key) else { panic!("landed: a new flight") };
+        let Flight::Follow(waiting) = cache.flight(&key) else { panic!() };
+        drop(ticket);
+        assert!(SearchCache::follow(waiting).await.is_none());
+        assert!(matches!(cache.flight(&key), Flight::Lead(_)));
     }
 }

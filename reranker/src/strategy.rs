@@ -186,10 +186,13 @@ impl Strategy for Rule {
         }
         let query = tokens(query_text.unwrap_or(""));
         let distinct: std::collections::BTreeSet<&String> = query.iter().collect();
-        let documents: Vec<Vec<String>> = candidates
+        // Each text field of each candidate tokenized once.
+        let fields: Vec<Vec<Vec<String>>> = candidates
             .iter()
-            .map(|c| self.text_fields.iter().flat_map(|f| tokens(&text_of(c.payload.as_ref(), f))).collect())
+            .map(|c| self.text_fields.iter().map(|f| tokens(&text_of(c.payload.as_ref(), f))).collect())
             .collect();
+        let documents: Vec<Vec<String>> = fields.iter().map(|f| f.concat()).collect();
+        let title_index = self.title_field.as_ref().and_then(|t| self.text_fields.iter().position(|f| f == t));
         let bm25 = Bm25::new(&documents);
         let text_scores: Vec<f32> = (0..candidates.len()).map(|i| bm25.score(i, &query)).collect();
         let best_text = text_scores.iter().copied().fold(0.0f32, f32::max);
@@ -211,13 +214,18 @@ impl Strategy for Rule {
                     let coverage = present as f32 / distinct.len() as f32;
                     parts.push((format!("coverage {present}/{}", distinct.len()), self.coverage_weight * coverage));
                 }
-                let phrase =
-                    self.text_fields.iter().any(|f| contains_phrase(&tokens(&text_of(c.payload.as_ref(), f)), &query));
-                if phrase {
+                if fields[i].iter().any(|words| contains_phrase(words, &query)) {
                     parts.push(("phrase".into(), self.phrase_boost));
                 }
                 if let Some(title) = &self.title_field {
-                    let words = tokens(&text_of(c.payload.as_ref(), title));
+                    let own;
+                    let words = match title_index {
+                        Some(t) => &fields[i][t],
+                        None => {
+                            own = tokens(&text_of(c.payload.as_ref(), title));
+                            &own
+                        }
+                    };
                     if !distinct.is_empty() && distinct.iter().all(|t| words.contains(t)) {
                         parts.push(("title".into(), self.title_boost));
                     }

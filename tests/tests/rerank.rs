@@ -144,6 +144,11 @@ async fn each_strategy_answers_what_its_reference_computes() {
     })
     .await;
     assert_eq!(client.upsert("docs", points(200)).await.unwrap(), 200);
+    // A default whose parameters the reranker refuses is refused at creation.
+    let bad = Collection::new("bad", DIM as u32, Distance::Cosine)
+        .default_rerank(rerank("mmr", None, json!({"lambda": 5.0})).unwrap());
+    let e = client.create_collection(bad).await.unwrap_err();
+    assert_eq!(e.code, vectron_sdk::ErrorCode::InvalidArgument, "{e:?}");
     let query: Vec<f32> = (0..DIM).map(|i| if i % 2 == 0 { 0.5 } else { -0.25 }).collect();
     let text = "fast vector database";
     let pool = candidates(&client, &query, 40).await;
