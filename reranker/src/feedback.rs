@@ -21,7 +21,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::strategy::{Candidate, RerankError, Reranked, Strategy, text_of, vector_rank};
-use crate::text::{Bm25, tokens};
+use crate::text::{Bm25, Tokenizer};
 
 /// Number of features.
 pub const FEATURES: usize = 4;
@@ -46,9 +46,10 @@ pub fn features(rank: usize, bm25: f32, coverage: f32, prior: f32) -> [f32; FEAT
 
 /// `(bm25 normalised by the set's best, coverage)` of each document for `query_text`.
 pub fn text_features(query_text: Option<&str>, documents: &[String]) -> Vec<(f32, f32)> {
-    let query = tokens(query_text.unwrap_or(""));
-    let distinct: std::collections::BTreeSet<&String> = query.iter().collect();
-    let docs: Vec<Vec<String>> = documents.iter().map(|d| tokens(d)).collect();
+    let mut tokenizer = Tokenizer::default();
+    let query = tokenizer.ids(query_text.unwrap_or(""));
+    let distinct: std::collections::BTreeSet<&u32> = query.iter().collect();
+    let docs: Vec<Vec<u32>> = documents.iter().map(|d| tokenizer.ids(d)).collect();
     let bm25 = Bm25::new(&docs);
     let scores: Vec<f32> = (0..docs.len()).map(|i| bm25.score(i, &query)).collect();
     let best = scores.iter().copied().fold(0.0f32, f32::max);

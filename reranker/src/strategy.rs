@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::mmr;
-use crate::text::{Bm25, tokens};
+use crate::text::{Bm25, Tokenizer};
 
 /// A search candidate as the reranker sees it.
 #[derive(Debug, Clone, Default)]
@@ -170,7 +170,7 @@ pub fn text_of(payload: Option<&Map<String, Value>>, field: &str) -> String {
 }
 
 /// Whether `phrase` appears as a contiguous run of `words`.
-fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
+fn contains_phrase<T: PartialEq>(words: &[T], phrase: &[T]) -> bool {
     !phrase.is_empty() && words.windows(phrase.len()).any(|w| w == phrase)
 }
 
@@ -184,15 +184,23 @@ impl Strategy for Rule {
         if self.half_life_secs.is_nan() || self.half_life_secs <= 0.0 {
             return Err(RerankError::InvalidParams("half_life_secs must be positive".into()));
         }
-        let query = tokens(query_text.unwrap_or(""));
-        let distinct: std::collections::BTreeSet<&String> = query.iter().collect();
-        // Each text field of each candidate tokenized once.
-        let fields: Vec<Vec<Vec<String>>> = candidates
+        // Each text field of each candidate tokenized once, into ids.
+        let mut tokenizer = Tokenizer::default();
+        let query = tokenizer.ids(query_text.unwrap_or(""));
+        let distinct: std::collections::BTreeSet<&u32> = query.iter().collect();
+        let fields: Vec<Vec<Vec<u32>>> = candidates
             .iter()
-            .map(|c| self.text_fields.iter().map(|f| tokens(&text_of(c.payload.as_ref(), f))).collect())
+            .map(|c| self.text_fields.iter().map(|f| tokenizer.ids(&text_of(c.payload.as_ref(), f))).collect())
             .collect();
-        let documents: Vec<Vec<String>> = fields.iter().map(|f| f.concat()).collect();
+        let documents: Vec<Vec<u32>> = fields.iter().map(|f| f.concat()).collect();
         let title_index = self.title_field.as_ref().and_then(|t| self.text_fields.iter().position(|f| f == t));
+        // A title field that is not a text field: tokenized on its own.
+        let titles: Vec<Vec<u32>> = match (&self.title_field, title_index) {
+            (Some(title), None) => {
+                candidates.iter().map(|c| tokenizer.ids(&text_of(c.payload.as_ref(), title))).collect()
+            }
+            _ => Vec::new(),
+        };
         let bm25 = Bm25::new(&documents);
         let text_scores: Vec<f32> = (0..candidates.len()).map(|i| bm25.score(i, &query)).collect();
         let best_text = text_scores.iter().copied().fold(0.0f32, f32::max);
@@ -217,14 +225,10 @@ impl Strategy for Rule {
                 if fields[i].iter().any(|words| contains_phrase(words, &query)) {
                     parts.push(("phrase".into(), self.phrase_boost));
                 }
-                if let Some(title) = &self.title_field {
-                    let own;
-                    let words = match title_index {
+                if self.title_field.is_some() {
+                    let words: &[u32] = match title_index {
                         Some(t) => &fields[i][t],
-                        None => {
-                            own = tokens(&text_of(c.payload.as_ref(), title));
-                            &own
-                        }
+                        None => &titles[i],
                     };
                     if !distinct.is_empty() && distinct.iter().all(|t| words.contains(t)) {
                         parts.push(("title".into(), self.title_boost));

@@ -3,6 +3,7 @@
 //! reranker sees them: it has the few hundred documents a search returned, not an index.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 
 /// BM25's term-frequency saturation.
 pub const K1: f32 = 1.2;
@@ -15,25 +16,59 @@ pub fn tokens(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()).map(str::to_lowercase).collect()
 }
 
-/// BM25 of one query over a fixed set of documents.
+/// Turns texts into token ids over one vocabulary (a query and its candidates), so
+/// each distinct token is allocated once: [`Tokenizer::ids`] is [`tokens`] with each
+/// token numbered by first appearance.
+#[derive(Debug, Default)]
+pub struct Tokenizer {
+    vocabulary: HashMap<String, u32>,
+    token: String,
+}
+
+impl Tokenizer {
+    pub fn ids(&mut self, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        for run in text.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+            self.token.clear();
+            if run.is_ascii() {
+                self.token.extend(run.chars().map(|c| c.to_ascii_lowercase()));
+            } else {
+                self.token.push_str(&run.to_lowercase());
+            }
+            let id = match self.vocabulary.get(self.token.as_str()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.vocabulary.len() as u32;
+                    self.vocabulary.insert(self.token.clone(), id);
+                    id
+                }
+            };
+            out.push(id);
+        }
+        out
+    }
+}
+
+/// BM25 of one query over a fixed set of documents of tokens `T` (strings, or ids from
+/// a [`Tokenizer`]).
 #[derive(Debug, Clone)]
-pub struct Bm25 {
+pub struct Bm25<T = String> {
     /// Per document: term → count.
-    counts: Vec<HashMap<String, u32>>,
+    counts: Vec<HashMap<T, u32>>,
     lengths: Vec<usize>,
     average_length: f32,
     /// Term → documents containing it.
-    document_frequency: HashMap<String, usize>,
+    document_frequency: HashMap<T, usize>,
 }
 
-impl Bm25 {
+impl<T: Hash + Eq + Clone> Bm25<T> {
     /// Indexes `documents` (already tokenized).
-    pub fn new(documents: &[Vec<String>]) -> Bm25 {
-        let mut document_frequency: HashMap<String, usize> = HashMap::new();
-        let counts: Vec<HashMap<String, u32>> = documents
+    pub fn new(documents: &[Vec<T>]) -> Bm25<T> {
+        let mut document_frequency: HashMap<T, usize> = HashMap::new();
+        let counts: Vec<HashMap<T, u32>> = documents
             .iter()
             .map(|d| {
-                let mut c: HashMap<String, u32> = HashMap::new();
+                let mut c: HashMap<T, u32> = HashMap::new();
                 for t in d {
                     *c.entry(t.clone()).or_default() += 1;
                 }
@@ -51,7 +86,7 @@ impl Bm25 {
 
     /// Inverse document frequency, the non-negative form (Lucene's):
     /// `ln(1 + (N − n + 0.5) / (n + 0.5))`.
-    fn idf(&self, term: &str) -> f32 {
+    fn idf(&self, term: &T) -> f32 {
         let n = self.document_frequency.get(term).copied().unwrap_or(0) as f32;
         let total = self.counts.len() as f32;
         (1.0 + (total - n + 0.5) / (n + 0.5)).ln()
@@ -59,7 +94,7 @@ impl Bm25 {
 
     /// The score of document `doc` for `query` (tokenized; a repeated query term counts
     /// each time).
-    pub fn score(&self, doc: usize, query: &[String]) -> f32 {
+    pub fn score(&self, doc: usize, query: &[T]) -> f32 {
         let counts = &self.counts[doc];
         let norm = if self.average_length > 0.0 { self.lengths[doc] as f32 / self.average_length } else { 0.0 };
         query
@@ -85,6 +120,10 @@ mod tests {
         assert_eq!(tokens("Fast, cheap-ish DBs!"), vec!["fast", "cheap", "ish", "dbs"]);
         assert_eq!(tokens("Größe 42"), vec!["größe", "42"]);
         assert!(tokens(" -- ").is_empty());
+        // Ids: the same tokens, numbered by first appearance.
+        let mut t = Tokenizer::default();
+        assert_eq!(t.ids("Fast, cheap-ish FAST Größe"), vec![0, 1, 2, 0, 3]);
+        assert_eq!(t.ids("größe fast new"), vec![3, 0, 4]);
     }
 
     /// The textbook formula, computed from scratch for one document.
@@ -111,9 +150,15 @@ mod tests {
             query in prop::collection::vec("[a-f]", 1..4),
         ) {
             let index = Bm25::new(&documents);
+            // Over token ids, the same scores.
+            let mut t = Tokenizer::default();
+            let ids: Vec<Vec<u32>> = documents.iter().map(|d| t.ids(&d.join(" "))).collect();
+            let query_ids = t.ids(&query.join(" "));
+            let by_id = Bm25::new(&ids);
             for doc in 0..documents.len() {
                 let (got, want) = (index.score(doc, &query), naive(&documents, doc, &query));
                 prop_assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+                prop_assert!((by_id.score(doc, &query_ids) - got).abs() <= 1e-5 * got.abs().max(1.0));
             }
         }
     }
