@@ -98,9 +98,6 @@ echo "schemathesis: vectron dev up at $base (pid $server)"
 #   PATCH /v1/auth/users/{username}      could demote or disable the admin user
 #   POST /v1/auth/password               could change the admin's password / invalidate its sessions
 #   POST /v1/auth/logout                 could end the admin's sessions
-#   POST /v1/feedback                    answers 501 (valid feedback is refused: nothing stores it
-#                                        yet), which not_a_server_error counts as a failure;
-#                                        tests/tests/security.rs checks it
 #   POST /v1/alerts/{id}/resolve         a fresh cluster has no alert to resolve (every case is a
 #                                        404), and schemathesis 4.32.5 on CPython 3.11 fails on it
 #                                        with an internal SystemError (hypothesis' lambda source
@@ -114,7 +111,6 @@ excluded=(
   "POST /v1/auth/password"
   "POST /v1/auth/logout"
   "POST /v1/alerts/{id}/resolve"
-  "POST /v1/feedback"
 )
 filters=()
 for op in "${excluded[@]}"; do filters+=(--exclude-name "$op"); done

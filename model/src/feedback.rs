@@ -23,10 +23,10 @@ use crate::types::{MAX_QUERY_ID_BYTES, PointId};
 
 /// The suffix of a companion feedback collection's name.
 pub const FEEDBACK_SUFFIX: &str = ".feedback";
-/// Longest feedback comment, in bytes.
-pub const MAX_COMMENT_BYTES: usize = 2048;
-/// Longest feedback query text, in bytes.
-pub const MAX_FEEDBACK_QUERY_TEXT_BYTES: usize = crate::rerank::MAX_QUERY_TEXT_BYTES;
+/// Longest feedback comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2048;
+/// Longest feedback query text, in characters.
+pub const MAX_FEEDBACK_QUERY_TEXT_CHARS: usize = crate::rerank::MAX_QUERY_TEXT_CHARS;
 /// Points listed in a collection's feedback statistics.
 pub const TOP_POINTS: usize = 10;
 
@@ -111,11 +111,11 @@ impl FeedbackRecord {
         if !(-1.0..=1.0).contains(&self.relevance) {
             return Err(invalid("relevance must be in [-1, 1]"));
         }
-        if self.comment.as_ref().is_some_and(|c| c.len() > MAX_COMMENT_BYTES) {
-            return Err(invalid(format!("a feedback comment is at most {MAX_COMMENT_BYTES} bytes")));
+        if self.comment.as_ref().is_some_and(|c| c.chars().count() > MAX_COMMENT_CHARS) {
+            return Err(invalid(format!("a feedback comment is at most {MAX_COMMENT_CHARS} characters")));
         }
-        if self.query_text.as_ref().is_some_and(|t| t.len() > MAX_FEEDBACK_QUERY_TEXT_BYTES) {
-            return Err(invalid(format!("query_text is at most {MAX_FEEDBACK_QUERY_TEXT_BYTES} bytes")));
+        if self.query_text.as_ref().is_some_and(|t| t.chars().count() > MAX_FEEDBACK_QUERY_TEXT_CHARS) {
+            return Err(invalid(format!("query_text is at most {MAX_FEEDBACK_QUERY_TEXT_CHARS} characters")));
         }
         Ok(self)
     }
@@ -279,7 +279,7 @@ mod tests {
         assert!(record("q 1", 1, 0.0, None).checked().is_err());
         assert!(record("q", 1, 1.5, None).checked().is_err());
         assert!(
-            FeedbackRecord { comment: Some("x".repeat(MAX_COMMENT_BYTES + 1)), ..record("q", 1, 0.0, None) }
+            FeedbackRecord { comment: Some("x".repeat(MAX_COMMENT_CHARS + 1)), ..record("q", 1, 0.0, None) }
                 .checked()
                 .is_err()
         );

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use crate::error::{Result, ValidationError};
 use crate::request::MAX_TOP_K;
 
-/// Longest rerank query text, in bytes.
-pub const MAX_QUERY_TEXT_BYTES: usize = 8 * 1024;
+/// Longest rerank query text, in characters.
+pub const MAX_QUERY_TEXT_CHARS: usize = 8 * 1024;
 
 fn invalid(reason: impl Into<String>) -> ValidationError {
     ValidationError::InvalidArgument { reason: reason.into() }
@@ -110,11 +110,11 @@ impl Rerank {
     /// The rerank, if it keeps the rules that hold whatever the search.
     pub fn checked(self) -> Result<Rerank> {
         if let Some(t) = &self.query_text
-            && t.len() > MAX_QUERY_TEXT_BYTES
+            && t.chars().count() > MAX_QUERY_TEXT_CHARS
         {
             return Err(invalid(format!(
-                "rerank query_text is {} bytes; the limit is {MAX_QUERY_TEXT_BYTES}",
-                t.len()
+                "rerank query_text is {} characters; the limit is {MAX_QUERY_TEXT_CHARS}",
+                t.chars().count()
             )));
         }
         if self.candidates.is_some_and(|c| c == 0 || c > MAX_TOP_K) {
@@ -206,7 +206,7 @@ mod tests {
         assert!(rerank(Choice::Off, json!({}), Some(0)).checked().is_err());
         assert!(rerank(Choice::Default, json!({}), None).checked_default().is_err());
         let long =
-            Rerank { query_text: Some("x".repeat(MAX_QUERY_TEXT_BYTES + 1)), ..rerank(Choice::Off, json!({}), None) };
+            Rerank { query_text: Some("x".repeat(MAX_QUERY_TEXT_CHARS + 1)), ..rerank(Choice::Off, json!({}), None) };
         assert!(long.checked().is_err());
     }
 }

@@ -18,7 +18,7 @@ use futures::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::strategy::{Candidate, RerankError, Reranked, text_of, vector_rank};
+use crate::strategy::{Candidate, RerankError, Reranked, best_first, text_of, vector_rank};
 
 /// The JSON shape an endpoint speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -151,7 +151,7 @@ impl CrossEncoders {
                 scores[offset + i] = s;
             }
         }
-        let mut out: Vec<Reranked> = scores
+        let out: Vec<Reranked> = scores
             .iter()
             .enumerate()
             .map(|(index, &score)| Reranked {
@@ -164,9 +164,7 @@ impl CrossEncoders {
                 ),
             })
             .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        out.truncate(top_k);
-        Ok(out)
+        Ok(best_first(out, top_k))
     }
 
     /// One batch's scores, in the batch's order.

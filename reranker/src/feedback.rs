@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::{Candidate, RerankError, Reranked, Strategy, text_of, vector_rank};
+use crate::strategy::{Candidate, RerankError, Reranked, Strategy, best_first, explain, text_of, vector_rank};
 use crate::text::{Bm25, Tokenizer};
 
 /// Number of features.
@@ -232,7 +232,7 @@ impl Strategy for Feedback {
         }
         let documents: Vec<String> = candidates.iter().map(|c| text_of_fields(c, &self.text_fields)).collect();
         let text = text_features(query_text, &documents);
-        let mut out: Vec<Reranked> = candidates
+        let out: Vec<Reranked> = candidates
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -240,15 +240,11 @@ impl Strategy for Feedback {
                 let parts: Vec<(&str, f32)> =
                     FEATURE_NAMES.iter().zip(self.weights.iter().zip(&x)).map(|(n, (w, v))| (*n, w * v)).collect();
                 let score = parts.iter().map(|(_, v)| v).sum();
-                let mut shown: Vec<&(&str, f32)> = parts.iter().filter(|(_, v)| *v != 0.0).collect();
-                shown.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-                let listed = shown.iter().map(|(k, v)| format!("{k} {v:+.3}")).collect::<Vec<_>>().join(", ");
-                Reranked { index: i, score, explanation: format!("feedback model {}: {listed}", self.model_version) }
+                let explanation = format!("feedback model {}: {}", self.model_version, explain(&parts));
+                Reranked { index: i, score, explanation }
             })
             .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        out.truncate(top_k);
-        Ok(out)
+        Ok(best_first(out, top_k))
     }
 }
 

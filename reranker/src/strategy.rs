@@ -96,6 +96,20 @@ impl Strategy for Mmr {
     }
 }
 
+/// The parts of a score that moved it, largest first: `"bm25 +0.812, vector +0.640"`.
+pub(crate) fn explain<K: std::fmt::Display>(parts: &[(K, f32)]) -> String {
+    let mut shown: Vec<&(K, f32)> = parts.iter().filter(|(_, v)| *v != 0.0).collect();
+    shown.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+    shown.iter().map(|(k, v)| format!("{k} {v:+.3}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The best `top_k` of `ranked`, by score (ties: the request's order).
+pub(crate) fn best_first(mut ranked: Vec<Reranked>, top_k: usize) -> Vec<Reranked> {
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+    ranked.truncate(top_k);
+    ranked
+}
+
 /// Where candidate `index` stands by vector score (0: best).
 pub(crate) fn vector_rank(candidates: &[Candidate], index: usize) -> usize {
     candidates.iter().filter(|c| c.score > candidates[index].score).count()
@@ -207,7 +221,7 @@ impl Strategy for Rule {
         let (lo, hi) = candidates
             .iter()
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), c| (lo.min(c.score), hi.max(c.score)));
-        let mut out: Vec<Reranked> = candidates
+        let out: Vec<Reranked> = candidates
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -248,15 +262,10 @@ impl Strategy for Rule {
                     }
                 }
                 let score: f32 = parts.iter().map(|(_, v)| v).sum();
-                let mut shown: Vec<&(String, f32)> = parts.iter().filter(|(_, v)| *v != 0.0).collect();
-                shown.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-                let explanation = shown.iter().map(|(k, v)| format!("{k} {v:+.3}")).collect::<Vec<_>>().join(", ");
-                Reranked { index: i, score, explanation }
+                Reranked { index: i, score, explanation: explain(&parts) }
             })
             .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-        out.truncate(top_k);
-        Ok(out)
+        Ok(best_first(out, top_k))
     }
 }
 

@@ -104,6 +104,20 @@ fn assert_same_order(got: &[Hit], want: &[(PointId, f32)], what: &str) {
     }
 }
 
+/// A client of `dev` with its admin key (once the key exists), and the key.
+async fn admin_client(dev: &DevProcess) -> (Client, String) {
+    let key_file = dev.data.join("admin.key");
+    let key = eventually(Duration::from_secs(60), "the admin key", || async {
+        std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
+    })
+    .await;
+    let client = eventually(Duration::from_secs(30), "the dev gateway", || async {
+        Client::connect(&format!("http://{}", dev.grpc)).await.ok()
+    })
+    .await;
+    (client.with_api_key(key.trim()).unwrap(), key.trim().to_owned())
+}
+
 fn object(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap()
 }
@@ -122,17 +136,7 @@ async fn each_strategy_answers_what_its_reference_computes() {
     )
     .unwrap();
     let dev = DevProcess::start_with(dir.path(), &["--config".into(), config.display().to_string()]);
-    let key_file = dev.data.join("admin.key");
-    let key = eventually(Duration::from_secs(60), "the admin key", || async {
-        std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
-    })
-    .await;
-    let client = eventually(Duration::from_secs(30), "the dev gateway", || async {
-        Client::connect(&format!("http://{}", dev.grpc)).await.ok()
-    })
-    .await
-    .with_api_key(key.trim())
-    .unwrap();
+    let (client, key) = admin_client(&dev).await;
     let rule_params = json!({"text_fields": ["title", "body"], "title_field": "title", "now_secs": 1_200_000.0,
                              "timestamp_field": "t", "recency_weight": 0.2, "half_life_secs": 86400.0,
                              "boosts": [{"key": "tier", "match": "gold", "boost": 0.1}]});
@@ -231,7 +235,7 @@ async fn each_strategy_answers_what_its_reference_computes() {
     let body = json!({"vector": query, "top_k": 5, "rerank": {"query_text": text}});
     let r: Value = http
         .post(format!("http://{}/v1/collections/docs/points/search", dev.http))
-        .header("x-api-key", key.trim())
+        .header("x-api-key", &key)
         .json(&body)
         .send()
         .await
@@ -243,7 +247,7 @@ async fn each_strategy_answers_what_its_reference_computes() {
     assert!(r["hits"][0]["rerank_score"].is_number() && r["hits"][0]["explanation"].is_string(), "{r}");
     let config: Value = http
         .get(format!("http://{}/v1/collections/docs", dev.http))
-        .header("x-api-key", key.trim())
+        .header("x-api-key", &key)
         .send()
         .await
         .unwrap()
@@ -253,7 +257,7 @@ async fn each_strategy_answers_what_its_reference_computes() {
     assert_eq!(config["collection"]["default_rerank"]["strategy"], json!("rule"), "{config}");
     let metrics = http
         .get(format!("http://{}/metrics", dev.http))
-        .header("x-api-key", key.trim())
+        .header("x-api-key", &key)
         .send()
         .await
         .unwrap()
@@ -378,17 +382,7 @@ fn truth(query: &str, payload: &Map<String, Value>) -> f32 {
 async fn the_feedback_model_learns_from_kept_feedback_and_reranks_with_it() {
     let dir = tempfile::tempdir().unwrap();
     let dev = DevProcess::start(dir.path());
-    let key_file = dev.data.join("admin.key");
-    let key = eventually(Duration::from_secs(60), "the admin key", || async {
-        std::fs::read_to_string(&key_file).ok().filter(|k| k.ends_with('\n'))
-    })
-    .await;
-    let client = eventually(Duration::from_secs(30), "the dev gateway", || async {
-        Client::connect(&format!("http://{}", dev.grpc)).await.ok()
-    })
-    .await
-    .with_api_key(key.trim())
-    .unwrap();
+    let (client, _) = admin_client(&dev).await;
     let feedback = rerank("feedback", None, json!({"text_fields": ["body"]})).unwrap();
     let collection = Collection::new("docs", DIM as u32, Distance::Cosine).default_rerank(feedback);
     eventually(Duration::from_secs(60), "the collection", || async {

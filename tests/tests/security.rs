@@ -409,8 +409,11 @@ async fn refused_requests_cost_nothing_and_limits_hold() {
     };
     let e = grpc.search(with_key(rerank("magic"), &dev.key)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "an unknown strategy is refused: {e:?}");
-    let e = grpc.search(with_key(rerank("feedback"), &dev.key)).await.unwrap_err();
-    assert_eq!(e.code(), tonic::Code::Unimplemented, "the feedback strategy is refused, not ignored: {e:?}");
+    let mut weights = rerank("feedback");
+    let given = json!({"weights": [1, 0, 0, 0]});
+    weights.rerank.as_mut().unwrap().params = Some(vectron_model::convert::struct_to_pb(given.as_object().unwrap()));
+    let e = grpc.search(with_key(weights, &dev.key)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "the feedback model's weights are learned, not given: {e:?}");
     let body = json!({"vector": [1.0, 0.0, 0.0, 0.0], "rerank": {"strategy": "rule", "params": {"bm25_wieght": 1}}});
     let (status, body) = dev.admin("POST", "/v1/collections/sec/points/search", Some(body)).await;
     assert_eq!((status, code_of(&body)), (400, "INVALID_ARGUMENT"), "a misspelt parameter is refused: {body}");

@@ -16,7 +16,7 @@ use vectron_proto::v1::ErrorCode;
 
 use super::extract::{ApiError, Body, ErrorReply, PathParams, Reply};
 use super::json::{RerankJson, whole_u32};
-use super::schema::{DistanceDoc, PayloadIndexDoc, hnsw_m_schema};
+use super::schema::{DefaultRerankDoc, DistanceDoc, PayloadIndexDoc, hnsw_m_schema};
 use crate::api::Api;
 use crate::auth::Caller;
 
@@ -53,6 +53,7 @@ pub struct CollectionJson {
     pub payload_indexes: Vec<PayloadIndexSpec>,
     /// Searches without a `rerank` of their own are reranked this way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DefaultRerankDoc>)]
     pub default_rerank: Option<RerankJson>,
 }
 

@@ -227,6 +227,25 @@ pub enum DistanceDoc {
     Dot,
 }
 
+/// A collection's default rerank: a search's `rerank`, with a strategy required.
+#[derive(Debug, ToSchema)]
+#[schema(as = DefaultRerank)]
+#[allow(dead_code)]
+pub struct DefaultRerankDoc {
+    /// The strategy searches without a `rerank` of their own are reranked with.
+    #[schema(pattern = "^(rule|mmr|cross_encoder|feedback)$")]
+    strategy: String,
+    #[schema(max_length = 8192)]
+    query_text: Option<String>,
+    /// The strategy's parameters (see the README); the reranker checks them when the
+    /// collection is created.
+    #[schema(value_type = Option<Object>)]
+    params: Option<serde_json::Value>,
+    /// Hits given to the reranker; 0 or absent: 4 × top_k.
+    #[schema(maximum = 10000)]
+    candidates: Option<u32>,
+}
+
 /// An indexed payload field (each key once per collection).
 #[derive(Debug, ToSchema)]
 #[schema(as = PayloadIndex)]
