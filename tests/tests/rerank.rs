@@ -233,37 +233,18 @@ async fn each_strategy_answers_what_its_reference_computes() {
     // HTTP: the same fields in JSON, and the counts on /metrics.
     let http = reqwest::Client::new();
     let body = json!({"vector": query, "top_k": 5, "rerank": {"query_text": text}});
-    let r: Value = http
-        .post(format!("http://{}/v1/collections/docs/points/search", dev.http))
-        .header("x-api-key", &key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = |path: &str| format!("http://{}{path}", dev.http);
+    let key = &key;
+    let answer = |r: reqwest::RequestBuilder| async move {
+        r.header("x-api-key", key).send().await.unwrap().text().await.unwrap()
+    };
+    let r: Value =
+        serde_json::from_str(&answer(http.post(url("/v1/collections/docs/points/search")).json(&body)).await).unwrap();
     assert_eq!(r["reranked"], json!(true), "{r}");
     assert!(r["hits"][0]["rerank_score"].is_number() && r["hits"][0]["explanation"].is_string(), "{r}");
-    let config: Value = http
-        .get(format!("http://{}/v1/collections/docs", dev.http))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: Value = serde_json::from_str(&answer(http.get(url("/v1/collections/docs"))).await).unwrap();
     assert_eq!(config["collection"]["default_rerank"]["strategy"], json!("rule"), "{config}");
-    let metrics = http
-        .get(format!("http://{}/metrics", dev.http))
-        .header("x-api-key", &key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = answer(http.get(url("/metrics"))).await;
     for line in [
         r#"vectron_rerank_total{outcome="reranked",strategy="rule"} 3"#,
         r#"vectron_rerank_total{outcome="endpoint_failed",strategy="cross_encoder"} 1"#,
