@@ -526,7 +526,7 @@ impl Api {
                 self.cache.store(key, &req.collection, generation, answer.clone());
                 Ok(answer)
             }
-            Flight::Follow(landing) => match SearchCache::follow(landing).await {
+            Flight::Follow(landing) => match self.follow_until(req, landing).await {
                 // It may have searched before a write acknowledged since this one came.
                 Some(Ok(answer)) if self.versions_current(route, &answer.versions).await => {
                     self.cache.count(CacheOutcome::Coalesced);
@@ -538,6 +538,17 @@ impl Api {
                 }
             },
         }
+    }
+
+    /// The answer of the search in flight `landing` waits for, if it lands within `req`'s
+    /// own deadline.
+    async fn follow_until(
+        &self,
+        req: &SearchRequest,
+        landing: tokio::sync::watch::Receiver<Option<Result<Arc<Answer>>>>,
+    ) -> Option<Result<Arc<Answer>>> {
+        let deadline = tokio::time::Instant::from_std(self.read_deadline(req.timeout));
+        tokio::time::timeout_at(deadline, SearchCache::follow(landing)).await.ok().flatten()
     }
 
     /// Whether every shard's leader still has the data `versions` were read at.

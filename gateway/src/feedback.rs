@@ -33,7 +33,7 @@ use vectron_proto::v1::ErrorCode;
 use crate::api::{Api, allowed};
 use crate::auth::{Access, Scope};
 use crate::error::GatewayError;
-use crate::learned::{ModelKey, RETRAIN_AFTER, Trained, examples, feedback_params};
+use crate::learned::{MAX_TRAINING_RECORDS, ModelKey, Trained, examples, feedback_params};
 use crate::routing::CollectionRoute;
 
 type Result<T> = std::result::Result<T, GatewayError>;
@@ -68,7 +68,7 @@ impl Api {
         allowed(access, Scope::Read, Some(collection))?;
         let route = self.router().collection(collection).await?;
         let records = match self.router().collection(&feedback_collection(collection)).await {
-            Ok(store) => self.feedback_records(&store).await?,
+            Ok(store) => self.feedback_records(&store, usize::MAX).await?,
             Err(GatewayError::CollectionNotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -84,10 +84,17 @@ impl Api {
                 _ => Vec::new(),
             })
             .unwrap_or_default();
-        let trained = self.train_model(&route, &text_fields).await?;
+        let key: ModelKey = (collection.to_owned(), text_fields);
+        let trained = match self.models.kept(&key).filter(|k| !self.models.due(&key, k)) {
+            Some(fresh) => fresh,
+            None => {
+                // The freshest model: searches use it from now on.
+                let trained = Arc::new(self.train_model(&route, &key.1).await?);
+                self.models.keep(key, trained.clone());
+                trained
+            }
+        };
         stats.model = Some(model_to_pb(&trained.model));
-        // The freshest model: searches use it from now on.
-        self.models.models.lock().insert((collection.to_owned(), text_fields), Arc::new(trained));
         Ok(stats)
     }
 
@@ -114,17 +121,13 @@ impl Api {
     ) -> Result<Arc<Trained>> {
         let name = route.info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
         let key: ModelKey = (name, text_fields);
-        let kept = self.models.models.lock().get(&key).cloned();
-        if let Some(kept) = kept {
-            let due = kept.trained_at.elapsed() > RETRAIN_AFTER || self.models.changed.lock().contains(&key.0);
-            if due && self.models.training.lock().insert(key.clone()) {
+        if let Some(kept) = self.models.kept(&key) {
+            if self.models.due(&key, &kept) && self.models.training.lock().insert(key.clone()) {
                 self.models.changed.lock().remove(&key.0);
                 let (api, route) = (self.clone(), route.clone());
                 tokio::spawn(async move {
                     match api.train_model(&route, &key.1).await {
-                        Ok(t) => {
-                            api.models.models.lock().insert(key.clone(), Arc::new(t));
-                        }
+                        Ok(t) => api.models.keep(key.clone(), Arc::new(t)),
                         Err(e) => tracing::warn!(collection = key.0, "retraining the feedback model: {e}"),
                     }
                     api.models.training.lock().remove(&key);
@@ -132,8 +135,13 @@ impl Api {
             }
             return Ok(kept);
         }
+        // First trainings take turns (then find the model another just trained).
+        let _turn = self.models.first_training.lock().await;
+        if let Some(kept) = self.models.kept(&key) {
+            return Ok(kept);
+        }
         let trained = Arc::new(self.train_model(route, &key.1).await?);
-        self.models.models.lock().insert(key, trained.clone());
+        self.models.keep(key, trained.clone());
         Ok(trained)
     }
 
@@ -141,7 +149,7 @@ impl Api {
     async fn train_model(&self, route: &CollectionRoute, text_fields: &[String]) -> Result<Trained> {
         let name = route.info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
         let records = match self.router().collection(&feedback_collection(&name)).await {
-            Ok(store) => self.feedback_records(&store).await?,
+            Ok(store) => self.feedback_records(&store, MAX_TRAINING_RECORDS).await?,
             Err(GatewayError::CollectionNotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
         };
@@ -184,8 +192,8 @@ impl Api {
         Ok(texts)
     }
 
-    /// Every record of a feedback store, read page by page.
-    async fn feedback_records(&self, store: &CollectionRoute) -> Result<Vec<FeedbackRecord>> {
+    /// The records of a feedback store (at most `limit`), read page by page.
+    async fn feedback_records(&self, store: &CollectionRoute, limit: usize) -> Result<Vec<FeedbackRecord>> {
         let name = store.info.config.as_ref().map(|c| c.name.clone()).unwrap_or_default();
         let mut request = ScrollRequest {
             collection: name,
@@ -207,7 +215,8 @@ impl Api {
                     None => tracing::warn!(store = request.collection, "a feedback point without a record"),
                 }
             }
-            if page.next_cursor.is_empty() {
+            if page.next_cursor.is_empty() || records.len() >= limit {
+                records.truncate(limit);
                 return Ok(records);
             }
             request.cursor = page.next_cursor;

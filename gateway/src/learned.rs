@@ -21,6 +21,15 @@ type Result<T> = std::result::Result<T, GatewayError>;
 
 /// A feedback model older than this is retrained (in the background) on its next use.
 pub const RETRAIN_AFTER: Duration = Duration::from_secs(30);
+/// Records one training reads at most.
+pub const MAX_TRAINING_RECORDS: usize = 200_000;
+/// Judged hits of one query a training uses at most (those seen highest): pairs grow
+/// with their square.
+pub const MAX_JUDGED_PER_QUERY: usize = 50;
+/// Models kept at most (the oldest trained goes first).
+pub const MAX_MODELS: usize = 64;
+/// Text fields a `feedback` rerank may name at most.
+pub const MAX_TEXT_FIELDS: usize = 8;
 
 /// A trained model and the priors of the points it knows.
 #[derive(Debug)]
@@ -48,6 +57,32 @@ pub struct FeedbackModels {
     pub(crate) training: Mutex<HashSet<ModelKey>>,
     /// Collections this gateway kept feedback for since their models were trained.
     pub(crate) changed: Mutex<HashSet<String>>,
+    /// First trainings take turns.
+    pub(crate) first_training: tokio::sync::Mutex<()>,
+}
+
+impl FeedbackModels {
+    pub(crate) fn kept(&self, key: &ModelKey) -> Option<std::sync::Arc<Trained>> {
+        self.models.lock().get(key).cloned()
+    }
+
+    /// Whether `kept` should be retrained: old, or this gateway kept feedback since.
+    pub(crate) fn due(&self, key: &ModelKey, kept: &Trained) -> bool {
+        kept.trained_at.elapsed() > RETRAIN_AFTER || self.changed.lock().contains(&key.0)
+    }
+
+    /// Keeps `trained` under `key`, dropping the oldest model past [`MAX_MODELS`].
+    pub(crate) fn keep(&self, key: ModelKey, trained: std::sync::Arc<Trained>) {
+        let mut models = self.models.lock();
+        models.insert(key, trained);
+        while models.len() > MAX_MODELS {
+            let oldest = models.iter().min_by_key(|(_, t)| t.trained_at).map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => models.remove(&k),
+                None => break,
+            };
+        }
+    }
 }
 
 /// The text fields a `feedback` rerank names: its only parameter (the weights are
@@ -60,10 +95,14 @@ pub(crate) fn feedback_params(plan: &RerankPlan) -> Result<Vec<String>> {
     }
     match plan.params.get("text_fields") {
         None => Ok(Vec::new()),
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+        Some(Value::Array(a))
+            if a.len() <= MAX_TEXT_FIELDS && a.iter().all(|f| f.as_str().is_some_and(|f| f.len() <= 256)) =>
+        {
             Ok(a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         }
-        Some(_) => Err(GatewayError::invalid("text_fields must be a list of field names")),
+        Some(_) => {
+            Err(GatewayError::invalid(format!("text_fields must be a list of at most {MAX_TEXT_FIELDS} field names")))
+        }
     }
 }
 
@@ -83,6 +122,10 @@ pub(crate) fn examples(
     let mut queries: HashMap<&str, Vec<&FeedbackRecord>> = HashMap::new();
     for r in records {
         queries.entry(&r.query_id).or_default().push(r);
+    }
+    for judged in queries.values_mut() {
+        judged.sort_by_key(|r| r.position.unwrap_or(u32::MAX));
+        judged.truncate(MAX_JUDGED_PER_QUERY);
     }
     let mut examples = Vec::with_capacity(records.len());
     for judged in queries.values() {

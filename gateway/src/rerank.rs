@@ -107,6 +107,8 @@ pub struct Reranker {
     metrics: RerankMetrics,
     /// Set by a failed rerank, cleared by the probe (or a rerank) that gets an answer.
     down: AtomicBool,
+    /// Alert reports take turns.
+    reporting: tokio::sync::Mutex<()>,
 }
 
 impl Reranker {
@@ -118,7 +120,8 @@ impl Reranker {
     ) -> Reranker {
         let metrics = RerankMetrics::new(registry);
         metrics.up.set(config.is_some().into());
-        Reranker { config, channels, router, metrics, down: AtomicBool::new(false) }
+        let (down, reporting) = (AtomicBool::new(false), tokio::sync::Mutex::new(()));
+        Reranker { config, channels, router, metrics, down, reporting }
     }
 
     /// Reranks `candidates` (from [`candidates`]) with `plan`, answering at most
@@ -153,15 +156,20 @@ impl Reranker {
                 self.answered();
                 ("reranked", Outcome::Ranked(checked(r.ranked, count)?))
             }
+            // The search's own deadline left it less than its timeout: not the reranker's
+            // fault, no alert.
+            Err(Failure::Late) if budget < config.timeout => {
+                ("deadline", Outcome::Skipped(format!("the search's deadline left the reranker {budget:?}")))
+            }
             Err(Failure::Late) => {
                 let reason = format!("the reranker did not answer within {budget:?}");
                 self.failed(&reason);
                 ("deadline", Outcome::Skipped(reason))
             }
             Err(Failure::Unreachable(message)) => {
-                let reason = format!("the reranker at {} is unavailable: {message}", config.address);
-                self.failed(&reason);
-                ("unavailable", Outcome::Skipped(reason))
+                // The details (its address, the transport's error) are for operators.
+                self.failed(&format!("the reranker at {} is unavailable: {message}", config.address));
+                ("unavailable", Outcome::Skipped("the reranker is unavailable".into()))
             }
             Err(Failure::Dependency(e)) => {
                 // The reranker answered: its own endpoint failed. No alert about it.
@@ -221,18 +229,20 @@ impl Reranker {
         let e = from_status(&status);
         Err(match e.code {
             ErrorCode::Unavailable | ErrorCode::DeadlineExceeded if answered => Failure::Dependency(e),
-            _ if answered => Failure::Refused(e),
+            // The caller's mistakes; anything else the reranker answers (a wrong cluster
+            // secret, an internal error) is the reranker's trouble, not the caller's.
+            ErrorCode::InvalidArgument | ErrorCode::Unimplemented if answered => Failure::Refused(e),
+            code if answered => Failure::Unreachable(format!("it answered {code:?}: {}", e.message)),
             _ if status.code() == tonic::Code::DeadlineExceeded => Failure::Late,
             _ => Failure::Unreachable(e.message),
         })
     }
 
-    fn answered(&self) {
+    fn answered(self: &Arc<Self>) {
         if self.down.swap(false, Ordering::SeqCst) {
             self.metrics.up.set(1);
             tracing::info!(reranker = self.subject(), "the reranker answers again");
-            let (router, subject) = (self.router.clone(), self.subject());
-            tokio::spawn(async move { resolve_alert(&router, subject).await });
+            tokio::spawn(report(Arc::downgrade(self), None));
         }
     }
 
@@ -242,25 +252,7 @@ impl Reranker {
         }
         self.metrics.up.set(0);
         tracing::warn!(reranker = self.subject(), "searches skip reranks: {reason}");
-        let alert = pi::Alert {
-            kind: ALERT_KIND.into(),
-            subject: self.subject(),
-            message: format!("searches are answered in vector order: {reason}"),
-            ..Default::default()
-        };
-        let router = self.router.clone();
-        tokio::spawn(async move {
-            let raised = router
-                .placement()
-                .call(|mut c| {
-                    let a = alert.clone();
-                    async move { c.raise_alert(a).await }
-                })
-                .await;
-            if let Err(e) = raised {
-                tracing::warn!("raising the {ALERT_KIND} alert: {}", e.message);
-            }
-        });
+        tokio::spawn(report(Arc::downgrade(self), Some(format!("searches are answered in vector order: {reason}"))));
         tokio::spawn(probe(Arc::downgrade(self)));
     }
 
@@ -306,6 +298,34 @@ async fn probe(reranker: Weak<Reranker>) {
             r.answered();
             return;
         }
+    }
+}
+
+/// Raises (with its message) or resolves the alert, one report at a time, and only if
+/// the reranker is still as the report says when its turn comes: a raise and a resolve
+/// started close together cannot land in the wrong order.
+async fn report(reranker: Weak<Reranker>, raise: Option<String>) {
+    let Some(r) = reranker.upgrade() else { return };
+    let _turn = r.reporting.lock().await;
+    if r.down.load(Ordering::SeqCst) != raise.is_some() {
+        return;
+    }
+    let subject = r.subject();
+    let Some(message) = raise else {
+        resolve_alert(&r.router, subject).await;
+        return;
+    };
+    let alert = pi::Alert { kind: ALERT_KIND.into(), subject, message, ..Default::default() };
+    let raised = r
+        .router
+        .placement()
+        .call(|mut c| {
+            let a = alert.clone();
+            async move { c.raise_alert(a).await }
+        })
+        .await;
+    if let Err(e) = raised {
+        tracing::warn!("raising the {ALERT_KIND} alert: {}", e.message);
     }
 }
 

@@ -5,7 +5,10 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Result, ValidationError};
-use crate::request::MAX_TOP_K;
+
+/// Most candidates one rerank may take (and so the most hits a reranked search
+/// answers): every strategy's cost grows with them, MMR's as candidates × hits.
+pub const MAX_RERANK_CANDIDATES: usize = 1000;
 
 /// Longest rerank query text, in characters.
 pub const MAX_QUERY_TEXT_CHARS: usize = 8 * 1024;
@@ -117,8 +120,8 @@ impl Rerank {
                 t.chars().count()
             )));
         }
-        if self.candidates.is_some_and(|c| c == 0 || c > MAX_TOP_K) {
-            return Err(invalid(format!("rerank candidates must be in 1..={MAX_TOP_K}")));
+        if self.candidates.is_some_and(|c| c == 0 || c > MAX_RERANK_CANDIDATES) {
+            return Err(invalid(format!("rerank candidates must be in 1..={MAX_RERANK_CANDIDATES}")));
         }
         Ok(self)
     }
@@ -139,6 +142,14 @@ impl Rerank {
     /// are the same strategy, the request's query text and candidates over the
     /// default's. `None`: no rerank.
     pub fn plan(request: Option<&Rerank>, default: Option<&Rerank>, top_k: usize) -> Result<Option<RerankPlan>> {
+        let plan = Rerank::plan_unbounded(request, default, top_k)?;
+        if plan.is_some() && top_k > MAX_RERANK_CANDIDATES {
+            return Err(invalid(format!("a reranked search answers at most {MAX_RERANK_CANDIDATES} hits (top_k)")));
+        }
+        Ok(plan)
+    }
+
+    fn plan_unbounded(request: Option<&Rerank>, default: Option<&Rerank>, top_k: usize) -> Result<Option<RerankPlan>> {
         let (strategy, base) = match (request.map(|r| r.choice), default) {
             (None, None) | (Some(Choice::Off), _) => return Ok(None),
             (None | Some(Choice::Default), Some(d)) => match d.choice {
@@ -158,7 +169,7 @@ impl Rerank {
         let candidates = request
             .and_then(|r| r.candidates)
             .or_else(|| base.and_then(|b| b.candidates))
-            .unwrap_or_else(|| top_k.saturating_mul(4).min(MAX_TOP_K))
+            .unwrap_or_else(|| top_k.saturating_mul(4).min(MAX_RERANK_CANDIDATES))
             .max(top_k);
         Ok(Some(RerankPlan { strategy, query_text, params, candidates }))
     }
@@ -193,6 +204,10 @@ mod tests {
         assert_eq!(Rerank::plan(Some(&rerank(Choice::Off, json!({}), None)), Some(&default), 5).unwrap(), None);
         assert_eq!(Rerank::plan(None, None, 5).unwrap(), None);
         assert!(Rerank::plan(Some(&rerank(Choice::Default, json!({}), None)), None, 5).is_err());
+        // At most 1,000 candidates, so at most 1,000 reranked hits.
+        assert_eq!(Rerank::plan(None, Some(&default), 900).unwrap().unwrap().candidates, 1000);
+        assert!(Rerank::plan(None, Some(&default), 1001).is_err());
+        assert!(Rerank::plan(None, None, 5000).unwrap().is_none(), "no rerank: no such limit");
     }
 
     #[test]

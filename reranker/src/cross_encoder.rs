@@ -9,16 +9,20 @@
 //!
 //! Endpoints are named in the reranker's configuration, never given by a request (a
 //! search must not make the reranker call arbitrary URLs). Texts go in batches of the
-//! endpoint's `batch_size`, all batches at once, each within the endpoint's timeout.
+//! endpoint's `batch_size`, four at a time, each within the endpoint's timeout and the
+//! caller's deadline (the gRPC deadline of the rerank).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::strategy::{Candidate, RerankError, Reranked, best_first, text_of, vector_rank};
+use crate::strategy::{Candidate, RerankError, Reranked, best_first, text_of, vector_ranks};
+
+/// Batches of one rerank sent to an endpoint at once.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// The JSON shape an endpoint speaks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -111,13 +115,17 @@ impl CrossEncoders {
         Ok(CrossEncoders { endpoints, http: reqwest::Client::new() })
     }
 
-    /// The candidates in the endpoint's order, at most `top_k`.
+    /// The candidates in the endpoint's order, at most `top_k`; each call within the
+    /// endpoint's timeout and before `deadline` (the caller's, when it gave one), so an
+    /// endpoint that is late fails here before the caller gives up on the reranker.
+    /// No candidates: only the parameters are checked.
     pub async fn rerank(
         &self,
         params: &CrossEncoderParams,
         query_text: Option<&str>,
         candidates: &[Candidate],
         top_k: usize,
+        deadline: Option<Instant>,
     ) -> Result<Vec<Reranked>, CrossEncoderError> {
         let endpoint = self.endpoints.get(&params.endpoint).ok_or_else(|| {
             let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
@@ -127,12 +135,20 @@ impl CrossEncoders {
                 known.join(", ")
             ))
         })?;
-        let query = query_text
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| RerankError::InvalidParams("cross_encoder needs query_text".into()))?;
         if params.text_fields.is_empty() {
             return Err(RerankError::InvalidParams("cross_encoder needs text_fields".into()).into());
         }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = query_text
+            .filter(|q| !q.trim().is_empty())
+            .ok_or_else(|| RerankError::InvalidParams("cross_encoder needs query_text".into()))?;
+        // The caller's deadline, less a margin for the answer to travel back.
+        let timeout = match deadline {
+            Some(d) => endpoint.timeout.min(d.saturating_duration_since(Instant::now()).mul_f32(0.9)),
+            None => endpoint.timeout,
+        };
         let texts: Vec<String> = candidates
             .iter()
             .map(|c| {
@@ -140,35 +156,44 @@ impl CrossEncoders {
                 parts.into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join("\n")
             })
             .collect();
-        let failed = |reason: String| EndpointError { endpoint: params.endpoint.clone(), reason };
-        let batches = texts.chunks(endpoint.batch_size).enumerate().map(|(b, chunk)| async move {
-            let scores = self.call(endpoint, query, chunk).await.map_err(failed)?;
-            Ok::<_, EndpointError>((b * endpoint.batch_size, scores))
-        });
+        let name = params.endpoint.as_str();
+        let failed = move |reason: String| EndpointError { endpoint: name.to_owned(), reason };
+        let mut batches = Vec::new();
+        for (b, chunk) in texts.chunks(endpoint.batch_size).enumerate() {
+            batches.push(async move {
+                let scores = self.call(endpoint, timeout, query, chunk).await.map_err(failed)?;
+                Ok::<_, EndpointError>((b * endpoint.batch_size, scores))
+            });
+        }
+        let answers: Vec<(usize, Vec<f32>)> =
+            futures::stream::iter(batches).buffer_unordered(BATCHES_IN_FLIGHT).try_collect().await?;
         let mut scores = vec![f32::NEG_INFINITY; candidates.len()];
-        for (offset, batch) in try_join_all(batches).await? {
+        for (offset, batch) in answers {
             for (i, s) in batch.into_iter().enumerate() {
                 scores[offset + i] = s;
             }
         }
+        let ranks = vector_ranks(candidates);
         let out: Vec<Reranked> = scores
             .iter()
             .enumerate()
             .map(|(index, &score)| Reranked {
                 index,
                 score,
-                explanation: format!(
-                    "cross-encoder {} {score:.3} (vector rank {})",
-                    params.endpoint,
-                    vector_rank(candidates, index) + 1
-                ),
+                explanation: format!("cross-encoder {} {score:.3} (vector rank {})", params.endpoint, ranks[index] + 1),
             })
             .collect();
         Ok(best_first(out, top_k))
     }
 
     /// One batch's scores, in the batch's order.
-    async fn call(&self, endpoint: &Endpoint, query: &str, texts: &[String]) -> Result<Vec<f32>, String> {
+    async fn call(
+        &self,
+        endpoint: &Endpoint,
+        timeout: Duration,
+        query: &str,
+        texts: &[String],
+    ) -> Result<Vec<f32>, String> {
         let body = match endpoint.format {
             ApiFormat::Tei => json!({"query": query, "texts": texts}),
             ApiFormat::Cohere => {
@@ -179,10 +204,14 @@ impl CrossEncoders {
                 b
             }
         };
-        let response =
-            self.http.post(&endpoint.url).timeout(endpoint.timeout).json(&body).send().await.map_err(|e| {
-                if e.is_timeout() { format!("no answer within {:?}", endpoint.timeout) } else { e.to_string() }
-            })?;
+        let response = self
+            .http
+            .post(&endpoint.url)
+            .timeout(timeout)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| if e.is_timeout() { format!("no answer within {timeout:?}") } else { e.to_string() })?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();

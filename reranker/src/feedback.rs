@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::strategy::{Candidate, RerankError, Reranked, Strategy, best_first, explain, text_of, vector_rank};
+use crate::strategy::{Candidate, RerankError, Reranked, Strategy, best_first, explain, text_of, vector_ranks};
 use crate::text::{Bm25, Tokenizer};
 
 /// Number of features.
@@ -31,6 +31,8 @@ pub const FEATURE_NAMES: [&str; FEATURES] = ["position", "bm25", "coverage", "pr
 pub const PRIOR_SMOOTHING: f32 = 2.0;
 /// The model with no feedback to learn from: the vector order.
 pub const VECTOR_ORDER: [f32; FEATURES] = [1.0, 0.0, 0.0, 0.0];
+/// Pairs one training fits at most (a spread sample of them past it).
+pub const MAX_PAIRS: usize = 200_000;
 /// Rank cut-off of the offline score.
 pub const NDCG_AT: usize = 10;
 
@@ -56,10 +58,11 @@ pub fn text_features(query_text: Option<&str>, documents: &[String]) -> Vec<(f32
     docs.iter()
         .zip(&scores)
         .map(|(d, s)| {
+            let words: std::collections::HashSet<&u32> = d.iter().collect();
             let coverage = if distinct.is_empty() {
                 0.0
             } else {
-                distinct.iter().filter(|t| d.contains(t)).count() as f32 / distinct.len() as f32
+                distinct.iter().filter(|t| words.contains(*t)).count() as f32 / distinct.len() as f32
             };
             (if best > 0.0 { s / best } else { 0.0 }, coverage)
         })
@@ -176,6 +179,9 @@ pub fn train(examples: &[Example]) -> Model {
             })
         })
         .collect();
+    // At most MAX_PAIRS of them, evenly spread.
+    let stride = pairs.len().div_ceil(MAX_PAIRS).max(1);
+    let pairs: Vec<[f32; FEATURES]> = pairs.into_iter().step_by(stride).collect();
     let mut weights = VECTOR_ORDER;
     if !pairs.is_empty() {
         const STEPS: usize = 300;
@@ -232,11 +238,12 @@ impl Strategy for Feedback {
         }
         let documents: Vec<String> = candidates.iter().map(|c| text_of_fields(c, &self.text_fields)).collect();
         let text = text_features(query_text, &documents);
+        let ranks = vector_ranks(candidates);
         let out: Vec<Reranked> = candidates
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let x = features(vector_rank(candidates, i), text[i].0, text[i].1, c.prior);
+                let x = features(ranks[i], text[i].0, text[i].1, c.prior);
                 let parts: Vec<(&str, f32)> =
                     FEATURE_NAMES.iter().zip(self.weights.iter().zip(&x)).map(|(n, (w, v))| (*n, w * v)).collect();
                 let score = parts.iter().map(|(_, v)| v).sum();

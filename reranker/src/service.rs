@@ -9,15 +9,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tonic::{Request, Response, Status};
 use vectron_common::cluster_auth::ClusterToken;
 use vectron_model::convert::struct_from_pb;
-use vectron_model::request::MAX_TOP_K;
-use vectron_model::rerank::RerankStrategy;
+use vectron_model::rerank::{MAX_RERANK_CANDIDATES, RerankStrategy};
 use vectron_model::status::WireError;
 #[cfg(test)]
 use vectron_model::status::from_status;
@@ -29,7 +28,7 @@ use crate::cross_encoder::{CrossEncoderError, CrossEncoderParams, CrossEncoders}
 use crate::feedback::Feedback;
 use crate::strategy::{Candidate, Mmr, RerankError, Reranked, Rule, Strategy};
 
-/// Largest rerank request (10,000 candidates with payloads).
+/// Largest rerank request (1,000 candidates with payloads).
 pub const MAX_REQUEST_BYTES: usize = 256 << 20;
 
 fn status(code: ErrorCode, message: impl Into<String>) -> Status {
@@ -51,12 +50,17 @@ impl RerankGrpc {
         RerankGrpc { cross_encoders: Arc::new(cross_encoders) }
     }
 
-    /// The candidates reranked by `strategy` (the transport-free core of the RPC).
+    /// The candidates reranked by `strategy` (the transport-free core of the RPC), within
+    /// `deadline` when the caller gave one.
     pub async fn rerank(&self, r: pb::RerankRequest) -> Result<pb::RerankResponse, Status> {
+        self.rerank_by(r, None).await
+    }
+
+    async fn rerank_by(&self, r: pb::RerankRequest, deadline: Option<Instant>) -> Result<pb::RerankResponse, Status> {
         let strategy = RerankStrategy::from_name(&r.strategy)
             .ok_or_else(|| invalid(format!("unknown rerank strategy {:?}", r.strategy)))?;
-        if r.candidates.len() > MAX_TOP_K {
-            return Err(invalid(format!("{} candidates; the limit is {MAX_TOP_K}", r.candidates.len())));
+        if r.candidates.len() > MAX_RERANK_CANDIDATES {
+            return Err(invalid(format!("{} candidates; the limit is {MAX_RERANK_CANDIDATES}", r.candidates.len())));
         }
         let top_k = r.top_k as usize;
         if top_k == 0 {
@@ -76,10 +80,14 @@ impl RerankGrpc {
             RerankStrategy::Mmr => blocking(parse::<Mmr>(params)?, query_text, candidates, top_k).await?,
             RerankStrategy::CrossEncoder => {
                 let params = parse::<CrossEncoderParams>(params)?;
-                self.cross_encoders.rerank(&params, query_text.as_deref(), &candidates, top_k).await.map_err(|e| {
-                    match e {
-                        CrossEncoderError::Invalid(e) => invalid(e.to_string()),
-                        CrossEncoderError::Endpoint(e) => status(ErrorCode::Unavailable, e.to_string()),
+                let ranked = self.cross_encoders.rerank(&params, query_text.as_deref(), &candidates, top_k, deadline);
+                ranked.await.map_err(|e| match e {
+                    CrossEncoderError::Invalid(e) => invalid(e.to_string()),
+                    CrossEncoderError::Endpoint(e) => {
+                        // The details (URLs, the endpoint's answer) go to the log, not to
+                        // the search's caller.
+                        tracing::warn!("{e}");
+                        status(ErrorCode::Unavailable, format!("the cross-encoder endpoint {:?} failed", e.endpoint))
                     }
                 })?
             }
@@ -92,6 +100,22 @@ impl RerankGrpc {
                 .collect(),
         })
     }
+}
+
+/// The caller's deadline from its `grpc-timeout` header (`<digits><unit>`).
+fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 fn now_secs() -> f64 {
@@ -130,7 +154,8 @@ async fn blocking<S: Strategy + Send + 'static>(
 #[tonic::async_trait]
 impl RerankService for RerankGrpc {
     async fn rerank(&self, request: Request<pb::RerankRequest>) -> Result<Response<pb::RerankResponse>, Status> {
-        RerankGrpc::rerank(self, request.into_inner()).await.map(Response::new)
+        let deadline = grpc_timeout(request.metadata()).map(|t| Instant::now() + t);
+        self.rerank_by(request.into_inner(), deadline).await.map(Response::new)
     }
 }
 
@@ -194,6 +219,18 @@ mod tests {
         let mut nan = candidates;
         nan[0].score = f32::NAN;
         assert_eq!(code(service.rerank(request("rule", serde_json::json!({}), nan)).await), ErrorCode::InvalidArgument);
+    }
+
+    #[test]
+    fn the_callers_deadline_is_read_from_grpc_timeout() {
+        let mut m = tonic::metadata::MetadataMap::new();
+        assert_eq!(grpc_timeout(&m), None);
+        m.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), Some(Duration::from_millis(250)));
+        m.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), Some(Duration::from_secs(3)));
+        m.insert("grpc-timeout", "x".parse().unwrap());
+        assert_eq!(grpc_timeout(&m), None);
     }
 
     #[tokio::test]

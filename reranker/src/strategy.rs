@@ -79,6 +79,7 @@ impl Strategy for Mmr {
             .map(|(index, c)| c.vector.as_deref().ok_or(RerankError::MissingVector { index }))
             .collect::<Result<Vec<&[f32]>, _>>()?;
         let relevance: Vec<f32> = candidates.iter().map(|c| c.score).collect();
+        let ranks = vector_ranks(candidates);
         Ok(mmr::select(&relevance, &vectors, self.lambda, top_k)
             .into_iter()
             .enumerate()
@@ -88,7 +89,7 @@ impl Strategy for Mmr {
                 explanation: format!(
                     "mmr λ={}: vector rank {} → {}, marginal {marginal:.3}",
                     self.lambda,
-                    vector_rank(candidates, index) + 1,
+                    ranks[index] + 1,
                     rank + 1
                 ),
             })
@@ -110,9 +111,17 @@ pub(crate) fn best_first(mut ranked: Vec<Reranked>, top_k: usize) -> Vec<Reranke
     ranked
 }
 
-/// Where candidate `index` stands by vector score (0: best).
-pub(crate) fn vector_rank(candidates: &[Candidate], index: usize) -> usize {
-    candidates.iter().filter(|c| c.score > candidates[index].score).count()
+/// Where each candidate stands by vector score (0: best; ties share the better rank),
+/// in one sort.
+pub(crate) fn vector_ranks(candidates: &[Candidate]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&a, &b| candidates[b].score.total_cmp(&candidates[a].score));
+    let mut ranks = vec![0; candidates.len()];
+    for (position, &i) in order.iter().enumerate() {
+        let tied = position > 0 && candidates[order[position - 1]].score == candidates[i].score;
+        ranks[i] = if tied { ranks[order[position - 1]] } else { position };
+    }
+    ranks
 }
 
 /// A payload boost: candidates whose `key` equals `match` get `boost` (negative: a
@@ -198,6 +207,19 @@ impl Strategy for Rule {
         if self.half_life_secs.is_nan() || self.half_life_secs <= 0.0 {
             return Err(RerankError::InvalidParams("half_life_secs must be positive".into()));
         }
+        let weights = [
+            self.vector_weight,
+            self.bm25_weight,
+            self.coverage_weight,
+            self.phrase_boost,
+            self.title_boost,
+            self.recency_weight,
+        ];
+        if weights.iter().chain(self.boosts.iter().map(|b| &b.boost)).any(|w| !w.is_finite())
+            || !self.now_secs.is_finite()
+        {
+            return Err(RerankError::InvalidParams("weights, boosts and now_secs must be finite numbers".into()));
+        }
         // Each text field of each candidate tokenized once, into ids.
         let mut tokenizer = Tokenizer::default();
         let query = tokenizer.ids(query_text.unwrap_or(""));
@@ -207,6 +229,8 @@ impl Strategy for Rule {
             .map(|c| self.text_fields.iter().map(|f| tokenizer.ids(&text_of(c.payload.as_ref(), f))).collect())
             .collect();
         let documents: Vec<Vec<u32>> = fields.iter().map(|f| f.concat()).collect();
+        let words: Vec<std::collections::HashSet<u32>> =
+            documents.iter().map(|d| d.iter().copied().collect()).collect();
         let title_index = self.title_field.as_ref().and_then(|t| self.text_fields.iter().position(|f| f == t));
         // A title field that is not a text field: tokenized on its own.
         let titles: Vec<Vec<u32>> = match (&self.title_field, title_index) {
@@ -232,7 +256,7 @@ impl Strategy for Rule {
                     parts.push(("bm25".into(), self.bm25_weight * text_scores[i] / best_text));
                 }
                 if !distinct.is_empty() {
-                    let present = distinct.iter().filter(|t| documents[i].contains(t)).count();
+                    let present = distinct.iter().filter(|t| words[i].contains(**t)).count();
                     let coverage = present as f32 / distinct.len() as f32;
                     parts.push((format!("coverage {present}/{}", distinct.len()), self.coverage_weight * coverage));
                 }

@@ -38,7 +38,7 @@ mod write;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
@@ -142,6 +142,9 @@ pub struct Shard {
     published: AtomicU32,
     /// Serialises writers (apply, rebuild, persist).
     write_lock: Mutex<WriterState>,
+    /// `WriterState::applied`, readable without the writers' lock: stored once a write is
+    /// published, so a reader that loads it sees at least that write's data.
+    applied: AtomicU64,
 }
 
 struct WriterState {
@@ -202,6 +205,7 @@ impl Shard {
             state: RwLock::new(state),
             published: AtomicU32::new(published),
             write_lock: Mutex::new(WriterState { applied, writes_since_persist: reconciled as u64, rebuild: None }),
+            applied: AtomicU64::new(applied),
         })
     }
 
@@ -234,9 +238,10 @@ impl Shard {
         self.state.read().index.connectivity()
     }
 
-    /// The last applied log index.
+    /// The last applied log index (never waits for a write in progress; the data a read
+    /// sees after loading it is at least that write's).
     pub fn applied_index(&self) -> u64 {
-        self.write_lock.lock().applied
+        self.applied.load(Ordering::Acquire)
     }
 
     /// Saves the graph so the next open need not rebuild it.

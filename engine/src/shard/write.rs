@@ -60,6 +60,7 @@ impl Shard {
             }
         };
         writer.applied = index;
+        self.applied.store(index, Ordering::Release);
         writer.writes_since_persist += affected as u64;
         if let Some(job) = &mut writer.rebuild {
             job.touched.extend(touched);
@@ -92,6 +93,7 @@ impl Shard {
             self.apply_upsert(index, points)?
         };
         writer.applied = index;
+        self.applied.store(index, Ordering::Release);
         writer.writes_since_persist += affected as u64;
         Ok(affected)
     }

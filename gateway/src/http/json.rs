@@ -123,9 +123,9 @@ pub struct RerankJson {
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     #[schema(value_type = Object)]
     pub params: Map<String, Value>,
-    /// Hits given to the reranker; 0 or absent: 4 × top_k.
+    /// Hits given to the reranker (at most 1,000); 0 or absent: 4 × top_k.
     #[serde(default, deserialize_with = "whole_u32", skip_serializing_if = "is_zero")]
-    #[schema(maximum = 10000)]
+    #[schema(maximum = 1000)]
     pub candidates: u32,
 }
 

@@ -241,8 +241,8 @@ pub struct DefaultRerankDoc {
     /// collection is created.
     #[schema(value_type = Option<Object>)]
     params: Option<serde_json::Value>,
-    /// Hits given to the reranker; 0 or absent: 4 × top_k.
-    #[schema(maximum = 10000)]
+    /// Hits given to the reranker (at most 1,000); 0 or absent: 4 × top_k.
+    #[schema(maximum = 1000)]
     candidates: Option<u32>,
 }
 
