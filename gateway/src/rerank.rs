@@ -149,6 +149,10 @@ impl Reranker {
             top_k: top_k as u32,
         };
         let budget = deadline.saturating_duration_since(Instant::now()).min(config.timeout);
+        if budget.is_zero() {
+            self.metrics.total.with_label_values(&[strategy, "deadline"]).inc();
+            return Ok(Outcome::Skipped("the search's deadline left no time for the reranker".into()));
+        }
         let started = Instant::now();
         let (label, outcome) = match self.call(config, request, budget).await {
             Ok(r) => {
@@ -219,6 +223,7 @@ impl Reranker {
             .max_decoding_message_size(MAX_RERANK_MESSAGE);
         let mut r = tonic::Request::new(request);
         r.set_timeout(budget);
+        let started = Instant::now();
         let status = match tokio::time::timeout(budget, client.rerank(r)).await {
             Err(_) => return Err(Failure::Late),
             Ok(Ok(r)) => return Ok(r.into_inner()),
@@ -233,7 +238,12 @@ impl Reranker {
             // secret, an internal error) is the reranker's trouble, not the caller's.
             ErrorCode::InvalidArgument | ErrorCode::Unimplemented if answered => Failure::Refused(e),
             code if answered => Failure::Unreachable(format!("it answered {code:?}: {}", e.message)),
-            _ if status.code() == tonic::Code::DeadlineExceeded => Failure::Late,
+            // The channel enforces the deadline itself too ("Timeout expired", CANCELLED).
+            _ if matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled)
+                || started.elapsed() >= budget =>
+            {
+                Failure::Late
+            }
             _ => Failure::Unreachable(e.message),
         })
     }
@@ -382,6 +392,20 @@ mod tests {
         pb::RerankedCandidate { index, score, explanation: format!("#{index}") }
     }
 
+    /// A client of a reranker nobody listens at (and of a placement driver likewise).
+    fn unreachable(timeout: Duration) -> Arc<Reranker> {
+        // A port just freed: connections to it are refused.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let placement = vectron_common::placement_client::PlacementClient::new(vec![dead.clone()]);
+        let router = Arc::new(Router::new(placement, None));
+        let config = RerankerConfig { address: dead, timeout };
+        Arc::new(Reranker::new(Some(config), PeerChannels::default(), router, &Registry::new()))
+    }
+
+    fn plan() -> RerankPlan {
+        RerankPlan { strategy: RerankStrategy::Mmr, query_text: None, params: serde_json::Map::new(), candidates: 4 }
+    }
+
     #[test]
     fn the_reranker_order_is_applied_and_a_broken_one_refused() {
         let hits: Vec<pb::ScoredPoint> =
@@ -392,5 +416,44 @@ mod tests {
         assert!(checked(vec![ranked(0, 1.0), ranked(0, 1.0)], 3).is_err());
         assert!(checked(vec![ranked(3, 1.0)], 3).is_err());
         assert_eq!(checked(vec![ranked(1, 1.0)], 3).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reranker_that_cannot_be_reached_is_skipped_and_marked_down() {
+        let r = unreachable(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let outcome = r.rerank("c", &plan(), Vec::new(), 1, deadline).await.unwrap();
+        assert!(matches!(&outcome, Outcome::Skipped(reason) if reason == "the reranker is unavailable"), "{outcome:?}");
+        assert!(r.down.load(Ordering::SeqCst));
+        assert_eq!(r.metrics.up.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_search_that_used_up_its_own_deadline_raises_no_alert() {
+        // Nothing left of the search's deadline: not even asked.
+        let r = unreachable(Duration::from_secs(2));
+        let outcome = r.rerank("c", &plan(), Vec::new(), 1, Instant::now()).await.unwrap();
+        assert!(matches!(&outcome, Outcome::Skipped(reason) if reason.contains("left no time")), "{outcome:?}");
+        assert!(!r.down.load(Ordering::SeqCst));
+        // A reranker that takes connections and never answers: late within the 50 ms the
+        // search had left, less than the reranker's own 2 s — no alert.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let config = RerankerConfig { address, timeout: Duration::from_secs(2) };
+        let r = Arc::new(Reranker::new(Some(config), PeerChannels::default(), r.router.clone(), &Registry::new()));
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let outcome = r.rerank("c", &plan(), Vec::new(), 1, deadline).await.unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Skipped(reason) if reason.contains("the search's deadline")),
+            "{outcome:?}"
+        );
+        assert!(!r.down.load(Ordering::SeqCst), "no alert: the reranker still counts as up");
+        assert_eq!(r.metrics.up.get(), 1);
     }
 }
