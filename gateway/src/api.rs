@@ -25,7 +25,7 @@ use vectron_model::feedback::{is_internal, new_query_id};
 use vectron_model::request::{
     Consistency, CountRequest, DeleteRequest, GetRequest, ScrollRequest, SearchRequest, Selector, UpsertRequest,
 };
-use vectron_model::rerank::{Rerank, RerankStrategy};
+use vectron_model::rerank::{Rerank, RerankPlan, RerankStrategy};
 use vectron_model::types::MAX_SEARCH_BATCH;
 use vectron_model::vector::{check_point, check_vector};
 use vectron_model::{Distance, Point, PointId, ShardConfig, ValidationError};
@@ -482,15 +482,16 @@ impl Api {
             return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
         }
         check_vector(&shard_config, &req.query.vector).map_err(model)?;
+        let plan =
+            Rerank::plan(req.rerank.as_ref(), default_rerank(&route)?.as_ref(), req.query.top_k).map_err(model)?;
         // Answers the feedback model reranked change with the model, not with the data.
-        let learned = Rerank::plan(req.rerank.as_ref(), default_rerank(&route)?.as_ref(), req.query.top_k)
-            .map_err(model)?
-            .is_some_and(|p| p.strategy == RerankStrategy::Feedback);
+        let learned = plan.as_ref().is_some_and(|p| p.strategy == RerankStrategy::Feedback);
+        let distance = shard_config.distance;
         let answer = if self.cache.enabled() && req.consistency == Consistency::Leader && !learned {
-            self.cached_search(&route, &req, shard_config.distance).await?
+            self.cached_search(&route, &req, plan.as_ref(), distance).await?
         } else {
             self.cache.count(CacheOutcome::Bypass);
-            Arc::new(self.search_uncached(&route, &req, shard_config.distance).await?)
+            Arc::new(self.search_uncached(&route, &req, plan, distance).await?)
         };
         let mut response = answer.response.clone();
         response.query_id = new_query_id();
@@ -503,6 +504,7 @@ impl Api {
         &self,
         route: &CollectionRoute,
         req: &SearchRequest,
+        plan: Option<&RerankPlan>,
         distance: Distance,
     ) -> Result<Arc<Answer>> {
         let request = convert::search_to_pb(req).map_err(model)?;
@@ -519,7 +521,7 @@ impl Api {
         }
         match self.cache.flight(&key) {
             Flight::Lead(ticket) => {
-                let answer = self.search_uncached(route, req, distance).await.map(Arc::new);
+                let answer = self.search_uncached(route, req, plan.cloned(), distance).await.map(Arc::new);
                 ticket.land(&answer);
                 let answer = answer?;
                 self.cache.count(CacheOutcome::Miss);
@@ -534,7 +536,7 @@ impl Api {
                 }
                 _ => {
                     self.cache.count(CacheOutcome::Miss);
-                    Ok(Arc::new(self.search_uncached(route, req, distance).await?))
+                    Ok(Arc::new(self.search_uncached(route, req, plan.cloned(), distance).await?))
                 }
             },
         }
@@ -563,16 +565,16 @@ impl Api {
         answers.iter().zip(versions).all(|((_, now), (_, then))| now.as_ref().is_ok_and(|now| now == then))
     }
 
-    /// A search of the shards (and the reranker), not through the cache.
+    /// A search of the shards (and the reranker, with `plan`), not through the cache.
     async fn search_uncached(
         &self,
         route: &CollectionRoute,
         req: &SearchRequest,
+        plan: Option<RerankPlan>,
         distance: Distance,
     ) -> Result<Answer> {
         let top_k = req.query.top_k;
-        let default = default_rerank(route)?;
-        let Some(mut plan) = Rerank::plan(req.rerank.as_ref(), default.as_ref(), top_k).map_err(model)? else {
+        let Some(mut plan) = plan else {
             return self.shard_search(route, req, distance).await;
         };
         let trained = match plan.strategy {

@@ -16,9 +16,6 @@ pub enum GatewayError {
     /// The request breaks one of the gateway's own rules (batch sizes, cursors).
     #[error("{reason}")]
     InvalidArgument { reason: String },
-    /// The request asks for what is not built (refused, never ignored).
-    #[error("{what}")]
-    Unimplemented { what: String },
     #[error("collection {name:?} does not exist")]
     CollectionNotFound { name: String },
     /// The collection was resharded (or deleted and re-created) since it was looked up.
@@ -74,7 +71,6 @@ impl GatewayError {
         match self {
             GatewayError::Invalid(e) => e.code(),
             GatewayError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            GatewayError::Unimplemented { .. } => ErrorCode::Unimplemented,
             GatewayError::CollectionNotFound { .. } => ErrorCode::CollectionNotFound,
             GatewayError::ShardGone { .. } => ErrorCode::StaleEpoch,
             GatewayError::Access(e)
@@ -101,7 +97,6 @@ impl GatewayError {
         match self {
             GatewayError::Invalid(_)
             | GatewayError::InvalidArgument { .. }
-            | GatewayError::Unimplemented { .. }
             | GatewayError::CollectionNotFound { .. }
             | GatewayError::Internal { .. } => false,
             GatewayError::ShardGone { .. }
@@ -147,7 +142,6 @@ mod tests {
     fn codes_and_retry_flags_are_the_errors_own_and_received_ones_pass_through() {
         let cases = [
             (GatewayError::invalid("x"), ErrorCode::InvalidArgument, false),
-            (GatewayError::Unimplemented { what: "rerank".into() }, ErrorCode::Unimplemented, false),
             (GatewayError::CollectionNotFound { name: "c".into() }, ErrorCode::CollectionNotFound, false),
             (GatewayError::ShardGone { shard_id: 1, collection: "c".into() }, ErrorCode::StaleEpoch, true),
             (

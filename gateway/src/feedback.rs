@@ -16,19 +16,15 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use vectron_model::PointId;
-use vectron_model::request::GetRequest;
-use vectron_model::rerank::RerankPlan;
-use vectron_model::types::MAX_IDS_PER_REQUEST;
-use vectron_reranker::feedback::{Model, train};
-use vectron_reranker::strategy::text_of;
-
-use vectron_model::convert::{point_id_to_pb, struct_from_pb};
+use vectron_model::convert::{default_rerank, point_id_to_pb, struct_from_pb};
 use vectron_model::feedback::{FeedbackRecord, FeedbackStats, feedback_collection, record_id};
-use vectron_model::request::{Consistency, ScrollRequest};
-use vectron_model::{Distance, Payload, Point};
+use vectron_model::request::{Consistency, GetRequest, ScrollRequest};
+use vectron_model::rerank::{Rerank, RerankPlan, RerankStrategy};
+use vectron_model::types::MAX_IDS_PER_REQUEST;
+use vectron_model::{Distance, Payload, Point, PointId};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::ErrorCode;
+use vectron_reranker::feedback::{Model, text_of_fields, train};
 
 use crate::api::{Api, allowed};
 use crate::auth::{Access, Scope};
@@ -46,12 +42,12 @@ fn now_ms() -> u64 {
 }
 
 impl Api {
-    /// Keeps `record` (checked) as feedback on `collection`; a record for the same
+    /// Keeps `record` (checked at the edge) as feedback on `collection`; a record for the same
     /// (query, point) replaces the earlier one.
     pub async fn submit_feedback(&self, access: &Access, collection: &str, record: FeedbackRecord) -> Result<()> {
         allowed(access, Scope::Write, Some(collection))?;
         let parent = self.router().collection(collection).await?;
-        let record = FeedbackRecord { at_ms: now_ms(), ..record }.checked()?;
+        let record = FeedbackRecord { at_ms: now_ms(), ..record };
         let store = self.feedback_store(&parent).await?;
         let point = Point {
             id: record_id(&record.query_id, &record.point_id),
@@ -74,16 +70,12 @@ impl Api {
         };
         let mut stats = stats_to_pb(&FeedbackStats::of(&records));
         // The model of the collection's default feedback rerank's text fields, if any.
-        let default = route.info.config.as_ref().and_then(|c| c.default_rerank.as_ref());
-        let text_fields: Vec<String> = default
-            .filter(|d| d.strategy == "feedback")
-            .and_then(|d| d.params.as_ref())
-            .and_then(|p| p.fields.get("text_fields"))
-            .map(|v| match vectron_model::convert::value_from_pb(v) {
-                Ok(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-                _ => Vec::new(),
-            })
-            .unwrap_or_default();
+        let default = route.info.config.as_ref().map(default_rerank).transpose().map_err(GatewayError::Invalid)?;
+        let plan = Rerank::plan(None, default.flatten().as_ref(), 1).map_err(GatewayError::Invalid)?;
+        let text_fields = match plan {
+            Some(p) if p.strategy == RerankStrategy::Feedback => feedback_params(&p)?,
+            _ => Vec::new(),
+        };
         let key: ModelKey = (collection.to_owned(), text_fields);
         let trained = match self.models.kept(&key).filter(|k| !self.models.due(&key, k)) {
             Some(fresh) => fresh,
@@ -185,7 +177,7 @@ impl Api {
             for p in self.get_route(route, &req).await?.points {
                 let id = vectron_model::convert::point_id_from_pb(p.id.as_ref()).map_err(GatewayError::Invalid)?;
                 let payload = p.payload.as_ref().map(struct_from_pb).transpose().map_err(GatewayError::Invalid)?;
-                let text = text_fields.iter().map(|f| text_of(payload.as_ref(), f)).collect::<Vec<_>>().join(" ");
+                let text = text_of_fields(payload.as_ref(), text_fields);
                 texts.insert(id, text);
             }
         }

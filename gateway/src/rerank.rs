@@ -89,10 +89,9 @@ impl RerankMetrics {
         .expect("valid metric");
         let up = IntGauge::new("vectron_reranker_up", "1 while the reranker answers (0: searches skip reranks)")
             .expect("valid metric");
-        // A second gateway in the same process (tests) shares the first one's metrics.
-        let _ = registry.register(Box::new(total.clone()));
-        let _ = registry.register(Box::new(seconds.clone()));
-        let _ = registry.register(Box::new(up.clone()));
+        registry.register(Box::new(total.clone())).expect("unique metric");
+        registry.register(Box::new(seconds.clone())).expect("unique metric");
+        registry.register(Box::new(up.clone())).expect("unique metric");
         RerankMetrics { total, seconds, up }
     }
 }

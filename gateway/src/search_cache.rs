@@ -200,10 +200,10 @@ impl SearchCache {
         let bytes = IntGauge::new("vectron_search_cache_bytes", "Memory the cached search answers take (encoded size)")
             .expect("valid metric");
         let count = IntGauge::new("vectron_search_cache_entries", "Search answers cached").expect("valid metric");
-        let _ = registry.register(Box::new(evictions.clone()));
-        let _ = registry.register(Box::new(outcomes.clone()));
-        let _ = registry.register(Box::new(bytes.clone()));
-        let _ = registry.register(Box::new(count.clone()));
+        registry.register(Box::new(evictions.clone())).expect("unique metric");
+        registry.register(Box::new(outcomes.clone())).expect("unique metric");
+        registry.register(Box::new(bytes.clone())).expect("unique metric");
+        registry.register(Box::new(count.clone())).expect("unique metric");
         let entries = (config.max_bytes > 0).then(|| {
             // An estimate for the cache's own tables: answers of ~4 KiB.
             let estimated = (config.max_bytes / 4096).clamp(16, 1 << 20) as usize;
@@ -369,7 +369,7 @@ mod tests {
             .and_then(|n| n.parse().ok())
             .unwrap();
         assert!(evicted > 100, "{text}");
-        let off = SearchCache::new(SearchCacheConfig { max_bytes: 0, ..Default::default() }, &registry);
+        let off = SearchCache::new(SearchCacheConfig { max_bytes: 0, ..Default::default() }, &Registry::new());
         assert!(!off.enabled());
         off.store(SearchCache::key(1, request(1)), "c", 0, answer(1));
         assert!(off.lookup(&SearchCache::key(1, request(1)), 0).is_none());

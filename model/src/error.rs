@@ -19,9 +19,6 @@ pub enum ValidationError {
     InvalidPointId { reason: String },
     #[error("invalid argument: {reason}")]
     InvalidArgument { reason: String },
-    /// A field that asks for what is not built (refused, never ignored).
-    #[error("not implemented: {reason}")]
-    Unimplemented { reason: String },
     /// What is wrong with one point of a batch.
     #[error("point {index}: {error}")]
     AtPoint { index: usize, error: Box<ValidationError> },
@@ -37,7 +34,6 @@ impl ValidationError {
             ValidationError::InvalidFilter { .. } => ErrorCode::InvalidFilter,
             ValidationError::InvalidPointId { .. } => ErrorCode::InvalidPointId,
             ValidationError::InvalidArgument { .. } => ErrorCode::InvalidArgument,
-            ValidationError::Unimplemented { .. } => ErrorCode::Unimplemented,
             ValidationError::AtPoint { error, .. } => error.code(),
         }
     }

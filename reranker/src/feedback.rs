@@ -69,10 +69,10 @@ pub fn text_features(query_text: Option<&str>, documents: &[String]) -> Vec<(f32
         .collect()
 }
 
-/// A candidate's text: its `fields`' text joined (what training reads of a judged point
-/// too).
-pub fn text_of_fields(c: &Candidate, fields: &[String]) -> String {
-    fields.iter().map(|f| text_of(c.payload.as_ref(), f)).collect::<Vec<_>>().join(" ")
+/// A payload's text over `fields`, joined: what the strategy reads of a candidate and
+/// training of a judged point.
+pub fn text_of_fields(payload: Option<&serde_json::Map<String, serde_json::Value>>, fields: &[String]) -> String {
+    fields.iter().map(|f| text_of(payload, f)).collect::<Vec<_>>().join(" ")
 }
 
 /// One judged hit of one query, as training sees it.
@@ -236,7 +236,8 @@ impl Strategy for Feedback {
         if self.weights.iter().any(|w| !w.is_finite()) {
             return Err(RerankError::InvalidParams("feedback weights must be finite".into()));
         }
-        let documents: Vec<String> = candidates.iter().map(|c| text_of_fields(c, &self.text_fields)).collect();
+        let documents: Vec<String> =
+            candidates.iter().map(|c| text_of_fields(c.payload.as_ref(), &self.text_fields)).collect();
         let text = text_features(query_text, &documents);
         let ranks = vector_ranks(candidates);
         let out: Vec<Reranked> = candidates
