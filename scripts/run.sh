@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts Vectron: `vectron dev`, an all-in-one cluster in one process (placement driver,
-# one worker, gateway) with data under ./data, HTTP on 127.0.0.1:8080 and gRPC on
+# one worker, auth, reranker, gateway) with data under ./data, HTTP on 127.0.0.1:8080 and gRPC on
 # 127.0.0.1:8081. Extra flags go to `vectron dev` (e.g. --data-dir DIR).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
