@@ -201,8 +201,11 @@ impl Api {
             let page = self.scroll_route(store, &request).await?;
             for p in &page.points {
                 let payload = p.payload.as_ref().map(struct_from_pb).transpose().map_err(GatewayError::Invalid)?;
+                // A record the cluster wrote that does not read back is its fault, not the
+                // caller's.
                 let record = payload.as_ref().map(FeedbackRecord::from_payload).transpose();
-                match record.map_err(GatewayError::Invalid)? {
+                let record = record.map_err(|e| GatewayError::Internal { what: format!("feedback store: {e}") })?;
+                match record {
                     Some(r) => records.push(r),
                     None => tracing::warn!(store = request.collection, "a feedback point without a record"),
                 }

@@ -120,15 +120,16 @@ impl FeedbackRecord {
         Ok(self)
     }
 
-    /// The record as its point's payload.
+    /// The record as its point's payload. A numeric point id is written as its digits
+    /// (`point_num`): payloads cross the public API as proto `Struct`s, where an integer
+    /// past `i64::MAX` would become a float and lose its exact value.
     pub fn to_payload(&self) -> Map<String, Value> {
-        let point_id = match &self.point_id {
-            PointId::Num(n) => json!(n),
-            PointId::Str(s) => json!(s),
-        };
         let mut m = Map::new();
         m.insert("query_id".into(), json!(self.query_id));
-        m.insert("point_id".into(), point_id);
+        match &self.point_id {
+            PointId::Num(n) => m.insert("point_num".into(), json!(n.to_string())),
+            PointId::Str(s) => m.insert("point_id".into(), json!(s)),
+        };
         m.insert("relevance".into(), json!(self.relevance));
         m.insert("at_ms".into(), json!(self.at_ms));
         if let Some(c) = self.clicked {
@@ -149,9 +150,9 @@ impl FeedbackRecord {
     /// The record a feedback point's payload holds.
     pub fn from_payload(p: &Map<String, Value>) -> Result<FeedbackRecord> {
         let bad = || invalid(format!("a feedback record is malformed: {}", Value::Object(p.clone())));
-        let point_id = match p.get("point_id") {
-            Some(Value::Number(n)) => PointId::Num(n.as_u64().ok_or_else(bad)?),
-            Some(Value::String(s)) => PointId::Str(s.clone()),
+        let point_id = match (p.get("point_num"), p.get("point_id")) {
+            (Some(Value::String(n)), None) => PointId::Num(n.parse().map_err(|_| bad())?),
+            (None, Some(Value::String(s))) => PointId::Str(s.clone()),
             _ => return Err(bad()),
         };
         let text = |k: &str| p.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -271,6 +272,12 @@ mod tests {
             ..record("q1", 0, 0.5, Some(true))
         };
         assert_eq!(FeedbackRecord::from_payload(&r.to_payload()).unwrap(), r);
+        // Exactly, through the proto Struct a payload crosses the API as, past i64::MAX too.
+        for id in [0, i64::MAX as u64 + 1, u64::MAX] {
+            let r = record("q", id, -0.25, None);
+            let through = crate::convert::struct_from_pb(&crate::convert::struct_to_pb(&r.to_payload())).unwrap();
+            assert_eq!(FeedbackRecord::from_payload(&through).unwrap(), r);
+        }
         assert_eq!(record_id("q1", &PointId::Num(3)), record_id("q1", &PointId::Num(3)));
         assert_ne!(record_id("q1", &PointId::Num(3)), record_id("q1", &PointId::Str("3".into())));
         // The length prefix keeps ("ab", …) and ("a", "b…") apart.
