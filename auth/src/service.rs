@@ -20,7 +20,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
+use vectron_common::lifecycle::Health;
 use vectron_model::status::{WireError, to_status};
 use vectron_proto::v1 as pb;
 use vectron_proto::v1::auth_service_server::{AuthService, AuthServiceServer};
@@ -509,15 +511,17 @@ impl AuthService for AuthGrpc {
 pub const MAX_MESSAGE_BYTES: usize = 64 << 10;
 
 /// Serves the auth service on `listener` until `shutdown` resolves; with a cluster
-/// secret installed, only to callers presenting the cluster token.
+/// secret installed, only to callers presenting the cluster token; `health` to anyone.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: AuthGrpc,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let auth = AuthServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
-        .layer(tonic::service::InterceptorLayer::new(vectron_common::cluster_auth::check))
-        .add_service(AuthServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(health.service())
+        .add_service(InterceptedService::new(auth, vectron_common::cluster_auth::check))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
 }

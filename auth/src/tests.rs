@@ -300,7 +300,7 @@ mod grpc {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(listener, service, async {
+        tokio::spawn(serve(listener, service, vectron_common::lifecycle::Health::new("auth").await, async {
             let _ = stopped.await;
         }));
         let client = AuthServiceClient::connect(format!("http://{addr}")).await.unwrap();
@@ -690,7 +690,7 @@ mod gateway_side {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(listener, service, async {
+        tokio::spawn(serve(listener, service, vectron_common::lifecycle::Health::new("auth").await, async {
             let _ = stopped.await;
         }));
         let channel =

@@ -5,6 +5,8 @@
 //! which clients share.)
 //! - [`faults`]: a controllable network for in-process test clusters (cut, slowed links).
 //! - [`net`]: accepted server connections (TCP_NODELAY).
+//! - [`lifecycle`]: the gRPC health every port serves (readiness, liveness), and the
+//!   stand-in a port serves while its service starts.
 //! - [`raft`]: the openraft plumbing of the placement driver and the workers: the
 //!   RocksDB log store, the multiplexed gRPC transport, timing.
 //! - [`routing`]: which shard owns a point id (hash ranges).
@@ -16,6 +18,7 @@
 
 pub mod cluster_auth;
 pub mod faults;
+pub mod lifecycle;
 pub mod net;
 pub mod placement_client;
 pub mod raft;

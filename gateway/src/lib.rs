@@ -133,15 +133,31 @@ impl Gateway {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
 
-    /// Serves gRPC (the public service and the standard health service) on `listener`
-    /// until `shutdown`.
+    /// Reports the gateway ready on `health` once it has a routing table (retrying
+    /// every half second while the placement driver cannot be reached); from then on it
+    /// can route every request. Returns when ready.
+    pub async fn await_routing(&self, health: &vectron_common::lifecycle::Health) {
+        loop {
+            match self.api.router().refresh_now().await {
+                Ok(_) => {
+                    health.set_ready(true).await;
+                    return;
+                }
+                Err(e) => tracing::debug!("no routing table yet: {e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Serves gRPC (the public service, and `health` to anyone) on `listener` until
+    /// `shutdown`.
     pub async fn serve_grpc(
         &self,
         listener: tokio::net::TcpListener,
+        health: vectron_common::lifecycle::Health,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<VectronServiceServer<grpc::VectronGrpc>>().await;
+        let health_service = health.service();
         let limits = self.api.config().body_limits;
         let methods = auth::GrpcMethods { limits, trusted_proxies: Arc::new(self.trusted_proxies.clone()) };
         let max_message = policy::grpc_max_message(limits);

@@ -141,7 +141,8 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     );
     let auth_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let auth_addr = auth_listener.local_addr().unwrap().to_string();
-    tokio::spawn(vectron_auth::service::serve(auth_listener, auth, std::future::pending()));
+    let health = vectron_common::lifecycle::Health::new("auth").await;
+    tokio::spawn(vectron_auth::service::serve(auth_listener, auth, health, std::future::pending()));
 
     let keys = ApiKeys::new(store.clone());
     let key = |scope, collections: Option<Vec<String>>| {
@@ -172,7 +173,8 @@ async fn setup(rate_limit_per_sec: u32) -> Setup {
     tokio::spawn(async move { g.serve_http(http_listener, std::future::pending()).await.unwrap() });
     let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let grpc_url = format!("http://{}", grpc_listener.local_addr().unwrap());
-    tokio::spawn(async move { gateway.serve_grpc(grpc_listener, std::future::pending()).await.unwrap() });
+    let health = vectron_common::lifecycle::Health::new("gateway").await;
+    tokio::spawn(async move { gateway.serve_grpc(grpc_listener, health, std::future::pending()).await.unwrap() });
     let grpc = Channel::from_shared(grpc_url).unwrap().connect_lazy();
     // The short token expires (whole-second expiry: up to 2 s after it was issued).
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -528,6 +530,7 @@ async fn throttling_gateway(dir: &std::path::Path, trusted: Vec<ipnet::IpNet>) -
     tokio::spawn(vectron_auth::service::serve(
         auth_listener,
         AuthGrpc::new(store, tokens, config),
+        vectron_common::lifecycle::Health::new("auth").await,
         std::future::pending(),
     ));
     let authenticator = Authenticator::service(&[auth_addr], Duration::from_millis(100), None).unwrap();

@@ -5,7 +5,8 @@
 //! shards each worker reports leading). Only changes of state — a worker going down or
 //! coming back, a replica being replaced — are Raft commands, so an idle cluster writes
 //! nothing to the placement log. A new leader starts every worker's clock afresh, so a
-//! leader change never marks healthy workers down.
+//! leader change never marks healthy workers down. A leader that stops cleanly hands its
+//! leadership to a caught-up member first.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use openraft::{BasicNode, Raft};
 use parking_lot::Mutex;
 use vectron_common::faults::NodeNetwork;
 use vectron_common::now_ms;
+use vectron_common::raft::handover::{Handover, LeaderSince, hand_over};
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, raft_config};
@@ -83,6 +85,11 @@ pub struct PlacementNode {
     pub(crate) liveness: Arc<Mutex<HashMap<u64, Liveness>>>,
     /// The term in which `liveness` was collected.
     pub(crate) liveness_term: Arc<Mutex<u64>>,
+    /// The Raft transport's channels to the other members.
+    channels: PeerChannels,
+    /// Since when this node leads (noted by [`PlacementNode::ensure_leader`], which the
+    /// scheduler calls every tick), for the hand-over.
+    leader_since: Arc<LeaderSince>,
 }
 
 impl std::fmt::Debug for PlacementNode {
@@ -92,6 +99,9 @@ impl std::fmt::Debug for PlacementNode {
 }
 
 pub use vectron_common::StartError;
+
+/// How long a stopping leader tries to hand its leadership over.
+const HANDOVER_WITHIN: Duration = Duration::from_secs(5);
 
 impl PlacementNode {
     /// Opens the node's storage, starts its Raft node and registers it with `router`
@@ -107,7 +117,8 @@ impl PlacementNode {
         let fresh = !log.is_initialized()?;
         let sm = PlacementStateMachine::open(&log)?;
         let view = sm.view();
-        let network = GrpcNetworkFactory::new(PLACEMENT_GROUP, PeerChannels::on(config.network.clone()));
+        let channels = PeerChannels::on(config.network.clone());
+        let network = GrpcNetworkFactory::new(PLACEMENT_GROUP, channels.clone());
         let raft = Raft::new(config.node_id, Arc::new(raft_config(GroupKind::Placement)), network, log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -128,6 +139,8 @@ impl PlacementNode {
             config: Arc::new(config),
             liveness: Default::default(),
             liveness_term: Default::default(),
+            channels,
+            leader_since: Default::default(),
         })
     }
 
@@ -160,6 +173,7 @@ impl PlacementNode {
             (m.current_leader, m.current_term)
         };
         if leader == Some(self.id) {
+            self.leader_since.leading(current_term);
             let mut term = self.liveness_term.lock();
             if *term != current_term {
                 *term = current_term;
@@ -205,8 +219,21 @@ impl PlacementNode {
         with_reports(table, &self.liveness.lock())
     }
 
-    /// Stops the Raft node.
+    /// Whether this node knows a leader of the placement group (itself or another).
+    pub fn has_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
+    }
+
+    /// Stops the Raft node; a leader first hands its leadership to a caught-up member
+    /// (see [`vectron_common::raft::handover`]), so the group does not wait out an
+    /// election timeout.
     pub async fn shutdown(&self) {
+        let handover = hand_over(&self.raft, self.id, PLACEMENT_GROUP, &self.leader_since, &self.channels, HANDOVER_WITHIN);
+        match handover.await {
+            Handover::To(next) => tracing::info!(node = self.id, next, "handed placement leadership over"),
+            Handover::Failed(why) => tracing::warn!(node = self.id, "placement leadership not handed over: {why}"),
+            Handover::NotLeading | Handover::Alone => {}
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("placement raft shutdown: {e}");
         }

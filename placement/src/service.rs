@@ -7,7 +7,9 @@
 use std::future::Future;
 use std::time::Instant;
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
+use vectron_common::lifecycle::Health;
 use vectron_common::raft::network::RaftRouter;
 use vectron_model::status::WireError;
 use vectron_proto::internal as pi;
@@ -214,18 +216,22 @@ impl Placement for PlacementGrpc {
 }
 
 /// Serves the placement service and the Raft transport on `listener` until `shutdown`,
-/// to callers holding the cluster token.
+/// to callers holding the cluster token, and `health` to anyone.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     node: PlacementNode,
     router: RaftRouter,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    // Internal APIs: only processes holding the cluster secret get in; health is open to
+    // probes.
+    let token = node.cluster_token();
+    let placement = PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20);
     tonic::transport::Server::builder()
-        // Internal APIs: only processes holding the cluster secret get in.
-        .layer(tonic::service::InterceptorLayer::new(node.cluster_token().checker()))
-        .add_service(router.into_service())
-        .add_service(PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20))
+        .add_service(health.service())
+        .add_service(InterceptedService::new(router.into_service(), token.clone().checker()))
+        .add_service(InterceptedService::new(placement, token.checker()))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
 }

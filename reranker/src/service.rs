@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tonic::{Request, Response, Status};
 use vectron_common::cluster_auth::ClusterToken;
+use vectron_common::lifecycle::Health;
 use vectron_model::convert::struct_from_pb;
 use vectron_model::rerank::{MAX_RERANK_CANDIDATES, RerankStrategy};
 use vectron_model::status::WireError;
@@ -159,21 +160,20 @@ impl RerankService for RerankGrpc {
     }
 }
 
-/// Serves the rerank service (to callers holding `token`) and gRPC health (to anyone:
+/// Serves the rerank service (to callers holding `token`) and `health` (to anyone:
 /// probes carry no token) on `listener` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: RerankGrpc,
     token: ClusterToken,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<RerankServiceServer<RerankGrpc>>().await;
     let rerank = RerankServiceServer::new(service)
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
-        .add_service(health_service)
+        .add_service(health.service())
         .add_service(tonic::service::interceptor::InterceptedService::new(rerank, token.checker()))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await

@@ -62,6 +62,9 @@ impl ClusterSection {
 pub struct PlacementSection {
     /// This node's id (must appear in `initial_members`).
     pub node_id: u64,
+    /// The node's ordinal in a StatefulSet (the pod-index label): when set, the node id
+    /// is `node_ordinal + 1` whatever `node_id` says, so pod `…-0` is node 1.
+    pub node_ordinal: Option<u64>,
     /// Address to listen on (Raft and the placement API).
     pub listen: SocketAddr,
     /// Address other nodes reach this one at (defaults to `listen`).
@@ -82,6 +85,7 @@ impl Default for PlacementSection {
     fn default() -> Self {
         PlacementSection {
             node_id: 1,
+            node_ordinal: None,
             listen: "127.0.0.1:6001".parse().expect("valid address"),
             advertise: None,
             initial_members: Vec::new(),
@@ -94,11 +98,16 @@ impl Default for PlacementSection {
 }
 
 impl PlacementSection {
+    /// This node's id: `node_ordinal + 1` when an ordinal is set, else `node_id`.
+    pub fn id(&self) -> u64 {
+        self.node_ordinal.map_or(self.node_id, |o| o.saturating_add(1))
+    }
+
     /// The members by id (this node alone when none are configured).
     pub fn members(&self) -> Result<BTreeMap<u64, String>> {
         let advertise = self.advertise.clone().unwrap_or_else(|| self.listen.to_string());
         if self.initial_members.is_empty() {
-            return Ok(BTreeMap::from([(self.node_id, advertise)]));
+            return Ok(BTreeMap::from([(self.id(), advertise)]));
         }
         let mut members = BTreeMap::new();
         for m in &self.initial_members {
@@ -109,8 +118,8 @@ impl PlacementSection {
             }
             members.insert(id, addr.trim().to_owned());
         }
-        if !members.contains_key(&self.node_id) {
-            bail!("node id {} is not among the initial members", self.node_id);
+        if !members.contains_key(&self.id()) {
+            bail!("node id {} is not among the initial members", self.id());
         }
         Ok(members)
     }
@@ -197,6 +206,11 @@ pub struct GatewaySection {
     /// Longest a search answer is served from the cache.
     #[serde(with = "humantime_serde")]
     pub search_cache_ttl: Duration,
+    /// On SIGTERM, how long the gateway reports not ready while it goes on serving (so
+    /// load balancers stop sending it requests) before it stops accepting and finishes
+    /// what is in flight.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
 }
 
 impl Default for GatewaySection {
@@ -217,6 +231,7 @@ impl Default for GatewaySection {
             rerank_timeout: Duration::from_secs(1),
             search_cache_bytes: 64 << 20,
             search_cache_ttl: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
         }
     }
 }

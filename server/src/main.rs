@@ -26,6 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_auth::service::{AuthGrpc, bootstrap_admin};
 use vectron_auth::setup::{self, StoreLocation};
+use vectron_common::cluster_auth::ClusterToken;
+use vectron_common::lifecycle::{Health, Starting};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::timing::LogCompaction;
 use vectron_engine::store::Durability;
@@ -92,6 +94,11 @@ struct PlacementArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<u64>,
+    /// This node's ordinal in a StatefulSet (the pod-index label): the node id is the
+    /// ordinal + 1, whatever --node-id says.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_ordinal: Option<u64>,
     /// Address to listen on (Raft and the placement API) [default: 127.0.0.1:6001].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -189,6 +196,11 @@ struct GatewayArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     no_auth: bool,
+    /// On SIGTERM, how long to report not ready while still serving, before closing
+    /// [default: 0s].
+    #[arg(long, value_parser = parse_duration)]
+    #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
+    drain_delay: Option<Duration>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -280,11 +292,25 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
+/// `stop`, then `health` reported not ready for `delay` while serving goes on: the
+/// moment a process's servers should close (load balancers and peers have had `delay` to
+/// stop sending it requests).
+fn drained(stop: watch::Receiver<bool>, health: Health, delay: Duration) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        stopped(stop).await;
+        health.set_ready(false).await;
+        tokio::time::sleep(delay).await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> Result<tokio::task::JoinHandle<()>> {
     let members = c.members()?;
     let listener = bind(c.listen, "placement").await?;
     let config = PlacementConfig {
-        node_id: c.node_id,
+        node_id: c.id(),
         members,
         data_dir: c.data_dir.clone(),
         durability: c.durability,
@@ -295,18 +321,40 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
     };
     let router = RaftRouter::default();
     let node = PlacementNode::start(config, &router).await.context("starting the placement node")?;
-    tracing::info!(node = c.node_id, listen = %c.listen, "placement node started");
+    tracing::info!(node = c.id(), listen = %c.listen, "placement node started");
     tokio::spawn(vectron_placement::scheduler::run(node.clone(), stopped(stop.clone())));
+    let health = Health::new("placement").await;
+    // The port stays open while a stopping leader hands its leadership over.
+    let (close, closed) = watch::channel(false);
+    let server = tokio::spawn(vectron_placement::service::serve(
+        listener,
+        node.clone(),
+        router,
+        health.clone(),
+        stopped(closed),
+    ));
     Ok(tokio::spawn(async move {
-        if let Err(e) = vectron_placement::service::serve(listener, node.clone(), router, stopped(stop)).await {
+        // Ready while the group has a leader (this node or another).
+        let mut stop = stop;
+        loop {
+            health.set_ready(node.has_leader()).await;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        health.set_ready(false).await;
+        node.shutdown().await;
+        let _ = close.send(true);
+        if let Ok(Err(e)) = server.await {
             tracing::error!("placement server: {e}");
         }
-        node.shutdown().await;
     }))
 }
 
 /// Starts a worker; the returned [`LocalWorker`] lets a gateway in this process call it
-/// without a network hop.
+/// without a network hop. The port serves from the start (UNAVAILABLE until the worker
+/// has registered and opened its shards, see [`Starting`]).
 async fn start_worker(
     c: &WorkerSection,
     stop: watch::Receiver<bool>,
@@ -324,13 +372,30 @@ async fn start_worker(
         network: None,
     };
     let router = RaftRouter::default();
-    let host = WorkerHost::start(config, router.clone()).await.context("starting the worker")?;
+    let health = Health::new("worker").await;
+    let service = Starting::new("the worker");
+    // The port stays open while the stopping worker hands its shards over.
+    let (close, closed) = watch::channel(false);
+    let server = tokio::spawn(vectron_worker::service::serve(
+        listener,
+        service.clone(),
+        router.clone(),
+        ClusterToken::installed(),
+        health.clone(),
+        stopped(closed),
+    ));
+    let host = tokio::select! {
+        host = WorkerHost::start(config, router) => host.context("starting the worker")?,
+        _ = stopped(stop.clone()) => anyhow::bail!("stopped before the worker had started"),
+    };
+    service.set(vectron_worker::service::worker_server(host.clone()));
     tracing::info!(worker = host.id(), listen = %c.listen, "worker started");
-    tokio::spawn(host.clone().run(stopped(stop.clone())));
     let local =
         LocalWorker { address: advertise, service: Arc::new(vectron_worker::service::WorkerGrpc::new(host.clone())) };
     let task = tokio::spawn(async move {
-        if let Err(e) = vectron_worker::service::serve(listener, host, router, stopped(stop)).await {
+        host.run(health, stopped(stop)).await;
+        let _ = close.send(true);
+        if let Ok(Err(e)) = server.await {
             tracing::error!("worker server: {e}");
         }
     });
@@ -373,8 +438,10 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
     }
     let service = AuthGrpc::new(store, tokens, c.service_config());
     tracing::info!(listen = %c.listen, "auth service started");
+    let health = Health::new("auth").await;
+    health.set_ready(true).await;
     Ok(tokio::spawn(async move {
-        if let Err(e) = vectron_auth::service::serve(listener, service, stopped(stop)).await {
+        if let Err(e) = vectron_auth::service::serve(listener, service, health, stopped(stop)).await {
             tracing::error!("auth server: {e}");
         }
     }))
@@ -407,16 +474,30 @@ async fn start_gateway(
     let gateway = Arc::new(
         Gateway::new(c.placement.clone(), config, auth, local).with_trusted_proxies(c.trusted_proxies.clone()),
     );
+    let health = Health::new("gateway").await;
+    // On SIGTERM: not ready, serving on for the drain delay, then no new connections and
+    // the requests in flight finished.
+    let drained = drained(stop.clone(), health.clone(), c.drain_delay);
+    let ready = {
+        let (gateway, health) = (gateway.clone(), health.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = gateway.await_routing(&health) => {}
+                _ = stopped(stop) => {}
+            }
+        })
+    };
     let (g1, g2) = (gateway.clone(), gateway);
-    let (s1, s2) = (stop.clone(), stop);
+    let (s1, s2) = (drained.clone(), drained);
     Ok(vec![
+        ready,
         tokio::spawn(async move {
             if let Err(e) = g1.serve_http(http, stopped(s1)).await {
                 tracing::error!("gateway HTTP: {e}");
             }
         }),
         tokio::spawn(async move {
-            if let Err(e) = g2.serve_grpc(grpc, stopped(s2)).await {
+            if let Err(e) = g2.serve_grpc(grpc, health, stopped(s2)).await {
                 tracing::error!("gateway gRPC: {e}");
             }
         }),
@@ -429,9 +510,10 @@ async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Res
     let listener = bind(c.listen, "reranker").await?;
     let service = vectron_reranker::service::RerankGrpc::new(cross_encoders);
     tracing::info!(listen = %c.listen, endpoints = c.cross_encoders.len(), "reranker started");
-    let token = vectron_common::cluster_auth::ClusterToken::installed();
+    let health = Health::new("reranker").await;
+    health.set_ready(true).await;
     Ok(tokio::spawn(async move {
-        if let Err(e) = vectron_reranker::service::serve(listener, service, token, stopped(stop)).await {
+        if let Err(e) = vectron_reranker::service::serve(listener, service, ClusterToken::installed(), health, stopped(stop)).await {
             tracing::error!("reranker server: {e}");
         }
     }))

@@ -126,6 +126,30 @@ impl Node {
         }
     }
 
+    /// Stops the process with SIGTERM, as Kubernetes does, and waits up to `grace` for
+    /// it to exit; past that it is SIGKILLed (as Kubernetes would) and `None` returned.
+    /// Returns the exit status and how long the stop took.
+    pub fn terminate(&mut self, grace: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
+        self.signal("-TERM");
+        let mut child = self.child.take().expect("the process runs");
+        while started.elapsed() < grace {
+            if let Some(status) = child.try_wait().expect("wait for the process") {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Starts the process again (after [`Node::terminate`] or [`Node::kill`]).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        self.spawn();
+    }
+
     /// Freezes the process (SIGSTOP): alive but silent, as if cut off by a partition.
     pub fn pause(&self) {
         self.signal("-STOP");
@@ -333,9 +357,15 @@ impl Cluster {
 
     /// Starts another gateway of the cluster on free loopback ports, named `name`.
     pub fn start_gateway(&self, name: &str) -> GatewayProcess {
+        self.start_gateway_with(name, &[])
+    }
+
+    /// [`Cluster::start_gateway`] with `extra` flags.
+    pub fn start_gateway_with(&self, name: &str, extra: &[&str]) -> GatewayProcess {
         assert!(self.network.is_none(), "extra gateways run on loopback only");
         let (http, grpc) = (listen_address(None, 0), listen_address(None, 0));
-        let node = Node::start(name, &grpc, gateway_args(&http, &grpc, &self.gateway_flags), self.dir.path());
+        let flags: Vec<String> = self.gateway_flags.iter().cloned().chain(extra.iter().map(|f| f.to_string())).collect();
+        let node = Node::start(name, &grpc, gateway_args(&http, &grpc, &flags), self.dir.path());
         GatewayProcess { node, http, grpc }
     }
 

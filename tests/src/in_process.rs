@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use vectron_common::cluster_auth::ClusterToken;
 use vectron_common::faults::{Faults, NodeNetwork};
+use vectron_common::lifecycle::{Health, Starting};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::timing::LogCompaction;
 use vectron_engine::store::Durability;
@@ -110,8 +111,10 @@ impl InProcessCluster {
             let n = PlacementNode::start(config, &router).await.expect("a placement node starts");
             tokio::spawn(vectron_placement::scheduler::run(n.clone(), stopped(watch.clone())));
             let stop = stopped(watch.clone());
+            let health = Health::new("placement").await;
+            health.set_ready(true).await;
             tokio::spawn(async move {
-                let _ = vectron_placement::service::serve(listener, n.clone(), router, stop).await;
+                let _ = vectron_placement::service::serve(listener, n.clone(), router, health, stop).await;
                 n.shutdown().await;
             });
         }
@@ -138,11 +141,14 @@ impl InProcessCluster {
             };
             let router = RaftRouter::default();
             let host = WorkerHost::start(config, router.clone()).await.expect("a worker starts");
-            tokio::spawn(host.clone().run(stopped(watch.clone())));
+            let health = Health::new("worker").await;
+            tokio::spawn(host.clone().run(health.clone(), stopped(watch.clone())));
             let stop = stopped(watch.clone());
-            let serving = host.clone();
+            let serving = Starting::new("the worker");
+            serving.set(vectron_worker::service::worker_server(host.clone()));
+            let token = host.cluster_token();
             tokio::spawn(async move {
-                let _ = vectron_worker::service::serve(listener, serving, router, stop).await;
+                let _ = vectron_worker::service::serve(listener, serving, router, token, health, stop).await;
             });
             workers.push(addr);
             hosts.push(host);
@@ -154,7 +160,7 @@ impl InProcessCluster {
         let gateway = Gateway::on(placement.clone(), config, Authenticator::Disabled, None, node("gateway"));
         let stop_gateway = stopped(watch.clone());
         tokio::spawn(async move {
-            let _ = gateway.serve_grpc(grpc_listener, stop_gateway).await;
+            let _ = gateway.serve_grpc(grpc_listener, Health::new("gateway").await, stop_gateway).await;
         });
         InProcessCluster { faults, grpc, placement, workers, hosts, stop, _dir: dir }
     }

@@ -9,12 +9,16 @@
 //!   restart, rebalancing and API parity tests, `tests/dev.rs` the dev mode,
 //!   `tests/security.rs` the security findings, `tests/internal_auth.rs` the cluster
 //!   secret, `tests/auth.rs` two auth processes on one etcd.
+//! - [`client`]: what tests do through the public API of a cluster (connect, create,
+//!   wait for workers, find shard leaders); `tests/lifecycle.rs` stops processes with
+//!   SIGTERM and checks what they hand over, and that every gRPC port reports health.
 //! - [`in_process`]: placement, workers and a gateway in the test's own runtime, their
 //!   links cut, partitioned, isolated or slowed through one fault table;
 //!   `tests/in_process.rs` runs cluster scenarios on it in seconds.
 //! - [`netns`]: separate hosts (network namespaces on a bridge) whose links can be cut,
 //!   for `tests/partition.rs`.
 
+pub mod client;
 pub mod cluster;
 pub mod in_process;
 pub mod netns;

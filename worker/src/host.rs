@@ -11,6 +11,12 @@
 //! - on shards this worker leads, the group's membership is moved to the target
 //!   (add learners, wait for them to catch up, change membership).
 //!
+//! Readiness: the worker reports ready (gRPC health, see
+//! [`vectron_common::lifecycle`]) once it is registered, heard by the placement driver
+//! and every replica it opened has caught up with its leader. Stopping
+//! ([`WorkerHost::stop`]): it proposes nothing more, hands each group it leads to a
+//! caught-up voter, stops the groups and saves each shard's graph.
+//!
 //! The worker's id is assigned by the placement driver at first start and kept in
 //! `<data>/worker-id`; it is never reused. A worker whose stored id an operator removed
 //! moves its data to `<data>/retired/` and joins as a new worker: its replicas belonged
@@ -25,7 +31,9 @@ use std::time::Duration;
 use openraft::{BasicNode, Raft, ServerState};
 use parking_lot::RwLock;
 use vectron_common::faults::NodeNetwork;
+use vectron_common::lifecycle::Health;
 use vectron_common::placement_client::PlacementClient;
+use vectron_common::raft::handover::{Handover, LeaderSince, hand_over};
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, LogCompaction, raft_config_with};
 use vectron_common::raft::{NodeId, leader_hint, open_storage};
@@ -36,6 +44,7 @@ use vectron_model::status::WireError;
 
 use crate::error::WorkerError;
 use vectron_proto::internal as pi;
+use vectron_proto::internal::worker_client::WorkerClient;
 use vectron_proto::v1::ErrorCode;
 
 use crate::replica::{ShardLog, ShardSlot, ShardStateMachine, ShardTypes};
@@ -83,6 +92,8 @@ pub struct Replica {
     pub slot: ShardSlot,
     /// A membership change is being driven (one at a time per group).
     changing: AtomicBool,
+    /// Since when this worker leads the group (noted each heartbeat), for hand-overs.
+    leader_since: LeaderSince,
 }
 
 impl std::fmt::Debug for Replica {
@@ -109,9 +120,19 @@ pub struct WorkerHost {
     placement: PlacementClient,
     replicas: RwLock<HashMap<u64, Arc<Replica>>>,
     routing: RwLock<pi::RoutingTable>,
+    /// Set when the worker begins to stop: it proposes no more writes and hands its
+    /// groups over.
+    stopping: AtomicBool,
 }
 
 pub use vectron_common::StartError;
+
+/// How long a stopping worker tries to hand each group it leads to a caught-up voter.
+const HANDOVER_WITHIN: Duration = Duration::from_secs(5);
+
+/// A follower is caught up (for readiness) when its log is at most this many entries
+/// behind what its leader has applied.
+const CATCH_UP_SLACK: u64 = 64;
 
 fn id_path(data_dir: &Path) -> PathBuf {
     data_dir.join("worker-id")
@@ -220,6 +241,7 @@ impl WorkerHost {
             placement,
             replicas: RwLock::new(HashMap::new()),
             routing: RwLock::new(pi::RoutingTable::default()),
+            stopping: AtomicBool::new(false),
         });
         for shard in host.storage.shard_ids()? {
             host.open_replica(shard.0, None).await?;
@@ -254,8 +276,16 @@ impl WorkerHost {
         // PERF: on every read and write; borrows the metrics instead of cloning them.
         let metrics = replica.raft.metrics();
         let m = metrics.borrow();
-        if leads(&m, self.id, LEADER_LEASE_MS) {
+        let stopping = self.stopping.load(Ordering::Acquire);
+        if !stopping && leads(&m, self.id, LEADER_LEASE_MS) {
             return Ok(());
+        }
+        if stopping && m.current_leader == Some(self.id) {
+            return Err(WorkerError::NotLeader {
+                shard_id: replica.shard_id,
+                leader: None,
+                detail: format!("worker {} is stopping and hands shard {} over", self.id, replica.shard_id),
+            });
         }
         if m.current_leader == Some(self.id) {
             // Leading without a recent quorum: no hint (it would point here).
@@ -305,7 +335,13 @@ impl WorkerHost {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
         started.group_started();
         self.router.register(shard_id, raft.clone());
-        let replica = Arc::new(Replica { shard_id, raft, slot, changing: AtomicBool::new(false) });
+        let replica = Arc::new(Replica {
+            shard_id,
+            raft,
+            slot,
+            changing: AtomicBool::new(false),
+            leader_since: LeaderSince::default(),
+        });
         self.replicas.write().insert(shard_id, replica.clone());
         tracing::info!(worker = self.id, shard = shard_id, "replica opened");
         Ok(replica)
@@ -328,22 +364,103 @@ impl WorkerHost {
         }
     }
 
-    /// Heartbeats and reconciles until `shutdown` resolves.
-    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+    /// Heartbeats and reconciles until `shutdown` resolves, reporting readiness to
+    /// `health`; then stops cleanly ([`WorkerHost::stop`]).
+    pub async fn run(self: Arc<Self>, health: Health, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
-            if let Err(e) = self.heartbeat().await {
+            let beat = self.heartbeat().await;
+            if let Err(e) = &beat {
                 tracing::warn!(worker = self.id, "heartbeat: {e:?}");
             }
             self.reconcile().await;
+            // Ready once registered, heard by the placement driver and with every replica
+            // caught up with its leader; from then on until it stops (a replica created
+            // later catches up while the others serve).
+            if !health.is_ready() && beat.is_ok() && self.replicas_caught_up().await {
+                health.set_ready(true).await;
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tokio::time::sleep(self.config.heartbeat) => {}
             }
         }
-        for r in self.replicas() {
+        health.set_ready(false).await;
+        self.stop().await;
+    }
+
+    /// Stops cleanly: no more writes are proposed here, each group this worker leads is
+    /// handed to a caught-up voter (so its writes pause for a round trip, not an election
+    /// timeout), the groups stop, and each shard's graph is saved so the next start need
+    /// not rebuild it. Reads and Raft messages are still served meanwhile; the caller
+    /// closes the port afterwards.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let started = std::time::Instant::now();
+        let replicas = self.replicas();
+        let handovers = replicas.iter().map(|r| async move {
+            let outcome =
+                hand_over(&r.raft, self.id, r.shard_id, &r.leader_since, &self.channels, HANDOVER_WITHIN).await;
+            match &outcome {
+                Handover::To(next) => tracing::info!(worker = self.id, shard = r.shard_id, next, "handed shard over"),
+                Handover::Failed(why) => {
+                    tracing::warn!(worker = self.id, shard = r.shard_id, "shard not handed over: {why}")
+                }
+                Handover::NotLeading | Handover::Alone => {}
+            }
+            outcome
+        });
+        let outcomes = futures::future::join_all(handovers).await;
+        let handed = outcomes.iter().filter(|o| matches!(o, Handover::To(_))).count();
+        let failed = outcomes.iter().filter(|o| matches!(o, Handover::Failed(_))).count();
+        for r in &replicas {
             let _ = r.raft.shutdown().await;
         }
+        let saves = replicas.iter().filter_map(|r| r.slot.get().map(|shard| (r.shard_id, shard))).map(
+            |(shard_id, shard)| async move {
+                match tokio::task::spawn_blocking(move || shard.persist()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(shard = shard_id, "saving the graph: {e}"),
+                    Err(e) => tracing::warn!(shard = shard_id, "saving the graph: {e}"),
+                }
+            },
+        );
+        futures::future::join_all(saves).await;
+        tracing::info!(
+            worker = self.id,
+            handed_over = handed,
+            not_handed_over = failed,
+            replicas = replicas.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "worker stopped cleanly"
+        );
+    }
+
+    /// Whether every hosted replica is caught up: it leads, or its log is within
+    /// [`CATCH_UP_SLACK`] entries of what its leader has applied (asked over the worker
+    /// API). A replica without a leader or restoring a snapshot is not.
+    async fn replicas_caught_up(&self) -> bool {
+        let checks = self.replicas().into_iter().map(|r| async move {
+            if r.slot.get().is_none() {
+                return false;
+            }
+            let m = r.raft.metrics().borrow().clone();
+            if leads(&m, self.id, LEADER_LEASE_MS) {
+                return true;
+            }
+            let Some(leader) = m.current_leader.filter(|l| *l != self.id) else { return false };
+            let recorded = m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone());
+            let address = self.channels.address_of(leader, &recorded.unwrap_or_default());
+            let Ok(channel) = self.channels.get(&address) else { return false };
+            let request = pi::ShardVersionRequest { shard_id: r.shard_id };
+            let mut client = WorkerClient::new(channel);
+            let call = client.get_shard_version(request);
+            match tokio::time::timeout(self.config.heartbeat, call).await {
+                Ok(Ok(v)) => m.last_log_index.unwrap_or(0) + CATCH_UP_SLACK >= v.into_inner().applied_index,
+                _ => false,
+            }
+        });
+        futures::future::join_all(checks).await.into_iter().all(|ok| ok)
     }
 
     fn reports(&self) -> Vec<pi::ShardReport> {
@@ -351,6 +468,9 @@ impl WorkerHost {
             .iter()
             .map(|r| {
                 let m = r.raft.metrics().borrow().clone();
+                if m.state == ServerState::Leader && m.current_leader == Some(self.id) {
+                    r.leader_since.leading(m.current_term);
+                }
                 pi::ShardReport {
                     shard_id: r.shard_id,
                     leader: leads(&m, self.id, QUORUM_ACK_STALE_MS),

@@ -1,6 +1,7 @@
 //! The worker's internal gRPC service (`vectron.internal.v1.Worker`): per-shard writes
 //! through the shard's Raft leader and reads at the requested consistency, and
-//! [`serve`], which runs it with the Raft transport on an already-bound listener.
+//! [`serve`], which runs it with the Raft transport and the health service on an
+//! already-bound listener.
 //!
 //! Writes are proposed only by the leader (others answer NOT_LEADER with the leader's
 //! address) and answered after they are committed and applied, or, with `no_wait`,
@@ -17,7 +18,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
+use vectron_common::cluster_auth::ClusterToken;
+use vectron_common::lifecycle::{Health, Starting};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::raft_error_to_wire;
 use vectron_engine::{Shard, WriteOp};
@@ -250,23 +254,29 @@ impl Worker for WorkerGrpc {
 /// Largest message the worker accepts (a batch of 10k × 1536-d vectors is ~60 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 128 << 20;
 
-/// Serves the worker service and the Raft transport on `listener` until `shutdown`,
-/// to callers holding the cluster token.
+/// The worker service of `host`.
+pub fn worker_server(host: Arc<WorkerHost>) -> WorkerServer<WorkerGrpc> {
+    WorkerServer::new(WorkerGrpc::new(host))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Serves the worker service and the Raft transport on `listener` until `shutdown`, to
+/// callers holding `token`, and `health` to anyone. The port serves from the start: until
+/// the host has started and `worker` is set, worker calls are answered UNAVAILABLE at once
+/// (and Raft messages SHARD_NOT_HOSTED), so callers move on instead of waiting.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    host: Arc<WorkerHost>,
+    worker: Starting<WorkerServer<WorkerGrpc>>,
     router: RaftRouter,
+    token: ClusterToken,
+    health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        // Internal APIs: only processes holding the cluster secret get in.
-        .layer(tonic::service::InterceptorLayer::new(host.cluster_token().checker()))
-        .add_service(router.into_service())
-        .add_service(
-            WorkerServer::new(WorkerGrpc::new(host))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
+        .add_service(health.service())
+        .add_service(InterceptedService::new(router.into_service(), token.clone().checker()))
+        .add_service(InterceptedService::new(worker, token.checker()))
         .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
         .await
 }

@@ -8,6 +8,7 @@
 //!   dispatches by group id and answers SHARD_NOT_HOSTED for groups it does not host,
 //!   which the sender treats as unreachable (openraft backs off).
 //! - [`timing`]: election and heartbeat settings per kind of group.
+//! - [`handover`]: a stopping leader hands its group to a caught-up voter.
 //! - [`applied`]: the applied log id and membership every state machine records.
 //!
 //! Node ids are `u64`: placement members number themselves from their config; workers
@@ -16,6 +17,7 @@
 
 pub mod applied;
 pub mod codec;
+pub mod handover;
 pub mod log_store;
 pub mod network;
 pub mod timing;

@@ -29,7 +29,7 @@ use serde::de::DeserializeOwned;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
-use vectron_proto::internal::RaftMessage;
+use vectron_proto::internal::{RaftMessage, TakeLeadershipRequest, TakeLeadershipResponse};
 use vectron_proto::internal::raft_transport_client::RaftTransportClient;
 use vectron_proto::internal::raft_transport_server::{RaftTransport, RaftTransportServer};
 use vectron_proto::v1::ErrorCode;
@@ -261,6 +261,8 @@ trait GroupEndpoint: Send + Sync {
     fn append_entries(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>>;
     fn vote(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>>;
     fn install_snapshot(&self, body: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, Status>>;
+    /// Stands for election at once (see [`super::handover`]).
+    fn elect(&self) -> BoxFuture<'_, Result<(), Status>>;
 }
 
 fn bad_message(e: impl std::fmt::Display) -> Status {
@@ -295,6 +297,15 @@ where
         Box::pin(async move {
             let req: InstallSnapshotRequest<C> = decode(&body).map_err(bad_message)?;
             encode_reply(&self.install_snapshot(req).await)
+        })
+    }
+
+    fn elect(&self) -> BoxFuture<'_, Result<(), Status>> {
+        Box::pin(async move {
+            self.trigger()
+                .elect()
+                .await
+                .map_err(|e| to_status(&WireError::new(ErrorCode::Unavailable, e.to_string(), true)))
         })
     }
 }
@@ -360,5 +371,15 @@ impl RaftTransport for RaftRouter {
         let RaftMessage { group, body } = request.into_inner();
         let body = self.group(group)?.install_snapshot(body).await?;
         Ok(Response::new(RaftMessage { group, body }))
+    }
+
+    async fn take_leadership(
+        &self,
+        request: Request<TakeLeadershipRequest>,
+    ) -> Result<Response<TakeLeadershipResponse>, Status> {
+        let group = request.into_inner().group;
+        self.group(group)?.elect().await?;
+        tracing::info!(group, "standing for election: the leader is handing over");
+        Ok(Response::new(TakeLeadershipResponse {}))
     }
 }
