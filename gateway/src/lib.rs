@@ -9,7 +9,8 @@
 //!   versions hold, and identical searches in flight run once; [`feedback`]: feedback kept in a companion
 //!   collection, its statistics and the feedback models' training; [`learned`]: the
 //!   feedback models as kept, and their training examples.
-//! - [`grpc`]: the tonic service; [`http`]: the axum routes under `/v1`, one module per
+//! - [`grpc`]: the tonic service; [`grpc_accounts`]: `vectron.v1.AuthService` on the
+//!   same port, forwarded to the auth service with the caller's credential; [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
 //!   body types.
 //! - [`policy`]: what each route and gRPC method needs (scope, target, body limit) and
@@ -31,6 +32,7 @@ pub mod auth;
 pub mod error;
 pub mod feedback;
 pub mod grpc;
+pub mod grpc_accounts;
 pub mod grpc_limits;
 pub mod grpc_metrics;
 pub mod http;
@@ -45,6 +47,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use vectron_common::placement_client::PlacementClient;
+use vectron_proto::v1::auth_service_server::AuthServiceServer;
 use vectron_proto::v1::vectron_service_server::VectronServiceServer;
 
 pub use api::{Api, ApiConfig};
@@ -166,6 +169,13 @@ impl Gateway {
             .layer(auth::AuthLayer::new(self.auth.clone(), methods))
             .layer(grpc_limits::GrpcLimitLayer::new(limits))
             .add_service(health_service)
+            .add_service(
+                AuthServiceServer::new(grpc_accounts::AccountsGrpc::new(
+                    self.auth.clone(),
+                    Arc::new(self.trusted_proxies.clone()),
+                ))
+                .max_decoding_message_size(policy::SMALL_BODY_BYTES),
+            )
             .add_service(
                 VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone(), self.auth.clone()))
                     .max_decoding_message_size(max_message)

@@ -41,8 +41,15 @@ pub enum Requirement {
 /// credentials; the OpenAPI document declares no 401/403 for them.
 pub const PUBLIC_HTTP_ROUTES: &[&str] = &["/v1/system/health", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"];
 
-/// The gRPC methods anyone may call: the standard health service.
-const PUBLIC_GRPC_METHODS: &[&str] = &["/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"];
+/// The gRPC methods anyone may call: the standard health service, and log-in, refresh
+/// and log-out (whose messages carry the credentials).
+const PUBLIC_GRPC_METHODS: &[&str] = &[
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/vectron.v1.AuthService/Login",
+    "/vectron.v1.AuthService/Refresh",
+    "/vectron.v1.AuthService/Logout",
+];
 
 /// The body limit of the request's route, put in its extensions by the auth layer and
 /// read by the body extractor.
@@ -152,6 +159,18 @@ const GRPC_METHODS: &[(&str, Scope)] = &[
     ("/vectron.v1.VectronService/SearchStream", Scope::Read),
     ("/vectron.v1.VectronService/SubmitFeedback", Scope::Write),
     ("/vectron.v1.VectronService/GetFeedbackStats", Scope::Read),
+    // The account methods: any credential gets through; the auth service decides what
+    // it may do (as for the HTTP account routes).
+    ("/vectron.v1.AuthService/CreateUser", Scope::Read),
+    ("/vectron.v1.AuthService/GetUser", Scope::Read),
+    ("/vectron.v1.AuthService/ListUsers", Scope::Read),
+    ("/vectron.v1.AuthService/UpdateUser", Scope::Read),
+    ("/vectron.v1.AuthService/DeleteUser", Scope::Read),
+    ("/vectron.v1.AuthService/ChangePassword", Scope::Read),
+    ("/vectron.v1.AuthService/CreateApiKey", Scope::Read),
+    ("/vectron.v1.AuthService/ListApiKeys", Scope::Read),
+    ("/vectron.v1.AuthService/RevokeApiKey", Scope::Read),
+    ("/vectron.v1.AuthService/Authenticate", Scope::Read),
 ];
 
 /// The policy of a gRPC call to `path`, and its metrics label (`unknown` for any path

@@ -220,9 +220,14 @@ fn tampered(token: &str) -> String {
 
 /// Calls gRPC `method` with an empty message; the status code (`Ok` as 0).
 async fn grpc_code(channel: &Channel, method: &str, cred: &Cred) -> tonic::Code {
+    grpc_code_of(channel, "VectronService", method, cred).await
+}
+
+/// [`grpc_code`] for a method of `service` (in `vectron.v1`).
+async fn grpc_code_of(channel: &Channel, service: &str, method: &str, cred: &Cred) -> tonic::Code {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_str(&format!("/vectron.v1.VectronService/{method}")).unwrap();
+    let path = http::uri::PathAndQuery::from_str(&format!("/vectron.v1.{service}/{method}")).unwrap();
     let mut request = tonic::Request::new(());
     for (k, v) in cred.headers() {
         request.metadata_mut().insert(k, v.parse().unwrap());
@@ -261,12 +266,17 @@ async fn http_status(s: &Setup, route: &str, collection: &str, body: &Value, cre
 }
 
 fn vectron_methods() -> Vec<String> {
+    methods_of("VectronService")
+}
+
+/// The methods of `service` (in `vectron.v1`), from the descriptor.
+fn methods_of(service: &str) -> Vec<String> {
     let set = prost_types::FileDescriptorSet::decode(vectron_proto::FILE_DESCRIPTOR_SET).unwrap();
     set.file
         .iter()
         .filter(|f| f.package() == "vectron.v1")
         .flat_map(|f| f.service.iter())
-        .filter(|s| s.name() == "VectronService")
+        .filter(|s| s.name() == service)
         .flat_map(|s| s.method.iter().map(|m| m.name().to_owned()))
         .collect()
 }
@@ -311,6 +321,27 @@ async fn every_route_refuses_what_it_must() {
             assert_eq!(code, tonic::Code::PermissionDenied, "{m} with a key for another collection");
         }
     }
+    // The account methods on the gateway's port: log-in, refresh and log-out take no
+    // credential (their messages carry it); every other one refuses bad credentials
+    // before the auth service is asked.
+    let accounts = methods_of("AuthService");
+    assert!(accounts.len() >= 13, "{accounts:?}");
+    for m in &accounts {
+        let public = ["Login", "Refresh", "Logout"].contains(&m.as_str());
+        for (what, cred) in &refused_401 {
+            let code = grpc_code_of(&s.grpc, "AuthService", m, cred).await;
+            if public {
+                assert_ne!(code, tonic::Code::Unimplemented, "AuthService/{m} is served ({what})");
+            } else {
+                assert_eq!(code, tonic::Code::Unauthenticated, "AuthService/{m} with {what}");
+            }
+        }
+    }
+    let code = grpc_code_of(&s.grpc, "AuthService", "Authenticate", &Cred::Key(s.admin_key.clone())).await;
+    assert_eq!(code, tonic::Code::Unimplemented, "Authenticate is the gateways' own call, not a client's");
+    let code = grpc_code_of(&s.grpc, "AuthService", "ListApiKeys", &Cred::Key(s.read_key.clone())).await;
+    assert_eq!(code, tonic::Code::Ok, "a read key lists its owner's keys through the gateway");
+
     // Admitted: the admin key gets past the layer and the checks (placement is down).
     let code = grpc_code(&s.grpc, "ListCollections", &Cred::Key(s.admin_key.clone())).await;
     assert!(!matches!(code, tonic::Code::Unauthenticated | tonic::Code::PermissionDenied), "{code:?}");

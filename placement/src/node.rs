@@ -228,7 +228,8 @@ impl PlacementNode {
     /// (see [`vectron_common::raft::handover`]), so the group does not wait out an
     /// election timeout.
     pub async fn shutdown(&self) {
-        let handover = hand_over(&self.raft, self.id, PLACEMENT_GROUP, &self.leader_since, &self.channels, HANDOVER_WITHIN);
+        let handover =
+            hand_over(&self.raft, self.id, PLACEMENT_GROUP, &self.leader_since, &self.channels, HANDOVER_WITHIN);
         match handover.await {
             Handover::To(next) => tracing::info!(node = self.id, next, "handed placement leadership over"),
             Handover::Failed(why) => tracing::warn!(node = self.id, "placement leadership not handed over: {why}"),

@@ -16,7 +16,10 @@
 //! Calls that fail with a retryable code (NOT_LEADER, UNAVAILABLE, RESOURCE_EXHAUSTED, …)
 //! are retried with exponential backoff (honouring `retry-after`) until the client's
 //! retry budget is spent; other errors come back at once as [`Error`] with the server's
-//! [`ErrorCode`].
+//! [`ErrorCode`]. A call the connection dropped under it (a gateway closing its
+//! connections as it stops, say) may or may not have reached the server: it is retried
+//! when doing it twice is the same as once — every data call (writes are idempotent by
+//! id) — and not for creating or deleting a collection.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -242,6 +245,14 @@ pub struct Client {
     retry_budget: Duration,
 }
 
+/// Whether `status` is the transport's, not a server's: the connection was closed or
+/// reset under the call (CANCELLED or UNKNOWN without Vectron's error code), so the call
+/// may or may not have been served.
+fn dropped(status: &tonic::Status) -> bool {
+    !vectron_model::status::is_vectron_error(status)
+        && matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown)
+}
+
 fn decode_err(e: vectron_model::ValidationError) -> Error {
     Error::new(ErrorCode::Internal, format!("undecodable answer: {e}"), false)
 }
@@ -293,7 +304,26 @@ impl Client {
         self
     }
 
+    /// Calls `op`, retrying retryable errors and dropped connections (see the crate docs).
     async fn call<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Grpc) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_with(op, true).await
+    }
+
+    /// [`Client::call`] for a call that must not be sent twice: a dropped connection is
+    /// the caller's to judge.
+    async fn call_once<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Grpc) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_with(op, false).await
+    }
+
+    async fn call_with<T, F, Fut>(&self, op: F, idempotent: bool) -> Result<T>
     where
         F: Fn(Grpc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -305,7 +335,8 @@ impl Client {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(status) => {
                     let e = from_status(&status);
-                    if !e.retryable || Instant::now() >= deadline {
+                    let retryable = e.retryable || (idempotent && dropped(&status));
+                    if !retryable || Instant::now() >= deadline {
                         return Err(e.into());
                     }
                     let backoff = Duration::from_millis(50u64 << attempt.min(5));
@@ -321,7 +352,7 @@ impl Client {
     pub async fn create_collection(&self, c: Collection) -> Result<pb::CollectionConfig> {
         let r = pb::CreateCollectionRequest { config: Some(c.config) };
         let out = self
-            .call(|mut g| {
+            .call_once(|mut g| {
                 let r = r.clone();
                 async move { g.create_collection(r).await }
             })
@@ -335,7 +366,7 @@ impl Client {
 
     pub async fn delete_collection(&self, name: &str) -> Result<()> {
         let r = pb::DeleteCollectionRequest { name: name.to_owned() };
-        self.call(|mut g| {
+        self.call_once(|mut g| {
             let r = r.clone();
             async move { g.delete_collection(r).await }
         })
@@ -650,6 +681,12 @@ mod tests {
         wire.retry_after = Some(Duration::from_secs(3));
         let e = Error::from(from_status(&wire.to_status()));
         assert_eq!((e.code, e.retryable), (ErrorCode::NotLeader, true));
+        // A connection dropped under a call is the transport's, not a server's answer.
+        assert!(super::dropped(&tonic::Status::cancelled("operation was canceled")));
+        assert!(super::dropped(&tonic::Status::unknown("transport error")));
+        assert!(!super::dropped(&tonic::Status::unavailable("connection refused")), "retryable anyway");
+        let served = WireError::new(ErrorCode::Internal, "the shard's storage failed", false).to_status();
+        assert!(!super::dropped(&served), "a server's own error is never taken for a dropped connection");
         assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
         let leader = e.leader.expect("the leader hint");
         assert_eq!((leader.id, leader.address.as_deref()), (2, Some("10.0.0.2:9090")));

@@ -402,6 +402,9 @@ async fn start_worker(
     Ok((task, local))
 }
 
+/// How long the auth service waits for its store to answer at start.
+const STORE_WAIT: Duration = Duration::from_secs(120);
+
 /// Starts the auth service; creates the first admin on first start (printing a
 /// generated password once) and, when configured, the admin API key file (printing the
 /// key once).
@@ -419,9 +422,18 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
         tracing::info!("auth records in the embedded store under {} (one auth process only)", c.data_dir.display());
     }
     let store = setup::open_store(&location).await.context("opening the auth store")?;
-    let created = bootstrap_admin(store.clone(), &c.admin_user, c.admin_password.as_deref())
-        .await
-        .context("creating the first admin")?;
+    // The store (etcd) may start after this process, as pods of a cluster do: wait for
+    // it a while instead of failing at once.
+    let waiting_since = std::time::Instant::now();
+    let created = loop {
+        match bootstrap_admin(store.clone(), &c.admin_user, c.admin_password.as_deref()).await {
+            Err(e) if e.is_retryable() && waiting_since.elapsed() < STORE_WAIT => {
+                tracing::warn!("waiting for the auth store: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other.context("creating the first admin")?,
+        }
+    };
     match created {
         Some(password) if c.admin_password.is_none() => {
             println!("Created admin user {:?} with password {password} (shown once; change it)", c.admin_user);
@@ -513,7 +525,9 @@ async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Res
     let health = Health::new("reranker").await;
     health.set_ready(true).await;
     Ok(tokio::spawn(async move {
-        if let Err(e) = vectron_reranker::service::serve(listener, service, ClusterToken::installed(), health, stopped(stop)).await {
+        if let Err(e) =
+            vectron_reranker::service::serve(listener, service, ClusterToken::installed(), health, stopped(stop)).await
+        {
             tracing::error!("reranker server: {e}");
         }
     }))

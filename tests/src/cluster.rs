@@ -57,7 +57,9 @@ pub fn free_port() -> u16 {
 pub struct Node {
     pub name: String,
     pub addr: String,
+    program: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     /// The network namespace it runs in (none: the machine's own network).
     netns: Option<String>,
     log: PathBuf,
@@ -75,8 +77,34 @@ impl Node {
         let mut node = Node {
             name: name.into(),
             addr: addr.into(),
+            program: vectron_bin(),
             args,
+            env: Vec::new(),
             netns: netns.map(str::to_owned),
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    /// Starts `program ARGS` with `env` added to the environment, as `name` (reached
+    /// at `addr`), logging to `<dir>/<name>.log`.
+    pub fn start_program(
+        name: &str,
+        addr: &str,
+        program: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        dir: &Path,
+    ) -> Node {
+        let mut node = Node {
+            name: name.into(),
+            addr: addr.into(),
+            program: program.to_owned(),
+            args,
+            env,
+            netns: None,
             log: dir.join(format!("{name}.log")),
             child: None,
         };
@@ -98,13 +126,14 @@ impl Node {
         let mut command = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(vectron_bin());
+                c.args(["netns", "exec", ns]).arg(&self.program);
                 c
             }
-            None => Command::new(vectron_bin()),
+            None => Command::new(&self.program),
         };
         let child = command
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -142,6 +171,11 @@ impl Node {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// Whether the process has exited by itself (it was started and not stopped since).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Starts the process again (after [`Node::terminate`] or [`Node::kill`]).
@@ -364,7 +398,8 @@ impl Cluster {
     pub fn start_gateway_with(&self, name: &str, extra: &[&str]) -> GatewayProcess {
         assert!(self.network.is_none(), "extra gateways run on loopback only");
         let (http, grpc) = (listen_address(None, 0), listen_address(None, 0));
-        let flags: Vec<String> = self.gateway_flags.iter().cloned().chain(extra.iter().map(|f| f.to_string())).collect();
+        let flags: Vec<String> =
+            self.gateway_flags.iter().cloned().chain(extra.iter().map(|f| f.to_string())).collect();
         let node = Node::start(name, &grpc, gateway_args(&http, &grpc, &flags), self.dir.path());
         GatewayProcess { node, http, grpc }
     }

@@ -12,6 +12,9 @@
 //! - [`client`]: what tests do through the public API of a cluster (connect, create,
 //!   wait for workers, find shard leaders); `tests/lifecycle.rs` stops processes with
 //!   SIGTERM and checks what they hand over, and that every gRPC port reports health.
+//! - [`kube`]: rendered Kubernetes manifests run as real processes on loopback (pod
+//!   addresses, Service proxies, probes, rolling restarts); `tests/manifests.rs` runs the
+//!   `prod` overlay under load through a rolling restart of every workload.
 //! - [`in_process`]: placement, workers and a gateway in the test's own runtime, their
 //!   links cut, partitioned, isolated or slowed through one fault table;
 //!   `tests/in_process.rs` runs cluster scenarios on it in seconds.
@@ -21,6 +24,7 @@
 pub mod client;
 pub mod cluster;
 pub mod in_process;
+pub mod kube;
 pub mod netns;
 
 /// Dimension of the crash test's vectors.

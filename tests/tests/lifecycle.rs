@@ -23,8 +23,12 @@ const DIM: u32 = vectron_tests::CRASH_DIM as u32;
 
 /// What `addr`'s health service says of `service` (`None`: no answer).
 async fn health(addr: &str, service: &str) -> Option<ServingStatus> {
-    let channel =
-        Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(Duration::from_secs(1)).connect().await.ok()?;
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .ok()?;
     let request = HealthCheckRequest { service: service.into() };
     let answer = tokio::time::timeout(Duration::from_secs(3), HealthClient::new(channel).check(request)).await.ok()?;
     ServingStatus::try_from(answer.ok()?.into_inner().status).ok()
@@ -41,7 +45,14 @@ async fn must_be_ready(addr: &str, what: &str) {
 async fn every_grpc_port_reports_readiness_and_liveness_to_probes_without_credentials() {
     let cluster = Cluster::start(ClusterSpec { workers: 2, reranker: true, ..ClusterSpec::default() });
     let mut ports: Vec<(String, String)> = vec![("gateway".into(), cluster.grpc.clone())];
-    ports.extend(cluster.placement.iter().chain(&cluster.workers).chain(&cluster.reranker).map(|n| (n.name.clone(), n.addr.clone())));
+    ports.extend(
+        cluster
+            .placement
+            .iter()
+            .chain(&cluster.workers)
+            .chain(&cluster.reranker)
+            .map(|n| (n.name.clone(), n.addr.clone())),
+    );
     for (name, addr) in &ports {
         must_be_ready(addr, name).await;
         assert_eq!(health(addr, "liveness").await, Some(ServingStatus::Serving), "{name}: liveness");
@@ -49,7 +60,8 @@ async fn every_grpc_port_reports_readiness_and_liveness_to_probes_without_creden
     }
     // Health is open; the internal APIs on the same ports are not (tests/internal_auth.rs
     // covers every method).
-    let channel = Endpoint::from_shared(format!("http://{}", cluster.workers[0].addr)).unwrap().connect().await.unwrap();
+    let channel =
+        Endpoint::from_shared(format!("http://{}", cluster.workers[0].addr)).unwrap().connect().await.unwrap();
     let refused = vectron_proto::internal::worker_client::WorkerClient::new(channel)
         .status(vectron_proto::internal::WorkerStatusRequest {})
         .await
@@ -170,7 +182,13 @@ async fn a_stopping_worker_hands_its_shards_over_and_no_write_fails() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     load.stop(writers).await;
     let failures = load.failures.lock().clone();
-    assert!(failures.is_empty(), "{} writes failed: {:?}\n{}", failures.len(), &failures[..failures.len().min(5)], cluster.logs(30));
+    assert!(
+        failures.is_empty(),
+        "{} writes failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        cluster.logs(30)
+    );
     let acked = load.acked.lock().clone();
     let ids: Vec<PointId> = acked.iter().map(|&i| PointId::Num(i)).collect();
     let mut found = 0;
@@ -252,7 +270,8 @@ async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits() {
         }
     }
     let (stop, gateway) = stopping.await.unwrap();
-    let (status, took) = stop.unwrap_or_else(|| panic!("no exit within the grace period\n{}", gateway.node.log_tail(40)));
+    let (status, took) =
+        stop.unwrap_or_else(|| panic!("no exit within the grace period\n{}", gateway.node.log_tail(40)));
     assert!(status.success(), "{status}");
     assert!(served_while_draining > 0, "it answered requests while reporting not ready");
     assert!(took >= drain, "it served through its drain delay ({took:?})");

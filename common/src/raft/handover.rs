@@ -109,7 +109,11 @@ where
             break (target, channels.address_of(target, &recorded));
         }
         if Instant::now() >= deadline {
-            let why = if caught_up.is_some() { "its leader lease outlasted the hand-over's time" } else { "no voter caught up with the log in time" };
+            let why = if caught_up.is_some() {
+                "its leader lease outlasted the hand-over's time"
+            } else {
+                "no voter caught up with the log in time"
+            };
             return Handover::Failed(why.into());
         }
         tokio::time::sleep(POLL).await;

@@ -29,9 +29,9 @@ use serde::de::DeserializeOwned;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
-use vectron_proto::internal::{RaftMessage, TakeLeadershipRequest, TakeLeadershipResponse};
 use vectron_proto::internal::raft_transport_client::RaftTransportClient;
 use vectron_proto::internal::raft_transport_server::{RaftTransport, RaftTransportServer};
+use vectron_proto::internal::{RaftMessage, TakeLeadershipRequest, TakeLeadershipResponse};
 use vectron_proto::v1::ErrorCode;
 
 use super::codec::{decode, encode};

@@ -1,0 +1,266 @@
+//! The `prod` overlay of deploy/k8s, run (see `vectron_tests::kube`): every StatefulSet
+//! and Deployment starts as its manifest says — 3 etcd, 3 placement nodes, 3 workers in
+//! three zones, 2 auth services, 2 rerankers, 2 gateways behind their Services — answers
+//! a write/search round, and then every workload is rolled, one pod at a time in the
+//! order its controller would, under steady writes and searches: no acknowledged write is
+//! lost, no request fails (the SDK retries what is retryable), and the longest pause of
+//! each shard's writes is reported.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use vectron_common::routing::{point_hash, range_contains};
+use vectron_engine::PointId as EngineId;
+use vectron_sdk::{Client, Collection, Distance, Point, PointId};
+use vectron_tests::cluster::eventually;
+use vectron_tests::crash_vector;
+use vectron_tests::kube::{Kube, Manifests, Supplied};
+
+const DIM: u32 = vectron_tests::CRASH_DIM as u32;
+const SHARDS: u32 = 3;
+
+fn secret() -> Vec<u8> {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    hex_of(&b).into_bytes()
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// An admin API key, made with the password the first auth pod printed at its start.
+async fn admin_key(kube: &Kube, http: &str) -> String {
+    let passwords: Vec<String> = kube
+        .pods_of("vectron-auth")
+        .iter()
+        .flat_map(|p| {
+            let log = p.node.log_tail(200);
+            log.lines()
+                .filter_map(|l| l.split("with password ").nth(1))
+                .filter_map(|rest| rest.split_whitespace().next().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!passwords.is_empty(), "an auth pod printed the admin's password\n{}", kube.logs(20));
+    let http_client = reqwest::Client::new();
+    for password in passwords {
+        let login = json!({"username": "admin", "password": password});
+        let r = http_client.post(format!("http://{http}/v1/auth/login")).json(&login).send().await.expect("log in");
+        if !r.status().is_success() {
+            continue;
+        }
+        let tokens: Value = r.json().await.unwrap();
+        let token = tokens["access_token"].as_str().expect("an access token");
+        let key: Value = http_client
+            .post(format!("http://{http}/v1/auth/keys"))
+            .bearer_auth(token)
+            .json(&json!({"scope": "admin"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        return key["secret_key"].as_str().expect("the key's secret").to_owned();
+    }
+    panic!("no printed password logs the admin in\n{}", kube.logs(20));
+}
+
+/// Point ids whose hash falls in each shard's range.
+fn ids_by_shard(status: &vectron_proto::v1::GetCollectionStatusResponse, per_shard: usize) -> BTreeMap<u64, Vec<u64>> {
+    let mut out: BTreeMap<u64, Vec<u64>> = status.shards.iter().map(|s| (s.shard_id, Vec::new())).collect();
+    let mut id = 1u64;
+    while out.values().any(|v| v.len() < per_shard) {
+        let h = point_hash(&EngineId::Num(id));
+        let shard =
+            status.shards.iter().find(|s| range_contains(s.range_start, s.range_end, h)).expect("a shard owns it");
+        let ids = out.get_mut(&shard.shard_id).expect("known shard");
+        if ids.len() < per_shard {
+            ids.push(id);
+        }
+        id += 1;
+    }
+    out
+}
+
+/// One writer per shard (single-point upserts of the shard's own ids) and one searcher,
+/// through the gateways' Service, until stopped.
+#[derive(Default)]
+struct Load {
+    acked: Mutex<Vec<u64>>,
+    failures: Mutex<Vec<String>>,
+    /// Per shard: the longest time between two acknowledged writes.
+    longest_gap: Mutex<BTreeMap<u64, Duration>>,
+    searches: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Load {
+    fn start(
+        client: &Client,
+        name: &'static str,
+        ids: BTreeMap<u64, Vec<u64>>,
+    ) -> (Arc<Load>, Vec<tokio::task::JoinHandle<()>>) {
+        let load = Arc::new(Load::default());
+        let mut tasks = Vec::new();
+        for (shard, ids) in ids {
+            let (client, load) = (client.clone(), load.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut last = Instant::now();
+                for id in ids {
+                    if load.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let point = Point::new(id, crash_vector(id)).with_payload(json!({"shard": shard}));
+                    match client.upsert(name, vec![point]).await {
+                        Ok(_) => {
+                            load.acked.lock().push(id);
+                            let gap = last.elapsed();
+                            last = Instant::now();
+                            let mut longest = load.longest_gap.lock();
+                            let e = longest.entry(shard).or_default();
+                            *e = (*e).max(gap);
+                        }
+                        Err(e) => load.failures.lock().push(format!("upsert {id}: {e}")),
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }));
+        }
+        let (client, searcher) = (client.clone(), load.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !searcher.stop.load(Ordering::Relaxed) {
+                n += 1;
+                match client.search(name, crash_vector(n % 500 + 1), 5).send().await {
+                    Ok(_) => {
+                        searcher.searches.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => searcher.failures.lock().push(format!("search: {e}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+        (load, tasks)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_every_workload() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository");
+    let manifests = Manifests::render(&root.join("deploy/k8s/overlays/prod"));
+    let supplied = Supplied {
+        secrets: BTreeMap::from([
+            ("vectron-cluster".to_owned(), BTreeMap::from([("secret".to_owned(), secret())])),
+            ("vectron-jwt".to_owned(), BTreeMap::from([("signing-key".to_owned(), secret())])),
+        ]),
+        zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
+    };
+    let mut kube = Kube::start(manifests, supplied);
+    kube.wait_ready(Duration::from_secs(120)).await;
+    let counts: BTreeMap<&str, usize> =
+        ["vectron-etcd", "vectron-placement", "vectron-worker", "vectron-auth", "vectron-reranker", "vectron-gateway"]
+            .into_iter()
+            .map(|w| (w, kube.pods_of(w).len()))
+            .collect();
+    eprintln!("pods per workload: {counts:?}");
+    assert!(
+        counts["vectron-placement"] == 3 && counts["vectron-worker"] >= 3 && counts["vectron-gateway"] >= 2,
+        "{counts:?}"
+    );
+
+    let (http, grpc) = (kube.service("vectron-gateway", 8080), kube.service("vectron-gateway", 8081));
+    let key = admin_key(&kube, &http).await;
+    let client = Client::connect(&format!("http://{grpc}"))
+        .await
+        .expect("the gateways' Service")
+        .with_api_key(&key)
+        .unwrap()
+        .with_retry_budget(Duration::from_secs(20));
+    let name = "k8s";
+    client
+        .create_collection(Collection::new(name, DIM, Distance::Euclid).shards(SHARDS).replication_factor(3))
+        .await
+        .expect("create a collection");
+    let status = eventually(Duration::from_secs(30), "every shard led, on three zones", || async {
+        let s = client.collection_status(name).await.ok()?;
+        let led = s.shards.iter().all(|sh| sh.replicas.iter().any(|r| r.is_leader) && sh.replicas.len() == 3);
+        led.then_some(s)
+    })
+    .await;
+
+    // A write/search round.
+    let round: Vec<Point> = (1_000_000..1_000_050u64).map(|i| Point::new(i, crash_vector(i))).collect();
+    client.upsert(name, round).await.expect("upsert");
+    let hits = client.search(name, crash_vector(1_000_007), 3).send().await.expect("search").hits;
+    assert_eq!(hits.first().map(|h| h.id.clone()), Some(PointId::Num(1_000_007)), "{hits:?}");
+
+    // Every workload rolled, under load.
+    let (load, tasks) = Load::start(&client, name, ids_by_shard(&status, 100_000));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut stops = Vec::new();
+    for workload in
+        ["vectron-etcd", "vectron-placement", "vectron-worker", "vectron-auth", "vectron-reranker", "vectron-gateway"]
+    {
+        let started = Instant::now();
+        let stopped = kube.rolling_restart(workload, Duration::from_secs(120)).await;
+        let took: Vec<String> = stopped
+            .iter()
+            .map(|s| {
+                format!("{} {}", s.pod, s.exit.map_or("killed".into(), |(_, t)| format!("{:.2} s", t.as_secs_f64())))
+            })
+            .collect();
+        eprintln!("rolled {workload} in {:.1} s; stops: {}", started.elapsed().as_secs_f64(), took.join(", "));
+        stops.extend(stopped.into_iter().map(|s| (workload, s)));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let restarted: Vec<(&str, u32)> =
+        kube.pods.values().filter(|p| p.restarts > 0).map(|p| (p.name.as_str(), p.restarts)).collect();
+    assert!(
+        restarted.is_empty(),
+        "containers exited by themselves and were restarted: {restarted:?}\n{}",
+        kube.logs(30)
+    );
+    let failures = load.failures.lock().clone();
+    assert!(
+        failures.is_empty(),
+        "{} requests failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        kube.logs(30)
+    );
+    for (workload, stop) in &stops {
+        let (status, _) = stop.exit.unwrap_or_else(|| panic!("{} outlived its grace period\n{}", stop.pod, stop.log));
+        // Vectron's processes stop cleanly on SIGTERM (etcd re-raises the signal).
+        if *workload != "vectron-etcd" {
+            assert!(status.success(), "{} exited with {status} on SIGTERM\n{}", stop.pod, stop.log);
+        }
+    }
+    let acked = load.acked.lock().clone();
+    let ids: Vec<PointId> = acked.iter().map(|&i| PointId::Num(i)).collect();
+    let mut found = 0;
+    for chunk in ids.chunks(500) {
+        found += client.get(name, chunk, false).await.expect("get").len();
+    }
+    assert_eq!(found, acked.len(), "every acknowledged write survives the rolling restart");
+    let gaps: Vec<String> =
+        load.longest_gap.lock().iter().map(|(s, g)| format!("shard {s}: {:.2} s", g.as_secs_f64())).collect();
+    eprintln!(
+        "rolling restart of every workload: {} writes and {} searches, none failed; longest write pause per shard: {}",
+        acked.len(),
+        load.searches.load(Ordering::Relaxed),
+        gaps.join(", ")
+    );
+}
