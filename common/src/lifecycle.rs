@@ -37,6 +37,8 @@ pub const LIVENESS: &str = "liveness";
 pub struct Health {
     reporter: HealthReporter,
     ready: Arc<AtomicBool>,
+    /// Set once the process begins to stop: it never reports ready again.
+    stopping: Arc<AtomicBool>,
     what: &'static str,
 }
 
@@ -54,7 +56,7 @@ impl Health {
         for name in ["", READINESS] {
             reporter.set_service_status(name, ServingStatus::NotServing).await;
         }
-        Health { reporter, ready: Arc::new(AtomicBool::new(false)), what }
+        Health { reporter, ready: Arc::new(AtomicBool::new(false)), stopping: Arc::new(AtomicBool::new(false)), what }
     }
 
     /// The gRPC service to add to each of the process's servers (outside any credential
@@ -63,8 +65,10 @@ impl Health {
         HealthServer::new(HealthService::from_health_reporter(self.reporter.clone()))
     }
 
-    /// Reports whether the process can serve now; logs changes.
+    /// Reports whether the process can serve now; logs changes. Once [`Health::stop`]
+    /// was called it stays not ready.
     pub async fn set_ready(&self, ready: bool) {
+        let ready = ready && !self.stopping.load(Ordering::Acquire);
         if self.ready.swap(ready, Ordering::AcqRel) == ready {
             return;
         }
@@ -73,6 +77,12 @@ impl Health {
         for name in ["", READINESS] {
             self.reporter.set_service_status(name, status).await;
         }
+    }
+
+    /// The process begins to stop: not ready from now on, whatever is reported later.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+        self.set_ready(false).await;
     }
 
     pub fn is_ready(&self) -> bool {

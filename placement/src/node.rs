@@ -11,13 +11,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::{BasicNode, Raft};
 use parking_lot::Mutex;
 use vectron_common::faults::NodeNetwork;
 use vectron_common::now_ms;
-use vectron_common::raft::handover::{Handover, LeaderSince, hand_over};
+use vectron_common::raft::handover::{Handover, LeaderSince, hand_over, lease_over};
 use vectron_common::raft::log_store::RocksLogStore;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, raft_config};
@@ -90,6 +91,8 @@ pub struct PlacementNode {
     /// Since when this node leads (noted by [`PlacementNode::ensure_leader`], which the
     /// scheduler calls every tick), for the hand-over.
     leader_since: Arc<LeaderSince>,
+    /// Set once the node begins to stop: it proposes nothing more (see `shutdown`).
+    stopping: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PlacementNode {
@@ -141,6 +144,7 @@ impl PlacementNode {
             liveness_term: Default::default(),
             channels,
             leader_since: Default::default(),
+            stopping: Default::default(),
         })
     }
 
@@ -195,6 +199,9 @@ impl PlacementNode {
     /// Proposes a command and waits for it to be applied; a refused command comes back
     /// as its typed error.
     pub async fn propose(&self, command: Command) -> Result<Outcome, WireError> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(WireError::not_leader("placement: this node is stopping", None));
+        }
         let cmd = PlacementCommand { now_ms: now_ms(), command: Some(command) };
         let response =
             self.raft.client_write(Request::new(&cmd)).await.map_err(|e| raft_error_to_wire("placement write", &e))?;
@@ -228,6 +235,14 @@ impl PlacementNode {
     /// (see [`vectron_common::raft::handover`]), so the group does not wait out an
     /// election timeout.
     pub async fn shutdown(&self) {
+        // Serve on until the lease in office is over, then propose nothing more and never
+        // stand again (proposals already in the log are the successor's to commit).
+        if self.raft.metrics().borrow().current_leader == Some(self.id) {
+            let at = lease_over(&self.raft, &self.leader_since);
+            tokio::time::sleep_until(at.min(tokio::time::Instant::now() + HANDOVER_WITHIN)).await;
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        self.raft.runtime_config().elect(false);
         let handover =
             hand_over(&self.raft, self.id, PLACEMENT_GROUP, &self.leader_since, &self.channels, HANDOVER_WITHIN);
         match handover.await {

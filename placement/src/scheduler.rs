@@ -274,35 +274,43 @@ impl Tick {
         changed
     }
 
-    /// Moves one replica from the most to the least loaded up worker when they differ
-    /// by more than one.
+    /// Moves one replica from a more to a less loaded up worker when their loads differ
+    /// by more than one, keeping a shard's zones distinct when they were: the least
+    /// loaded worker first, from the most loaded one that has a replica it may take (with
+    /// zones, the most loaded worker's replicas may all have a copy in the least loaded
+    /// one's zone already; another worker's may not).
     fn rebalance(&mut self) {
         let routing = self.routing();
         let up: Vec<u64> = routing.workers.iter().filter(|w| is(w.state, WorkerState::Up)).map(|w| w.id).collect();
         let load = replica_load(&self.state);
         let by_load = |id: &u64| (load.get(id).copied().unwrap_or(0), *id);
-        let (Some(&most), Some(&least)) =
-            (up.iter().max_by_key(|id| by_load(id)), up.iter().min_by_key(|id| by_load(id)))
-        else {
-            return;
-        };
-        if by_load(&most).0 <= by_load(&least).0 + 1 {
-            return;
-        }
+        let mut targets = up.clone();
+        targets.sort_by_key(by_load);
+        let mut sources = up;
+        sources.sort_by_key(|id| std::cmp::Reverse(by_load(id)));
         let zone = |id: u64| routing.workers.iter().find(|w| w.id == id).map(|w| w.zone.clone()).unwrap_or_default();
-        for shard in routing.collections.iter().flat_map(|c| c.shards.iter()) {
-            if !shard.replicas.contains(&most) || shard.replicas.contains(&least) {
-                continue;
+        for &least in &targets {
+            for &most in &sources {
+                if by_load(&most).0 <= by_load(&least).0 + 1 {
+                    break; // the sources left are lighter still
+                }
+                for shard in routing.collections.iter().flat_map(|c| c.shards.iter()) {
+                    if !shard.replicas.contains(&most) || shard.replicas.contains(&least) {
+                        continue;
+                    }
+                    // Keep zones distinct when they were.
+                    let others: BTreeSet<String> =
+                        shard.replicas.iter().filter(|&&w| w != most).map(|&w| zone(w)).collect();
+                    if !zone(least).is_empty() && others.contains(&zone(least)) && zone(least) != zone(most) {
+                        continue;
+                    }
+                    let replicas: Vec<u64> =
+                        shard.replicas.iter().map(|&w| if w == most { least } else { w }).collect();
+                    let reason = format!("rebalancing a replica of shard {} from worker {most} to {least}", shard.id);
+                    self.push(Command::SetReplicas(SetReplicas { shard_id: shard.id, replicas }), reason);
+                    return;
+                }
             }
-            // Keep zones distinct when they were.
-            let others: BTreeSet<String> = shard.replicas.iter().filter(|&&w| w != most).map(|&w| zone(w)).collect();
-            if !zone(least).is_empty() && others.contains(&zone(least)) && zone(least) != zone(most) {
-                continue;
-            }
-            let replicas: Vec<u64> = shard.replicas.iter().map(|&w| if w == most { least } else { w }).collect();
-            let reason = format!("rebalancing a replica of shard {} from worker {most} to {least}", shard.id);
-            self.push(Command::SetReplicas(SetReplicas { shard_id: shard.id, replicas }), reason);
-            return;
         }
     }
 }
@@ -513,6 +521,34 @@ mod tests {
             |id: u64| w.state.routing.as_ref().unwrap().workers.iter().find(|x| x.id == id).unwrap().zone.clone();
         let zones: BTreeSet<String> = after.iter().map(|&x| zone(x)).collect();
         assert_eq!(zones.len(), 2, "distinct zones: {after:?}");
+    }
+
+    #[test]
+    fn new_workers_in_used_zones_get_replicas_from_their_own_zone() {
+        // Three shards, three replicas each, one per zone; then a new worker in z1 and one
+        // in z2. The most loaded worker (highest id) is in z3: its replicas all have a z1
+        // and a z2 copy, so the replica the new z1 worker gets comes from the z1 one.
+        let mut w = World::new();
+        let old: Vec<u64> = ["z1", "z2", "z3"].iter().map(|z| w.worker(z)).collect();
+        w.collection("c", 3, 3);
+        w.report_settled();
+        let new_z1 = w.worker("z1");
+        let _new_z2 = w.worker("z2");
+        for x in w.state.routing.as_ref().unwrap().workers.iter().map(|x| x.id).collect::<Vec<_>>() {
+            w.heard_from(x, Duration::from_secs(1));
+        }
+        let mut memory = Memory::default();
+        let planned = moves(&w.tick(Duration::from_secs(1), &mut memory));
+        assert_eq!(planned.len(), 1, "{planned:?}");
+        let (_, after) = &planned[0];
+        assert!(
+            after.contains(&new_z1) && !after.contains(&old[0]),
+            "z1's replica moves to the new z1 worker: {after:?}"
+        );
+        let zone =
+            |id: u64| w.state.routing.as_ref().unwrap().workers.iter().find(|x| x.id == id).unwrap().zone.clone();
+        let zones: BTreeSet<String> = after.iter().map(|&x| zone(x)).collect();
+        assert_eq!(zones.len(), 3, "still one replica per zone: {after:?}");
     }
 
     #[test]

@@ -144,6 +144,11 @@ pub struct WorkerSection {
     /// Entries kept behind a snapshot for replicas that lag a little; replicas further
     /// behind are sent the shard's data.
     pub log_entries_kept: u64,
+    /// How often shards with unsaved writes save their graph file in the background: a
+    /// worker killed without a clean stop re-inserts at most this much of writes at
+    /// its next start.
+    #[serde(with = "humantime_serde")]
+    pub graph_save_interval: Duration,
 }
 
 impl Default for WorkerSection {
@@ -158,6 +163,7 @@ impl Default for WorkerSection {
             durability: Durability::Process,
             snapshot_after_entries: LogCompaction::default_for(GroupKind::Shard).snapshot_after,
             log_entries_kept: LogCompaction::default_for(GroupKind::Shard).keep,
+            graph_save_interval: Duration::from_secs(10),
         }
     }
 }
@@ -243,11 +249,18 @@ pub struct RerankerSection {
     /// External reranking endpoints the `cross_encoder` strategy may call, by name (a
     /// request names one; `default` when it names none).
     pub cross_encoders: BTreeMap<String, CrossEncoderSection>,
+    /// On SIGTERM, how long to report not ready while still serving, before closing.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
 }
 
 impl Default for RerankerSection {
     fn default() -> Self {
-        RerankerSection { listen: "127.0.0.1:50051".parse().expect("valid address"), cross_encoders: BTreeMap::new() }
+        RerankerSection {
+            listen: "127.0.0.1:50051".parse().expect("valid address"),
+            cross_encoders: BTreeMap::new(),
+            drain_delay: Duration::ZERO,
+        }
     }
 }
 
@@ -302,6 +315,9 @@ impl RerankerSection {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     pub listen: SocketAddr,
+    /// On SIGTERM, how long to report not ready while still serving, before closing.
+    #[serde(with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// etcd endpoints; when empty, the embedded store under `data_dir` (then only one
     /// auth process may serve these records).
     pub etcd: Vec<String>,
@@ -359,6 +375,7 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             listen: "127.0.0.1:8090".parse().expect("valid address"),
+            drain_delay: Duration::ZERO,
             etcd: Vec::new(),
             etcd_prefix: vectron_auth::store::DEFAULT_PREFIX.to_owned(),
             data_dir: "./data/auth".into(),

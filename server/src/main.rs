@@ -288,6 +288,33 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// How long a server may take to close after it was told to: its graceful close waits
+/// for every connection, and a client may hold a stream open (a `SearchStream`, a health
+/// `Watch`) for as long as it likes.
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// Runs `server` to its end; once `closing` turns true it has [`CLOSE_WITHIN`] to finish,
+/// after which it is dropped (closing the connections left).
+async fn close_within<E: std::fmt::Display>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    mut closing: watch::Receiver<bool>,
+    what: &str,
+) {
+    tokio::pin!(server);
+    let late = async {
+        let _ = closing.wait_for(|c| *c).await;
+        tokio::time::sleep(CLOSE_WITHIN).await;
+    };
+    tokio::select! {
+        result = &mut server => {
+            if let Err(e) = result {
+                tracing::error!("{what}: {e}");
+            }
+        }
+        _ = late => tracing::warn!("{what}: connections still open {CLOSE_WITHIN:?} after closing; dropped"),
+    }
+}
+
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
@@ -299,7 +326,7 @@ fn drained(stop: watch::Receiver<bool>, health: Health, delay: Duration) -> watc
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         stopped(stop).await;
-        health.set_ready(false).await;
+        health.stop().await;
         tokio::time::sleep(delay).await;
         let _ = tx.send(true);
     });
@@ -326,13 +353,9 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
     let health = Health::new("placement").await;
     // The port stays open while a stopping leader hands its leadership over.
     let (close, closed) = watch::channel(false);
-    let server = tokio::spawn(vectron_placement::service::serve(
-        listener,
-        node.clone(),
-        router,
-        health.clone(),
-        stopped(closed),
-    ));
+    let serving =
+        vectron_placement::service::serve(listener, node.clone(), router, health.clone(), stopped(closed.clone()));
+    let server = tokio::spawn(close_within(serving, closed, "placement server"));
     Ok(tokio::spawn(async move {
         // Ready while the group has a leader (this node or another).
         let mut stop = stop;
@@ -343,12 +366,10 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
-        health.set_ready(false).await;
+        health.stop().await;
         node.shutdown().await;
         let _ = close.send(true);
-        if let Ok(Err(e)) = server.await {
-            tracing::error!("placement server: {e}");
-        }
+        let _ = server.await;
     }))
 }
 
@@ -369,6 +390,7 @@ async fn start_worker(
         heartbeat: c.heartbeat,
         durability: c.durability,
         compaction: LogCompaction { snapshot_after: c.snapshot_after_entries, keep: c.log_entries_kept },
+        graph_save_interval: c.graph_save_interval,
         network: None,
     };
     let router = RaftRouter::default();
@@ -376,14 +398,15 @@ async fn start_worker(
     let service = Starting::new("the worker");
     // The port stays open while the stopping worker hands its shards over.
     let (close, closed) = watch::channel(false);
-    let server = tokio::spawn(vectron_worker::service::serve(
+    let serving = vectron_worker::service::serve(
         listener,
         service.clone(),
         router.clone(),
         ClusterToken::installed(),
         health.clone(),
-        stopped(closed),
-    ));
+        stopped(closed.clone()),
+    );
+    let server = tokio::spawn(close_within(serving, closed, "worker server"));
     let host = tokio::select! {
         host = WorkerHost::start(config, router) => host.context("starting the worker")?,
         _ = stopped(stop.clone()) => anyhow::bail!("stopped before the worker had started"),
@@ -395,9 +418,7 @@ async fn start_worker(
     let task = tokio::spawn(async move {
         host.run(health, stopped(stop)).await;
         let _ = close.send(true);
-        if let Ok(Err(e)) = server.await {
-            tracing::error!("worker server: {e}");
-        }
+        let _ = server.await;
     });
     Ok((task, local))
 }
@@ -429,7 +450,11 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
         match bootstrap_admin(store.clone(), &c.admin_user, c.admin_password.as_deref()).await {
             Err(e) if e.is_retryable() && waiting_since.elapsed() < STORE_WAIT => {
                 tracing::warn!("waiting for the auth store: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut stopping = stop.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopping.wait_for(|s| *s) => anyhow::bail!("stopped while waiting for the auth store"),
+                }
             }
             other => break other.context("creating the first admin")?,
         }
@@ -452,10 +477,10 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
     tracing::info!(listen = %c.listen, "auth service started");
     let health = Health::new("auth").await;
     health.set_ready(true).await;
+    let closing = drained(stop, health.clone(), c.drain_delay);
     Ok(tokio::spawn(async move {
-        if let Err(e) = vectron_auth::service::serve(listener, service, health, stopped(stop)).await {
-            tracing::error!("auth server: {e}");
-        }
+        let serving = vectron_auth::service::serve(listener, service, health, stopped(closing.clone()));
+        close_within(serving, closing, "auth server").await;
     }))
 }
 
@@ -504,14 +529,10 @@ async fn start_gateway(
     Ok(vec![
         ready,
         tokio::spawn(async move {
-            if let Err(e) = g1.serve_http(http, stopped(s1)).await {
-                tracing::error!("gateway HTTP: {e}");
-            }
+            close_within(g1.serve_http(http, stopped(s1.clone())), s1, "gateway HTTP").await;
         }),
         tokio::spawn(async move {
-            if let Err(e) = g2.serve_grpc(grpc, health, stopped(s2)).await {
-                tracing::error!("gateway gRPC: {e}");
-            }
+            close_within(g2.serve_grpc(grpc, health, stopped(s2.clone())), s2, "gateway gRPC").await;
         }),
     ])
 }
@@ -524,12 +545,11 @@ async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Res
     tracing::info!(listen = %c.listen, endpoints = c.cross_encoders.len(), "reranker started");
     let health = Health::new("reranker").await;
     health.set_ready(true).await;
+    let closing = drained(stop, health.clone(), c.drain_delay);
     Ok(tokio::spawn(async move {
-        if let Err(e) =
-            vectron_reranker::service::serve(listener, service, ClusterToken::installed(), health, stopped(stop)).await
-        {
-            tracing::error!("reranker server: {e}");
-        }
+        let token = ClusterToken::installed();
+        let serving = vectron_reranker::service::serve(listener, service, token, health, stopped(closing.clone()));
+        close_within(serving, closing, "reranker server").await;
     }))
 }
 

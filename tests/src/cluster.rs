@@ -60,6 +60,8 @@ pub struct Node {
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Starts with only `env` (and PATH), not the test's environment.
+    clean_env: bool,
     /// The network namespace it runs in (none: the machine's own network).
     netns: Option<String>,
     log: PathBuf,
@@ -80,6 +82,7 @@ impl Node {
             program: vectron_bin(),
             args,
             env: Vec::new(),
+            clean_env: false,
             netns: netns.map(str::to_owned),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -88,8 +91,9 @@ impl Node {
         node
     }
 
-    /// Starts `program ARGS` with `env` added to the environment, as `name` (reached
-    /// at `addr`), logging to `<dir>/<name>.log`.
+    /// Starts `program ARGS` with the environment `env` only (and the test's PATH and
+    /// log filter), as `name` (reached at `addr`), logging to `<dir>/<name>.log` — as a
+    /// container starts, with nothing of the test's environment.
     pub fn start_program(
         name: &str,
         addr: &str,
@@ -104,6 +108,7 @@ impl Node {
             program: program.to_owned(),
             args,
             env,
+            clean_env: true,
             netns: None,
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -131,6 +136,12 @@ impl Node {
             }
             None => Command::new(&self.program),
         };
+        if self.clean_env {
+            command.env_clear();
+            if let Some(path) = std::env::var_os("PATH") {
+                command.env("PATH", path);
+            }
+        }
         let child = command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -160,7 +171,18 @@ impl Node {
     /// Returns the exit status and how long the stop took.
     pub fn terminate(&mut self, grace: Duration) -> Option<(std::process::ExitStatus, Duration)> {
         let started = Instant::now();
+        self.send_term();
+        self.wait_exit(started, grace)
+    }
+
+    /// Sends SIGTERM; the process stops in its own time.
+    pub fn send_term(&self) {
         self.signal("-TERM");
+    }
+
+    /// Waits until `grace` after `started` for the process to exit; past that it is
+    /// SIGKILLed and `None` returned. Returns the exit status and the time since `started`.
+    pub fn wait_exit(&mut self, started: Instant, grace: Duration) -> Option<(std::process::ExitStatus, Duration)> {
         let mut child = self.child.take().expect("the process runs");
         while started.elapsed() < grace {
             if let Some(status) = child.try_wait().expect("wait for the process") {

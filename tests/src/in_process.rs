@@ -137,6 +137,7 @@ impl InProcessCluster {
                 heartbeat: Duration::from_millis(200),
                 durability: Durability::Process,
                 compaction: LogCompaction { snapshot_after: 20_000, keep: 1_000 },
+                graph_save_interval: Duration::from_secs(10),
                 network: node(&name),
             };
             let router = RaftRouter::default();

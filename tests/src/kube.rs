@@ -132,6 +132,9 @@ pub struct Stop {
     pub log: String,
 }
 
+/// How long after SIGTERM a stopping pod still gets new connections from its Services.
+const ENDPOINTS_LAG: Duration = Duration::from_secs(1);
+
 /// The kubelet's back-off before it restarts a container that exited.
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -537,13 +540,18 @@ impl Kube {
         self.pods.values().filter(|p| p.workload == workload).collect()
     }
 
-    /// Stops a pod as the kubelet does: out of its Services first, SIGTERM, the grace
-    /// period, SIGKILL.
-    fn stop_pod(&mut self, name: &str, grace: Duration) -> Stop {
+    /// Stops a pod as Kubernetes does: the kubelet sends SIGTERM while the endpoints
+    /// controller takes the pod out of its Services, which reaches the proxies a moment
+    /// later ([`ENDPOINTS_LAG`]; a drain delay must cover it); SIGKILL after the grace
+    /// period.
+    async fn stop_pod(&mut self, name: &str, grace: Duration) -> Stop {
+        let started = Instant::now();
+        self.pods[name].node.send_term();
+        tokio::time::sleep(ENDPOINTS_LAG).await;
         self.pods.get_mut(name).expect("a pod").ready = false;
         self.publish();
         let pod = self.pods.get_mut(name).expect("a pod");
-        let stopped = tokio::task::block_in_place(|| pod.node.terminate(grace));
+        let stopped = tokio::task::block_in_place(|| pod.node.wait_exit(started, grace));
         Stop { pod: name.to_owned(), exit: stopped, log: pod.node.log_tail(40) }
     }
 
@@ -556,7 +564,7 @@ impl Kube {
         if w.kind == "StatefulSet" {
             old.sort_by_key(|n| std::cmp::Reverse(n.rsplit('-').next().and_then(|i| i.parse::<usize>().ok())));
             for name in old {
-                stops.push(self.stop_pod(&name, w.grace));
+                stops.push(self.stop_pod(&name, w.grace).await);
                 self.pods.get_mut(&name).expect("a pod").node.start_again();
                 self.wait_pod_ready(&name, ready_within).await;
             }
@@ -565,11 +573,57 @@ impl Kube {
                 let new = self.new_pod_name(workload);
                 self.create_pod(&w, &new, i);
                 self.wait_pod_ready(&new, ready_within).await;
-                stops.push(self.stop_pod(&name, w.grace));
+                stops.push(self.stop_pod(&name, w.grace).await);
                 self.pods.remove(&name);
             }
         }
         stops
+    }
+
+    /// Scales StatefulSet `workload` to `replicas`, as its controller does: new pods get
+    /// the next ordinals (each with its own address and names under its headless
+    /// Service, its claims fresh) and are started without waiting; a scale-down stops
+    /// the highest ordinals first (their claims are kept, as with `whenScaled: Retain`).
+    /// Returns how each removed pod stopped.
+    pub async fn scale(&mut self, workload: &str, replicas: usize) -> Vec<Stop> {
+        let at = self.workloads.iter().position(|w| w.name == workload).expect("a workload");
+        let w = self.workloads[at].clone();
+        assert_eq!(w.kind, "StatefulSet", "{workload}: only StatefulSets are scaled here (gateways follow their HPA)");
+        let service =
+            self.manifests.get("StatefulSet", workload)["spec"]["serviceName"].as_str().unwrap_or_default().to_owned();
+        let namespace = self.manifests.get("StatefulSet", workload)["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
+        let mut stops = Vec::new();
+        for i in w.replicas..replicas {
+            let pod = format!("{workload}-{i}");
+            let ip = self.alloc_ip();
+            for form in [
+                format!("{service}.{namespace}.svc.cluster.local"),
+                format!("{service}.{namespace}.svc"),
+                format!("{service}.{namespace}"),
+            ] {
+                self.names.push((format!("{pod}.{form}"), ip.to_string()));
+            }
+            self.names.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+            self.create_pod(&w, &pod, i);
+        }
+        for i in (replicas..w.replicas).rev() {
+            let pod = format!("{workload}-{i}");
+            stops.push(self.stop_pod(&pod, w.grace).await);
+            self.pods.remove(&pod);
+        }
+        self.workloads[at].replicas = replicas;
+        stops
+    }
+
+    /// Waits until every pod of `workload` is ready.
+    pub async fn wait_workload_ready(&mut self, workload: &str, timeout: Duration) {
+        let names: Vec<String> = self.pods_of(workload).iter().map(|p| p.name.clone()).collect();
+        for name in names {
+            self.wait_pod_ready(&name, timeout).await;
+        }
     }
 
     /// The last `lines` of every pod's log.

@@ -165,6 +165,7 @@ async fn a_worker_with_another_clusters_secret_cannot_join() {
         heartbeat: Duration::from_millis(200),
         durability: vectron_engine::store::Durability::Process,
         compaction: LogCompaction { snapshot_after: 20_000, keep: 1_000 },
+        graph_save_interval: Duration::from_secs(10),
         network: Some(NodeNetwork {
             name: "intruder".into(),
             faults: cluster.faults.clone(),

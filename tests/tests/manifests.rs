@@ -4,7 +4,8 @@
 //! a write/search round, and then every workload is rolled, one pod at a time in the
 //! order its controller would, under steady writes and searches: no acknowledged write is
 //! lost, no request fails (the SDK retries what is retryable), and the longest pause of
-//! each shard's writes is reported.
+//! each shard's writes is reported. Then the workers are scaled 3 → 5 (replicas move onto
+//! the new ones) and back (drained, stopped, removed), under the same load.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,7 +36,8 @@ fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// An admin API key, made with the password the first auth pod printed at its start.
+/// An admin API key, made with the password the first auth pod printed at its start
+/// (the gateways may need a moment to connect to the auth Service).
 async fn admin_key(kube: &Kube, http: &str) -> String {
     let passwords: Vec<String> = kube
         .pods_of("vectron-auth")
@@ -49,28 +51,71 @@ async fn admin_key(kube: &Kube, http: &str) -> String {
         })
         .collect();
     assert!(!passwords.is_empty(), "an auth pod printed the admin's password\n{}", kube.logs(20));
-    let http_client = reqwest::Client::new();
-    for password in passwords {
-        let login = json!({"username": "admin", "password": password});
-        let r = http_client.post(format!("http://{http}/v1/auth/login")).json(&login).send().await.expect("log in");
-        if !r.status().is_success() {
-            continue;
+    let web = reqwest::Client::new();
+    let refusals = Mutex::new(Vec::new());
+    let token = eventually(Duration::from_secs(30), "the admin to log in", || async {
+        for password in &passwords {
+            let login = json!({"username": "admin", "password": password});
+            let r = web.post(format!("http://{http}/v1/auth/login")).json(&login).send().await.ok()?;
+            if r.status().is_success() {
+                let tokens: Value = r.json().await.ok()?;
+                return tokens["access_token"].as_str().map(str::to_owned);
+            }
+            let refusal = format!("{}: {}", r.status(), r.text().await.unwrap_or_default());
+            refusals.lock().push(refusal);
         }
-        let tokens: Value = r.json().await.unwrap();
-        let token = tokens["access_token"].as_str().expect("an access token");
-        let key: Value = http_client
-            .post(format!("http://{http}/v1/auth/keys"))
-            .bearer_auth(token)
-            .json(&json!({"scope": "admin"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        return key["secret_key"].as_str().expect("the key's secret").to_owned();
+        None
+    })
+    .await;
+    let key: Value = web
+        .post(format!("http://{http}/v1/auth/keys"))
+        .bearer_auth(token)
+        .json(&json!({"scope": "admin"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refused = refusals.lock().len();
+    if refused > 0 {
+        eprintln!("log-in refused {refused} time(s) before the gateways reached the auth service");
     }
-    panic!("no printed password logs the admin in\n{}", kube.logs(20));
+    key["secret_key"].as_str().expect("the key's secret").to_owned()
+}
+
+/// Worker address → replicas it holds of `name`.
+async fn replicas_per_worker(client: &Client, name: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    if let Ok(status) = client.collection_status(name).await {
+        for r in status.shards.iter().flat_map(|s| s.replicas.iter()) {
+            *out.entry(r.worker_address.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// The placement driver's ids of the workers at `addresses`.
+async fn worker_ids(http: &reqwest::Client, gateway: &str, key: &str, addresses: &[String]) -> Vec<u64> {
+    let workers: Value = http
+        .get(format!("http://{gateway}/v1/admin/workers"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    addresses
+        .iter()
+        .map(|a| {
+            workers["workers"]
+                .as_array()
+                .and_then(|ws| ws.iter().find(|w| w["address"] == a.as_str()))
+                .and_then(|w| w["id"].as_u64())
+                .unwrap_or_else(|| panic!("worker at {a} is registered: {workers}"))
+        })
+        .collect()
 }
 
 /// Point ids whose hash falls in each shard's range.
@@ -220,12 +265,79 @@ async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_eve
         eprintln!("rolled {workload} in {:.1} s; stops: {}", started.elapsed().as_secs_f64(), took.join(", "));
         stops.extend(stopped.into_iter().map(|s| (workload, s)));
     }
+    // Workers scaled 3 → 5 (the scheduler moves replicas onto the new ones), then back:
+    // the two are drained first, as an operator scaling down does, and forgotten after.
+    let started = Instant::now();
+    kube.scale("vectron-worker", 5).await;
+    kube.wait_workload_ready("vectron-worker", Duration::from_secs(120)).await;
+    let new_workers: Vec<String> =
+        ["vectron-worker-3", "vectron-worker-4"].iter().map(|p| kube.pods[*p].addr("grpc")).collect();
+    eventually(Duration::from_secs(120), "replicas to move onto the new workers", || async {
+        let per = replicas_per_worker(&client, name).await;
+        new_workers.iter().all(|w| per.get(w).copied().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    let scaled_up = started.elapsed();
+    let moved_in: usize = {
+        let per = replicas_per_worker(&client, name).await;
+        new_workers.iter().map(|w| per.get(w).copied().unwrap_or(0)).sum()
+    };
+    let started = Instant::now();
+    let admin = reqwest::Client::new();
+    let ids = worker_ids(&admin, &http, &key, &new_workers).await;
+    for id in &ids {
+        let r = admin
+            .post(format!("http://{http}/v1/admin/workers/{id}/drain"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "drain worker {id}: {}", r.text().await.unwrap());
+    }
+    eventually(Duration::from_secs(120), "the drained workers to hold no replica, every shard led", || async {
+        let per = replicas_per_worker(&client, name).await;
+        let status = client.collection_status(name).await.ok()?;
+        let led = status
+            .shards
+            .iter()
+            .all(|s| s.replicas.iter().any(|r| r.is_leader && !new_workers.contains(&r.worker_address)));
+        (led && new_workers.iter().all(|w| !per.contains_key(w))).then_some(())
+    })
+    .await;
+    for stop in kube.scale("vectron-worker", 3).await {
+        let (status, _) = stop.exit.unwrap_or_else(|| panic!("{} outlived its grace period\n{}", stop.pod, stop.log));
+        assert!(status.success(), "{} exited with {status}\n{}", stop.pod, stop.log);
+    }
+    for id in &ids {
+        let r = admin
+            .delete(format!("http://{http}/v1/admin/workers/{id}"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "remove worker {id}: {}", r.text().await.unwrap());
+    }
+    let scaled_down = started.elapsed();
+    eprintln!(
+        "workers 3 → 5: {moved_in} replicas moved onto the new ones in {:.1} s; 5 → 3 (drain, stop, remove) in {:.1} s",
+        scaled_up.as_secs_f64(),
+        scaled_down.as_secs_f64()
+    );
+
     tokio::time::sleep(Duration::from_secs(2)).await;
     load.stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
 
+    // Every stopping leader handed its groups over (a failover by election would pass
+    // the checks above too, only slower).
+    for pod in std::fs::read_dir(kube.dir.path().join("pods")).unwrap().flatten() {
+        let name = pod.file_name().to_string_lossy().into_owned();
+        let log = std::fs::read_to_string(pod.path().join(format!("{name}.log"))).unwrap_or_default();
+        let refused: Vec<&str> = log.lines().filter(|l| l.contains("not handed over")).collect();
+        assert!(refused.is_empty(), "{name}: a leader did not hand over: {refused:?}");
+    }
     let restarted: Vec<(&str, u32)> =
         kube.pods.values().filter(|p| p.restarts > 0).map(|p| (p.name.as_str(), p.restarts)).collect();
     assert!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use vectron_sdk::{Client, Collection, Distance, Point, PointId};
+use vectron_tests::client::must_have_workers_up;
 use vectron_tests::cluster::{Cluster, ClusterSpec, eventually};
 
 const DIM: usize = 16;
@@ -26,6 +27,9 @@ async fn cache_count(http: &str, outcome: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_answer_never_hides_a_write_through_another_gateway() {
     let cluster = Cluster::start(ClusterSpec { workers: 2, ..Default::default() });
+    // Both workers registered first: a collection created on one would be rebalanced
+    // onto the other mid-test, and a new routing epoch starts the cache afresh.
+    must_have_workers_up(&cluster, 2).await;
     let a = connect(&cluster.grpc).await;
     eventually(Duration::from_secs(60), "the collection", || async {
         a.create_collection(Collection::new("docs", DIM as u32, Distance::Euclid).shards(2)).await.ok()

@@ -25,15 +25,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures::{StreamExt, TryStreamExt};
 use openraft::{BasicNode, Raft, ServerState};
 use parking_lot::RwLock;
 use vectron_common::faults::NodeNetwork;
 use vectron_common::lifecycle::Health;
 use vectron_common::placement_client::PlacementClient;
-use vectron_common::raft::handover::{Handover, LeaderSince, hand_over};
+use vectron_common::raft::handover::{Handover, LeaderSince, hand_over, lease_over};
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, LogCompaction, raft_config_with};
 use vectron_common::raft::{NodeId, leader_hint, open_storage};
@@ -62,6 +63,8 @@ pub struct WorkerConfig {
     pub durability: Durability,
     /// When shard groups compact their logs.
     pub compaction: LogCompaction,
+    /// How often shards with unsaved writes save their graph file in the background.
+    pub graph_save_interval: Duration,
     /// The worker's test network (in-process clusters); `None` in production.
     pub network: Option<NodeNetwork>,
 }
@@ -123,6 +126,18 @@ pub struct WorkerHost {
     /// Set when the worker begins to stop: it proposes no more writes and hands its
     /// groups over.
     stopping: AtomicBool,
+    /// Writes between their leadership check and the log (see [`WorkerHost::write_permit`]).
+    writes_in_flight: AtomicUsize,
+}
+
+/// A write admitted by [`WorkerHost::write_permit`]; dropped once it is in the log.
+#[derive(Debug)]
+pub struct WritePermit<'a>(&'a AtomicUsize);
+
+impl Drop for WritePermit<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub use vectron_common::StartError;
@@ -242,10 +257,17 @@ impl WorkerHost {
             replicas: RwLock::new(HashMap::new()),
             routing: RwLock::new(pi::RoutingTable::default()),
             stopping: AtomicBool::new(false),
+            writes_in_flight: AtomicUsize::new(0),
         });
-        for shard in host.storage.shard_ids()? {
-            host.open_replica(shard.0, None).await?;
-        }
+        // The shards on disk open side by side (as many at once as there are cores).
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let opening = futures::stream::iter(host.storage.shard_ids()?)
+            .map(|shard| {
+                let host = host.clone();
+                async move { host.open_replica(shard.0, None).await.map(|_| ()) }
+            })
+            .buffer_unordered(parallel);
+        opening.try_collect::<Vec<()>>().await?;
         Ok(host)
     }
 
@@ -271,12 +293,25 @@ impl WorkerHost {
         self.replicas.read().values().cloned().collect()
     }
 
+    /// Admits a write to `replica`'s group: Ok while this worker leads it and is not
+    /// stopping. The permit is held until the write is in the log; a stopping worker
+    /// waits for every permit before it hands its groups over, so the voter it picks
+    /// has every write this worker accepted.
+    pub fn write_permit(&self, replica: &Replica) -> Result<WritePermit<'_>, WorkerError> {
+        // Counted before `stopping` is read (and `stop` sets `stopping` before it reads
+        // the count, both SeqCst): a write either sees the stop or is waited for.
+        self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
+        let permit = WritePermit(&self.writes_in_flight);
+        self.ensure_leading(replica)?;
+        Ok(permit)
+    }
+
     /// Ok when this worker leads `replica`'s group; NOT_LEADER with the leader otherwise.
     pub fn ensure_leading(&self, replica: &Replica) -> Result<(), WorkerError> {
         // PERF: on every read and write; borrows the metrics instead of cloning them.
         let metrics = replica.raft.metrics();
         let m = metrics.borrow();
-        let stopping = self.stopping.load(Ordering::Acquire);
+        let stopping = self.stopping.load(Ordering::SeqCst);
         if !stopping && leads(&m, self.id, LEADER_LEASE_MS) {
             return Ok(());
         }
@@ -318,14 +353,16 @@ impl WorkerHost {
         };
         let sync = self.config.durability == Durability::Machine;
         let log = ShardLog::new(self.storage.db().clone(), shard_id, sync);
-        let sm = ShardStateMachine::open(
-            ShardId(shard_id),
-            self.storage.clone(),
-            self.config.data_dir.join("graphs"),
-            self.config.data_dir.join("snapshots"),
-            log.clone(),
-            config,
-        )?;
+        // Loading a shard (its graph file, reconciled with RocksDB) is CPU and disk work:
+        // off the async threads, so a worker opens its shards side by side.
+        let (storage, graphs, snapshots) =
+            (self.storage.clone(), self.config.data_dir.join("graphs"), self.config.data_dir.join("snapshots"));
+        let opening = log.clone();
+        let sm = tokio::task::spawn_blocking(move || {
+            ShardStateMachine::open(ShardId(shard_id), storage, graphs, snapshots, opening, config)
+        })
+        .await
+        .map_err(|e| StartError::Raft(format!("opening shard {shard_id}: {e}")))??;
         let slot = sm.slot();
         let started = sm.clone();
         let network = GrpcNetworkFactory::new(shard_id, self.channels.clone());
@@ -368,6 +405,7 @@ impl WorkerHost {
     /// `health`; then stops cleanly ([`WorkerHost::stop`]).
     pub async fn run(self: Arc<Self>, health: Health, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let saver = tokio::spawn(self.clone().save_graphs());
         loop {
             let beat = self.heartbeat().await;
             if let Err(e) = &beat {
@@ -385,19 +423,66 @@ impl WorkerHost {
                 _ = tokio::time::sleep(self.config.heartbeat) => {}
             }
         }
-        health.set_ready(false).await;
+        health.stop().await;
+        saver.abort();
         self.stop().await;
     }
 
-    /// Stops cleanly: no more writes are proposed here, each group this worker leads is
-    /// handed to a caught-up voter (so its writes pause for a round trip, not an election
-    /// timeout), the groups stop, and each shard's graph is saved so the next start need
-    /// not rebuild it. Reads and Raft messages are still served meanwhile; the caller
-    /// closes the port afterwards.
+    /// Every `graph_save_interval`, saves the graph file of each shard with unsaved
+    /// writes, one shard at a time, in the background (writes wait only while a graph is
+    /// encoded; see `Shard::persist`). A worker that is killed then re-inserts at most
+    /// that interval's writes when it starts, instead of up to `persist_every_writes`.
+    async fn save_graphs(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.graph_save_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for r in self.replicas() {
+                let Some(shard) = r.slot.get().filter(|s| s.unsaved_writes() > 0) else { continue };
+                let started = std::time::Instant::now();
+                match tokio::task::spawn_blocking(move || shard.persist()).await {
+                    Ok(Ok(())) => tracing::debug!(
+                        shard = r.shard_id,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "graph saved"
+                    ),
+                    Ok(Err(e)) => tracing::warn!(shard = r.shard_id, "saving the graph: {e}"),
+                    Err(e) => tracing::warn!(shard = r.shard_id, "saving the graph: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Stops cleanly: once the groups it leads are past the leader lease, no more writes
+    /// are proposed here, those admitted are waited for, and each group this worker leads
+    /// is handed to a caught-up voter (so its writes pause for a round trip, not an
+    /// election timeout); then the groups stop and each shard's graph is saved so the next
+    /// start need not rebuild it. Raft messages are served throughout; the caller closes
+    /// the port afterwards.
     pub async fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
         let started = std::time::Instant::now();
         let replicas = self.replicas();
+        // Serve on until every group this worker leads is past the leader's own lease in
+        // office (before it the leader would refuse its successor's vote); then stop
+        // proposing, and wait for the writes already admitted.
+        let lease_over = replicas
+            .iter()
+            .filter(|r| self.ensure_leading(r).is_ok())
+            .map(|r| lease_over(&r.raft, &r.leader_since))
+            .max();
+        if let Some(at) = lease_over {
+            tokio::time::sleep_until(at.min(tokio::time::Instant::now() + HANDOVER_WITHIN)).await;
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        // No replica here stands for election any more: a group that was not handed over
+        // elects among the others.
+        for r in &replicas {
+            r.raft.runtime_config().elect(false);
+        }
+        let drained = tokio::time::Instant::now() + HANDOVER_WITHIN;
+        while self.writes_in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < drained {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let handovers = replicas.iter().map(|r| async move {
             let outcome =
                 hand_over(&r.raft, self.id, r.shard_id, &r.leader_since, &self.channels, HANDOVER_WITHIN).await;

@@ -59,7 +59,9 @@ impl WorkerGrpc {
 
     async fn write(&self, shard_id: u64, op: WriteOp, no_wait: bool) -> Result<pi::ShardWriteResponse, Status> {
         let replica = self.host.replica(shard_id).map_err(status)?;
-        self.host.ensure_leading(&replica).map_err(status)?;
+        // Held until the write is in the log: a stopping worker waits for it before it
+        // hands the group over.
+        let _permit = self.host.write_permit(&replica).map_err(status)?;
         if no_wait {
             let named = match &op {
                 WriteOp::Upsert(points) => points.len() as u64,

@@ -15,9 +15,9 @@
 //! ordinary elections. So the hand-over first waits until the leader has led that long,
 //! as [`LeaderSince`] saw it (a leader of unknown age waits the whole lease).
 //!
-//! Should any step fail (a leader elected moments ago still refuses to vote, a peer does
-//! not answer) the group elects a leader the ordinary way once the leader is gone; a
-//! hand-over never risks safety, only time.
+//! Should any step fail (a peer does not answer, the group has four voters or more, so the
+//! leader and one voter are no majority) the group elects a leader the ordinary way once
+//! the leader is gone; a hand-over never risks safety, only time.
 
 use std::time::Duration;
 
@@ -73,9 +73,22 @@ impl LeaderSince {
     }
 }
 
+/// When this node's own leader lease in office is over (see the module docs): a
+/// hand-over asks the candidate no sooner. A leader of unknown age waits the whole lease
+/// from now.
+pub fn lease_over<C>(raft: &Raft<C>, since: &LeaderSince) -> Instant
+where
+    C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
+{
+    let lease = Duration::from_millis(raft.config().election_timeout_max);
+    let term = raft.metrics().borrow().current_term;
+    since.since(term).unwrap_or_else(Instant::now) + lease + LEASE_MARGIN
+}
+
 /// Hands leadership of `group` (whose Raft node here is `raft`, id `me`, leading since
 /// `since` says) to its most caught-up voter, within `within`. The caller has stopped
-/// proposing writes.
+/// proposing writes, waited for those in flight, and turned this node's own elections
+/// off (`runtime_config().elect(false)`), so it does not take the group back.
 pub async fn hand_over<C>(
     raft: &Raft<C>,
     me: NodeId,
@@ -88,9 +101,7 @@ where
     C: RaftTypeConfig<NodeId = NodeId, Node = BasicNode>,
 {
     let deadline = Instant::now() + within;
-    let lease = Duration::from_millis(raft.config().election_timeout_max);
-    let term = raft.metrics().borrow().current_term;
-    let not_before = since.since(term).unwrap_or_else(Instant::now) + lease + LEASE_MARGIN;
+    let not_before = lease_over(raft, since);
     let (target, address) = loop {
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader || m.current_leader != Some(me) {
@@ -103,7 +114,19 @@ where
         }
         voters.sort_unstable();
         let matched = |v: &NodeId| m.replication.as_ref().and_then(|r| r.get(v).cloned().flatten()).map(|l| l.index);
-        let caught_up = voters.iter().copied().find(|v| matched(v) >= m.last_log_index);
+        // The candidate needs the leader's vote and its own to win at once: only a voter
+        // that with the leader is a majority of every config (a group of two or three;
+        // in a joint change, of both) can be asked.
+        let joint = membership.get_joint_config();
+        let quorum_with =
+            |v: NodeId| joint.iter().all(|c| 2 * [me, v].iter().filter(|n| c.contains(n)).count() > c.len());
+        if !voters.iter().any(|v| quorum_with(*v)) {
+            return Handover::Failed(format!(
+                "the leader and one voter are not a majority of {} voters: the group elects the ordinary way",
+                membership.voter_ids().count()
+            ));
+        }
+        let caught_up = voters.iter().copied().find(|v| quorum_with(*v) && matched(v) >= m.last_log_index);
         if let Some(target) = caught_up.filter(|_| Instant::now() >= not_before) {
             let recorded = membership.get_node(&target).map(|n| n.addr.clone()).unwrap_or_default();
             break (target, channels.address_of(target, &recorded));

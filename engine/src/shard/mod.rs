@@ -8,8 +8,9 @@
 //! a batch either not at all or whole (new graph nodes stay invisible until the batch
 //! is published).
 //!
-//! Reopening: the graph is persisted to `shard-<id>.graph` (on [`Shard::persist`], on
-//! drop, and every `persist_every_writes` writes). On open the file is loaded and
+//! Reopening: the graph is persisted to `shard-<id>.graph` (on [`Shard::persist`] — the
+//! worker calls it in the background every few seconds while there are unsaved writes —
+//! on drop, and every `persist_every_writes` writes). On open the file is loaded and
 //! reconciled with RocksDB: points whose stored version differs from the file's are
 //! re-inserted and points gone from RocksDB are tombstoned, so a stale or missing file
 //! costs time, never correctness. A file that fails its checksum is ignored.
@@ -50,7 +51,7 @@ use crate::hnsw::Hnsw;
 use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore, Storage};
 use crate::types::{Distance, Point, PointId, Record, ShardConfig, ShardId};
-use graph_file::{load_state, save_graph_file};
+use graph_file::{encode_graph, load_state, write_graph_file};
 
 pub use vectron_model::request::{MAX_EF, MAX_TOP_K};
 
@@ -142,6 +143,9 @@ pub struct Shard {
     published: AtomicU32,
     /// Serialises writers (apply, rebuild, persist).
     write_lock: Mutex<WriterState>,
+    /// Serialises graph-file saves (a save encodes under `write_lock`, then writes the
+    /// file without it).
+    saving: Mutex<()>,
     /// `WriterState::applied`, readable without the writers' lock: stored once a write is
     /// published, so a reader that loads it sees at least that write's data.
     applied: AtomicU64,
@@ -205,6 +209,7 @@ impl Shard {
             state: RwLock::new(state),
             published: AtomicU32::new(published),
             write_lock: Mutex::new(WriterState { applied, writes_since_persist: reconciled as u64, rebuild: None }),
+            saving: Mutex::new(()),
             applied: AtomicU64::new(applied),
         })
     }
@@ -244,20 +249,35 @@ impl Shard {
         self.applied.load(Ordering::Acquire)
     }
 
-    /// Saves the graph so the next open need not rebuild it.
+    /// Saves the graph so the next open need not rebuild it. Writes wait only while the
+    /// graph is encoded in memory (searches never wait); the file is written and fsynced
+    /// after. Saves are serialised.
     pub fn persist(&self) -> Result<()> {
-        let mut writer = self.write_lock.lock();
-        if writer.rebuild.as_ref().is_some_and(|j| j.handle.is_finished()) {
-            self.advance_rebuild(&mut writer, true)?;
+        let _one = self.saving.lock();
+        let (bytes, saved) = {
+            let mut writer = self.write_lock.lock();
+            if writer.rebuild.as_ref().is_some_and(|j| j.handle.is_finished()) {
+                self.advance_rebuild(&mut writer, true)?;
+            }
+            let bytes = encode_graph(writer.applied, &self.state.read())?;
+            (bytes, std::mem::take(&mut writer.writes_since_persist))
+        };
+        let written = write_graph_file(&self.graph_path, &bytes);
+        if written.is_err() {
+            // Still unsaved: the next save (or the close) tries again.
+            self.write_lock.lock().writes_since_persist += saved;
         }
-        self.save_graph(writer.applied)?;
-        writer.writes_since_persist = 0;
-        Ok(())
+        written
+    }
+
+    /// Writes applied since the graph file was last saved.
+    pub fn unsaved_writes(&self) -> u64 {
+        self.write_lock.lock().writes_since_persist
     }
 
     fn save_graph(&self, applied: u64) -> Result<()> {
-        let state = self.state.read();
-        save_graph_file(&self.graph_path, applied, &state)
+        let bytes = encode_graph(applied, &self.state.read())?;
+        write_graph_file(&self.graph_path, &bytes)
     }
 
     /// Deletes the shard's data: its RocksDB keys and its graph file.

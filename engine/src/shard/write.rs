@@ -66,7 +66,11 @@ impl Shard {
             job.touched.extend(touched);
         }
         self.advance_rebuild(&mut writer, false)?;
-        if writer.writes_since_persist >= self.config.tuning.persist_every_writes {
+        // A save already under way covers this (and holds `saving` while it waits for
+        // the writers' lock we hold: never wait for it here).
+        if writer.writes_since_persist >= self.config.tuning.persist_every_writes
+            && let Some(_one) = self.saving.try_lock()
+        {
             self.save_graph(writer.applied)?;
             writer.writes_since_persist = 0;
         }
