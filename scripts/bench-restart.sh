@@ -53,8 +53,11 @@ sleep 2
   --clients 4 --batch 500 --queries 20 --ef 64 --repeat 1 --metrics-url "" >"$dir/bench.out" 2>&1
 sleep "$wait_s"
 
-query="$(python3 -c "import json; print(json.dumps({'vector': [0.01] * $dim, 'top_k': 5}))")"
-serving() { # a whole (not partial) answer with hits
+probe=0
+serving() { # a whole (not partial) answer with hits, to a query never asked before (nothing cached)
+  probe=$((probe + 1))
+  local query
+  query="$(python3 -c "import json; print(json.dumps({'vector': [0.01 * ($probe % 97 + 1)] + [0.01] * ($dim - 1), 'top_k': 5}))")"
   curl -sf -m 1 "http://$http/v1/collections/restart/points/search" -H 'content-type: application/json' \
     -d "$query" 2>/dev/null | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if r["hits"] and not r["partial"] else 1)' 2>/dev/null
 }
@@ -65,20 +68,18 @@ wait "$worker_pid" 2>/dev/null || true
 lines="$(wc -l <"$dir/worker.log")"
 t0="$(date +%s.%N)"
 start_worker
-ready=""
-while :; do
-  now="$(date +%s.%N)"
-  if [ -z "$ready" ] && tail -n +"$((lines + 1))" "$dir/worker.log" | grep -q 'ready=true'; then
-    ready="$(python3 -c "print(f'{$now - $t0:.2f}')")"
-  fi
-  if serving; then
-    served="$(python3 -c "print(f'{$now - $t0:.2f}')")"
-    break
-  fi
-  if python3 -c "import sys; sys.exit(0 if $now - $t0 > 600 else 1)"; then
+while ! serving; do
+  if python3 -c "import sys; sys.exit(0 if $(date +%s.%N) - $t0 > 600 else 1)"; then
     echo "not serving 600 s after the restart" >&2
     exit 1
   fi
   sleep 0.05
 done
-echo "points $n × $dim in $shards shards, graph saves every $save: ready after ${ready:-?} s, serving after $served s"
+served="$(python3 -c "print(f'{$(date +%s.%N) - $t0:.2f}')")"
+# When the worker reported ready, from its log's timestamp.
+ready_at="$(tail -n +"$((lines + 1))" "$dir/worker.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 'ready=true' | cut -d' ' -f1)"
+ready="$(python3 -c "
+from datetime import datetime
+t = datetime.fromisoformat('$ready_at'.rstrip('Z')[:26] + '+00:00')
+print(f'{t.timestamp() - $t0:.2f}')" 2>/dev/null || echo '?')"
+echo "points $n × $dim in $shards shards, graph saves every $save: ready after $ready s, serving after $served s"
