@@ -82,4 +82,5 @@ ready="$(python3 -c "
 from datetime import datetime
 t = datetime.fromisoformat('$ready_at'.rstrip('Z')[:26] + '+00:00')
 print(f'{t.timestamp() - $t0:.2f}')" 2>/dev/null || echo '?')"
-echo "points $n × $dim in $shards shards, graph saves every $save: ready after $ready s, serving after $served s"
+ingest="$(grep -m1 '^ingest:' "$dir/bench.out" || echo 'ingest: ?')"
+echo "points $n × $dim in $shards shards, graph saves every $save: ready after $ready s, serving after $served s ($ingest)"

@@ -429,9 +429,10 @@ impl WorkerHost {
     }
 
     /// Every `graph_save_interval`, saves the graph file of each shard with unsaved
-    /// writes, one shard at a time, in the background (writes wait only while a graph is
-    /// encoded; see `Shard::persist`). A worker that is killed then re-inserts at most
-    /// that interval's writes when it starts, instead of up to `persist_every_writes`.
+    /// writes, one shard at a time, in the background (writes wait only while a graph
+    /// is written to its temp file; see `Shard::persist`). A worker that is killed then
+    /// re-inserts at most that interval's writes when it starts, instead of up to
+    /// `persist_every_writes`.
     async fn save_graphs(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.config.graph_save_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -4,7 +4,7 @@
 //! are re-inserted, points gone are tombstoned; a file failing its checksum is ignored).
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -91,11 +91,20 @@ pub(super) fn load_state(store: &RocksPointStore, config: &ShardConfig, graph_pa
     Ok((state, reconciled))
 }
 
-/// Encodes `[magic][applied][node table][graph][crc32]` in memory (the caller holds the
-/// writers' lock only this long; [`write_graph_file`] does the I/O after).
-pub(super) fn encode_graph(applied: u64, state: &State) -> Result<Vec<u8>> {
-    let io = |e| EngineError::Io { path: "graph buffer".into(), source: e };
-    let mut w = CrcWriter { inner: Vec::new(), crc: crc32fast::Hasher::new() };
+/// A graph written to its temp file, not yet durable nor in place ([`commit_graph`]).
+pub(super) struct WrittenGraph {
+    file: std::fs::File,
+    tmp: std::path::PathBuf,
+}
+
+/// Writes `[magic][applied][node table][graph][crc32]` to the temp file beside `path`
+/// (into the page cache: the caller holds the writers' lock only this long, not for the
+/// fsync).
+pub(super) fn write_graph(path: &Path, applied: u64, state: &State) -> Result<WrittenGraph> {
+    let tmp = path.with_extension("graph.tmp");
+    let io = |e| EngineError::io(&tmp, e);
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    let mut w = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     w.write_all(GRAPH_MAGIC).map_err(io)?;
     w.write_all(&applied.to_le_bytes()).map_err(io)?;
     w.write_all(&(state.nodes.len() as u64).to_le_bytes()).map_err(io)?;
@@ -111,20 +120,18 @@ pub(super) fn encode_graph(applied: u64, state: &State) -> Result<Vec<u8>> {
         }
     }
     state.index.write_to(&mut w)?;
-    let crc = w.crc.finalize();
-    let mut bytes = w.inner;
-    bytes.extend_from_slice(&crc.to_le_bytes());
-    Ok(bytes)
+    let crc = w.crc.clone().finalize();
+    let mut inner = w.inner;
+    inner.write_all(&crc.to_le_bytes()).map_err(io)?;
+    let file = inner.into_inner().map_err(|e| io(e.into_error()))?;
+    Ok(WrittenGraph { file, tmp })
 }
 
-/// Writes an encoded graph to a temp file, fsyncs it, renames it over `path`, fsyncs the
-/// directory.
-pub(super) fn write_graph_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("graph.tmp");
-    let io = |e| EngineError::io(&tmp, e);
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
+/// Makes a written graph durable and puts it in place: fsync, rename over `path`, fsync
+/// the directory.
+pub(super) fn commit_graph(path: &Path, written: WrittenGraph) -> Result<()> {
+    let WrittenGraph { file, tmp } = written;
+    file.sync_all().map_err(|e| EngineError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| EngineError::io(dir, e))?;

@@ -51,7 +51,7 @@ use crate::hnsw::Hnsw;
 use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore, Storage};
 use crate::types::{Distance, Point, PointId, Record, ShardConfig, ShardId};
-use graph_file::{encode_graph, load_state, write_graph_file};
+use graph_file::{commit_graph, load_state, write_graph};
 
 pub use vectron_model::request::{MAX_EF, MAX_TOP_K};
 
@@ -143,8 +143,8 @@ pub struct Shard {
     published: AtomicU32,
     /// Serialises writers (apply, rebuild, persist).
     write_lock: Mutex<WriterState>,
-    /// Serialises graph-file saves (a save encodes under `write_lock`, then writes the
-    /// file without it).
+    /// Serialises graph-file saves (a save writes its temp file under `write_lock`, then
+    /// fsyncs and renames it without).
     saving: Mutex<()>,
     /// `WriterState::applied`, readable without the writers' lock: stored once a write is
     /// published, so a reader that loads it sees at least that write's data.
@@ -250,19 +250,19 @@ impl Shard {
     }
 
     /// Saves the graph so the next open need not rebuild it. Writes wait only while the
-    /// graph is encoded in memory (searches never wait); the file is written and fsynced
-    /// after. Saves are serialised.
+    /// graph is written to its temp file (into the page cache; searches never wait); the
+    /// fsync and the rename come after. Saves are serialised.
     pub fn persist(&self) -> Result<()> {
         let _one = self.saving.lock();
-        let (bytes, saved) = {
+        let (written, saved) = {
             let mut writer = self.write_lock.lock();
             if writer.rebuild.as_ref().is_some_and(|j| j.handle.is_finished()) {
                 self.advance_rebuild(&mut writer, true)?;
             }
-            let bytes = encode_graph(writer.applied, &self.state.read())?;
-            (bytes, std::mem::take(&mut writer.writes_since_persist))
+            let written = write_graph(&self.graph_path, writer.applied, &self.state.read())?;
+            (written, std::mem::take(&mut writer.writes_since_persist))
         };
-        let written = write_graph_file(&self.graph_path, &bytes);
+        let written = commit_graph(&self.graph_path, written);
         if written.is_err() {
             // Still unsaved: the next save (or the close) tries again.
             self.write_lock.lock().writes_since_persist += saved;
@@ -276,8 +276,8 @@ impl Shard {
     }
 
     fn save_graph(&self, applied: u64) -> Result<()> {
-        let bytes = encode_graph(applied, &self.state.read())?;
-        write_graph_file(&self.graph_path, &bytes)
+        let written = write_graph(&self.graph_path, applied, &self.state.read())?;
+        commit_graph(&self.graph_path, written)
     }
 
     /// Deletes the shard's data: its RocksDB keys and its graph file.
