@@ -28,12 +28,25 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 /// Where a request comes from: the `peer`, or, when the peer is a trusted proxy, the
-/// left-most (original client's) address of its `x-forwarded-for` value.
+/// address its `x-forwarded-for` value names as the client. Each proxy appends the
+/// address it was reached from, so the value is read from the right: past the trusted
+/// proxies, the first address is the client. What stands further left was sent by the
+/// client itself and proves nothing (a client cannot escape its throttle by naming
+/// another address).
 pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted_proxies: &[ipnet::IpNet]) -> IpAddr {
-    if !trusted_proxies.iter().any(|net| net.contains(&peer)) {
+    let trusted = |ip: &IpAddr| trusted_proxies.iter().any(|net| net.contains(ip));
+    if !trusted(&peer) {
         return peer;
     }
-    forwarded_address(forwarded_for).unwrap_or(peer)
+    let mut client = peer;
+    for entry in forwarded_for.unwrap_or_default().rsplit(',') {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else { break };
+        client = ip;
+        if !trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 /// The address throttles count a client by: IPv4 as is, IPv6 by its /64 (one host
@@ -45,7 +58,8 @@ pub fn throttle_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The original client named by an `x-forwarded-for` value (its left-most address).
+/// The left-most address of an `x-forwarded-for` value: the client, when whoever set
+/// the header is believed whole (a gateway holding the cluster token sets just one).
 pub fn forwarded_address(forwarded_for: Option<&str>) -> Option<IpAddr> {
     forwarded_for.and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok())
 }
@@ -304,6 +318,23 @@ mod tests {
             user_burst: 100,
             ..ThrottleConfig::default()
         }
+    }
+
+    #[test]
+    fn a_forwarded_client_is_read_from_the_right_past_trusted_proxies_only() {
+        let nets: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "10.1.0.0/16".parse().unwrap()];
+        let lb = "127.0.0.5".parse().unwrap();
+        let outsider: IpAddr = "192.0.2.9".parse().unwrap();
+        // What the client wrote itself (left) is not believed; the balancer's entry is.
+        assert_eq!(client_address(lb, Some("1.2.3.4, 192.0.2.9"), &nets), outsider);
+        // Two trusted hops: past both.
+        assert_eq!(client_address(lb, Some("6.6.6.6, 192.0.2.9, 10.1.0.3"), &nets), outsider);
+        assert_eq!(client_address(lb, Some("192.0.2.9"), &nets), outsider);
+        // No header, or garbage: the peer.
+        assert_eq!(client_address(lb, None, &nets), lb);
+        assert_eq!(client_address(lb, Some("not an address"), &nets), lb);
+        // An untrusted peer's header is ignored.
+        assert_eq!(client_address(outsider, Some("10.1.0.3"), &nets), outsider);
     }
 
     #[test]
