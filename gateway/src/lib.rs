@@ -136,6 +136,26 @@ impl Gateway {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
 
+    /// Serves `GET /metrics` (and nothing else) on `listener` without credentials, for
+    /// scrapers, until `shutdown`: a port to keep off the clients' network (the API
+    /// port's `/metrics` asks for an admin credential).
+    pub async fn serve_metrics(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let admin = http::admin::Admin::new(self.api.clone(), self.metrics.clone());
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(|axum::extract::State(a): axum::extract::State<http::admin::Admin>| async move {
+                    http::admin::scrape(&a).await
+                }),
+            )
+            .with_state(admin);
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    }
+
     /// Reports the gateway ready on `health` once it has a routing table (retrying
     /// every half second while the placement driver cannot be reached); from then on it
     /// can route every request. Returns when ready.

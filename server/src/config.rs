@@ -217,6 +217,9 @@ pub struct GatewaySection {
     /// what is in flight.
     #[serde(with = "humantime_serde")]
     pub drain_delay: Duration,
+    /// A port serving `GET /metrics` without credentials, for scrapers (keep it off the
+    /// clients' network); none by default (the API port's `/metrics` needs an admin).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for GatewaySection {
@@ -238,6 +241,7 @@ impl Default for GatewaySection {
             search_cache_bytes: 64 << 20,
             search_cache_ttl: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
+            metrics: None,
         }
     }
 }

@@ -201,6 +201,10 @@ struct GatewayArgs {
     #[arg(long, value_parser = parse_duration)]
     #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
     drain_delay: Option<Duration>,
+    /// A port serving `GET /metrics` without credentials, for scrapers [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -491,6 +495,10 @@ async fn start_gateway(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>> {
     let http = bind(c.http, "gateway HTTP").await?;
     let grpc = bind(c.grpc, "gateway gRPC").await?;
+    let metrics = match c.metrics {
+        Some(addr) => Some(bind(addr, "gateway metrics").await?),
+        None => None,
+    };
     let config = ApiConfig {
         read_timeout: c.read_timeout,
         write_timeout: c.write_timeout,
@@ -524,17 +532,24 @@ async fn start_gateway(
             }
         })
     };
+    let mut tasks = vec![ready];
+    if let Some(listener) = metrics {
+        let (g, s) = (gateway.clone(), drained.clone());
+        tasks.push(tokio::spawn(async move {
+            close_within(g.serve_metrics(listener, stopped(s.clone())), s, "gateway metrics").await;
+        }));
+    }
     let (g1, g2) = (gateway.clone(), gateway);
     let (s1, s2) = (drained.clone(), drained);
-    Ok(vec![
-        ready,
+    tasks.extend([
         tokio::spawn(async move {
             close_within(g1.serve_http(http, stopped(s1.clone())), s1, "gateway HTTP").await;
         }),
         tokio::spawn(async move {
             close_within(g2.serve_grpc(grpc, health, stopped(s2.clone())), s2, "gateway gRPC").await;
         }),
-    ])
+    ]);
+    Ok(tasks)
 }
 
 /// Starts the reranker service.

@@ -245,13 +245,20 @@ async fn a_stopping_placement_leader_hands_over_and_routing_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits() {
+async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits_and_serves_metrics_for_scrapers() {
     let cluster = Cluster::start(ClusterSpec { workers: 1, ..ClusterSpec::default() });
     let drain = Duration::from_secs(2);
-    let gateway = cluster.start_gateway_with("draining", &["--drain-delay", "2s"]);
+    let scrape = format!("127.0.0.1:{}", free_port());
+    let gateway = cluster.start_gateway_with("draining", &["--drain-delay", "2s", "--metrics", &scrape]);
     must_be_ready(&gateway.grpc, "the gateway").await;
     let url = format!("http://{}/v1/collections", gateway.http);
     assert!(reqwest::get(&url).await.unwrap().status().is_success());
+    // Its scrape port serves the metrics (no credentials there) and nothing else.
+    let metrics = reqwest::get(format!("http://{scrape}/metrics")).await.unwrap();
+    assert!(metrics.status().is_success());
+    assert!(metrics.text().await.unwrap().contains("vectron_requests_total"), "the gateway's own metrics");
+    let other = reqwest::get(format!("http://{scrape}/v1/collections")).await.unwrap();
+    assert_eq!(other.status(), 404, "only /metrics on the scrape port");
 
     let grpc = gateway.grpc.clone();
     let mut gateway = gateway;

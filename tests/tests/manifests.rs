@@ -53,35 +53,36 @@ async fn admin_key(kube: &Kube, http: &str) -> String {
     assert!(!passwords.is_empty(), "an auth pod printed the admin's password\n{}", kube.logs(20));
     let web = reqwest::Client::new();
     let refusals = Mutex::new(Vec::new());
-    let token = eventually(Duration::from_secs(30), "the admin to log in", || async {
+    let key = eventually(Duration::from_secs(30), "the admin to log in and make a key", || async {
         for password in &passwords {
             let login = json!({"username": "admin", "password": password});
             let r = web.post(format!("http://{http}/v1/auth/login")).json(&login).send().await.ok()?;
-            if r.status().is_success() {
-                let tokens: Value = r.json().await.ok()?;
-                return tokens["access_token"].as_str().map(str::to_owned);
+            if !r.status().is_success() {
+                let refusal = format!("log-in {}: {}", r.status(), r.text().await.unwrap_or_default());
+                refusals.lock().push(refusal);
+                continue;
             }
-            let refusal = format!("{}: {}", r.status(), r.text().await.unwrap_or_default());
-            refusals.lock().push(refusal);
+            let tokens: Value = r.json().await.ok()?;
+            let token = tokens["access_token"].as_str()?.to_owned();
+            let made =
+                web.post(format!("http://{http}/v1/auth/keys")).bearer_auth(token).json(&json!({"scope": "admin"}));
+            let r = made.send().await.ok()?;
+            if !r.status().is_success() {
+                let refusal = format!("new key {}: {}", r.status(), r.text().await.unwrap_or_default());
+                refusals.lock().push(refusal);
+                return None;
+            }
+            let key: Value = r.json().await.ok()?;
+            return key["secret_key"].as_str().map(str::to_owned);
         }
         None
     })
     .await;
-    let key: Value = web
-        .post(format!("http://{http}/v1/auth/keys"))
-        .bearer_auth(token)
-        .json(&json!({"scope": "admin"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let refused = refusals.lock().len();
-    if refused > 0 {
-        eprintln!("log-in refused {refused} time(s) before the gateways reached the auth service");
+    let refused = refusals.lock().clone();
+    if !refused.is_empty() {
+        eprintln!("refused {} time(s) before the gateways reached the auth service: {refused:?}", refused.len());
     }
-    key["secret_key"].as_str().expect("the key's secret").to_owned()
+    key
 }
 
 /// Worker address → replicas it holds of `name`.

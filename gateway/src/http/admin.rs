@@ -209,6 +209,12 @@ async fn resolve_alert(_: Administrator, State(admin): State<Admin>, PathParams(
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn render_metrics(_: Administrator, State(admin): State<Admin>) -> Response {
+    scrape(&admin).await
+}
+
+/// The metrics in Prometheus' text format, the shard gauges refreshed first (the API
+/// port's `GET /metrics`, for admins, and the scrape port's, for anyone who reaches it).
+pub async fn scrape(admin: &Admin) -> Response {
     if let Ok(t) = admin.api.router().refresh_now().await {
         admin.metrics.update_shards(&t);
     }
