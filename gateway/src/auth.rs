@@ -101,11 +101,18 @@ impl Authenticator {
         })
     }
 
-    /// The auth service, when there is one (calls carry the cluster token).
-    pub fn service_client(&self) -> Option<vectron_proto::v1::auth_service_client::AuthServiceClient<ClusterChannel>> {
+    /// The auth service, for the account routes (calls carry the cluster token);
+    /// NOT_FOUND on a gateway without auth: there are no accounts.
+    pub fn service_client(
+        &self,
+    ) -> Result<vectron_proto::v1::auth_service_client::AuthServiceClient<ClusterChannel>, WireError> {
         match self {
-            Authenticator::Disabled => None,
-            Authenticator::Service { client, .. } => Some(client.service()),
+            Authenticator::Disabled => Err(WireError::new(
+                ErrorCode::NotFound,
+                "this gateway runs without auth (--no-auth): there are no accounts",
+                false,
+            )),
+            Authenticator::Service { client, .. } => Ok(client.service()),
         }
     }
 

@@ -42,13 +42,7 @@ impl AccountsGrpc {
     }
 
     fn client(&self) -> Result<AuthServiceClient<ClusterChannel>, Status> {
-        self.auth.service_client().ok_or_else(|| {
-            to_status(&WireError::new(
-                ErrorCode::NotFound,
-                "this gateway runs without auth (--no-auth): there are no accounts",
-                false,
-            ))
-        })
+        self.auth.service_client().map_err(|e| to_status(&e))
     }
 
     /// Where `request` comes from, as failed-login throttling counts clients.

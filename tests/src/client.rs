@@ -1,11 +1,12 @@
 //! What tests do through the public API of a [`Cluster`]: connect once it accepts,
-//! create a collection once it can, wait for workers, find shard leaders.
+//! create a collection once it can, wait for workers, find shard leaders, read points
+//! back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vectron_sdk::{Client, Collection, ErrorCode};
+use vectron_sdk::{Client, Collection, ErrorCode, PointId};
 
 use crate::cluster::{Cluster, eventually};
 
@@ -58,4 +59,14 @@ pub async fn leaders(client: &Client, name: &str) -> BTreeMap<String, Vec<u64>> 
 
 pub async fn all_shards_led(client: &Client, name: &str, shards: usize) -> bool {
     leaders(client, name).await.values().map(Vec::len).sum::<usize>() == shards
+}
+
+/// How many of the points `ids` of collection `name` can be read back (in batches).
+pub async fn readable(client: &Client, name: &str, ids: &[u64]) -> usize {
+    let ids: Vec<PointId> = ids.iter().map(|&i| PointId::Num(i)).collect();
+    let mut found = 0;
+    for chunk in ids.chunks(500) {
+        found += client.get(name, chunk, false).await.expect("get").len();
+    }
+    found
 }

@@ -59,9 +59,9 @@ pub struct Node {
     pub addr: String,
     program: PathBuf,
     args: Vec<String>,
-    env: Vec<(String, String)>,
-    /// Starts with only `env` (and PATH), not the test's environment.
-    clean_env: bool,
+    /// The whole environment (and PATH) it starts with, as a container does; `None`: the
+    /// test's own.
+    env: Option<Vec<(String, String)>>,
     /// The network namespace it runs in (none: the machine's own network).
     netns: Option<String>,
     log: PathBuf,
@@ -81,8 +81,7 @@ impl Node {
             addr: addr.into(),
             program: vectron_bin(),
             args,
-            env: Vec::new(),
-            clean_env: false,
+            env: None,
             netns: netns.map(str::to_owned),
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -107,8 +106,7 @@ impl Node {
             addr: addr.into(),
             program: program.to_owned(),
             args,
-            env,
-            clean_env: true,
+            env: Some(env),
             netns: None,
             log: dir.join(format!("{name}.log")),
             child: None,
@@ -136,15 +134,14 @@ impl Node {
             }
             None => Command::new(&self.program),
         };
-        if self.clean_env {
-            command.env_clear();
+        if let Some(env) = &self.env {
+            command.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
             if let Some(path) = std::env::var_os("PATH") {
                 command.env("PATH", path);
             }
         }
         let child = command
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -515,6 +512,24 @@ pub struct GatewayProcess {
 fn gateway_args(http: &str, grpc: &str, flags: &[String]) -> Vec<String> {
     let addresses = ["gateway", "--http", http, "--grpc", grpc].into_iter().map(String::from);
     addresses.chain(flags.iter().cloned()).collect()
+}
+
+/// What `addr`'s gRPC health service says of `service` (`None`: no answer within
+/// `timeout`), as a probe asks it: no credentials.
+pub async fn health_status(
+    addr: &str,
+    service: &str,
+    timeout: Duration,
+) -> Option<tonic_health::pb::health_check_response::ServingStatus> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let check = async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+        let channel = endpoint.connect_timeout(timeout).connect().await.ok()?;
+        let answer = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await.ok()?;
+        tonic_health::pb::health_check_response::ServingStatus::try_from(answer.into_inner().status).ok()
+    };
+    tokio::time::timeout(timeout, check).await.ok().flatten()
 }
 
 /// Polls `f` until it returns `Some` or `timeout` passes.

@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use crate::cluster::Node;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use crate::cluster::{Node, health_status};
 
 /// The objects an overlay renders to.
 #[derive(Debug, Clone)]
@@ -653,7 +655,7 @@ async fn probe(p: &Value, ip: Ipv4Addr, ports: &BTreeMap<String, u16>) -> bool {
     if !p["grpc"].is_null() {
         let Some(port) = port_of(&p["grpc"]["port"]) else { return false };
         let service = p["grpc"]["service"].as_str().unwrap_or_default().to_owned();
-        return grpc_health(&format!("{ip}:{port}"), &service, timeout).await;
+        return health_status(&format!("{ip}:{port}"), &service, timeout).await == Some(ServingStatus::Serving);
     }
     if !p["httpGet"].is_null() {
         let Some(port) = port_of(&p["httpGet"]["port"]) else { return false };
@@ -662,18 +664,6 @@ async fn probe(p: &Value, ip: Ipv4Addr, ports: &BTreeMap<String, u16>) -> bool {
         return client.get(format!("http://{ip}:{port}{path}")).send().await.is_ok_and(|r| r.status().is_success());
     }
     panic!("readiness probe {p} is not emulated")
-}
-
-/// Whether `addr`'s gRPC health service reports `service` SERVING.
-pub async fn grpc_health(addr: &str, service: &str, timeout: Duration) -> bool {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-    let check = async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
-        let answer = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await.ok()?;
-        Some(answer.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
-    };
-    tokio::time::timeout(timeout, check).await.ok().flatten().unwrap_or(false)
 }
 
 /// A Service port: each accepted connection goes to one of its ready backends in turn

@@ -11,27 +11,17 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tonic::transport::Endpoint;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use vectron_sdk::{Client, Collection, Distance, Point, PointId};
-use vectron_tests::client::{all_shards_led, leaders, must_connect, must_create};
-use vectron_tests::cluster::{Cluster, ClusterSpec, Node, eventually, free_port};
+use vectron_sdk::{Client, Collection, Distance, Point};
+use vectron_tests::client::{all_shards_led, leaders, must_connect, must_create, readable};
+use vectron_tests::cluster::{Cluster, ClusterSpec, Node, eventually, free_port, health_status};
 use vectron_tests::crash_vector;
 
 const DIM: u32 = vectron_tests::CRASH_DIM as u32;
 
 /// What `addr`'s health service says of `service` (`None`: no answer).
 async fn health(addr: &str, service: &str) -> Option<ServingStatus> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .ok()?;
-    let request = HealthCheckRequest { service: service.into() };
-    let answer = tokio::time::timeout(Duration::from_secs(3), HealthClient::new(channel).check(request)).await.ok()?;
-    ServingStatus::try_from(answer.ok()?.into_inner().status).ok()
+    health_status(addr, service, Duration::from_secs(3)).await
 }
 
 async fn must_be_ready(addr: &str, what: &str) {
@@ -190,12 +180,7 @@ async fn a_stopping_worker_hands_its_shards_over_and_no_write_fails() {
         cluster.logs(30)
     );
     let acked = load.acked.lock().clone();
-    let ids: Vec<PointId> = acked.iter().map(|&i| PointId::Num(i)).collect();
-    let mut found = 0;
-    for chunk in ids.chunks(500) {
-        found += client.get(name, chunk, false).await.expect("get").len();
-    }
-    assert_eq!(found, acked.len(), "every acknowledged write is readable");
+    assert_eq!(readable(&client, name, &acked).await, acked.len(), "every acknowledged write is readable");
     eprintln!(
         "graceful worker stop: {} shard(s) handed over, exit after {:.2} s; slowest write {:.0} ms during the stop \
          (before it: {:.0} ms); {} writes acknowledged, none failed",

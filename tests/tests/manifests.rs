@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use vectron_common::routing::{point_hash, range_contains};
 use vectron_engine::PointId as EngineId;
 use vectron_sdk::{Client, Collection, Distance, Point, PointId};
+use vectron_tests::client::readable;
 use vectron_tests::cluster::eventually;
 use vectron_tests::crash_vector;
 use vectron_tests::kube::{Kube, Manifests, Supplied};
@@ -362,12 +363,11 @@ async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_eve
         }
     }
     let acked = load.acked.lock().clone();
-    let ids: Vec<PointId> = acked.iter().map(|&i| PointId::Num(i)).collect();
-    let mut found = 0;
-    for chunk in ids.chunks(500) {
-        found += client.get(name, chunk, false).await.expect("get").len();
-    }
-    assert_eq!(found, acked.len(), "every acknowledged write survives the rolling restart");
+    assert_eq!(
+        readable(&client, name, &acked).await,
+        acked.len(),
+        "every acknowledged write survives the rolling restart"
+    );
     let gaps: Vec<String> =
         load.longest_gap.lock().iter().map(|(s, g)| format!("shard {s}: {:.2} s", g.as_secs_f64())).collect();
     eprintln!(

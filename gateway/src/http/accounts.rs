@@ -290,13 +290,7 @@ impl Accounts {
     }
 
     fn client(&self) -> Result<AuthServiceClient<ClusterChannel>, ApiError> {
-        self.auth.service_client().ok_or_else(|| {
-            ApiError(WireError::new(
-                ErrorCode::NotFound,
-                "this gateway runs without auth (--no-auth): there are no accounts",
-                false,
-            ))
-        })
+        self.auth.service_client().map_err(ApiError)
     }
 
     /// The routes with their OpenAPI description.
