@@ -5,6 +5,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cd "$(dirname "$here")"
 VECTRON_SETUP_PYTHON=0 bash "$here/setup.sh"
 . "$here/env.sh"
+bash "$here/prune-target.sh"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log="$(mktemp)"

@@ -143,6 +143,9 @@ impl Node {
         let child = command
             .args(&self.args)
             .env("RUST_LOG", std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
+            // An error a process exits with is one line in its log, not a backtrace that
+            // pushes it out of the tail a failing test shows (panics keep theirs).
+            .env("RUST_LIB_BACKTRACE", "0")
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
             .spawn()
