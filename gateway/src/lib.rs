@@ -64,6 +64,8 @@ pub struct Gateway {
     pub auth: Arc<auth::Authenticator>,
     /// Load balancers in front of the gateway, whose `x-forwarded-for` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The console's built files, served at `/console` (none: not installed).
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 impl Gateway {
@@ -96,12 +98,19 @@ impl Gateway {
             metrics,
             auth: Arc::new(auth),
             trusted_proxies: Vec::new(),
+            console_dir: None,
         }
     }
 
     /// Believes `x-forwarded-for` from these networks (the load balancers in front).
     pub fn with_trusted_proxies(mut self, nets: Vec<ipnet::IpNet>) -> Gateway {
         self.trusted_proxies = nets;
+        self
+    }
+
+    /// Serves the console's built files (`console/dist`) from `dir` at `/console`.
+    pub fn with_console(mut self, dir: Option<std::path::PathBuf>) -> Gateway {
+        self.console_dir = dir;
         self
     }
 
@@ -114,7 +123,7 @@ impl Gateway {
             limits: self.api.config().body_limits,
             trusted_proxies: Arc::new(self.trusted_proxies.clone()),
         };
-        http::router(self.api.clone(), admin, accounts)
+        http::router(self.api.clone(), admin, accounts, self.console_dir.as_deref())
             .layer(auth::AuthLayer::new(self.auth.clone(), routes))
             .layer(axum::middleware::from_fn_with_state(self.metrics.clone(), metrics::track))
     }

@@ -109,7 +109,8 @@ pub fn http(
         // No such route: answered 404 to whoever may call the API at all.
         return small(Read, Target::AnyCollection);
     };
-    if PUBLIC_HTTP_ROUTES.contains(&template) {
+    // The console's files are public: the app asks its user for credentials itself.
+    if PUBLIC_HTTP_ROUTES.contains(&template) || template == "/console" || template.starts_with("/console/") {
         return Policy { requirement: Requirement::Public, max_body: SMALL_BODY_BYTES };
     }
     if template.starts_with("/v1/auth/") {

@@ -220,6 +220,9 @@ pub struct GatewaySection {
     /// A port serving `GET /metrics` without credentials, for scrapers (keep it off the
     /// clients' network); none by default (the API port's `/metrics` needs an admin).
     pub metrics: Option<SocketAddr>,
+    /// The management console's built files (`console/dist`, made by `npm run build`),
+    /// served at `/console`; none by default (`/console` then answers 404).
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Default for GatewaySection {
@@ -242,6 +245,7 @@ impl Default for GatewaySection {
             search_cache_ttl: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
             metrics: None,
+            console_dir: None,
         }
     }
 }
@@ -477,6 +481,8 @@ pub struct DevSection {
     /// Serve without credentials (by default dev runs an auth service and creates an
     /// admin API key on first start).
     pub no_auth: bool,
+    /// The console's built files, served at `/console` (as `gateway.console_dir`).
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Default for DevSection {
@@ -490,6 +496,7 @@ impl Default for DevSection {
             auth_listen: "127.0.0.1:8090".parse().expect("valid address"),
             reranker_listen: "127.0.0.1:50051".parse().expect("valid address"),
             no_auth: false,
+            console_dir: None,
         }
     }
 }

@@ -15,7 +15,7 @@
 mod config;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,6 +205,10 @@ struct GatewayArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<SocketAddr>,
+    /// The console's built files (console/dist), served at /console [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    console_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -271,6 +275,10 @@ struct DevArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     no_auth: bool,
+    /// The console's built files (console/dist), served at /console [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    console_dir: Option<PathBuf>,
 }
 
 /// A shutdown signal every server of the process waits on.
@@ -517,7 +525,9 @@ async fn start_gateway(
         })?
     };
     let gateway = Arc::new(
-        Gateway::new(c.placement.clone(), config, auth, local).with_trusted_proxies(c.trusted_proxies.clone()),
+        Gateway::new(c.placement.clone(), config, auth, local)
+            .with_trusted_proxies(c.trusted_proxies.clone())
+            .with_console(c.console_dir.clone()),
     );
     let health = Health::new("gateway").await;
     // On SIGTERM: not ready, serving on for the drain delay, then no new connections and
@@ -591,9 +601,12 @@ async fn start_dev_auth(
     Ok((start_auth(&auth, stop).await?, key_file))
 }
 
-fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>) {
+fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>, console_dir: Option<&Path>) {
     println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
     println!("  HTTP  http://{}/v1/collections", dev.http);
+    if let Some(dir) = console_dir {
+        println!("  console http://{}/console/ (files from {})", dev.http, dir.display());
+    }
     println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
     println!("  reranker {} (searches with \"rerank\")", dev.reranker_listen);
     let Some(key_file) = admin_key_file else {
@@ -689,6 +702,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let reranker = RerankerSection { listen: dev.reranker_listen, ..config.reranker.clone() };
             tasks.push(start_reranker(&reranker, stop.clone()).await?);
+            let console_dir = dev.console_dir.clone().or_else(|| config.gateway.console_dir.clone());
             let gateway = GatewaySection {
                 http: dev.http,
                 grpc: dev.grpc,
@@ -696,10 +710,11 @@ async fn run(cli: Cli) -> Result<()> {
                 auth: vec![dev.auth_listen.to_string()],
                 reranker: Some(dev.reranker_listen.to_string()),
                 no_auth: dev.no_auth,
+                console_dir: console_dir.clone(),
                 ..config.gateway.clone()
             };
             tasks.extend(start_gateway(&gateway, stop, Some(local)).await?);
-            print_dev_banner(dev, admin_key_file.as_ref());
+            print_dev_banner(dev, admin_key_file.as_ref(), console_dir.as_deref());
         }
     }
     for t in tasks {

@@ -9,11 +9,13 @@
 //! - `collections`, `points`, `search`, `feedback`: the data routes;
 //! - [`admin`]: health, cluster views, workers, alerts and `/metrics`;
 //! - [`accounts`]: log-in, tokens, keys and users (calls to the auth service);
+//! - [`console`]: the management console's static files at `/console`;
 //! - this module: the router and the OpenAPI document of all of them.
 
 pub mod accounts;
 pub mod admin;
 mod collections;
+pub mod console;
 pub mod extract;
 mod feedback;
 mod json;
@@ -132,9 +134,9 @@ fn declare_errors(doc: &mut Value) {
     }
 }
 
-/// The public HTTP API: data routes, admin routes, account routes and
-/// `GET /v1/openapi.json`.
-pub fn router(api: Api, admin: Admin, accounts: Accounts) -> Router {
+/// The public HTTP API: data routes, admin routes, account routes,
+/// `GET /v1/openapi.json`, and the console's files from `console_dir`.
+pub fn router(api: Api, admin: Admin, accounts: Accounts, console_dir: Option<&std::path::Path>) -> Router {
     let body_limits = api.config().body_limits;
     let doc = Arc::new(openapi(&admin));
     let (data, _) = data_routes().split_for_parts();
@@ -143,6 +145,7 @@ pub fn router(api: Api, admin: Admin, accounts: Accounts) -> Router {
         .merge(admin.router())
         .merge(accounts.router())
         .merge(spec)
+        .merge(console::routes(console_dir))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_errors))
         // Bodies are read by `Body`, held to each route's own limit; this caps any other.
