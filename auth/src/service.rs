@@ -522,7 +522,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health.service())
         .add_service(InterceptedService::new(auth, vectron_common::cluster_auth::check))
-        .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            vectron_common::net::incoming(listener, vectron_common::tls::Port::Internal),
+            shutdown,
+        )
         .await
 }
 

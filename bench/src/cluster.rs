@@ -86,6 +86,10 @@ pub struct ClusterArgs {
     /// /metrics), e.g. `$(cat data/admin.key)` for `vectron dev`.
     #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// For an https:// gateway: trust only this CA certificate (PEM), e.g.
+    /// data/tls/ca.crt of `vectron dev --tls`.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -242,7 +246,14 @@ async fn run_async(args: ClusterArgs) -> Result<()> {
         data.normalise();
     }
     let truth = data.ground_truth(distance, args.data.k, None);
-    let mut client = Client::connect(&args.gateway).await.context("connecting to the gateway")?;
+    let mut client = match &args.ca_file {
+        Some(path) => {
+            let ca = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            Client::connect_with_ca(&args.gateway, &ca).await
+        }
+        None => Client::connect(&args.gateway).await,
+    }
+    .context("connecting to the gateway")?;
     if let Some(key) = &args.api_key {
         client = client.with_api_key(key)?;
     }

@@ -4,7 +4,9 @@
 //! (Error codes on the wire and proto ↔ model conversions live in `vectron-model`,
 //! which clients share.)
 //! - [`faults`]: a controllable network for in-process test clusters (cut, slowed links).
-//! - [`net`]: accepted server connections (TCP_NODELAY).
+//! - [`net`]: accepted server connections (TCP_NODELAY, TLS handshakes);
+//!   [`tls`]: certificates (mutual TLS inside the cluster, TLS for clients), reloaded
+//!   when their files change, and the connector internal calls go through.
 //! - [`lifecycle`]: the gRPC health every port serves (readiness, liveness), and the
 //!   stand-in a port serves while its service starts.
 //! - [`raft`]: the openraft plumbing of the placement driver and the workers: the
@@ -25,6 +27,7 @@ pub mod raft;
 pub mod routing;
 pub mod secret_file;
 pub mod start;
+pub mod tls;
 
 pub use start::StartError;
 

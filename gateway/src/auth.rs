@@ -27,7 +27,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use futures::FutureExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use tower::{Layer, Service};
 use vectron_auth::client::{AuthClient, Credential, Grant, RateLimits};
 use vectron_auth::service::{API_KEY_HEADER, FORWARDED_FOR_HEADER};
@@ -87,16 +87,18 @@ impl Authenticator {
         if addresses.is_empty() {
             return Err("no auth service address".into());
         }
-        let endpoints = addresses
+        // One connection (HTTP/2 carries every call), to the addresses in turn: when it
+        // breaks, the next one is made to the next auth service that answers. Plain TCP,
+        // or mutual TLS with the process's certificate.
+        let mut endpoints = addresses
             .iter()
-            .map(|a| {
-                Endpoint::from_shared(format!("http://{a}"))
-                    .map(|e| e.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(10)))
-                    .map_err(|e| format!("auth address {a:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|a| Endpoint::from_shared(format!("http://{a}")).map_err(|e| format!("auth address {a:?}: {e}")));
+        let endpoint = endpoints.next().expect("an address")?;
+        endpoints.try_for_each(|e| e.map(drop))?;
+        let endpoint = endpoint.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(10));
+        let channel = endpoint.connect_with_connector_lazy(vectron_common::tls::Connector::new(addresses.to_vec()));
         Ok(Authenticator::Service {
-            client: AuthClient::new(Channel::balance_list(endpoints.into_iter()), cache_ttl),
+            client: AuthClient::new(channel, cache_ttl),
             limits: Arc::new(RateLimits::new(rate_limit_per_sec)),
         })
     }

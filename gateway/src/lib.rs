@@ -56,6 +56,32 @@ pub use error::GatewayError;
 /// Largest gRPC answer (a page of points with their vectors and payloads).
 pub const MAX_ANSWER_BYTES: usize = 128 << 20;
 
+/// The HTTP port's connections, as axum takes them.
+struct HttpListener(vectron_common::net::Incoming);
+
+impl axum::serve::Listener for HttpListener {
+    type Io = vectron_common::net::Conn;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.next().await {
+                Some(conn) => match conn.remote_addr() {
+                    Some(addr) => return (conn, addr),
+                    // Reset by the client before it was served.
+                    None => continue,
+                },
+                // The accept loop ends only when this listener is dropped.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
 /// The gateway's shared state.
 #[derive(Debug, Clone)]
 pub struct Gateway {
@@ -135,12 +161,11 @@ impl Gateway {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("TCP_NODELAY: {e}");
-            }
-        });
-        // The peer address reaches handlers (log-ins are throttled per client).
+        // TCP_NODELAY and TLS as on every port; the empty tap makes the peer address reach
+        // handlers (log-ins are throttled per client) through axum's impl for tapped
+        // listeners.
+        let listener =
+            HttpListener(vectron_common::net::incoming(listener, vectron_common::tls::Port::Public)).tap_io(|_| {});
         let app = self.http_app().into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
@@ -210,7 +235,10 @@ impl Gateway {
                     .max_decoding_message_size(max_message)
                     .max_encoding_message_size(MAX_ANSWER_BYTES),
             )
-            .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
+            .serve_with_incoming_shutdown(
+                vectron_common::net::incoming(listener, vectron_common::tls::Port::Public),
+                shutdown,
+            )
             .await
     }
 }

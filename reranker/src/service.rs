@@ -175,7 +175,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health.service())
         .add_service(tonic::service::interceptor::InterceptedService::new(rerank, token.checker()))
-        .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            vectron_common::net::incoming(listener, vectron_common::tls::Port::Internal),
+            shutdown,
+        )
         .await
 }
 

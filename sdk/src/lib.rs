@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use vectron_model::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
 use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
@@ -67,8 +67,17 @@ impl From<WireError> for Error {
 }
 
 impl From<tonic::transport::Error> for Error {
+    /// UNAVAILABLE, with the causes (a refused connection, a certificate not trusted):
+    /// the transport's own message alone says only "transport error".
     fn from(e: tonic::transport::Error) -> Self {
-        Error::new(ErrorCode::Unavailable, e.to_string(), true)
+        let mut message = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            message.push_str(": ");
+            message.push_str(&c.to_string());
+            cause = c.source();
+        }
+        Error::new(ErrorCode::Unavailable, message, true)
     }
 }
 
@@ -258,15 +267,33 @@ fn decode_err(e: vectron_model::ValidationError) -> Error {
 }
 
 impl Client {
-    /// Connects to a gateway's gRPC endpoint, e.g. `http://127.0.0.1:8081`.
+    /// Connects to a gateway's gRPC endpoint, e.g. `http://127.0.0.1:8081`; an
+    /// `https://` one over TLS, trusting the system's certificate authorities.
     pub async fn connect(url: &str) -> Result<Client> {
-        let channel = Endpoint::from_shared(url.to_owned())
-            .map_err(|e| Error::new(ErrorCode::InvalidArgument, e.to_string(), false))?
+        let tls = url.starts_with("https://").then(|| ClientTlsConfig::new().with_native_roots());
+        Client::connect_over(url, tls).await
+    }
+
+    /// Connects to a gateway's `https://` gRPC endpoint over TLS, trusting only the CA
+    /// certificate(s) in `ca_pem` (PEM; e.g. `vectron dev --tls`'s `tls/ca.crt`).
+    pub async fn connect_with_ca(url: &str, ca_pem: &[u8]) -> Result<Client> {
+        if !url.starts_with("https://") {
+            return Err(Error::new(ErrorCode::InvalidArgument, format!("{url}: a CA is for https:// URLs"), false));
+        }
+        let tls = ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(ca_pem));
+        Client::connect_over(url, Some(tls)).await
+    }
+
+    async fn connect_over(url: &str, tls: Option<ClientTlsConfig>) -> Result<Client> {
+        let invalid = |e: tonic::transport::Error| Error::new(ErrorCode::InvalidArgument, format!("{url}: {e}"), false);
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(invalid)?
             .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        Ok(Client::from_channel(channel))
+            .tcp_nodelay(true);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(invalid)?;
+        }
+        Ok(Client::from_channel(endpoint.connect().await?))
     }
 
     /// A client over an existing channel (e.g. one created lazily), without credentials.

@@ -32,6 +32,66 @@ pub struct Config {
     pub reranker: RerankerSection,
     pub dev: DevSection,
     pub cluster: ClusterSection,
+    pub tls: TlsSection,
+}
+
+/// TLS on every port ([`vectron_common::tls`]): mutual TLS between the processes of the
+/// cluster, TLS for the gateway's clients. Off unless `cert_file` is given; then
+/// `key_file` and `ca_file` are needed too. PEM files, as a cert-manager Secret holds
+/// them (`tls.crt`, `tls.key`, `ca.crt`), checked for changes every `reload_interval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// This process's certificate chain: served on its internal ports and presented on
+    /// its calls to other processes (so it needs the serverAuth and clientAuth usages,
+    /// and every name peers dial it by).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The CA that signs the cluster's certificates: the only one trusted inside.
+    pub ca_file: Option<PathBuf>,
+    /// The gateway's certificate for its clients (none: `cert_file`).
+    pub public_cert_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            public_cert_file: None,
+            public_key_file: None,
+            reload_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl TlsSection {
+    /// The files, if TLS is configured; an error if only some are given.
+    pub fn files(&self) -> Result<Option<vectron_common::tls::TlsFiles>> {
+        let public = match (&self.public_cert_file, &self.public_key_file) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => bail!("give tls.public_cert_file and tls.public_key_file together"),
+        };
+        match (&self.cert_file, &self.key_file, &self.ca_file) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(vectron_common::tls::TlsFiles {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                ca_file: ca.clone(),
+                public,
+            })),
+            (None, None, None) if public.is_none() => Ok(None),
+            _ => bail!(
+                "TLS needs tls.cert_file, tls.key_file and tls.ca_file (--tls-cert-file, --tls-key-file, \
+                 --tls-ca-file): the cluster's ports are mutual TLS, so every process presents a certificate \
+                 and checks its peers' against the CA"
+            ),
+        }
+    }
 }
 
 /// What the processes of one cluster share.
@@ -483,6 +543,10 @@ pub struct DevSection {
     pub no_auth: bool,
     /// The console's built files, served at `/console` (as `gateway.console_dir`).
     pub console_dir: Option<PathBuf>,
+    /// TLS on every port with certificates made for this machine under
+    /// `<data_dir>/tls` on first start (`ca.crt` is what clients trust), unless `[tls]`
+    /// names files.
+    pub tls: bool,
 }
 
 impl Default for DevSection {
@@ -497,6 +561,7 @@ impl Default for DevSection {
             reranker_listen: "127.0.0.1:50051".parse().expect("valid address"),
             no_auth: false,
             console_dir: None,
+            tls: false,
         }
     }
 }

@@ -54,6 +54,15 @@ struct Cli {
     /// APIs refuse calls without it); `vectron dev` creates one under its data dir.
     #[arg(long, global = true)]
     cluster_secret_file: Option<PathBuf>,
+    /// This process's TLS certificate (PEM): TLS on every port, mutual TLS inside the
+    /// cluster (with --tls-key-file and --tls-ca-file).
+    #[arg(long, global = true)]
+    tls_cert_file: Option<PathBuf>,
+    #[arg(long, global = true)]
+    tls_key_file: Option<PathBuf>,
+    /// The CA that signs the cluster's certificates.
+    #[arg(long, global = true)]
+    tls_ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -279,6 +288,11 @@ struct DevArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     console_dir: Option<PathBuf>,
+    /// TLS on every port, with a CA and certificate made under <data-dir>/tls on first
+    /// start (clients trust <data-dir>/tls/ca.crt); --tls-*-file flags name others.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls: bool,
 }
 
 /// A shutdown signal every server of the process waits on.
@@ -601,21 +615,29 @@ async fn start_dev_auth(
     Ok((start_auth(&auth, stop).await?, key_file))
 }
 
-fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>, console_dir: Option<&Path>) {
+fn print_dev_banner(dev: &DevSection, admin_key_file: Option<&PathBuf>, console_dir: Option<&Path>, ca: Option<&Path>) {
+    let scheme = if ca.is_some() { "https" } else { "http" };
     println!("Vectron dev cluster is up (data in {}):", dev.data_dir.display());
-    println!("  HTTP  http://{}/v1/collections", dev.http);
+    println!("  HTTP  {scheme}://{}/v1/collections", dev.http);
     if let Some(dir) = console_dir {
-        println!("  console http://{}/console/ (files from {})", dev.http, dir.display());
+        println!("  console {scheme}://{}/console/ (files from {})", dev.http, dir.display());
     }
+    if let Some(ca) = ca {
+        println!("  TLS on every port; clients trust {}", ca.display());
+    }
+    let curl = match ca {
+        Some(ca) => format!("curl -s --cacert {}", ca.display()),
+        None => "curl -s".to_owned(),
+    };
     println!("  gRPC  {} (vectron.v1.VectronService)", dev.grpc);
     println!("  reranker {} (searches with \"rerank\")", dev.reranker_listen);
     let Some(key_file) = admin_key_file else {
         println!("  auth is off (--no-auth): every request has full access");
-        println!("  try:  curl -s http://{}/v1/collections", dev.http);
+        println!("  try:  {curl} {scheme}://{}/v1/collections", dev.http);
         return;
     };
     println!("  auth  {} (vectron.v1.AuthService); admin API key in {}", dev.auth_listen, key_file.display());
-    println!("  try:  curl -s -H \"x-api-key: $(cat {})\" http://{}/v1/collections", key_file.display(), dev.http);
+    println!("  try:  {curl} -H \"x-api-key: $(cat {})\" {scheme}://{}/v1/collections", key_file.display(), dev.http);
 }
 
 /// The command line's flags as a partial config, under the subcommand's section.
@@ -631,6 +653,12 @@ fn flag_layer(cli: &Cli) -> Result<serde_json::Value> {
     let mut layer = serde_json::json!({ section: flags });
     if let Some(path) = &cli.cluster_secret_file {
         layer["cluster"] = serde_json::json!({ "secret_file": path });
+    }
+    let tls = [("cert_file", &cli.tls_cert_file), ("key_file", &cli.tls_key_file), ("ca_file", &cli.tls_ca_file)];
+    for (key, path) in tls {
+        if let Some(path) = path {
+            layer["tls"][key] = serde_json::json!(path);
+        }
     }
     Ok(layer)
 }
@@ -658,9 +686,36 @@ fn install_cluster_secret(config: &Config, command: &Command) -> Result<()> {
     Ok(())
 }
 
+/// Installs TLS, if configured (or, for `vectron dev --tls`, with certificates made
+/// under its data dir for the names its addresses use). Returns the CA file clients
+/// are to trust.
+fn install_tls(config: &Config, command: &Command) -> Result<Option<PathBuf>> {
+    let files = match (config.tls.files()?, command) {
+        (Some(files), _) => files,
+        (None, Command::Dev(_)) if config.dev.tls => {
+            let dev = &config.dev;
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let listens = [dev.http, dev.grpc, dev.placement_listen, dev.worker_listen, dev.auth_listen];
+            for ip in listens.iter().chain([&dev.reranker_listen]).map(|a| a.ip().to_string()) {
+                if !names.contains(&ip) {
+                    names.push(ip);
+                }
+            }
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            vectron_common::tls::generate(&dev.data_dir.join("tls"), &names).context("making dev certificates")?
+        }
+        (None, _) => return Ok(None),
+    };
+    let ca = files.ca_file.clone();
+    let tls = vectron_common::tls::Tls::load(files)?;
+    vectron_common::tls::install(tls, config.tls.reload_interval).map_err(anyhow::Error::msg)?;
+    Ok(Some(ca))
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref(), flag_layer(&cli)?)?;
     install_cluster_secret(&config, &cli.command)?;
+    let ca_file = install_tls(&config, &cli.command)?;
     let stop = shutdown_signal();
     let mut tasks = Vec::new();
     match cli.command {
@@ -714,7 +769,7 @@ async fn run(cli: Cli) -> Result<()> {
                 ..config.gateway.clone()
             };
             tasks.extend(start_gateway(&gateway, stop, Some(local)).await?);
-            print_dev_banner(dev, admin_key_file.as_ref(), console_dir.as_deref());
+            print_dev_banner(dev, admin_key_file.as_ref(), console_dir.as_deref(), ca_file.as_deref());
         }
     }
     for t in tasks {

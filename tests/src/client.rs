@@ -10,11 +10,20 @@ use vectron_sdk::{Client, Collection, ErrorCode, PointId};
 
 use crate::cluster::{Cluster, eventually};
 
+/// A client of the cluster's gateway: over TLS trusting the cluster's CA when it has one.
+pub async fn connect(cluster: &Cluster) -> vectron_sdk::Result<Client> {
+    match &cluster.tls {
+        Some(files) => {
+            let ca = std::fs::read(&files.ca_file).expect("the test CA");
+            Client::connect_with_ca(&cluster.grpc_url(), &ca).await
+        }
+        None => Client::connect(&cluster.grpc_url()).await,
+    }
+}
+
 pub async fn must_connect(cluster: &Cluster) -> Client {
-    eventually(Duration::from_secs(30), "the gateway to accept connections", || async {
-        Client::connect(&cluster.grpc_url()).await.ok()
-    })
-    .await
+    eventually(Duration::from_secs(30), "the gateway to accept connections", || async { connect(cluster).await.ok() })
+        .await
 }
 
 /// Waits until the gateway can create collections (placement elected, workers up).

@@ -244,6 +244,7 @@ pub struct DevProcess {
     pub grpc: String,
     pub auth: String,
     pub reranker: String,
+    pub worker: String,
     pub data: PathBuf,
 }
 
@@ -264,7 +265,7 @@ impl DevProcess {
             .chain(extra.iter().cloned())
             .collect();
         let node = Node::start("dev", &grpc, args, dir);
-        DevProcess { node, http, grpc, auth, reranker, data }
+        DevProcess { node, http, grpc, auth, reranker, worker, data }
     }
 }
 
@@ -284,6 +285,9 @@ pub struct ClusterSpec {
     pub isolated_hosts: bool,
     /// Runs a `vectron reranker` process the gateway calls (loopback only).
     pub reranker: bool,
+    /// TLS on every port: one CA, and one certificate for 127.0.0.1 every process
+    /// presents (see [`Cluster::tls`]; loopback only).
+    pub tls: bool,
 }
 
 impl Default for ClusterSpec {
@@ -297,6 +301,7 @@ impl Default for ClusterSpec {
             zones: Vec::new(),
             isolated_hosts: false,
             reranker: false,
+            tls: false,
         }
     }
 }
@@ -316,6 +321,8 @@ pub struct Cluster {
     gateway_flags: Vec<String>,
     worker_args: Vec<String>,
     zones: Vec<String>,
+    /// With [`ClusterSpec::tls`]: the CA and the certificate every process presents.
+    pub tls: Option<vectron_common::tls::TlsFiles>,
     /// The hosts with [`ClusterSpec::isolated_hosts`]: placement nodes first, then the
     /// gateway, then one per worker. Declared last: dropped after the processes.
     pub network: Option<Network>,
@@ -346,7 +353,17 @@ impl Cluster {
         // Every process gets the cluster secret: the internal APIs are authenticated.
         let secret = dir.path().join("cluster.secret");
         std::fs::write(&secret, "a test cluster's shared secret, 32+ bytes\n").expect("write the cluster secret");
-        let secret_flag = ["--cluster-secret-file".to_owned(), secret.display().to_string()];
+        let mut secret_flag = vec!["--cluster-secret-file".to_owned(), secret.display().to_string()];
+        let tls = spec.tls.then(|| {
+            assert!(!spec.isolated_hosts, "TLS test clusters run on loopback");
+            let files = vectron_common::tls::generate(&dir.path().join("tls"), &["127.0.0.1", "localhost"])
+                .expect("test certificates");
+            let flags = [("--tls-cert-file", &files.cert_file), ("--tls-key-file", &files.key_file)];
+            for (flag, path) in flags.into_iter().chain([("--tls-ca-file", &files.ca_file)]) {
+                secret_flag.extend([flag.to_owned(), path.display().to_string()]);
+            }
+            files
+        });
         let network = spec.isolated_hosts.then(|| Network::create(spec.placement_nodes + 1 + spec.workers));
         let host = |i: usize| network.as_ref().map(|n| &n.hosts[i]);
         let placement_addrs: Vec<String> =
@@ -404,6 +421,7 @@ impl Cluster {
             worker_args,
             zones,
             network,
+            tls,
         };
         for _ in 0..spec.workers {
             cluster.add_worker();
@@ -489,7 +507,8 @@ impl Cluster {
     }
 
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc)
     }
 
     /// The last `lines` lines of every process's log (for failure messages).
@@ -518,7 +537,7 @@ fn gateway_args(http: &str, grpc: &str, flags: &[String]) -> Vec<String> {
 }
 
 /// What `addr`'s gRPC health service says of `service` (`None`: no answer within
-/// `timeout`), as a probe asks it: no credentials.
+/// `timeout`), as a probe asks it: no credentials (a certificate over TLS).
 pub async fn health_status(
     addr: &str,
     service: &str,
@@ -528,7 +547,9 @@ pub async fn health_status(
     use tonic_health::pb::health_client::HealthClient;
     let check = async {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
-        let channel = endpoint.connect_timeout(timeout).connect().await.ok()?;
+        // Over TLS when the test process installed it (vectron_common::tls).
+        let connector = vectron_common::tls::Connector::new(vec![addr.to_owned()]);
+        let channel = endpoint.connect_timeout(timeout).connect_with_connector(connector).await.ok()?;
         let answer = HealthClient::new(channel).check(HealthCheckRequest { service: service.into() }).await.ok()?;
         tonic_health::pb::health_check_response::ServingStatus::try_from(answer.into_inner().status).ok()
     };

@@ -279,7 +279,10 @@ pub async fn serve(
         .add_service(health.service())
         .add_service(InterceptedService::new(router.into_service(), token.clone().checker()))
         .add_service(InterceptedService::new(worker, token.checker()))
-        .serve_with_incoming_shutdown(vectron_common::net::incoming(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            vectron_common::net::incoming(listener, vectron_common::tls::Port::Internal),
+            shutdown,
+        )
         .await
 }
 

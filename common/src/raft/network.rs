@@ -105,14 +105,14 @@ impl PeerChannels {
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
             // While calls are in flight, a peer that stops answering HTTP/2 pings (frozen,
             // or cut off by a partition while its TCP connection looks alive) is given up
             // on within ~3 s, failing those calls as UNAVAILABLE so callers move on to
             // other replicas, instead of waiting out their whole deadline.
             .http2_keep_alive_interval(PEER_PING_INTERVAL)
             .keep_alive_timeout(PEER_PING_TIMEOUT);
-        let channel = endpoint.connect_lazy();
+        // Plain TCP, or mutual TLS with the process's certificate (crate::tls).
+        let channel = endpoint.connect_with_connector_lazy(crate::tls::Connector::new(vec![addr.to_owned()]));
         Ok(self.channels.write().entry(addr.to_owned()).or_insert(channel).clone())
     }
 }

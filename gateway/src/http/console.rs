@@ -41,12 +41,13 @@ pub fn routes(dir: Option<&Path>) -> Router {
                 false,
             ))
         });
-        return Router::new().route(PREFIX, absent.clone()).route("/console/", absent.clone()).route(
-            "/console/{*path}",
-            absent,
-        );
+        return Router::new()
+            .route(PREFIX, absent.clone())
+            .route("/console/", absent.clone())
+            .route("/console/{*path}", absent);
     };
-    let files = ServeDir::new(dir).append_index_html_on_directories(true).fallback(ServeFile::new(dir.join("index.html")));
+    let files =
+        ServeDir::new(dir).append_index_html_on_directories(true).fallback(ServeFile::new(dir.join("index.html")));
     let header = |name: HeaderName, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };

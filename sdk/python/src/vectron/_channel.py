@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import grpc
+
 from . import __version__
 
 # The gateway answers messages up to 128 MiB (a big get or scroll page with vectors).
@@ -22,6 +24,20 @@ def channel_options(extra: Optional[Sequence[Tuple[str, Any]]] = None) -> List[T
     for k, v in extra or ():
         opts[k] = v
     return list(opts.items())
+
+
+def tls_credentials(secure: bool, ca_file: Optional[str]) -> Optional[grpc.ChannelCredentials]:
+    """The channel's TLS credentials: ``None`` for a plaintext URL; the system's roots,
+    or only the CA certificate(s) in ``ca_file`` (PEM), for an ``https://`` one."""
+    if not secure:
+        if ca_file is not None:
+            raise ValueError("ca_file is for https:// URLs (TLS)")
+        return None
+    roots = None
+    if ca_file is not None:
+        with open(ca_file, "rb") as f:
+            roots = f.read()
+    return grpc.ssl_channel_credentials(root_certificates=roots)
 
 
 def query_defaults(

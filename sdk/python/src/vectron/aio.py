@@ -14,7 +14,7 @@ import grpc.aio
 
 from . import _convert as cv
 from . import _ops as ops
-from ._channel import channel_options, query_defaults
+from ._channel import channel_options, query_defaults, tls_credentials
 from ._proto.vectron.v1 import auth_pb2_grpc, vectron_pb2_grpc
 from ._retry import Call, RetryPolicy, Session
 from .errors import from_rpc_error
@@ -62,6 +62,7 @@ class AsyncClient:
         retries: Union[int, RetryPolicy, None] = 3,
         *,
         options: Optional[Sequence[Tuple[str, Any]]] = None,
+        ca_file: Optional[str] = None,
     ) -> None:
         self._session = Session(api_key=api_key, token=token)
         self._retry = RetryPolicy.of(retries)
@@ -69,9 +70,10 @@ class AsyncClient:
         self.url = url
         target, secure = cv.parse_url(url)
         opts = channel_options(options)
+        credentials = tls_credentials(secure, ca_file)
         self._channel = (
-            grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), options=opts)
-            if secure
+            grpc.aio.secure_channel(target, credentials, options=opts)
+            if credentials is not None
             else grpc.aio.insecure_channel(target, options=opts)
         )
         self._stubs: Dict[str, Any] = {
@@ -90,9 +92,11 @@ class AsyncClient:
         password: str,
         timeout: Optional[float] = None,
         retries: Union[int, RetryPolicy, None] = 3,
+        *,
+        ca_file: Optional[str] = None,
     ) -> "AsyncClient":
         """See :meth:`vectron.Client.login`."""
-        client = cls(url, timeout=timeout, retries=retries)
+        client = cls(url, timeout=timeout, retries=retries, ca_file=ca_file)
         try:
             client._session.set_tokens(await client._run(ops.login(username, password)))
         except BaseException:

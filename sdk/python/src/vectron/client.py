@@ -10,7 +10,7 @@ import grpc
 
 from . import _convert as cv
 from . import _ops as ops
-from ._channel import channel_options, query_defaults
+from ._channel import channel_options, query_defaults, tls_credentials
 from ._proto.vectron.v1 import auth_pb2_grpc, vectron_pb2_grpc
 from ._retry import Call, RetryPolicy, Session
 from .errors import from_rpc_error
@@ -45,6 +45,9 @@ class Client:
             :meth:`login` for a client that also refreshes it).
         timeout: deadline of each attempt of a call, in seconds (``None``: none).
         retries: retries of a retryable error (an int, or a :class:`RetryPolicy`).
+        ca_file: for an ``https://`` URL, trust only the CA certificate(s) in this PEM
+            file (e.g. ``vectron dev --tls``'s ``data/tls/ca.crt``) instead of the
+            system's.
 
     Safe to share between threads. Use it as a context manager, or call :meth:`close`.
     """
@@ -58,6 +61,7 @@ class Client:
         retries: Union[int, RetryPolicy, None] = 3,
         *,
         options: Optional[Sequence[Tuple[str, Any]]] = None,
+        ca_file: Optional[str] = None,
     ) -> None:
         self._session = Session(api_key=api_key, token=token)
         self._retry = RetryPolicy.of(retries)
@@ -65,9 +69,10 @@ class Client:
         self.url = url
         target, secure = cv.parse_url(url)
         opts = channel_options(options)
+        credentials = tls_credentials(secure, ca_file)
         self._channel = (
-            grpc.secure_channel(target, grpc.ssl_channel_credentials(), options=opts)
-            if secure
+            grpc.secure_channel(target, credentials, options=opts)
+            if credentials is not None
             else grpc.insecure_channel(target, options=opts)
         )
         self._stubs: Dict[str, Any] = {
@@ -86,11 +91,13 @@ class Client:
         password: str,
         timeout: Optional[float] = None,
         retries: Union[int, RetryPolicy, None] = 3,
+        *,
+        ca_file: Optional[str] = None,
     ) -> "Client":
         """Logs in (``vectron.v1.AuthService/Login`` on the gateway's gRPC address) and
         returns a client sending the access token; when the server refuses it as expired,
         the client refreshes it (``Refresh``) once and repeats the call."""
-        client = cls(url, timeout=timeout, retries=retries)
+        client = cls(url, timeout=timeout, retries=retries, ca_file=ca_file)
         try:
             client._session.set_tokens(client._run(ops.login(username, password)))
         except BaseException:
