@@ -8,7 +8,8 @@
 //!   [`tls`]: certificates (mutual TLS inside the cluster, TLS for clients), reloaded
 //!   when their files change, and the connector internal calls go through.
 //! - [`lifecycle`]: the gRPC health every port serves (readiness, liveness), and the
-//!   stand-in a port serves while its service starts.
+//!   stand-in a port serves while its service starts; [`ops`]: the plain-HTTP port for
+//!   scrapers and probes (`/metrics`, `/livez`, `/readyz`).
 //! - [`raft`]: the openraft plumbing of the placement driver and the workers: the
 //!   RocksDB log store, the multiplexed gRPC transport, timing.
 //! - [`routing`]: which shard owns a point id (hash ranges).
@@ -22,6 +23,7 @@ pub mod cluster_auth;
 pub mod faults;
 pub mod lifecycle;
 pub mod net;
+pub mod ops;
 pub mod placement_client;
 pub mod raft;
 pub mod routing;

@@ -170,24 +170,29 @@ impl Gateway {
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await
     }
 
-    /// Serves `GET /metrics` (and nothing else) on `listener` without credentials, for
-    /// scrapers, until `shutdown`: a port to keep off the clients' network (the API
-    /// port's `/metrics` asks for an admin credential).
-    pub async fn serve_metrics(
+    /// Serves the ops port ([`vectron_common::ops`]: `GET /metrics`, `/livez`,
+    /// `/readyz`) on `listener` without credentials, until `shutdown`: a port for
+    /// scrapers and probes, to keep off the clients' network (the API port's `/metrics`
+    /// asks for an admin credential).
+    pub async fn serve_ops(
         &self,
         listener: tokio::net::TcpListener,
+        health: vectron_common::lifecycle::Health,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let admin = http::admin::Admin::new(self.api.clone(), self.metrics.clone());
-        let app = axum::Router::new()
-            .route(
-                "/metrics",
-                axum::routing::get(|axum::extract::State(a): axum::extract::State<http::admin::Admin>| async move {
-                    http::admin::scrape(&a).await
-                }),
-            )
-            .with_state(admin);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        let (metrics, api) = (self.metrics.clone(), self.api.clone());
+        let refresh: vectron_common::ops::Refresh = Arc::new(move || {
+            let (metrics, api) = (metrics.clone(), api.clone());
+            Box::pin(async move {
+                if let Ok(t) = api.router().refresh_now().await {
+                    metrics.update_shards(&t);
+                }
+            })
+        });
+        let ops =
+            vectron_common::ops::Ops::new(self.metrics.registry().clone(), self.metrics.process().clone(), health)
+                .with_refresh(refresh);
+        vectron_common::ops::serve(listener, ops, shutdown).await
     }
 
     /// Reports the gateway ready on `health` once it has a routing table (retrying

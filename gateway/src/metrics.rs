@@ -9,10 +9,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{
-    Counter, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::sync::Arc;
+use vectron_common::ops::ProcessMetrics;
 use vectron_proto::internal as pi;
 
 /// The gateway's Prometheus metrics.
@@ -25,40 +24,6 @@ pub struct Metrics {
     shard_term: IntGaugeVec,
     shard_points: IntGaugeVec,
     process: ProcessMetrics,
-}
-
-/// The process's CPU time, memory and threads, read from /proc at scrape time (the
-/// prometheus crate's own collector rounds CPU time down to whole seconds, too coarse to
-/// tell the CPU cost of a request).
-#[derive(Debug, Clone)]
-struct ProcessMetrics {
-    cpu_seconds: Counter,
-    resident_bytes: IntGauge,
-    threads: IntGauge,
-}
-
-impl ProcessMetrics {
-    fn new(registry: &Registry) -> ProcessMetrics {
-        let cpu_seconds = Counter::new("process_cpu_seconds_total", "User and system CPU time spent, in seconds")
-            .expect("valid metric");
-        let resident_bytes =
-            IntGauge::new("process_resident_memory_bytes", "Resident memory size in bytes").expect("valid metric");
-        let threads = IntGauge::new("process_threads", "Number of OS threads").expect("valid metric");
-        registry.register(Box::new(cpu_seconds.clone())).expect("unique metric");
-        registry.register(Box::new(resident_bytes.clone())).expect("unique metric");
-        registry.register(Box::new(threads.clone())).expect("unique metric");
-        ProcessMetrics { cpu_seconds, resident_bytes, threads }
-    }
-
-    fn update(&self) {
-        let Ok(stat) = procfs::process::Process::myself().and_then(|p| p.stat()) else {
-            return;
-        };
-        let cpu = (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
-        self.cpu_seconds.inc_by((cpu - self.cpu_seconds.get()).max(0.0));
-        self.resident_bytes.set((stat.rss * procfs::page_size()) as i64);
-        self.threads.set(stat.num_threads);
-    }
 }
 
 impl Metrics {
@@ -118,9 +83,12 @@ impl Metrics {
 
     pub(crate) fn render(&self) -> String {
         self.process.update();
-        let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).ok();
-        String::from_utf8(out).unwrap_or_default()
+        vectron_common::ops::render(&self.registry)
+    }
+
+    /// The process metrics (for the ops port).
+    pub fn process(&self) -> &ProcessMetrics {
+        &self.process
     }
 }
 

@@ -10,7 +10,10 @@
 //! - [`scheduler`]: the leader's loop: down detection, replica replacement, alerts,
 //!   rebalancing.
 //! - [`service`]: the `Placement` gRPC service and [`service::serve`].
+//! - [`metrics`]: the Prometheus collector of the cluster state and the group's Raft
+//!   state (scraped on the ops port).
 
+pub mod metrics;
 pub mod node;
 pub mod scheduler;
 pub mod service;

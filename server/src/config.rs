@@ -127,6 +127,10 @@ pub struct PlacementSection {
     pub node_ordinal: Option<u64>,
     /// Address to listen on (Raft and the placement API).
     pub listen: SocketAddr,
+    /// The ops port: `GET /metrics`, `/livez`, `/readyz` over plain HTTP without
+    /// credentials, for scrapers and probes (keep it off the clients' network); none by
+    /// default.
+    pub metrics: Option<SocketAddr>,
     /// Address other nodes reach this one at (defaults to `listen`).
     pub advertise: Option<String>,
     /// Every member as `id=host:port`; this node alone when empty.
@@ -147,6 +151,7 @@ impl Default for PlacementSection {
             node_id: 1,
             node_ordinal: None,
             listen: "127.0.0.1:6001".parse().expect("valid address"),
+            metrics: None,
             advertise: None,
             initial_members: Vec::new(),
             data_dir: "./data/placement".into(),
@@ -190,6 +195,10 @@ impl PlacementSection {
 pub struct WorkerSection {
     /// Address to listen on (Raft and the worker API).
     pub listen: SocketAddr,
+    /// The ops port: `GET /metrics`, `/livez`, `/readyz` over plain HTTP without
+    /// credentials, for scrapers and probes (keep it off the clients' network); none by
+    /// default.
+    pub metrics: Option<SocketAddr>,
     pub advertise: Option<String>,
     /// Placement driver addresses.
     pub placement: Vec<String>,
@@ -215,6 +224,7 @@ impl Default for WorkerSection {
     fn default() -> Self {
         WorkerSection {
             listen: "127.0.0.1:9090".parse().expect("valid address"),
+            metrics: None,
             advertise: None,
             placement: vec!["127.0.0.1:6001".into()],
             data_dir: "./data/worker".into(),
@@ -314,6 +324,10 @@ impl Default for GatewaySection {
 #[serde(default, deny_unknown_fields)]
 pub struct RerankerSection {
     pub listen: SocketAddr,
+    /// The ops port: `GET /metrics`, `/livez`, `/readyz` over plain HTTP without
+    /// credentials, for scrapers and probes (keep it off the clients' network); none by
+    /// default.
+    pub metrics: Option<SocketAddr>,
     /// External reranking endpoints the `cross_encoder` strategy may call, by name (a
     /// request names one; `default` when it names none).
     pub cross_encoders: BTreeMap<String, CrossEncoderSection>,
@@ -326,6 +340,7 @@ impl Default for RerankerSection {
     fn default() -> Self {
         RerankerSection {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
+            metrics: None,
             cross_encoders: BTreeMap::new(),
             drain_delay: Duration::ZERO,
         }
@@ -383,6 +398,10 @@ impl RerankerSection {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     pub listen: SocketAddr,
+    /// The ops port: `GET /metrics`, `/livez`, `/readyz` over plain HTTP without
+    /// credentials, for scrapers and probes (keep it off the clients' network); none by
+    /// default.
+    pub metrics: Option<SocketAddr>,
     /// On SIGTERM, how long to report not ready while still serving, before closing.
     #[serde(with = "humantime_serde")]
     pub drain_delay: Duration,
@@ -443,6 +462,7 @@ impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             listen: "127.0.0.1:8090".parse().expect("valid address"),
+            metrics: None,
             drain_delay: Duration::ZERO,
             etcd: Vec::new(),
             etcd_prefix: vectron_auth::store::DEFAULT_PREFIX.to_owned(),

@@ -136,6 +136,11 @@ struct PlacementArgs {
     #[arg(long, value_parser = parse_durability)]
     #[serde(skip_serializing_if = "Option::is_none")]
     durability: Option<Durability>,
+    /// The ops port: GET /metrics, /livez, /readyz without credentials, for scrapers
+    /// and probes [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -174,6 +179,11 @@ struct WorkerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_entries_kept: Option<u64>,
+    /// The ops port: GET /metrics, /livez, /readyz without credentials, for scrapers
+    /// and probes [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -210,7 +220,8 @@ struct GatewayArgs {
     #[arg(long, value_parser = parse_duration)]
     #[serde(skip_serializing_if = "Option::is_none", with = "humantime_serde::option")]
     drain_delay: Option<Duration>,
-    /// A port serving `GET /metrics` without credentials, for scrapers [default: none].
+    /// The ops port: GET /metrics, /livez, /readyz without credentials, for scrapers
+    /// and probes [default: none].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<SocketAddr>,
@@ -246,6 +257,11 @@ struct AuthArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_key_file: Option<PathBuf>,
+    /// The ops port: GET /metrics, /livez, /readyz without credentials, for scrapers
+    /// and probes [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -254,6 +270,11 @@ struct RerankerArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
+    /// The ops port: GET /metrics, /livez, /readyz without credentials, for scrapers
+    /// and probes [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args, Serialize)]
@@ -345,6 +366,29 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
+/// Binds the ops port at `addr`, if one is configured: `GET /metrics` (the `registry`
+/// with `process`), `/livez`, `/readyz` (`health`), served until `stop`. Bound before
+/// the process's service starts, so probes see it starting.
+async fn start_ops(
+    addr: Option<SocketAddr>,
+    what: &'static str,
+    ops: vectron_common::ops::Ops,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = bind(addr, what).await?;
+    Ok(Some(tokio::spawn(async move {
+        close_within(vectron_common::ops::serve(listener, ops, stopped(stop.clone())), stop, what).await;
+    })))
+}
+
+/// A new registry holding the process metrics.
+fn process_registry() -> (prometheus::Registry, vectron_common::ops::ProcessMetrics) {
+    let registry = prometheus::Registry::new();
+    let process = vectron_common::ops::ProcessMetrics::new(&registry);
+    (registry, process)
+}
+
 /// `stop`, then `health` reported not ready for `delay` while serving goes on: the
 /// moment a process's servers should close (load balancers and peers have had `delay` to
 /// stop sending it requests).
@@ -377,6 +421,12 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
     tracing::info!(node = c.id(), listen = %c.listen, "placement node started");
     tokio::spawn(vectron_placement::scheduler::run(node.clone(), stopped(stop.clone())));
     let health = Health::new("placement").await;
+    let (registry, process) = process_registry();
+    registry
+        .register(Box::new(vectron_placement::metrics::PlacementCollector::new(node.clone())))
+        .expect("unique metrics");
+    let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
+    start_ops(c.metrics, "placement ops", ops, stop.clone()).await?;
     // The port stays open while a stopping leader hands its leadership over.
     let (close, closed) = watch::channel(false);
     let serving =
@@ -421,6 +471,9 @@ async fn start_worker(
     };
     let router = RaftRouter::default();
     let health = Health::new("worker").await;
+    let (registry, process) = process_registry();
+    let ops = vectron_common::ops::Ops::new(registry.clone(), process, health.clone());
+    start_ops(c.metrics, "worker ops", ops, stop.clone()).await?;
     let service = Starting::new("the worker");
     // The port stays open while the stopping worker hands its shards over.
     let (close, closed) = watch::channel(false);
@@ -438,6 +491,8 @@ async fn start_worker(
         _ = stopped(stop.clone()) => anyhow::bail!("stopped before the worker had started"),
     };
     service.set(vectron_worker::service::worker_server(host.clone()));
+    let collector = vectron_worker::metrics::WorkerCollector::new(Arc::downgrade(&host));
+    registry.register(Box::new(collector)).expect("unique metrics");
     tracing::info!(worker = host.id(), listen = %c.listen, "worker started");
     let local =
         LocalWorker { address: advertise, service: Arc::new(vectron_worker::service::WorkerGrpc::new(host.clone())) };
@@ -468,6 +523,10 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
     if matches!(location, StoreLocation::Embedded { .. }) {
         tracing::info!("auth records in the embedded store under {} (one auth process only)", c.data_dir.display());
     }
+    let health = Health::new("auth").await;
+    let (registry, process) = process_registry();
+    let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
+    start_ops(c.metrics, "auth ops", ops, stop.clone()).await?;
     let store = setup::open_store(&location).await.context("opening the auth store")?;
     // The store (etcd) may start after this process, as pods of a cluster do: wait for
     // it a while instead of failing at once.
@@ -501,7 +560,6 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
     }
     let service = AuthGrpc::new(store, tokens, c.service_config());
     tracing::info!(listen = %c.listen, "auth service started");
-    let health = Health::new("auth").await;
     health.set_ready(true).await;
     let closing = drained(stop, health.clone(), c.drain_delay);
     Ok(tokio::spawn(async move {
@@ -518,7 +576,7 @@ async fn start_gateway(
     let http = bind(c.http, "gateway HTTP").await?;
     let grpc = bind(c.grpc, "gateway gRPC").await?;
     let metrics = match c.metrics {
-        Some(addr) => Some(bind(addr, "gateway metrics").await?),
+        Some(addr) => Some(bind(addr, "gateway ops").await?),
         None => None,
     };
     let config = ApiConfig {
@@ -558,9 +616,9 @@ async fn start_gateway(
     };
     let mut tasks = vec![ready];
     if let Some(listener) = metrics {
-        let (g, s) = (gateway.clone(), drained.clone());
+        let (g, s, h) = (gateway.clone(), drained.clone(), health.clone());
         tasks.push(tokio::spawn(async move {
-            close_within(g.serve_metrics(listener, stopped(s.clone())), s, "gateway metrics").await;
+            close_within(g.serve_ops(listener, h, stopped(s.clone())), s, "gateway ops").await;
         }));
     }
     let (g1, g2) = (gateway.clone(), gateway);
@@ -584,6 +642,9 @@ async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Res
     tracing::info!(listen = %c.listen, endpoints = c.cross_encoders.len(), "reranker started");
     let health = Health::new("reranker").await;
     health.set_ready(true).await;
+    let (registry, process) = process_registry();
+    let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
+    start_ops(c.metrics, "reranker ops", ops, stop.clone()).await?;
     let closing = drained(stop, health.clone(), c.drain_delay);
     Ok(tokio::spawn(async move {
         let token = ClusterToken::installed();

@@ -279,6 +279,8 @@ pub struct ClusterSpec {
     pub down_after_secs: f64,
     /// Extra flags for every worker.
     pub worker_args: Vec<String>,
+    /// Extra flags for every placement node.
+    pub placement_args: Vec<String>,
     /// Worker `i` is labelled `zones[i % zones.len()]` (none when empty).
     pub zones: Vec<String>,
     /// Every process on a host of its own (see the module docs); needs root.
@@ -298,6 +300,7 @@ impl Default for ClusterSpec {
             replace_after_secs: 600.0,
             down_after_secs: 3.0,
             worker_args: Vec::new(),
+            placement_args: Vec::new(),
             zones: Vec::new(),
             isolated_hosts: false,
             reranker: false,
@@ -387,7 +390,7 @@ impl Cluster {
                 "--replace-after".into(),
                 format!("{}ms", (spec.replace_after_secs * 1000.0) as u64),
             ];
-            let args = args.into_iter().chain(secret_flag.iter().cloned()).collect();
+            let args = args.into_iter().chain(secret_flag.iter().cloned()).chain(spec.placement_args.clone()).collect();
             placement.push(Node::start_in(netns_of(host(i)), &name, addr, args, dir.path()));
         }
         let placement_list = placement_addrs.join(",");
@@ -450,13 +453,19 @@ impl Cluster {
 
     /// Starts one more worker; returns its index in `workers`.
     pub fn add_worker(&mut self) -> usize {
+        self.add_worker_with(&[])
+    }
+
+    /// [`Cluster::add_worker`] with `extra` flags for this worker alone.
+    pub fn add_worker_with(&mut self, extra: &[String]) -> usize {
         let i = self.workers.len();
         let name = format!("worker-{}", i + 1);
         let host = self.network.as_ref().map(|n| {
             n.hosts.get(self.worker_host(i)).cloned().expect("isolated hosts: no host left for another worker")
         });
         let addr = listen_address(host.as_ref(), HOST_WORKER_PORT);
-        let args = self.worker_args(i, &addr);
+        let mut args = self.worker_args(i, &addr);
+        args.extend(extra.iter().cloned());
         self.workers.push(Node::start_in(netns_of(host.as_ref()), &name, &addr, args, self.dir.path()));
         i
     }

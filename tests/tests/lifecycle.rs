@@ -230,7 +230,7 @@ async fn a_stopping_placement_leader_hands_over_and_routing_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits_and_serves_metrics_for_scrapers() {
+async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits_and_serves_its_ops_port() {
     let cluster = Cluster::start(ClusterSpec { workers: 1, ..ClusterSpec::default() });
     let drain = Duration::from_secs(2);
     let scrape = format!("127.0.0.1:{}", free_port());
@@ -238,12 +238,14 @@ async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits_and_serves_m
     must_be_ready(&gateway.grpc, "the gateway").await;
     let url = format!("http://{}/v1/collections", gateway.http);
     assert!(reqwest::get(&url).await.unwrap().status().is_success());
-    // Its scrape port serves the metrics (no credentials there) and nothing else.
+    // Its ops port serves the metrics and the probes (no credentials there) and nothing else.
     let metrics = reqwest::get(format!("http://{scrape}/metrics")).await.unwrap();
     assert!(metrics.status().is_success());
     assert!(metrics.text().await.unwrap().contains("vectron_requests_total"), "the gateway's own metrics");
+    assert_eq!(reqwest::get(format!("http://{scrape}/livez")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(format!("http://{scrape}/readyz")).await.unwrap().status(), 200);
     let other = reqwest::get(format!("http://{scrape}/v1/collections")).await.unwrap();
-    assert_eq!(other.status(), 404, "only /metrics on the scrape port");
+    assert_eq!(other.status(), 404, "no API on the ops port");
 
     let grpc = gateway.grpc.clone();
     let mut gateway = gateway;
@@ -256,8 +258,10 @@ async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits_and_serves_m
     while Instant::now() + Duration::from_millis(500) < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let ready = health(&grpc, "readiness").await;
+        let readyz = reqwest::get(format!("http://{scrape}/readyz")).await.map(|r| r.status().as_u16());
         let answer = reqwest::get(&url).await;
         if ready == Some(ServingStatus::NotServing) && answer.is_ok_and(|r| r.status().is_success()) {
+            assert!(matches!(readyz, Ok(503)), "/readyz agrees with the gRPC readiness: {readyz:?}");
             served_while_draining += 1;
         }
     }
@@ -267,4 +271,83 @@ async fn a_stopping_gateway_drains_not_ready_but_serving_then_exits_and_serves_m
     assert!(status.success(), "{status}");
     assert!(served_while_draining > 0, "it answered requests while reporting not ready");
     assert!(took >= drain, "it served through its drain delay ({took:?})");
+}
+
+/// The sum of the samples of `name` whose labels contain every one of `labels`
+/// (`key="value"`), in a Prometheus text exposition; `None` if there is none.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let (metric, series_labels) = series.split_once('{').unwrap_or((series, ""));
+        if metric == name && labels.iter().all(|l| series_labels.contains(l)) {
+            *found.get_or_insert(0.0) += value.parse::<f64>().unwrap_or(f64::NAN);
+        }
+    }
+    found
+}
+
+async fn scrape(addr: &str) -> String {
+    reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_nodes_and_workers_serve_their_state_and_probes_on_their_ops_ports() {
+    let placement_ops = format!("127.0.0.1:{}", free_port());
+    let spec = ClusterSpec {
+        workers: 0,
+        placement_args: vec!["--metrics".into(), placement_ops.clone()],
+        ..Default::default()
+    };
+    let mut cluster = Cluster::start(spec);
+    let worker_ops = format!("127.0.0.1:{}", free_port());
+    cluster.add_worker_with(&["--metrics".into(), worker_ops.clone()]);
+    let client = must_connect(&cluster).await;
+    must_create(&client, Collection::new("ops", DIM, Distance::Euclid).shards(2), &cluster).await;
+    let points: Vec<Point> = (0..50u64).map(|i| Point::new(i, crash_vector(i))).collect();
+    client.upsert("ops", points).await.expect("upsert");
+
+    for ops in [&worker_ops, &placement_ops] {
+        assert_eq!(reqwest::get(format!("http://{ops}/livez")).await.unwrap().status(), 200);
+        eventually(Duration::from_secs(30), "ready on the ops port", || async {
+            let r = reqwest::get(format!("http://{ops}/readyz")).await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+        let text = scrape(ops).await;
+        assert!(sample(&text, "process_cpu_seconds_total", &[]).is_some_and(|v| v > 0.0), "{text}");
+        assert!(sample(&text, "process_resident_memory_bytes", &[]).is_some_and(|v| v > 0.0), "{text}");
+    }
+    // The worker: each replica's Raft and engine state, labelled by collection and shard.
+    let text = eventually(Duration::from_secs(20), "every point in the worker's metrics", || async {
+        let text = scrape(&worker_ops).await;
+        (sample(&text, "vectron_replica_points", &["collection=\"ops\""]) == Some(50.0)).then_some(text)
+    })
+    .await;
+    let ops = ["collection=\"ops\""];
+    assert_eq!(sample(&text, "vectron_worker_replicas", &[]), Some(2.0), "{text}");
+    assert_eq!(sample(&text, "vectron_replica_leader", &ops), Some(2.0), "it leads both shards (RF 1)");
+    assert_eq!(sample(&text, "vectron_replica_graph_nodes", &ops), Some(50.0), "{text}");
+    assert_eq!(sample(&text, "vectron_replica_graph_tombstones", &ops), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "vectron_replica_raft_apply_lag", &ops), Some(0.0), "{text}");
+    assert!(sample(&text, "vectron_replica_raft_term", &ops).is_some_and(|t| t >= 2.0), "{text}");
+    assert!(sample(&text, "vectron_replica_raft_applied_index", &ops).is_some_and(|i| i >= 2.0), "{text}");
+    assert!(sample(&text, "vectron_worker_graph_saves_total", &[]).is_some(), "{text}");
+    // The placement node: the cluster as it has it.
+    let text = scrape(&placement_ops).await;
+    assert_eq!(sample(&text, "vectron_placement_leader", &[]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "vectron_placement_collections", &[]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "vectron_placement_shards", &[]), Some(2.0), "{text}");
+    assert_eq!(sample(&text, "vectron_placement_workers", &["state=\"up\""]), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "vectron_placement_alerts_open", &["kind=\"worker_down\""]), Some(0.0), "{text}");
+
+    // A worker killed: the placement node's metrics show it down and the alert open.
+    cluster.workers[0].kill();
+    eventually(Duration::from_secs(30), "the worker down in the placement metrics", || async {
+        let text = scrape(&placement_ops).await;
+        let down = sample(&text, "vectron_placement_workers", &["state=\"down\""]) == Some(1.0);
+        let alert = sample(&text, "vectron_placement_alerts_open", &["kind=\"worker_down\""]) == Some(1.0);
+        (down && alert).then_some(())
+    })
+    .await;
 }

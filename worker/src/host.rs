@@ -293,6 +293,19 @@ impl WorkerHost {
         self.replicas.read().values().cloned().collect()
     }
 
+    /// Shard id → its collection's name, as the routing table has them.
+    pub fn collection_names(&self) -> HashMap<u64, String> {
+        let table = self.routing.read();
+        let mut names = HashMap::new();
+        for c in &table.collections {
+            let name = c.config.as_ref().map(|x| x.name.clone()).unwrap_or_default();
+            for s in &c.shards {
+                names.insert(s.id, name.clone());
+            }
+        }
+        names
+    }
+
     /// Admits a write to `replica`'s group: Ok while this worker leads it and is not
     /// stopping. The permit is held until the write is in the log; a stopping worker
     /// waits for every permit before it hands its groups over, so the voter it picks
@@ -441,14 +454,26 @@ impl WorkerHost {
             for r in self.replicas() {
                 let Some(shard) = r.slot.get().filter(|s| s.unsaved_writes() > 0) else { continue };
                 let started = std::time::Instant::now();
-                match tokio::task::spawn_blocking(move || shard.persist()).await {
-                    Ok(Ok(())) => tracing::debug!(
-                        shard = r.shard_id,
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "graph saved"
-                    ),
-                    Ok(Err(e)) => tracing::warn!(shard = r.shard_id, "saving the graph: {e}"),
-                    Err(e) => tracing::warn!(shard = r.shard_id, "saving the graph: {e}"),
+                let saved = tokio::task::spawn_blocking(move || shard.persist()).await;
+                let counters = &crate::metrics::COUNTERS;
+                crate::metrics::add_time(&counters.graph_save_micros, started.elapsed());
+                match saved {
+                    Ok(Ok(())) => {
+                        counters.graph_saves.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            shard = r.shard_id,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "graph saved"
+                        );
+                    }
+                    Ok(Err(e)) => {
+                        counters.graph_save_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(shard = r.shard_id, "saving the graph: {e}");
+                    }
+                    Err(e) => {
+                        counters.graph_save_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(shard = r.shard_id, "saving the graph: {e}");
+                    }
                 }
             }
         }

@@ -340,6 +340,7 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
         let file = snapshot.into_std().await;
+        let started = std::time::Instant::now();
         // Checked before the local shard is touched: a corrupt file changes nothing.
         let (mut pages, config) = SnapshotReader::new(file).map_err(snapshot_err)?;
         let index = meta.last_log_id.map_or(0, |l| l.index);
@@ -362,7 +363,18 @@ impl RaftStateMachine<ShardTypes> for ShardStateMachine {
                 }
             }
             shard.restore_chunk(index, Vec::new()).map_err(sm_write)?;
-            tracing::info!(shard = id.0, index, points = restored, "snapshot installed");
+            let took = started.elapsed();
+            tracing::info!(
+                shard = id.0,
+                index,
+                points = restored,
+                points_per_sec = (restored as f64 / took.as_secs_f64().max(1e-9)) as u64,
+                "snapshot installed"
+            );
+            let counters = &crate::metrics::COUNTERS;
+            counters.snapshots_installed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counters.snapshot_points_installed.fetch_add(restored as u64, std::sync::atomic::Ordering::Relaxed);
+            crate::metrics::add_time(&counters.snapshot_install_micros, took);
             Ok(shard)
         })
         .await
