@@ -259,7 +259,10 @@ impl Protocol for HttpRoutes {
 
     fn policy<B>(&self, req: http::Request<B>) -> (http::Request<B>, Policy) {
         let (mut parts, body) = req.into_parts();
-        let template = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
+        let template = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned()).or_else(|| {
+            // The console's nested file service leaves no matched template on its requests.
+            crate::policy::is_console(parts.uri.path()).then(|| parts.uri.path().to_owned())
+        });
         // Ready at once: it reads what the router stored in the extensions.
         let params = RawPathParams::from_request_parts(&mut parts, &()).now_or_never().and_then(Result::ok);
         let param = |name: &str| params.as_ref()?.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());

@@ -92,6 +92,13 @@ fn needs(scope: Scope, target: Target, max_body: usize) -> Policy {
     Policy { requirement: Requirement::Scope(scope, target), max_body }
 }
 
+/// Whether `path` is the console's (`/console` or below): its static files, public.
+/// The auth layer asks this of the request path too, since axum gives a request routed
+/// into a nested service no matched template.
+pub fn is_console(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
 /// The policy of an HTTP request: `template` is the route it matched (`None`: no
 /// route), `param` reads a path parameter.
 pub fn http(
@@ -110,7 +117,7 @@ pub fn http(
         return small(Read, Target::AnyCollection);
     };
     // The console's files are public: the app asks its user for credentials itself.
-    if PUBLIC_HTTP_ROUTES.contains(&template) || template == "/console" || template.starts_with("/console/") {
+    if PUBLIC_HTTP_ROUTES.contains(&template) || is_console(template) {
         return Policy { requirement: Requirement::Public, max_body: SMALL_BODY_BYTES };
     }
     if template.starts_with("/v1/auth/") {

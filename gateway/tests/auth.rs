@@ -600,3 +600,55 @@ async fn failed_logins_lock_out_the_client_behind_a_trusted_load_balancer_only()
         assert_eq!(other, if trusted { 200 } else { 429 }, "another client (trusted: {trusted})");
     }
 }
+
+/// A gateway that needs credentials (its auth service is never reached: nothing here
+/// presents any), serving the console from `console_dir`. Its HTTP base URL.
+async fn console_gateway(console_dir: Option<std::path::PathBuf>) -> String {
+    let authenticator = Authenticator::service(&["127.0.0.1:1".into()], Duration::from_millis(100), None).unwrap();
+    let gateway =
+        Gateway::new(vec!["127.0.0.1:1".into()], ApiConfig::default(), authenticator, None).with_console(console_dir);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { gateway.serve_http(listener, std::future::pending()).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn the_console_files_are_served_to_anyone_and_nothing_else_is() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>console</title>").unwrap();
+    std::fs::write(dir.path().join("assets/app.js"), "console.log(1)").unwrap();
+    let url = console_gateway(Some(dir.path().to_owned())).await;
+    let http = reqwest::Client::new();
+    for (path, body, content_type) in [
+        ("/console", "<title>console</title>", "text/html"),
+        ("/console/", "<title>console</title>", "text/html"),
+        ("/console/index.html", "<title>console</title>", "text/html"),
+        ("/console/assets/app.js", "console.log(1)", "javascript"),
+        // The app's own routes: its index.html.
+        ("/console/collections/docs", "<title>console</title>", "text/html"),
+    ] {
+        let r = http.get(format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path} without credentials");
+        let headers = r.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert!(headers["content-type"].to_str().unwrap().contains(content_type), "{path}: {headers:?}");
+        assert!(r.text().await.unwrap().contains(body), "{path}");
+    }
+    // Nothing outside the console's directory, and the API still needs credentials.
+    let r = http.get(format!("{url}/console/../Cargo.toml")).send().await.unwrap();
+    assert!(!r.text().await.unwrap().contains("[package]"));
+    let r = http.get(format!("{url}/console/%2e%2e/%2e%2e/etc/passwd")).send().await.unwrap();
+    assert!(!r.text().await.unwrap().contains("root:"));
+    assert_eq!(http.get(format!("{url}/v1/collections")).send().await.unwrap().status(), 401);
+
+    // A gateway without the console says how to install it.
+    let url = console_gateway(None).await;
+    let r = http.get(format!("{url}/console/")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("console_dir"), "{body}");
+}

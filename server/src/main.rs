@@ -63,6 +63,9 @@ struct Cli {
     /// The CA that signs the cluster's certificates.
     #[arg(long, global = true)]
     tls_ca_file: Option<PathBuf>,
+    /// How log lines (stderr) are written; filter them with RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VECTRON_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -839,14 +842,28 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// For people: one aligned line per event.
+    Text,
+    /// For log collectors: one JSON object per line (timestamp, level, target, fields,
+    /// the spans it happened in).
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(false).with_span_list(true).init(),
+    }
+}
+
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
 }

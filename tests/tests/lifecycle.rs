@@ -296,7 +296,7 @@ async fn placement_nodes_and_workers_serve_their_state_and_probes_on_their_ops_p
     let placement_ops = format!("127.0.0.1:{}", free_port());
     let spec = ClusterSpec {
         workers: 0,
-        placement_args: vec!["--metrics".into(), placement_ops.clone()],
+        placement_args: ["--metrics", &placement_ops, "--log-format", "json"].map(String::from).to_vec(),
         ..Default::default()
     };
     let mut cluster = Cluster::start(spec);
@@ -340,6 +340,14 @@ async fn placement_nodes_and_workers_serve_their_state_and_probes_on_their_ops_p
     assert_eq!(sample(&text, "vectron_placement_shards", &[]), Some(2.0), "{text}");
     assert_eq!(sample(&text, "vectron_placement_workers", &["state=\"up\""]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "vectron_placement_alerts_open", &["kind=\"worker_down\""]), Some(0.0), "{text}");
+
+    // Its log (--log-format json): one JSON object per line, with level and message.
+    let log = cluster.placement[0].log_tail(10_000);
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(event["level"].is_string() && event["fields"]["message"].is_string(), "{line}");
+    }
 
     // A worker killed: the placement node's metrics show it down and the alert open.
     cluster.workers[0].kill();
