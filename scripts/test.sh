@@ -18,11 +18,14 @@ bash "$here/schemathesis.sh" 2>&1 | tee -a "$log" || status=$?
 # The Python SDK against a real `vectron dev` (pytest, its own venv).
 VECTRON_BIN="${CARGO_TARGET_DIR:-$HOME/.cache/vectron/target}/debug/vectron" \
   bash "$here/python-sdk-test.sh" 2>&1 | tee -a "$log" || status=$?
+# The management console in Debian's Chromium (Playwright) against a real `vectron dev`.
+VECTRON_BIN="${CARGO_TARGET_DIR:-$HOME/.cache/vectron/target}/debug/vectron" \
+  bash "$here/console-test.sh" 2>&1 | tee -a "$log" || status=$?
 # The Kubernetes manifests: rendered, validated against the Kubernetes schemas, checkov,
 # yamllint (deploy/k8s).
 bash "$here/k8s-check.sh" 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole run (cargo's last line is some crate's doc-tests).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     /^(schemathesis|k8s-check|python-sdk): [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
+     /^(schemathesis|k8s-check|python-sdk|console): [0-9]+ passed, [0-9]+ failed$/ { p += $2; f += $4 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 exit "$status"
