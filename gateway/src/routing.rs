@@ -3,13 +3,16 @@
 //! The table comes from the placement driver (versioned by epoch) and is refreshed when
 //! a worker answers STALE_EPOCH, SHARD_NOT_HOSTED or is unreachable, or when a
 //! collection is not in it. Shard leaders are learned from the table and from
-//! NOT_LEADER hints, per shard, without waiting for a refresh.
+//! NOT_LEADER hints, per shard, without waiting for a refresh. A call that a replica is
+//! slow to answer is tried on the next replica beside it (see [`Router::call_shard`]).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use parking_lot::RwLock;
 use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::faults::NodeNetwork;
@@ -115,7 +118,14 @@ pub struct Router {
     local: Option<LocalWorker>,
     /// Serialises refreshes so a burst of stale answers costs one fetch.
     refreshing: tokio::sync::Mutex<()>,
+    /// Each shard's recent answer time, for how long an attempt is waited on alone.
+    latency: RwLock<HashMap<u64, Duration>>,
 }
+
+/// Bounds of how long an attempt is waited on before the next replica is tried beside
+/// it.
+const MIN_PATIENCE: Duration = Duration::from_millis(200);
+const MAX_PATIENCE: Duration = Duration::from_secs(2);
 
 impl Router {
     /// A router for the placement driver behind `placement`; `local` is a worker in
@@ -134,6 +144,7 @@ impl Router {
             channels: PeerChannels::on(network),
             local,
             refreshing: tokio::sync::Mutex::new(()),
+            latency: RwLock::new(HashMap::new()),
         }
     }
 
@@ -206,9 +217,31 @@ impl Router {
         ))
     }
 
+    /// How long to wait on an attempt at `shard_id` before trying the next replica beside
+    /// it: a few times the shard's recent answer time, within bounds.
+    fn patience(&self, shard_id: u64) -> Duration {
+        let typical = self.latency.read().get(&shard_id).copied().unwrap_or(MAX_PATIENCE / 4);
+        (typical * 4).clamp(MIN_PATIENCE, MAX_PATIENCE)
+    }
+
+    /// Folds an answer's time into the shard's recent answer time (an exponential
+    /// average: a fifth of each new answer).
+    fn note_latency(&self, shard_id: u64, took: Duration) {
+        let mut latency = self.latency.write();
+        let typical = latency.entry(shard_id).or_insert(took);
+        *typical = (*typical * 4 + took) / 5;
+    }
+
     /// Calls `op` on a replica of `shard_id` (the leader first), following NOT_LEADER
     /// hints and moving to other replicas or a fresher table on routing errors, until
     /// `deadline`. Other errors are returned at once.
+    ///
+    /// An attempt that has not answered within the shard's [`Router::patience`] is not
+    /// given up on: the next replica is tried beside it, and the first answer that
+    /// settles the call wins. A replica is never sent the same call twice at once, so a
+    /// slow leader's write is not repeated to it; a frozen leader costs the call about an
+    /// election, not a connection timeout; a read at ANY consistency is hedged to a
+    /// follower.
     pub async fn call_shard<T, F, Fut>(
         &self,
         collection: &str,
@@ -226,6 +259,9 @@ impl Router {
         // Replicas that did not answer during this call: a follower's stale hint
         // pointing at one of them (the old leader, until it notices) is not followed.
         let mut unreachable: Vec<u64> = Vec::new();
+        // Attempts sent and not answered yet, and the replicas they went to.
+        let mut in_flight = FuturesUnordered::new();
+        let mut waiting_on: Vec<u64> = Vec::new();
         loop {
             // PERF: on every shard call; borrows the cached table instead of cloning the
             // collection's route.
@@ -244,25 +280,56 @@ impl Router {
                 return Err(GatewayError::ShardGone { shard_id, collection: collection.to_owned() });
             };
             let order = self.candidates(shard);
-            let target = order[tried_next % order.len().max(1)];
-            let err = match table.workers.iter().find(|w| w.id == target).map(|w| w.address.clone()) {
-                None => GatewayError::Transport {
-                    shard_id,
-                    worker: target,
-                    address: String::new(),
-                    message: "the routing table has no address for it".into(),
-                },
-                Some(addr) => match self.client(&addr) {
-                    Err(message) => GatewayError::Transport { shard_id, worker: target, address: addr, message },
-                    Ok(client) => {
-                        let remaining = deadline.saturating_duration_since(Instant::now());
-                        match tokio::time::timeout(remaining, op(client)).await {
-                            Ok(Ok(r)) => return Ok(r.into_inner()),
-                            Ok(Err(status)) => worker_error(&status, shard_id, target, &addr),
-                            Err(_) => return Err(GatewayError::ShardTimeout { shard_id }),
+            let candidate = order[tried_next % order.len().max(1)];
+            let unsent = if waiting_on.contains(&candidate) {
+                None // already asked: wait for it (or for another replica)
+            } else {
+                match table.workers.iter().find(|w| w.id == candidate).map(|w| w.address.clone()) {
+                    None => Some(GatewayError::Transport {
+                        shard_id,
+                        worker: candidate,
+                        address: String::new(),
+                        message: "the routing table has no address for it".into(),
+                    }),
+                    Some(addr) => match self.client(&addr) {
+                        Err(message) => {
+                            Some(GatewayError::Transport { shard_id, worker: candidate, address: addr, message })
+                        }
+                        Ok(client) => {
+                            let answer = op(client);
+                            let started = Instant::now();
+                            in_flight.push(async move { (candidate, addr, started, answer.await) });
+                            waiting_on.push(candidate);
+                            None
+                        }
+                    },
+                }
+            };
+            let (target, err) = match unsent {
+                Some(err) => (candidate, err),
+                None => {
+                    let patience = self.patience(shard_id);
+                    tokio::select! {
+                        Some((who, addr, started, answer)) = in_flight.next() => {
+                            waiting_on.retain(|w| *w != who);
+                            match answer {
+                                Ok(r) => {
+                                    self.note_latency(shard_id, started.elapsed());
+                                    return Ok(r.into_inner());
+                                }
+                                Err(status) => (who, worker_error(&status, shard_id, who, &addr)),
+                            }
+                        }
+                        // Slow: the next replica beside it.
+                        _ = tokio::time::sleep(patience) => {
+                            tried_next += 1;
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(deadline.into()) => {
+                            return Err(GatewayError::ShardTimeout { shard_id });
                         }
                     }
-                },
+                }
             };
             let hint = match &err {
                 GatewayError::Shard { error, .. } => error.leader.clone(),
@@ -295,10 +362,28 @@ impl Router {
             }
             last = Some(err);
             // Back off once every replica was tried (an election takes ~1-2 s); short
-            // pauses, so writes resume soon after a new leader is elected.
+            // pauses, so writes resume soon after a new leader is elected. An attempt
+            // still out may answer meanwhile.
             if attempt as usize >= order.len() {
                 let pause = Duration::from_millis(25u64 << attempt.min(5) as u64).min(Duration::from_millis(150));
-                tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+                let pause = tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        Some((who, _, started, answer)) = in_flight.next() => {
+                            waiting_on.retain(|w| *w != who);
+                            match answer {
+                                Ok(r) => {
+                                    self.note_latency(shard_id, started.elapsed());
+                                    return Ok(r.into_inner());
+                                }
+                                // Its error changes nothing now: the next round asks again.
+                                Err(_) => continue,
+                            }
+                        }
+                        _ = &mut pause => break,
+                    }
+                }
             }
         }
     }

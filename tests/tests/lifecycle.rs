@@ -341,6 +341,29 @@ async fn placement_nodes_and_workers_serve_their_state_and_probes_on_their_ops_p
     assert_eq!(sample(&text, "vectron_placement_workers", &["state=\"up\""]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "vectron_placement_alerts_open", &["kind=\"worker_down\""]), Some(0.0), "{text}");
 
+    // The Grafana dashboard (deploy/grafana) asks only for metrics these processes
+    // export: the worker's and placement node's ops ports, and the gateway's /metrics
+    // after a search.
+    client.search("ops", crash_vector(1), 3).send().await.expect("search");
+    let gateway = reqwest::get(format!("http://{}/metrics", cluster.http)).await.unwrap().text().await.unwrap();
+    let exported = [scrape(&worker_ops).await, text.clone(), gateway].concat();
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/grafana/vectron.json"))
+        .expect("the dashboard");
+    let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    let mut asked = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let words = expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+            asked.extend(words.filter(|w| w.starts_with("vectron_") || w.starts_with("process_")).map(str::to_owned));
+        }
+    }
+    assert!(asked.len() > 20, "{asked:?}");
+    for name in &asked {
+        let exported_here = exported.lines().any(|l| l.split(['{', ' ']).next() == Some(name.as_str()));
+        assert!(exported_here, "the dashboard asks for {name}, which no process exports");
+    }
+
     // Its log (--log-format json): one JSON object per line, with level and message.
     let log = cluster.placement[0].log_tail(10_000);
     assert!(log.lines().count() >= 2, "{log}");
