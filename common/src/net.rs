@@ -3,8 +3,8 @@
 //! with Nagle's algorithm off (small request/answer exchanges otherwise wait for the
 //! peer's delayed ACK, ~40 ms per call on Linux), and over TLS when the process has it
 //! ([`crate::tls`]): internal ports ask callers for a cluster certificate, public ones
-//! do not. Handshakes run beside the accept loop, each within [`HANDSHAKE_WITHIN`], so a
-//! slow or silent client holds up no one else.
+//! do not. Handshakes run beside the accept loop, each within [`HANDSHAKE_WITHIN`] and at
+//! most [`MAX_HANDSHAKES`] at once, so a slow or silent client holds up no one else.
 
 use std::io;
 use std::net::SocketAddr;
@@ -69,7 +69,11 @@ pub fn incoming(listener: TcpListener, port: Port) -> Incoming {
     Incoming { ready, local_addr }
 }
 
+/// TLS handshakes one listener runs at once.
+const MAX_HANDSHAKES: usize = 1024;
+
 async fn accept(listener: TcpListener, port: Port, tx: mpsc::Sender<Conn>) {
+    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
             // Nobody serves the connections any more: let the port go.
@@ -94,12 +98,17 @@ async fn accept(listener: TcpListener, port: Port, tx: mpsc::Sender<Conn>) {
             }
             continue;
         };
+        // Handshakes at once are bounded: silent clients cannot pile up without limit
+        // (the accept loop waits for a slot instead).
+        let Ok(slot) = handshakes.clone().acquire_owned().await else { return };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server(port));
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match tokio::time::timeout(HANDSHAKE_WITHIN, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
-                    let _ = tx.send(Conn::Tls(Box::new(stream))).await;
+                    // A server that stopped taking connections lets them go.
+                    let _ = tokio::time::timeout(HANDSHAKE_WITHIN, tx.send(Conn::Tls(Box::new(stream)))).await;
                 }
                 // A client without the CA, a peer without a certificate, a plain-text
                 // client: refused at the handshake.

@@ -100,8 +100,14 @@ impl Ops {
         if let Some(refresh) = &self.refresh {
             refresh().await;
         }
-        self.process.update();
-        render(&self.registry)
+        // Collectors read locks a graph save may hold for a while: off the runtime.
+        let (process, registry) = (self.process.clone(), self.registry.clone());
+        tokio::task::spawn_blocking(move || {
+            process.update();
+            render(&registry)
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// The port's routes.

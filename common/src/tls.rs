@@ -218,6 +218,8 @@ pub fn install(tls: Tls, reload_every: Duration) -> Result<(), String> {
     let files = tls.files.clone();
     INSTALLED.set(tls).map_err(|_| "TLS is installed already in this process".to_owned())?;
     tracing::info!(cert = %files.cert_file.display(), ca = %files.ca_file.display(), "TLS on every port");
+    // Reading and parsing the files is cheap, but not in a tight loop.
+    let reload_every = reload_every.max(Duration::from_millis(100));
     tokio::spawn(async move {
         let tls = INSTALLED.get().expect("installed above");
         loop {
@@ -244,6 +246,11 @@ fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
 }
+
+/// The time a [`Connector`] spreads over its addresses per connection, and the least
+/// each gets (TCP connect and TLS handshake).
+const CONNECT_EACH: Duration = Duration::from_secs(2);
+const MIN_CONNECT_EACH: Duration = Duration::from_millis(500);
 
 /// A connection made by [`Connector`].
 #[derive(Debug)]
@@ -274,15 +281,24 @@ impl Connector {
     async fn connect(addresses: Arc<[String]>, next: Arc<AtomicUsize>) -> io::Result<TokioIo<ClientStream>> {
         let first = next.load(Ordering::Relaxed);
         let mut last_error = None;
+        // Each address gets its share of the time (a dropped SYN must not use up the
+        // channel's whole connect timeout on one address), and the next connection
+        // starts past one that failed.
+        let each = CONNECT_EACH / addresses.len().max(1) as u32;
         for i in 0..addresses.len() {
             let at = (first + i) % addresses.len();
-            match Connector::connect_one(&addresses[at]).await {
-                Ok(stream) => {
+            let attempt = tokio::time::timeout(each.max(MIN_CONNECT_EACH), Connector::connect_one(&addresses[at]));
+            match attempt.await {
+                Ok(Ok(stream)) => {
                     next.store(at, Ordering::Relaxed);
                     return Ok(TokioIo::new(stream));
                 }
-                Err(e) => last_error = Some(e),
+                Ok(Err(e)) => last_error = Some(e),
+                Err(_) => {
+                    last_error = Some(io::Error::new(io::ErrorKind::TimedOut, format!("{}: no answer", addresses[at])))
+                }
             }
+            next.store((at + 1) % addresses.len(), Ordering::Relaxed);
         }
         Err(last_error.expect("at least one address"))
     }

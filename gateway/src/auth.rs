@@ -95,7 +95,14 @@ impl Authenticator {
             .map(|a| Endpoint::from_shared(format!("http://{a}")).map_err(|e| format!("auth address {a:?}: {e}")));
         let endpoint = endpoints.next().expect("an address")?;
         endpoints.try_for_each(|e| e.map(drop))?;
-        let endpoint = endpoint.connect_timeout(Duration::from_secs(2)).timeout(Duration::from_secs(10));
+        // A frozen auth service (connection open, silent) is given up on as peers are,
+        // so the next connection goes to another address.
+        use vectron_common::raft::network::{PEER_PING_INTERVAL, PEER_PING_TIMEOUT};
+        let endpoint = endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(PEER_PING_INTERVAL)
+            .keep_alive_timeout(PEER_PING_TIMEOUT);
         let channel = endpoint.connect_with_connector_lazy(vectron_common::tls::Connector::new(addresses.to_vec()));
         Ok(Authenticator::Service {
             client: AuthClient::new(channel, cache_ttl),

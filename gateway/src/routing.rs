@@ -4,7 +4,7 @@
 //! a worker answers STALE_EPOCH, SHARD_NOT_HOSTED or is unreachable, or when a
 //! collection is not in it. Shard leaders are learned from the table and from
 //! NOT_LEADER hints, per shard, without waiting for a refresh. A call that a replica is
-//! slow to answer is tried on the next replica beside it (see [`Router::call_shard`]).
+//! slow to answer is tried once on the next replica beside it (see [`Router::call_shard`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -237,11 +237,10 @@ impl Router {
     /// `deadline`. Other errors are returned at once.
     ///
     /// An attempt that has not answered within the shard's [`Router::patience`] is not
-    /// given up on: the next replica is tried beside it, and the first answer that
-    /// settles the call wins. A replica is never sent the same call twice at once, so a
-    /// slow leader's write is not repeated to it; a frozen leader costs the call about an
-    /// election, not a connection timeout; a read at ANY consistency is hedged to a
-    /// follower.
+    /// given up on: the next replica is tried beside it (once per call), and the first
+    /// answer that settles the call wins. A replica is never sent the same call twice at
+    /// once, so a slow leader's write is not repeated to it; a read at ANY consistency is
+    /// hedged to a follower.
     pub async fn call_shard<T, F, Fut>(
         &self,
         collection: &str,
@@ -262,6 +261,9 @@ impl Router {
         // Attempts sent and not answered yet, and the replicas they went to.
         let mut in_flight = FuturesUnordered::new();
         let mut waiting_on: Vec<u64> = Vec::new();
+        // One replica is tried beside a slow one per call, no more: a slow leader's big
+        // write costs a follower one refusal, not one per patience.
+        let mut hedged = false;
         loop {
             // PERF: on every shard call; borrows the cached table instead of cloning the
             // collection's route.
@@ -320,8 +322,9 @@ impl Router {
                                 Err(status) => (who, worker_error(&status, shard_id, who, &addr)),
                             }
                         }
-                        // Slow: the next replica beside it.
-                        _ = tokio::time::sleep(patience) => {
+                        // Slow: the next replica beside it (once).
+                        _ = tokio::time::sleep(patience), if !hedged => {
+                            hedged = true;
                             tried_next += 1;
                             continue;
                         }
@@ -370,15 +373,27 @@ impl Router {
                 tokio::pin!(pause);
                 loop {
                     tokio::select! {
-                        Some((who, _, started, answer)) = in_flight.next() => {
+                        Some((who, addr, started, answer)) = in_flight.next() => {
                             waiting_on.retain(|w| *w != who);
                             match answer {
                                 Ok(r) => {
                                     self.note_latency(shard_id, started.elapsed());
                                     return Ok(r.into_inner());
                                 }
-                                // Its error changes nothing now: the next round asks again.
-                                Err(_) => continue,
+                                Err(status) => {
+                                    let err = worker_error(&status, shard_id, who, &addr);
+                                    match err.code() {
+                                        // The next round asks again.
+                                        ErrorCode::NotLeader | ErrorCode::ShardNotHosted | ErrorCode::StaleEpoch => {}
+                                        ErrorCode::Unavailable => {
+                                            if !unreachable.contains(&who) {
+                                                unreachable.push(who);
+                                            }
+                                        }
+                                        // What the replica answered, as it is.
+                                        _ => return Err(err),
+                                    }
+                                }
                             }
                         }
                         _ = &mut pause => break,

@@ -21,6 +21,7 @@ pub struct PlacementCollector {
     alerts: IntGaugeVec,
     gauges: Vec<IntGauge>,
     descs: Vec<Desc>,
+    collecting: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for PlacementCollector {
@@ -58,7 +59,7 @@ impl PlacementCollector {
         for g in &gauges {
             descs.extend(g.desc().into_iter().cloned());
         }
-        PlacementCollector { node, workers, alerts, gauges, descs }
+        PlacementCollector { node, workers, alerts, gauges, descs, collecting: Default::default() }
     }
 }
 
@@ -77,6 +78,8 @@ impl Collector for PlacementCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
+        // The gauges are reset and refilled: one scrape at a time.
+        let _one = self.collecting.lock();
         let (by_state, open, collections, shards, epoch) = self.node.view().read(|state| {
             let table = state.routing.clone().unwrap_or_default();
             let mut by_state: BTreeMap<&'static str, i64> = ["up", "draining", "down"].map(|s| (s, 0)).into();

@@ -369,9 +369,11 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
-/// Binds the ops port at `addr`, if one is configured: `GET /metrics` (the `registry`
-/// with `process`), `/livez`, `/readyz` (`health`), served until `stop`. Bound before
-/// the process's service starts, so probes see it starting.
+/// Binds the ops port at `addr`, if one is configured: `GET /metrics`, `/livez`,
+/// `/readyz` (see [`vectron_common::ops`]), served until `stop` turns true (or its sender
+/// is gone): the moment the process's API port has closed, so probes and scrapes go on
+/// through a hand-over or a drain. Bound before the process's service starts, so probes
+/// see it starting.
 async fn start_ops(
     addr: Option<SocketAddr>,
     what: &'static str,
@@ -429,9 +431,9 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
         .register(Box::new(vectron_placement::metrics::PlacementCollector::new(node.clone())))
         .expect("unique metrics");
     let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
-    start_ops(c.metrics, "placement ops", ops, stop.clone()).await?;
-    // The port stays open while a stopping leader hands its leadership over.
+    // The ports stay open while a stopping leader hands its leadership over.
     let (close, closed) = watch::channel(false);
+    start_ops(c.metrics, "placement ops", ops, closed.clone()).await?;
     let serving =
         vectron_placement::service::serve(listener, node.clone(), router, health.clone(), stopped(closed.clone()));
     let server = tokio::spawn(close_within(serving, closed, "placement server"));
@@ -476,10 +478,10 @@ async fn start_worker(
     let health = Health::new("worker").await;
     let (registry, process) = process_registry();
     let ops = vectron_common::ops::Ops::new(registry.clone(), process, health.clone());
-    start_ops(c.metrics, "worker ops", ops, stop.clone()).await?;
-    let service = Starting::new("the worker");
-    // The port stays open while the stopping worker hands its shards over.
+    // The ports stay open while the stopping worker hands its shards over.
     let (close, closed) = watch::channel(false);
+    start_ops(c.metrics, "worker ops", ops, closed.clone()).await?;
+    let service = Starting::new("the worker");
     let serving = vectron_worker::service::serve(
         listener,
         service.clone(),
@@ -529,7 +531,9 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
     let health = Health::new("auth").await;
     let (registry, process) = process_registry();
     let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
-    start_ops(c.metrics, "auth ops", ops, stop.clone()).await?;
+    // Open until the auth server has closed (through its drain).
+    let (ops_close, ops_closed) = watch::channel(false);
+    start_ops(c.metrics, "auth ops", ops, ops_closed).await?;
     let store = setup::open_store(&location).await.context("opening the auth store")?;
     // The store (etcd) may start after this process, as pods of a cluster do: wait for
     // it a while instead of failing at once.
@@ -568,6 +572,7 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
     Ok(tokio::spawn(async move {
         let serving = vectron_auth::service::serve(listener, service, health, stopped(closing.clone()));
         close_within(serving, closing, "auth server").await;
+        let _ = ops_close.send(true);
     }))
 }
 
@@ -647,12 +652,14 @@ async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Res
     health.set_ready(true).await;
     let (registry, process) = process_registry();
     let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
-    start_ops(c.metrics, "reranker ops", ops, stop.clone()).await?;
     let closing = drained(stop, health.clone(), c.drain_delay);
+    let (ops_close, ops_closed) = watch::channel(false);
+    start_ops(c.metrics, "reranker ops", ops, ops_closed).await?;
     Ok(tokio::spawn(async move {
         let token = ClusterToken::installed();
         let serving = vectron_reranker::service::serve(listener, service, token, health, stopped(closing.clone()));
         close_within(serving, closing, "reranker server").await;
+        let _ = ops_close.send(true);
     }))
 }
 

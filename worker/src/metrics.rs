@@ -49,6 +49,7 @@ pub struct WorkerCollector {
     replicas: IntGauge,
     per_replica: Vec<IntGaugeVec>,
     descs: Vec<Desc>,
+    collecting: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for WorkerCollector {
@@ -90,7 +91,7 @@ impl WorkerCollector {
         for (name, help) in COUNTER_HELP {
             descs.push(Desc::new(name.into(), help.into(), Vec::new(), Default::default()).expect("valid"));
         }
-        WorkerCollector { host, replicas, per_replica, descs }
+        WorkerCollector { host, replicas, per_replica, descs, collecting: Default::default() }
     }
 }
 
@@ -121,6 +122,8 @@ impl Collector for WorkerCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
+        // The gauges are reset and refilled: one scrape at a time.
+        let _one = self.collecting.lock();
         for g in &self.per_replica {
             g.reset();
         }

@@ -41,9 +41,9 @@ use crate::faults::{FaultyChannel, NodeNetwork};
 use vectron_model::status::{WireError, from_status, to_status};
 
 /// How often an HTTP/2 ping checks a peer while calls to it are in flight.
-const PEER_PING_INTERVAL: Duration = Duration::from_secs(1);
+pub const PEER_PING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a ping may go unanswered before the connection is dropped.
-const PEER_PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PEER_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Lazily connected channels to peers, by address, shared by every group of a process;
 /// and the process's address book: where each node is now. A Raft membership records a
