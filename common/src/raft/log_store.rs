@@ -165,15 +165,21 @@ where
     }
 }
 
-impl<C> RaftLogReader<C> for RocksLogStore<C>
+/// Most bytes of log entries one AppendEntries carries (at least one entry, whatever
+/// its size). openraft gives an AppendEntries one heartbeat interval (200 ms for shard
+/// groups) and drops it past that; a catching-up follower sent 64 entries of large
+/// upserts at once (tens of MB) timed out again and again and caught up at ~10k
+/// points/s. Entries up to this size fit the interval with room to spare.
+pub const MAX_APPEND_BYTES: usize = 4 << 20;
+
+impl<C> RocksLogStore<C>
 where
     C: RaftTypeConfig<NodeId = NodeId, Entry = Entry<C>>,
     Entry<C>: Serialize + DeserializeOwned,
 {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
-        &mut self,
-        range: RB,
-    ) -> StoreResult<Vec<C::Entry>> {
+    /// The entries in `range`, stopping before the one that would take their encoded
+    /// size past `budget` bytes (the first is always included).
+    fn read_entries<RB: RangeBounds<u64>>(&self, range: RB, budget: usize) -> StoreResult<Vec<Entry<C>>> {
         let start = match range.start_bound() {
             Bound::Included(&i) => i,
             Bound::Excluded(&i) => i.saturating_add(1),
@@ -191,11 +197,34 @@ where
         let from = self.log_key(start);
         let iter = self.db.iterator_cf_opt(self.cf(CF_RAFT_LOG)?, ro, IteratorMode::From(&from, Direction::Forward));
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for item in iter {
             let (_, v) = item.map_err(io_read)?;
+            bytes = bytes.saturating_add(v.len());
+            if !out.is_empty() && bytes > budget {
+                break;
+            }
             out.push(decode::<Entry<C>>(&v).map_err(io_read)?);
         }
         Ok(out)
+    }
+}
+
+impl<C> RaftLogReader<C> for RocksLogStore<C>
+where
+    C: RaftTypeConfig<NodeId = NodeId, Entry = Entry<C>>,
+    Entry<C>: Serialize + DeserializeOwned,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StoreResult<Vec<C::Entry>> {
+        self.read_entries(range, usize::MAX)
+    }
+
+    /// What replication sends a follower at once: at most [`MAX_APPEND_BYTES`].
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> StoreResult<Vec<C::Entry>> {
+        self.read_entries(start..end, MAX_APPEND_BYTES)
     }
 }
 
