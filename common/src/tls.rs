@@ -144,10 +144,6 @@ impl Tls {
         Ok(Tls { files, current: RwLock::new(Arc::new(loaded)) })
     }
 
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     fn read_files(files: &TlsFiles) -> Result<Loaded, TlsError> {
         let (cert, key, ca) = (read(&files.cert_file)?, read(&files.key_file)?, read(&files.ca_file)?);
         let public = match &files.public {

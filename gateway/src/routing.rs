@@ -232,6 +232,24 @@ impl Router {
         *typical = (*typical * 4 + took) / 5;
     }
 
+    /// An attempt's answer: the call's result (its time noted), or the replica that
+    /// refused it and why. Either way that replica is no longer waited on.
+    fn settle<T>(
+        &self,
+        shard_id: u64,
+        waiting_on: &mut Vec<u64>,
+        (who, addr, started, answer): (u64, String, Instant, Result<tonic::Response<T>, tonic::Status>),
+    ) -> Result<T, (u64, GatewayError)> {
+        waiting_on.retain(|w| *w != who);
+        match answer {
+            Ok(r) => {
+                self.note_latency(shard_id, started.elapsed());
+                Ok(r.into_inner())
+            }
+            Err(status) => Err((who, worker_error(&status, shard_id, who, &addr))),
+        }
+    }
+
     /// Calls `op` on a replica of `shard_id` (the leader first), following NOT_LEADER
     /// hints and moving to other replicas or a fresher table on routing errors, until
     /// `deadline`. Other errors are returned at once.
@@ -312,16 +330,10 @@ impl Router {
                 None => {
                     let patience = self.patience(shard_id);
                     tokio::select! {
-                        Some((who, addr, started, answer)) = in_flight.next() => {
-                            waiting_on.retain(|w| *w != who);
-                            match answer {
-                                Ok(r) => {
-                                    self.note_latency(shard_id, started.elapsed());
-                                    return Ok(r.into_inner());
-                                }
-                                Err(status) => (who, worker_error(&status, shard_id, who, &addr)),
-                            }
-                        }
+                        Some(answered) = in_flight.next() => match self.settle(shard_id, &mut waiting_on, answered) {
+                            Ok(r) => return Ok(r),
+                            Err(refused) => refused,
+                        },
                         // Slow: the next replica beside it (once).
                         _ = tokio::time::sleep(patience), if !hedged => {
                             hedged = true;
@@ -373,29 +385,20 @@ impl Router {
                 tokio::pin!(pause);
                 loop {
                     tokio::select! {
-                        Some((who, addr, started, answer)) = in_flight.next() => {
-                            waiting_on.retain(|w| *w != who);
-                            match answer {
-                                Ok(r) => {
-                                    self.note_latency(shard_id, started.elapsed());
-                                    return Ok(r.into_inner());
-                                }
-                                Err(status) => {
-                                    let err = worker_error(&status, shard_id, who, &addr);
-                                    match err.code() {
-                                        // The next round asks again.
-                                        ErrorCode::NotLeader | ErrorCode::ShardNotHosted | ErrorCode::StaleEpoch => {}
-                                        ErrorCode::Unavailable => {
-                                            if !unreachable.contains(&who) {
-                                                unreachable.push(who);
-                                            }
-                                        }
-                                        // What the replica answered, as it is.
-                                        _ => return Err(err),
+                        Some(answered) = in_flight.next() => match self.settle(shard_id, &mut waiting_on, answered) {
+                            Ok(r) => return Ok(r),
+                            Err((who, err)) => match err.code() {
+                                // The next round asks again.
+                                ErrorCode::NotLeader | ErrorCode::ShardNotHosted | ErrorCode::StaleEpoch => {}
+                                ErrorCode::Unavailable => {
+                                    if !unreachable.contains(&who) {
+                                        unreachable.push(who);
                                     }
                                 }
-                            }
-                        }
+                                // What the replica answered, as it is.
+                                _ => return Err(err),
+                            },
+                        },
                         _ = &mut pause => break,
                     }
                 }

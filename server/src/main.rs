@@ -369,29 +369,28 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding {what} to {addr}"))
 }
 
-/// Binds the ops port at `addr`, if one is configured: `GET /metrics`, `/livez`,
-/// `/readyz` (see [`vectron_common::ops`]), served until `stop` turns true (or its sender
-/// is gone): the moment the process's API port has closed, so probes and scrapes go on
-/// through a hand-over or a drain. Bound before the process's service starts, so probes
-/// see it starting.
+/// The process's metrics registry (process CPU, memory and threads in it; callers add
+/// their collectors), served on the ops port at `addr` if one is configured: `GET
+/// /metrics`, `/livez`, `/readyz` for `health` (see [`vectron_common::ops`]), until `stop`
+/// turns true (or its sender is gone): the moment the process's API port has closed, so
+/// probes and scrapes go on through a hand-over or a drain. Bound before the process's
+/// service starts, so probes see it starting.
 async fn start_ops(
     addr: Option<SocketAddr>,
     what: &'static str,
-    ops: vectron_common::ops::Ops,
+    health: &Health,
     stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(addr) = addr else { return Ok(None) };
-    let listener = bind(addr, what).await?;
-    Ok(Some(tokio::spawn(async move {
-        close_within(vectron_common::ops::serve(listener, ops, stopped(stop.clone())), stop, what).await;
-    })))
-}
-
-/// A new registry holding the process metrics.
-fn process_registry() -> (prometheus::Registry, vectron_common::ops::ProcessMetrics) {
+) -> Result<prometheus::Registry> {
     let registry = prometheus::Registry::new();
     let process = vectron_common::ops::ProcessMetrics::new(&registry);
-    (registry, process)
+    if let Some(addr) = addr {
+        let listener = bind(addr, what).await?;
+        let ops = vectron_common::ops::Ops::new(registry.clone(), process, health.clone());
+        tokio::spawn(async move {
+            close_within(vectron_common::ops::serve(listener, ops, stopped(stop.clone())), stop, what).await;
+        });
+    }
+    Ok(registry)
 }
 
 /// `stop`, then `health` reported not ready for `delay` while serving goes on: the
@@ -426,14 +425,12 @@ async fn start_placement(c: &PlacementSection, stop: watch::Receiver<bool>) -> R
     tracing::info!(node = c.id(), listen = %c.listen, "placement node started");
     tokio::spawn(vectron_placement::scheduler::run(node.clone(), stopped(stop.clone())));
     let health = Health::new("placement").await;
-    let (registry, process) = process_registry();
+    // The ports stay open while a stopping leader hands its leadership over.
+    let (close, closed) = watch::channel(false);
+    let registry = start_ops(c.metrics, "placement ops", &health, closed.clone()).await?;
     registry
         .register(Box::new(vectron_placement::metrics::PlacementCollector::new(node.clone())))
         .expect("unique metrics");
-    let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
-    // The ports stay open while a stopping leader hands its leadership over.
-    let (close, closed) = watch::channel(false);
-    start_ops(c.metrics, "placement ops", ops, closed.clone()).await?;
     let serving =
         vectron_placement::service::serve(listener, node.clone(), router, health.clone(), stopped(closed.clone()));
     let server = tokio::spawn(close_within(serving, closed, "placement server"));
@@ -476,11 +473,9 @@ async fn start_worker(
     };
     let router = RaftRouter::default();
     let health = Health::new("worker").await;
-    let (registry, process) = process_registry();
-    let ops = vectron_common::ops::Ops::new(registry.clone(), process, health.clone());
     // The ports stay open while the stopping worker hands its shards over.
     let (close, closed) = watch::channel(false);
-    start_ops(c.metrics, "worker ops", ops, closed.clone()).await?;
+    let registry = start_ops(c.metrics, "worker ops", &health, closed.clone()).await?;
     let service = Starting::new("the worker");
     let serving = vectron_worker::service::serve(
         listener,
@@ -529,11 +524,9 @@ async fn start_auth(c: &AuthSection, stop: watch::Receiver<bool>) -> Result<toki
         tracing::info!("auth records in the embedded store under {} (one auth process only)", c.data_dir.display());
     }
     let health = Health::new("auth").await;
-    let (registry, process) = process_registry();
-    let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
     // Open until the auth server has closed (through its drain).
     let (ops_close, ops_closed) = watch::channel(false);
-    start_ops(c.metrics, "auth ops", ops, ops_closed).await?;
+    start_ops(c.metrics, "auth ops", &health, ops_closed).await?;
     let store = setup::open_store(&location).await.context("opening the auth store")?;
     // The store (etcd) may start after this process, as pods of a cluster do: wait for
     // it a while instead of failing at once.
@@ -650,11 +643,9 @@ async fn start_reranker(c: &RerankerSection, stop: watch::Receiver<bool>) -> Res
     tracing::info!(listen = %c.listen, endpoints = c.cross_encoders.len(), "reranker started");
     let health = Health::new("reranker").await;
     health.set_ready(true).await;
-    let (registry, process) = process_registry();
-    let ops = vectron_common::ops::Ops::new(registry, process, health.clone());
     let closing = drained(stop, health.clone(), c.drain_delay);
     let (ops_close, ops_closed) = watch::channel(false);
-    start_ops(c.metrics, "reranker ops", ops, ops_closed).await?;
+    start_ops(c.metrics, "reranker ops", &health, ops_closed).await?;
     Ok(tokio::spawn(async move {
         let token = ClusterToken::installed();
         let serving = vectron_reranker::service::serve(listener, service, token, health, stopped(closing.clone()));
