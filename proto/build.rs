@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/vectron/v1/common.proto",
         "proto/vectron/v1/vectron.proto",
         "proto/vectron/v1/auth.proto",
+        "proto/vectron/v1/admin.proto",
         "proto/vectron/v1/rerank.proto",
         "proto/vectron/internal/v1/raft.proto",
         "proto/vectron/internal/v1/placement.proto",

@@ -21,9 +21,11 @@ use crate::api::{Api, at_most_searches};
 use crate::auth::{Access, Authenticator, Quota, Scope, access_of, require};
 use crate::error::GatewayError;
 
-type Reply<T> = Result<Response<T>, Status>;
+pub(crate) type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(r: Result<T, GatewayError>) -> Reply<T> {
+/// A transport-independent result as a gRPC answer (an error with its code and retry
+/// metadata).
+pub(crate) fn reply<T>(r: Result<T, GatewayError>) -> Reply<T> {
     r.map(Response::new).map_err(|e| e.to_wire().to_status())
 }
 

@@ -10,7 +10,9 @@
 //!   collection, its statistics and the feedback models' training; [`learned`]: the
 //!   feedback models as kept, and their training examples.
 //! - [`grpc`]: the tonic service; [`grpc_accounts`]: `vectron.v1.AuthService` on the
-//!   same port, forwarded to the auth service with the caller's credential; [`http`]: the axum routes under `/v1`, one module per
+//!   same port, forwarded to the auth service with the caller's credential;
+//!   [`grpc_admin`]: `vectron.v1.AdminService`, the [`cluster`]'s status, workers and
+//!   alerts (shared with the HTTP admin routes); [`http`]: the axum routes under `/v1`, one module per
 //!   resource (collections, points, search, admin, accounts) over a leaf of error and
 //!   body types.
 //! - [`policy`]: what each route and gRPC method needs (scope, target, body limit) and
@@ -24,15 +26,17 @@
 //! leaves and `http::extract` uses only them; `auth` uses those; `rerank` uses
 //! `routing`; `search_cache` and `learned` use `error`; `api` uses `auth`, `policy`,
 //! `routing`, `rerank`, `search_cache`, `learned` and `error`; `feedback` extends
-//! `api`'s `Api` (and uses `learned`); the transports (`grpc`, `http`'s route modules)
-//! use `api` and `auth`.
+//! `api`'s `Api` (and uses `learned`); `cluster` uses `api`; the transports (`grpc`, `grpc_admin`, `http`'s route
+//! modules) use `api`, `cluster` and `auth`.
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod feedback;
 pub mod grpc;
 pub mod grpc_accounts;
+pub mod grpc_admin;
 pub mod grpc_limits;
 pub mod grpc_metrics;
 pub mod http;
@@ -47,6 +51,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use vectron_common::placement_client::PlacementClient;
+use vectron_proto::v1::admin_service_server::AdminServiceServer;
 use vectron_proto::v1::auth_service_server::AuthServiceServer;
 use vectron_proto::v1::vectron_service_server::VectronServiceServer;
 
@@ -234,6 +239,10 @@ impl Gateway {
                     Arc::new(self.trusted_proxies.clone()),
                 ))
                 .max_decoding_message_size(policy::SMALL_BODY_BYTES),
+            )
+            .add_service(
+                AdminServiceServer::new(grpc_admin::AdminGrpc::new(self.api.clone()))
+                    .max_decoding_message_size(policy::SMALL_BODY_BYTES),
             )
             .add_service(
                 VectronServiceServer::new(grpc::VectronGrpc::new(self.api.clone(), self.auth.clone()))

@@ -179,7 +179,17 @@ const GRPC_METHODS: &[(&str, Scope)] = &[
     ("/vectron.v1.AuthService/ListApiKeys", Scope::Read),
     ("/vectron.v1.AuthService/RevokeApiKey", Scope::Read),
     ("/vectron.v1.AuthService/Authenticate", Scope::Read),
+    // The cluster's operations: admins of the whole cluster.
+    ("/vectron.v1.AdminService/GetClusterStatus", Scope::Admin),
+    ("/vectron.v1.AdminService/ListWorkers", Scope::Admin),
+    ("/vectron.v1.AdminService/DrainWorker", Scope::Admin),
+    ("/vectron.v1.AdminService/RemoveWorker", Scope::Admin),
+    ("/vectron.v1.AdminService/ListAlerts", Scope::Admin),
+    ("/vectron.v1.AdminService/ResolveAlert", Scope::Admin),
 ];
+
+/// The admin service's path prefix: its methods need their scope on the whole cluster.
+const GRPC_ADMIN_SERVICE: &str = "/vectron.v1.AdminService/";
 
 /// The policy of a gRPC call to `path`, and its metrics label (`unknown` for any path
 /// that is not a method of the gateway).
@@ -198,7 +208,8 @@ pub fn grpc(path: &str, limits: BodyLimits) -> (Policy, &'static str) {
         "CreateCollection" => CONFIG_BODY_BYTES,
         _ => SMALL_BODY_BYTES,
     };
-    (needs(scope, Target::AnyCollection, max_body), label)
+    let target = if label.starts_with(GRPC_ADMIN_SERVICE) { Target::Cluster } else { Target::AnyCollection };
+    (needs(scope, target, max_body), label)
 }
 
 /// The largest message any gRPC method accepts (the service's own decoding limit).
@@ -248,6 +259,11 @@ mod tests {
             (Requirement::Scope(Scope::Write, Target::AnyCollection), 1 << 20, "/vectron.v1.VectronService/Upsert")
         );
         assert_eq!(grpc("/grpc.health.v1.Health/Check", limits).0.requirement, Requirement::Public);
+        // The cluster's operations need ADMIN on the whole cluster, never on a collection.
+        assert_eq!(
+            grpc("/vectron.v1.AdminService/DrainWorker", limits).0.requirement,
+            Requirement::Scope(Scope::Admin, Target::Cluster)
+        );
         for junk in ["/vectron.v1.VectronService/Nope", "/x/y", "", "/vectron.v1.VectronService/"] {
             assert_eq!(grpc(junk, limits).1, "unknown", "{junk}");
         }

@@ -18,7 +18,7 @@ use vectron_common::cluster_auth::ClusterChannel;
 use vectron_common::faults::NodeNetwork;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::network::PeerChannels;
-use vectron_model::status::{from_status, is_vectron_error};
+use vectron_model::status::{from_status, is_transport_error};
 use vectron_proto::internal as pi;
 use vectron_proto::internal::worker_client::WorkerClient;
 use vectron_proto::internal::worker_server::Worker;
@@ -71,16 +71,7 @@ worker_calls! {
 /// retryable, and says a write may or may not have been applied (retrying one is safe:
 /// writes are idempotent by id).
 fn worker_error(status: &tonic::Status, shard_id: u64, worker: u64, address: &str) -> GatewayError {
-    use tonic::Code;
-    // tonic reports a reset or refused connection as UNKNOWN / UNAVAILABLE / CANCELLED,
-    // and HTTP/2 stream errors as INTERNAL "h2 protocol error"; other INTERNAL statuses
-    // without metadata (an undecodable answer) are not the transport's.
-    let transport = match status.code() {
-        Code::Unavailable | Code::Unknown | Code::Cancelled => true,
-        Code::Internal => status.message().contains("h2 protocol error"),
-        _ => false,
-    };
-    if is_vectron_error(status) || !transport {
+    if !is_transport_error(status) {
         return GatewayError::Shard { shard_id, error: from_status(status) };
     }
     GatewayError::Transport { shard_id, worker, address: address.to_owned(), message: status.message().to_owned() }

@@ -152,6 +152,22 @@ pub fn is_vectron_error(status: &tonic::Status) -> bool {
     status.metadata().contains_key(CODE_KEY)
 }
 
+/// Whether a status is the transport's, not a service's answer: no Vectron error
+/// metadata, and a code tonic gives connection failures — refused or reset (UNAVAILABLE,
+/// UNKNOWN), a cancelled stream (CANCELLED), or an HTTP/2 error (INTERNAL "h2 protocol
+/// error", e.g. a stream the server's GOAWAY cut off as it stopped). Such a call may or
+/// may not have been served; other INTERNAL statuses (an undecodable answer) are not the
+/// transport's.
+pub fn is_transport_error(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    !is_vectron_error(status)
+        && match status.code() {
+            Code::Unavailable | Code::Unknown | Code::Cancelled => true,
+            Code::Internal => status.message().starts_with("h2 protocol error"),
+            _ => false,
+        }
+}
+
 /// Decodes a status from another Vectron service (or infers what it can from a plain
 /// gRPC status, e.g. a transport failure).
 pub fn from_status(status: &tonic::Status) -> WireError {

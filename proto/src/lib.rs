@@ -4,6 +4,7 @@
 //! - `proto/vectron/v1/common.proto`: ids, JSON values, filters, `ErrorCode`.
 //! - `proto/vectron/v1/vectron.proto`: the public `VectronService`.
 //! - `proto/vectron/v1/auth.proto`: the `AuthService` (users, API keys, tokens).
+//! - `proto/vectron/v1/admin.proto`: the `AdminService` (cluster status, workers, alerts).
 //! - `proto/vectron/v1/rerank.proto`: the `RerankService` gateways call to re-order
 //!   search candidates.
 //! - `proto/vectron/internal/v1/`: what services say to each other and clients never

@@ -26,7 +26,7 @@ from setuptools.command.build_py import build_py
 from setuptools.command.sdist import sdist
 
 HERE = Path(__file__).resolve().parent
-PUBLIC_PROTOS = ("vectron/v1/common.proto", "vectron/v1/vectron.proto", "vectron/v1/auth.proto")
+PUBLIC_PROTOS = ("vectron/v1/common.proto", "vectron/v1/vectron.proto", "vectron/v1/auth.proto", "vectron/v1/admin.proto")
 # Imports of sibling modules as protoc writes them (`from vectron.v1 import common_pb2 as …`).
 SIBLING_IMPORT = re.compile(r"^from vectron\.v1 import (\w+_pb2)", re.MULTILINE)
 

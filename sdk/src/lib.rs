@@ -33,7 +33,12 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use vectron_model::convert::{point_id_from_pb, point_id_to_pb, struct_from_pb, struct_to_pb};
 use vectron_model::status::{WireError, from_status};
 use vectron_proto::v1 as pb;
+use vectron_proto::v1::admin_service_client::AdminServiceClient;
+use vectron_proto::v1::auth_service_client::AuthServiceClient;
 use vectron_proto::v1::vectron_service_client::VectronServiceClient;
+
+mod accounts;
+mod admin;
 
 pub use vectron_model::status::LeaderHint;
 pub use vectron_model::{Distance, Filter, PointId};
@@ -203,13 +208,13 @@ impl Collection {
         self
     }
 
-    /// Indexes a payload field (`kind`: keyword, integer, float, bool).
     /// Searches without a rerank of their own are reranked so (see [`rerank`]).
     pub fn default_rerank(mut self, rerank: pb::Rerank) -> Collection {
         self.config.default_rerank = Some(rerank);
         self
     }
 
+    /// Indexes a payload field (`kind`: keyword, integer, float, bool).
     pub fn index(mut self, key: &str, kind: pb::PayloadIndexKind) -> Collection {
         self.config.payload_indexes.push(pb::PayloadIndex { key: key.to_owned(), kind: kind as i32 });
         self
@@ -243,23 +248,25 @@ impl Interceptor for Credentials {
     }
 }
 
-type Grpc = VectronServiceClient<InterceptedService<Channel, Credentials>>;
+type Authorized = InterceptedService<Channel, Credentials>;
+type Grpc = VectronServiceClient<Authorized>;
 
 /// A client of one gateway.
 #[derive(Debug, Clone)]
 pub struct Client {
     channel: Channel,
     grpc: Grpc,
+    accounts: AuthServiceClient<Authorized>,
+    admin: AdminServiceClient<Authorized>,
     /// How long a call keeps retrying retryable errors.
     retry_budget: Duration,
 }
 
-/// Whether `status` is the transport's, not a server's: the connection was closed or
-/// reset under the call (CANCELLED or UNKNOWN without Vectron's error code), so the call
-/// may or may not have been served.
+/// Whether `status` is the transport's, not a server's: the connection was closed, reset
+/// or cut off by the server's GOAWAY under the call, so the call may or may not have been
+/// served (an UNAVAILABLE one is retryable anyway).
 fn dropped(status: &tonic::Status) -> bool {
-    !vectron_model::status::is_vectron_error(status)
-        && matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown)
+    status.code() != tonic::Code::Unavailable && vectron_model::status::is_transport_error(status)
 }
 
 fn decode_err(e: vectron_model::ValidationError) -> Error {
@@ -298,31 +305,34 @@ impl Client {
 
     /// A client over an existing channel (e.g. one created lazily), without credentials.
     pub fn from_channel(channel: Channel) -> Client {
-        Client {
-            grpc: Client::grpc(channel.clone(), Credentials::default()),
-            channel,
-            retry_budget: Duration::from_secs(30),
-        }
+        Client::authorized(channel, Credentials::default(), Duration::from_secs(30))
     }
 
-    fn grpc(channel: Channel, credentials: Credentials) -> Grpc {
-        VectronServiceClient::with_interceptor(channel, credentials)
-            .max_decoding_message_size(128 << 20)
-            .max_encoding_message_size(128 << 20)
+    fn authorized(channel: Channel, credentials: Credentials, retry_budget: Duration) -> Client {
+        let service = InterceptedService::new(channel.clone(), credentials);
+        Client {
+            grpc: VectronServiceClient::new(service.clone())
+                .max_decoding_message_size(128 << 20)
+                .max_encoding_message_size(128 << 20),
+            accounts: AuthServiceClient::new(service.clone()),
+            admin: AdminServiceClient::new(service),
+            channel,
+            retry_budget,
+        }
     }
 
     /// Sends `key` (`vx_…`, from the auth service or `vectron dev`'s `admin.key`) with
     /// every call.
-    pub fn with_api_key(mut self, key: &str) -> Result<Client> {
-        self.grpc = Client::grpc(self.channel.clone(), Credentials::new(API_KEY_HEADER, key.trim().to_owned())?);
-        Ok(self)
+    pub fn with_api_key(self, key: &str) -> Result<Client> {
+        let credentials = Credentials::new(API_KEY_HEADER, key.trim().to_owned())?;
+        Ok(Client::authorized(self.channel, credentials, self.retry_budget))
     }
 
     /// Sends `Authorization: Bearer <token>` (an access token from a login) with every
     /// call.
-    pub fn with_bearer_token(mut self, token: &str) -> Result<Client> {
-        self.grpc = Client::grpc(self.channel.clone(), Credentials::new("authorization", format!("Bearer {token}"))?);
-        Ok(self)
+    pub fn with_bearer_token(self, token: &str) -> Result<Client> {
+        let credentials = Credentials::new("authorization", format!("Bearer {token}"))?;
+        Ok(Client::authorized(self.channel, credentials, self.retry_budget))
     }
 
     /// Sets how long calls retry retryable errors (0: never retry).
@@ -355,10 +365,21 @@ impl Client {
         F: Fn(Grpc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_on(&self.grpc, op, idempotent).await
+    }
+
+    /// Calls `op` on a clone of `service` (one of the gateway's services), retrying as
+    /// [`Client::call`] does — dropped connections too when the call is `idempotent`.
+    async fn call_on<S, T, F, Fut>(&self, service: &S, op: F, idempotent: bool) -> Result<T>
+    where
+        S: Clone,
+        F: Fn(S) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let deadline = Instant::now() + self.retry_budget;
         let mut attempt = 0u32;
         loop {
-            match op(self.grpc.clone()).await {
+            match op(service.clone()).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(status) => {
                     let e = from_status(&status);
@@ -399,6 +420,16 @@ impl Client {
         })
         .await?;
         Ok(())
+    }
+
+    /// A collection's configuration and its point count.
+    pub async fn get_collection(&self, name: &str) -> Result<pb::GetCollectionResponse> {
+        let r = pb::GetCollectionRequest { name: name.to_owned() };
+        self.call(|mut g| {
+            let r = r.clone();
+            async move { g.get_collection(r).await }
+        })
+        .await
     }
 
     pub async fn collection_status(&self, name: &str) -> Result<pb::GetCollectionStatusResponse> {
@@ -539,13 +570,25 @@ impl Client {
         limit: u32,
         cursor: Option<Vec<u8>>,
     ) -> Result<(Vec<Record>, Option<Vec<u8>>)> {
+        self.scroll_with(collection, filter, limit, cursor, false).await
+    }
+
+    /// [`Client::scroll`], with each point's vector too when `with_vector`.
+    pub async fn scroll_with(
+        &self,
+        collection: &str,
+        filter: Option<&Filter>,
+        limit: u32,
+        cursor: Option<Vec<u8>>,
+        with_vector: bool,
+    ) -> Result<(Vec<Record>, Option<Vec<u8>>)> {
         let r = pb::ScrollRequest {
             collection: collection.to_owned(),
             filter: filter.map(filter_pb).transpose()?,
             limit,
             cursor: cursor.unwrap_or_default(),
             with_payload: true,
-            with_vector: false,
+            with_vector,
             consistency: 0,
         };
         let out = self
@@ -554,7 +597,7 @@ impl Client {
                 async move { g.scroll(r).await }
             })
             .await?;
-        let records = out.points.iter().map(|p| record(p, false)).collect::<Result<Vec<_>>>()?;
+        let records = out.points.iter().map(|p| record(p, with_vector)).collect::<Result<Vec<_>>>()?;
         Ok((records, (!out.next_cursor.is_empty()).then_some(out.next_cursor)))
     }
 }
@@ -711,6 +754,9 @@ mod tests {
         // A connection dropped under a call is the transport's, not a server's answer.
         assert!(super::dropped(&tonic::Status::cancelled("operation was canceled")));
         assert!(super::dropped(&tonic::Status::unknown("transport error")));
+        // What tonic makes of a stream cut off by a stopping gateway's GOAWAY.
+        assert!(super::dropped(&tonic::Status::internal("h2 protocol error: http2 error")));
+        assert!(!super::dropped(&tonic::Status::internal("undecodable answer")));
         assert!(!super::dropped(&tonic::Status::unavailable("connection refused")), "retryable anyway");
         let served = WireError::new(ErrorCode::Internal, "the shard's storage failed", false).to_status();
         assert!(!super::dropped(&served), "a server's own error is never taken for a dropped connection");

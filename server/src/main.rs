@@ -6,7 +6,9 @@
 //! - `vectron auth`: the auth service (users, API keys, tokens) on etcd;
 //! - `vectron reranker`: the reranker service gateways call to re-order candidates;
 //! - `vectron dev`: all of them in one process, data under `./data` — the zero-set-up
-//!   way to try Vectron, with auth on (an admin API key is created on first start).
+//!   way to try Vectron, with auth on (an admin API key is created on first start);
+//! - `vectron login|collections|points|search|import|export|keys|users|cluster`: the
+//!   client commands, for people and scripts ([`vectron_cli`]).
 //!
 //! Settings come from defaults, a TOML file (`--config`), `VECTRON__SECTION__KEY`
 //! environment variables and flags, in that order (see [`config`]). Servers bind their
@@ -85,6 +87,8 @@ enum Command {
     /// Runs placement + one worker + auth + reranker + gateway in one process (data under
     /// --data-dir).
     Dev(DevArgs),
+    #[command(flatten)]
+    Client(vectron_cli::Command),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -711,6 +715,7 @@ fn flag_layer(cli: &Cli) -> Result<serde_json::Value> {
         Command::Auth(a) => ("auth", serde_json::to_value(a)?),
         Command::Reranker(a) => ("reranker", serde_json::to_value(a)?),
         Command::Dev(a) => ("dev", serde_json::to_value(a)?),
+        Command::Client(_) => return Ok(serde_json::json!({})),
     };
     let mut layer = serde_json::json!({ section: flags });
     if let Some(path) = &cli.cluster_secret_file {
@@ -789,6 +794,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Auth(_) => tasks.push(start_auth(&config.auth, stop).await?),
         Command::Reranker(_) => tasks.push(start_reranker(&config.reranker, stop).await?),
+        Command::Client(_) => anyhow::bail!("not a server command"),
         Command::Dev(_) => {
             let dev = &config.dev;
             let placement = PlacementSection {
@@ -862,6 +868,13 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        // The client commands print for people (or -o json) and exit with their own codes.
+        Command::Client(command) => std::process::exit(runtime.block_on(vectron_cli::run(command))),
+        server => {
+            init_logging(cli.log_format);
+            runtime.block_on(run(Cli { command: server, ..cli }))
+        }
+    }
 }

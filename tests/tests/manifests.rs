@@ -5,7 +5,9 @@
 //! order its controller would, under steady writes and searches: no acknowledged write is
 //! lost, no request fails (the SDK retries what is retryable), and the longest pause of
 //! each shard's writes is reported. Then the workers are scaled 3 → 5 (replicas move onto
-//! the new ones) and back (drained, stopped, removed), under the same load.
+//! the new ones) and back (drained, stopped, removed), under the same load. The overlay
+//! runs TLS on every port (mutual inside the cluster): the test issues the certificate
+//! its Secret holds and talks to the gateways over TLS.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,9 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::json;
 use vectron_common::routing::{point_hash, range_contains};
+use vectron_common::tls::CertificateAuthority;
 use vectron_engine::PointId as EngineId;
+use vectron_proto::v1::{CreateApiKeyRequest, Scope};
 use vectron_sdk::{Client, Collection, Distance, Point, PointId};
 use vectron_tests::client::readable;
 use vectron_tests::cluster::eventually;
@@ -39,7 +43,7 @@ fn hex_of(b: &[u8]) -> String {
 
 /// An admin API key, made with the password the first auth pod printed at its start
 /// (the gateways may need a moment to connect to the auth Service).
-async fn admin_key(kube: &Kube, http: &str) -> String {
+async fn admin_key(kube: &Kube, gateway: &Client) -> String {
     let passwords: Vec<String> = kube
         .pods_of("vectron-auth")
         .iter()
@@ -52,29 +56,25 @@ async fn admin_key(kube: &Kube, http: &str) -> String {
         })
         .collect();
     assert!(!passwords.is_empty(), "an auth pod printed the admin's password\n{}", kube.logs(20));
-    let web = reqwest::Client::new();
     let refusals = Mutex::new(Vec::new());
     let key = eventually(Duration::from_secs(30), "the admin to log in and make a key", || async {
         for password in &passwords {
-            let login = json!({"username": "admin", "password": password});
-            let r = web.post(format!("http://{http}/v1/auth/login")).json(&login).send().await.ok()?;
-            if !r.status().is_success() {
-                let refusal = format!("log-in {}: {}", r.status(), r.text().await.unwrap_or_default());
-                refusals.lock().push(refusal);
-                continue;
+            let tokens = match gateway.login("admin", password).await {
+                Ok(t) => t,
+                Err(e) => {
+                    refusals.lock().push(format!("log-in: {e}"));
+                    continue;
+                }
+            };
+            let admin = gateway.clone().with_bearer_token(&tokens.access_token).ok()?;
+            let request = CreateApiKeyRequest { scope: Scope::Admin.into(), ..Default::default() };
+            match admin.create_api_key(request).await {
+                Ok(made) => return Some(made.secret_key),
+                Err(e) => {
+                    refusals.lock().push(format!("new key: {e}"));
+                    return None;
+                }
             }
-            let tokens: Value = r.json().await.ok()?;
-            let token = tokens["access_token"].as_str()?.to_owned();
-            let made =
-                web.post(format!("http://{http}/v1/auth/keys")).bearer_auth(token).json(&json!({"scope": "admin"}));
-            let r = made.send().await.ok()?;
-            if !r.status().is_success() {
-                let refusal = format!("new key {}: {}", r.status(), r.text().await.unwrap_or_default());
-                refusals.lock().push(refusal);
-                return None;
-            }
-            let key: Value = r.json().await.ok()?;
-            return key["secret_key"].as_str().map(str::to_owned);
         }
         None
     })
@@ -98,24 +98,16 @@ async fn replicas_per_worker(client: &Client, name: &str) -> BTreeMap<String, us
 }
 
 /// The placement driver's ids of the workers at `addresses`.
-async fn worker_ids(http: &reqwest::Client, gateway: &str, key: &str, addresses: &[String]) -> Vec<u64> {
-    let workers: Value = http
-        .get(format!("http://{gateway}/v1/admin/workers"))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn worker_ids(client: &Client, addresses: &[String]) -> Vec<u64> {
+    let workers = client.list_workers().await.expect("the workers");
     addresses
         .iter()
         .map(|a| {
-            workers["workers"]
-                .as_array()
-                .and_then(|ws| ws.iter().find(|w| w["address"] == a.as_str()))
-                .and_then(|w| w["id"].as_u64())
-                .unwrap_or_else(|| panic!("worker at {a} is registered: {workers}"))
+            workers
+                .iter()
+                .find(|w| w.address == *a)
+                .map(|w| w.id)
+                .unwrap_or_else(|| panic!("worker at {a} is registered: {workers:?}"))
         })
         .collect()
 }
@@ -203,10 +195,23 @@ impl Load {
 async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_every_workload() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository");
     let manifests = Manifests::render(&root.join("deploy/k8s/overlays/prod"));
+    // The overlay's TLS: one certificate for every process, as cert-manager would issue
+    // it for the Services' names — here for the loopback addresses the harness gives
+    // pods and Services in their place (127.42.x.y).
+    let ca = CertificateAuthority::new("vectron test CA").unwrap();
+    let addresses: Vec<String> = (1..512u32).map(|n| format!("127.42.{}.{}", n >> 8, n & 0xff)).collect();
+    let names: Vec<&str> = addresses.iter().map(String::as_str).chain(["localhost"]).collect();
+    let (cert, key) = ca.issue(&names).unwrap();
+    let tls = BTreeMap::from([
+        ("tls.crt".to_owned(), cert.into_bytes()),
+        ("tls.key".to_owned(), key.into_bytes()),
+        ("ca.crt".to_owned(), ca.cert_pem.clone().into_bytes()),
+    ]);
     let supplied = Supplied {
         secrets: BTreeMap::from([
             ("vectron-cluster".to_owned(), BTreeMap::from([("secret".to_owned(), secret())])),
             ("vectron-jwt".to_owned(), BTreeMap::from([("signing-key".to_owned(), secret())])),
+            ("vectron-tls".to_owned(), tls),
         ]),
         zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
     };
@@ -223,14 +228,12 @@ async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_eve
         "{counts:?}"
     );
 
-    let (http, grpc) = (kube.service("vectron-gateway", 8080), kube.service("vectron-gateway", 8081));
-    let key = admin_key(&kube, &http).await;
-    let client = Client::connect(&format!("http://{grpc}"))
+    let grpc = kube.service("vectron-gateway", 8081);
+    let gateway = Client::connect_with_ca(&format!("https://{grpc}"), ca.cert_pem.as_bytes())
         .await
-        .expect("the gateways' Service")
-        .with_api_key(&key)
-        .unwrap()
-        .with_retry_budget(Duration::from_secs(20));
+        .expect("the gateways' Service, over TLS");
+    let key = admin_key(&kube, &gateway).await;
+    let client = gateway.with_api_key(&key).unwrap().with_retry_budget(Duration::from_secs(20));
     let name = "k8s";
     client
         .create_collection(Collection::new(name, DIM, Distance::Euclid).shards(SHARDS).replication_factor(3))
@@ -285,16 +288,9 @@ async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_eve
         new_workers.iter().map(|w| per.get(w).copied().unwrap_or(0)).sum()
     };
     let started = Instant::now();
-    let admin = reqwest::Client::new();
-    let ids = worker_ids(&admin, &http, &key, &new_workers).await;
+    let ids = worker_ids(&client, &new_workers).await;
     for id in &ids {
-        let r = admin
-            .post(format!("http://{http}/v1/admin/workers/{id}/drain"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "drain worker {id}: {}", r.text().await.unwrap());
+        client.drain_worker(*id).await.unwrap_or_else(|e| panic!("drain worker {id}: {e}"));
     }
     eventually(Duration::from_secs(120), "the drained workers to hold no replica, every shard led", || async {
         let per = replicas_per_worker(&client, name).await;
@@ -311,13 +307,7 @@ async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_eve
         assert!(status.success(), "{} exited with {status}\n{}", stop.pod, stop.log);
     }
     for id in &ids {
-        let r = admin
-            .delete(format!("http://{http}/v1/admin/workers/{id}"))
-            .header("x-api-key", &key)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "remove worker {id}: {}", r.text().await.unwrap());
+        client.remove_worker(*id, false).await.unwrap_or_else(|e| panic!("remove worker {id}: {e}"));
     }
     let scaled_down = started.elapsed();
     eprintln!(

@@ -19,10 +19,12 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use vectron_proto::internal as pi;
+use vectron_proto::v1 as pb;
 
 use super::extract::{ApiError, ErrorReply, PathParams, QueryParams};
 use crate::api::Api;
 use crate::auth::Administrator;
+use crate::cluster;
 use crate::metrics::Metrics;
 
 /// Admin routes' state.
@@ -64,10 +66,10 @@ async fn table(admin: &Admin) -> Result<Arc<pi::RoutingTable>, ApiError> {
     Ok(admin.api.router().refresh_now().await?)
 }
 
-fn worker_json(w: &pi::WorkerInfo) -> Value {
-    let state = pi::WorkerState::try_from(w.state).unwrap_or(pi::WorkerState::Unspecified);
-    json!({"id": w.id, "address": w.address, "zone": w.zone, "state": state.as_str_name().to_lowercase(),
-           "last_heartbeat_ms": w.last_heartbeat_ms, "state_since_ms": w.state_since_ms})
+fn worker_json(w: &pb::Worker) -> Value {
+    json!({"id": w.id, "address": w.address, "zone": w.zone, "state": w.state,
+           "last_heartbeat_ms": w.registered_at_ms, "state_since_ms": w.state_since_ms,
+           "replicas": w.replicas, "leaders": w.leaders})
 }
 
 #[utoipa::path(get, path = "/v1/system/health", tag = "ops", responses((status = 200, body = serde_json::Value), (status = 503, body = serde_json::Value)))]
@@ -86,37 +88,31 @@ async fn health(State(admin): State<Admin>) -> Response {
 
 #[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", responses((status = 200, body = serde_json::Value)))]
 async fn stats(_: Administrator, State(admin): State<Admin>) -> Reply {
-    let t = table(&admin).await?;
-    let shards: Vec<&pi::ShardInfo> = t.collections.iter().flat_map(|c| c.shards.iter()).collect();
-    let up = t.workers.iter().filter(|w| w.state == pi::WorkerState::Up as i32).count();
+    let s = cluster::status(&admin.api).await?;
     Ok(Json(json!({
-        "epoch": t.epoch,
-        "workers": t.workers.len(),
-        "workers_up": up,
-        "collections": t.collections.len(),
-        "shards": shards.len(),
-        "shards_with_leader": shards.iter().filter(|s| s.leader != 0).count(),
-        "replicas": shards.iter().map(|s| s.replicas.len()).sum::<usize>(),
-        "points": shards.iter().map(|s| s.points_count).sum::<u64>(),
+        "epoch": s.epoch,
+        "workers": s.workers,
+        "workers_up": s.workers_up,
+        "collections": s.collections,
+        "shards": s.shards,
+        "shards_with_leader": s.shards_with_leader,
+        "replicas": s.replicas,
+        "points": s.points,
+        "alerts_open": s.alerts_open,
+        "placement_leader": s.placement_leader,
     })))
 }
 
 #[utoipa::path(get, path = "/v1/admin/workers", tag = "admin", responses((status = 200, body = serde_json::Value)))]
 async fn workers(_: Administrator, State(admin): State<Admin>) -> Reply {
-    let t = table(&admin).await?;
-    Ok(Json(json!({"workers": t.workers.iter().map(worker_json).collect::<Vec<_>>()})))
+    let workers = cluster::workers(&admin.api).await?;
+    Ok(Json(json!({"workers": workers.iter().map(worker_json).collect::<Vec<_>>()})))
 }
 
 #[utoipa::path(post, path = "/v1/admin/workers/{id}/drain", tag = "admin", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorReply)))]
 /// Marks a worker draining: it keeps serving while the scheduler moves its replicas.
 async fn drain_worker(_: Administrator, State(admin): State<Admin>, PathParams(id): PathParams<u64>) -> Reply {
-    let w = admin
-        .api
-        .router()
-        .placement()
-        .call(|mut c| async move { c.drain_worker(pi::WorkerRef { worker_id: id, force: false }).await })
-        .await?;
-    Ok(Json(json!({"worker": worker_json(&w)})))
+    Ok(Json(json!({"worker": worker_json(&cluster::drain(&admin.api, id).await?)})))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -140,13 +136,7 @@ async fn remove_worker(
     PathParams(id): PathParams<u64>,
     QueryParams(q): QueryParams<RemoveQuery>,
 ) -> Reply {
-    let w = admin
-        .api
-        .router()
-        .placement()
-        .call(|mut c| async move { c.remove_worker(pi::WorkerRef { worker_id: id, force: q.force }).await })
-        .await?;
-    Ok(Json(json!({"removed": worker_json(&w)})))
+    Ok(Json(json!({"removed": worker_json(&cluster::remove(&admin.api, id, q.force).await?)})))
 }
 
 #[utoipa::path(get, path = "/v1/admin/collections", tag = "admin", responses((status = 200, body = serde_json::Value)))]
@@ -171,7 +161,7 @@ async fn collections(_: Administrator, State(admin): State<Admin>) -> Reply {
     Ok(Json(json!({"epoch": t.epoch, "collections": list})))
 }
 
-fn alert_json(a: &pi::Alert) -> Value {
+fn alert_json(a: &pb::Alert) -> Value {
     json!({"id": a.id, "kind": a.kind, "subject": a.subject, "message": a.message,
            "raised_at_ms": a.raised_at_ms, "resolved_at_ms": (a.resolved_at_ms != 0).then_some(a.resolved_at_ms)})
 }
@@ -187,24 +177,13 @@ struct AlertsQuery {
 
 #[utoipa::path(get, path = "/v1/alerts", tag = "ops", params(AlertsQuery), responses((status = 200, body = serde_json::Value)))]
 async fn alerts(_: Administrator, State(admin): State<Admin>, QueryParams(q): QueryParams<AlertsQuery>) -> Reply {
-    let r = admin
-        .api
-        .router()
-        .placement()
-        .call(|mut c| async move { c.list_alerts(pi::ListAlertsRequest { include_resolved: q.all }).await })
-        .await?;
-    Ok(Json(json!({"alerts": r.alerts.iter().map(alert_json).collect::<Vec<_>>()})))
+    let alerts = cluster::alerts(&admin.api, q.all).await?;
+    Ok(Json(json!({"alerts": alerts.iter().map(alert_json).collect::<Vec<_>>()})))
 }
 
 #[utoipa::path(post, path = "/v1/alerts/{id}/resolve", tag = "ops", params(("id" = u64, Path)), responses((status = 200, body = serde_json::Value), (status = 404, body = ErrorReply)))]
 async fn resolve_alert(_: Administrator, State(admin): State<Admin>, PathParams(id): PathParams<u64>) -> Reply {
-    let a = admin
-        .api
-        .router()
-        .placement()
-        .call(|mut c| async move { c.resolve_alert(pi::ResolveAlertRequest { alert_id: id }).await })
-        .await?;
-    Ok(Json(json!({"alert": alert_json(&a)})))
+    Ok(Json(json!({"alert": alert_json(&cluster::resolve_alert(&admin.api, id).await?)})))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
