@@ -239,7 +239,7 @@ pub fn run(mut args: ClusterArgs) -> Result<()> {
 }
 
 async fn run_async(args: ClusterArgs) -> Result<()> {
-    let distance: Distance = args.data.distance.into();
+    let distance = args.data.distance;
     let mut data =
         Dataset::clustered(args.data.n, args.data.queries, args.data.dim, args.data.clusters, args.data.seed);
     if distance == Distance::Cosine {

@@ -55,23 +55,6 @@ enum Backend {
     HnswRs,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DistanceArg {
-    Cosine,
-    Euclid,
-    Dot,
-}
-
-impl From<DistanceArg> for Distance {
-    fn from(d: DistanceArg) -> Distance {
-        match d {
-            DistanceArg::Cosine => Distance::Cosine,
-            DistanceArg::Euclid => Distance::Euclid,
-            DistanceArg::Dot => Distance::Dot,
-        }
-    }
-}
-
 /// The data set and what is measured on it, shared by every subcommand.
 #[derive(clap::Args, Clone)]
 pub struct DataArgs {
@@ -90,8 +73,9 @@ pub struct DataArgs {
     pub k: usize,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DistanceArg::Euclid)]
-    pub distance: DistanceArg,
+    /// cosine, euclid or dot.
+    #[arg(long, default_value = "euclid")]
+    pub distance: Distance,
     /// Small and fast: 20k × 64, 200 queries.
     #[arg(long)]
     pub quick: bool,
@@ -288,7 +272,7 @@ fn engine(mut args: EngineArgs) -> Result<()> {
     if args.data.k == 0 || args.ef.is_empty() {
         bail!("--k and --ef must be positive");
     }
-    let distance: Distance = args.data.distance.into();
+    let distance = args.data.distance;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads.max(1)).build()?;
 
     let t = Instant::now();

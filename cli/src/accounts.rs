@@ -45,10 +45,8 @@ fn stdin_line(what: &str) -> Result<String, Failure> {
 
 /// A password: from `VECTRON_PASSWORD` (if `env`), stdin, or a prompt.
 fn password(what: &str, from_stdin: bool, env: bool) -> Result<String, Failure> {
-    if env {
-        if let Some(p) = std::env::var("VECTRON_PASSWORD").ok().filter(|p| !p.is_empty()) {
-            return Ok(p);
-        }
+    if env && let Some(p) = std::env::var("VECTRON_PASSWORD").ok().filter(|p| !p.is_empty()) {
+        return Ok(p);
     }
     if from_stdin {
         return stdin_line(what);

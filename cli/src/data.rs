@@ -32,31 +32,15 @@ pub enum CollectionsCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum DistanceArg {
-    Cosine,
-    Euclid,
-    Dot,
-}
-
-impl From<DistanceArg> for Distance {
-    fn from(d: DistanceArg) -> Distance {
-        match d {
-            DistanceArg::Cosine => Distance::Cosine,
-            DistanceArg::Euclid => Distance::Euclid,
-            DistanceArg::Dot => Distance::Dot,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     pub name: String,
     /// Every vector's dimension.
     #[arg(long)]
     pub dimension: u32,
-    #[arg(long, value_enum, default_value_t = DistanceArg::Cosine)]
-    pub distance: DistanceArg,
+    /// cosine, euclid or dot.
+    #[arg(long, default_value = "cosine")]
+    pub distance: Distance,
     /// Shards (hash-partitioned by point id) [server default: 1].
     #[arg(long)]
     pub shards: Option<u32>,
@@ -132,7 +116,7 @@ pub async fn collections(target: Target, command: CollectionsCommand) -> Outcome
             });
         }
         CollectionsCommand::Create(a) => {
-            let mut c = Collection::new(&a.name, a.dimension, a.distance.into());
+            let mut c = Collection::new(&a.name, a.dimension, a.distance);
             if let Some(n) = a.shards {
                 c = c.shards(n);
             }
@@ -515,5 +499,7 @@ mod tests {
         assert!(parse_filter(Some(r#"{"must": [{"key": "a", "match": {"value": 1}}]}"#)).unwrap().is_some());
         assert_eq!(parse_filter(Some("{nope")).unwrap_err().exit, Exit::Invalid);
         assert!(parse_filter(None).unwrap().is_none());
+        assert_eq!("dot".parse::<Distance>(), Ok(Distance::Dot));
+        assert!("l2".parse::<Distance>().unwrap_err().contains("cosine, euclid or dot"));
     }
 }

@@ -275,21 +275,23 @@ pub async fn run(a: ImportArgs) -> Outcome {
     let mut last_save = Instant::now();
     let name = a.collection.clone();
     // Boxed, so that dropping it (below) drops the receiver, which stops the reader.
-    let mut upserts = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)
-        .map(|batch| {
-            let (client, name) = (client.clone(), name.clone());
-            async move {
-                let (index, points) = batch?;
-                let first = points.first().map(|p| p.id.to_string()).unwrap_or_default();
-                let n = points.len() as u64;
-                client.upsert(&name, points).await.map_err(|e| {
-                    let f = Failure::from(e);
-                    Failure::new(f.exit, format!("batch {index} (from point {first}): {}", f.message))
-                })?;
-                Ok::<_, Failure>((index, n))
-            }
-        })
-        .buffer_unordered(a.parallel as usize));
+    let mut upserts = Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .map(|batch| {
+                let (client, name) = (client.clone(), name.clone());
+                async move {
+                    let (index, points) = batch?;
+                    let first = points.first().map(|p| p.id.to_string()).unwrap_or_default();
+                    let n = points.len() as u64;
+                    client.upsert(&name, points).await.map_err(|e| {
+                        let f = Failure::from(e);
+                        Failure::new(f.exit, format!("batch {index} (from point {first}): {}", f.message))
+                    })?;
+                    Ok::<_, Failure>((index, n))
+                }
+            })
+            .buffer_unordered(a.parallel as usize),
+    );
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     let mut failure: Option<Failure> = None;
@@ -325,10 +327,10 @@ pub async fn run(a: ImportArgs) -> Outcome {
     let elapsed = started.elapsed();
     let complete = failure.is_none() && done.len() as u64 == batches;
     if complete {
-        if let Err(e) = std::fs::remove_file(&state_path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                eprintln!("warning: {}: {e}", state_path.display());
-            }
+        if let Err(e) = std::fs::remove_file(&state_path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("warning: {}: {e}", state_path.display());
         }
     } else {
         state.acknowledged = ranges(&done);

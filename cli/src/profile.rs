@@ -201,24 +201,24 @@ pub async fn connect(target: &Target) -> Result<Client, Failure> {
         return Ok(client);
     }
     let now = now_secs();
-    if let (Some(token), Some(expires)) = (&profile.access_token, profile.access_expires_at) {
-        if expires > now + REFRESH_MARGIN_SECS {
-            return Ok(client.with_bearer_token(token)?);
-        }
+    if let (Some(token), Some(expires)) = (&profile.access_token, profile.access_expires_at)
+        && expires > now + REFRESH_MARGIN_SECS
+    {
+        return Ok(client.with_bearer_token(token)?);
     }
-    if let Some(refresh) = profile.refresh_token.as_deref() {
-        if profile.refresh_expires_at.is_none_or(|t| t > now) {
-            let pair = client.refresh(refresh).await.map_err(|e| {
-                let mut f = Failure::from(e);
-                f.message = format!("{}; log in again with `vectron login --profile {name}`", f.message);
-                f
-            })?;
-            let mut updated = profile.clone();
-            updated.set_tokens(None, &pair);
-            profiles.profiles.insert(name, updated);
-            profiles.save(&path)?;
-            return Ok(client.with_bearer_token(&pair.access_token)?);
-        }
+    if let Some(refresh) = profile.refresh_token.as_deref()
+        && profile.refresh_expires_at.is_none_or(|t| t > now)
+    {
+        let pair = client.refresh(refresh).await.map_err(|e| {
+            let mut f = Failure::from(e);
+            f.message = format!("{}; log in again with `vectron login --profile {name}`", f.message);
+            f
+        })?;
+        let mut updated = profile.clone();
+        updated.set_tokens(None, &pair);
+        profiles.profiles.insert(name, updated);
+        profiles.save(&path)?;
+        return Ok(client.with_bearer_token(&pair.access_token)?);
     }
     Ok(client)
 }

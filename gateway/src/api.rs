@@ -36,6 +36,7 @@ use vectron_proto::v1::ErrorCode;
 use crate::auth::{Access, Quota, Scope, require};
 use crate::error::GatewayError;
 use crate::learned::{FeedbackModels, feedback_params};
+use crate::metrics::CollectionMetrics;
 use crate::policy::BodyLimits;
 use crate::rerank::{self, Outcome, Reranker, RerankerConfig};
 use crate::routing::{CollectionRoute, Router, WorkerConn};
@@ -127,6 +128,7 @@ pub struct Api {
     reranker: Arc<Reranker>,
     cache: Arc<SearchCache>,
     pub(crate) models: Arc<FeedbackModels>,
+    collection_metrics: Arc<CollectionMetrics>,
 }
 
 fn shard_of<'a>(route: &'a CollectionRoute, id: &PointId) -> Result<&'a pi::ShardInfo> {
@@ -155,7 +157,27 @@ impl Api {
         let channels = vectron_common::raft::network::PeerChannels::on(network);
         let reranker = Arc::new(Reranker::new(config.reranker.clone(), channels, router.clone(), registry));
         let cache = Arc::new(SearchCache::new(config.search_cache, registry));
-        Api { router, config, reranker, cache, models: Arc::default() }
+        let collection_metrics = Arc::new(CollectionMetrics::new(registry));
+        Api { router, config, reranker, cache, models: Arc::default(), collection_metrics }
+    }
+
+    /// Runs `operation` on `collection`, recording it in the per-collection metrics.
+    async fn observed<T>(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = work.await;
+        let code = match &result {
+            Ok(_) => "OK",
+            Err(e) => e.code().as_str_name(),
+        };
+        let table = self.router.table();
+        let known = table.collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == collection));
+        self.collection_metrics.observe(if known { collection } else { "unknown" }, operation, code, started.elapsed());
+        result
     }
 
     pub fn router(&self) -> &Arc<Router> {
@@ -327,9 +349,13 @@ impl Api {
     // ---- writes ----
 
     pub async fn upsert(&self, access: &Access, req: UpsertRequest) -> Result<pb::UpsertResponse> {
-        allowed(access, Scope::Write, Some(&req.collection))?;
-        let route = self.router.collection(&req.collection).await?;
-        Ok(pb::UpsertResponse { upserted: self.write_points(&route, req.points, req.wait).await? })
+        let collection = req.collection.clone();
+        self.observed("upsert", &collection, async move {
+            allowed(access, Scope::Write, Some(&req.collection))?;
+            let route = self.router.collection(&req.collection).await?;
+            Ok(pb::UpsertResponse { upserted: self.write_points(&route, req.points, req.wait).await? })
+        })
+        .await
     }
 
     /// Validates `points` whole against the collection of `route`, then writes them to
@@ -359,43 +385,55 @@ impl Api {
     }
 
     pub async fn delete(&self, access: &Access, req: DeleteRequest) -> Result<pb::DeleteResponse> {
-        allowed(access, Scope::Write, Some(&req.collection))?;
-        let route = self.router.collection(&req.collection).await?;
-        let no_wait = !req.wait;
-        let shard_request = |shard_id, selector| pi::ShardDeleteRequest { shard_id, selector: Some(selector), no_wait };
-        let requests: Vec<(u64, pi::ShardDeleteRequest)> = match req.selector {
-            Selector::Ids(ids) => {
-                let mut groups: HashMap<u64, Vec<pb::PointId>> = HashMap::new();
-                for id in &ids {
-                    groups.entry(shard_of(&route, id)?.id).or_default().push(convert::point_id_to_pb(id));
+        let collection = req.collection.clone();
+        self.observed("delete", &collection, async move {
+            allowed(access, Scope::Write, Some(&req.collection))?;
+            let route = self.router.collection(&req.collection).await?;
+            let no_wait = !req.wait;
+            let shard_request =
+                |shard_id, selector| pi::ShardDeleteRequest { shard_id, selector: Some(selector), no_wait };
+            let requests: Vec<(u64, pi::ShardDeleteRequest)> = match req.selector {
+                Selector::Ids(ids) => {
+                    let mut groups: HashMap<u64, Vec<pb::PointId>> = HashMap::new();
+                    for id in &ids {
+                        groups.entry(shard_of(&route, id)?.id).or_default().push(convert::point_id_to_pb(id));
+                    }
+                    groups
+                        .into_iter()
+                        .map(|(shard, ids)| {
+                            (
+                                shard,
+                                shard_request(shard, pi::shard_delete_request::Selector::Ids(pb::PointIdList { ids })),
+                            )
+                        })
+                        .collect()
                 }
-                groups
-                    .into_iter()
-                    .map(|(shard, ids)| {
-                        (shard, shard_request(shard, pi::shard_delete_request::Selector::Ids(pb::PointIdList { ids })))
-                    })
-                    .collect()
-            }
-            Selector::Filter(f) => {
-                let f = convert::filter_to_pb(&f).map_err(model)?;
-                let every_shard = route.info.shards.iter();
-                every_shard
-                    .map(|s| (s.id, shard_request(s.id, pi::shard_delete_request::Selector::Filter(f.clone()))))
-                    .collect()
-            }
-        };
-        let deadline = Instant::now() + self.config.write_timeout;
-        let answers = self.fan_out(&route, requests, deadline, |c, r| c.delete(r)).await;
-        self.cache.wrote(&req.collection);
-        Ok(pb::DeleteResponse { deleted: writes_applied("delete", answers)? })
+                Selector::Filter(f) => {
+                    let f = convert::filter_to_pb(&f).map_err(model)?;
+                    let every_shard = route.info.shards.iter();
+                    every_shard
+                        .map(|s| (s.id, shard_request(s.id, pi::shard_delete_request::Selector::Filter(f.clone()))))
+                        .collect()
+                }
+            };
+            let deadline = Instant::now() + self.config.write_timeout;
+            let answers = self.fan_out(&route, requests, deadline, |c, r| c.delete(r)).await;
+            self.cache.wrote(&req.collection);
+            Ok(pb::DeleteResponse { deleted: writes_applied("delete", answers)? })
+        })
+        .await
     }
 
     // ---- reads ----
 
     pub async fn get(&self, access: &Access, req: GetRequest) -> Result<pb::GetResponse> {
-        allowed(access, Scope::Read, Some(&req.collection))?;
-        let route = self.router.collection(&req.collection).await?;
-        self.get_route(&route, &req).await
+        let collection = req.collection.clone();
+        self.observed("get", &collection, async move {
+            allowed(access, Scope::Read, Some(&req.collection))?;
+            let route = self.router.collection(&req.collection).await?;
+            self.get_route(&route, &req).await
+        })
+        .await
     }
 
     /// Points of the collection of `route` by id.
@@ -420,23 +458,31 @@ impl Api {
     }
 
     pub async fn count(&self, access: &Access, req: CountRequest) -> Result<pb::CountResponse> {
-        allowed(access, Scope::Read, Some(&req.collection))?;
-        let route = self.router.collection(&req.collection).await?;
-        let request = convert::count_to_pb(&req).map_err(model)?;
-        let requests = route
-            .info
-            .shards
-            .iter()
-            .map(|s| (s.id, pi::ShardCountRequest { shard_id: s.id, request: Some(request.clone()) }));
-        let answers = self.fan_out(&route, requests, self.read_deadline(None), |c, r| c.count(r)).await;
-        Ok(pb::CountResponse { count: every(answers)?.iter().map(|a| a.count).sum() })
+        let collection = req.collection.clone();
+        self.observed("count", &collection, async move {
+            allowed(access, Scope::Read, Some(&req.collection))?;
+            let route = self.router.collection(&req.collection).await?;
+            let request = convert::count_to_pb(&req).map_err(model)?;
+            let requests = route
+                .info
+                .shards
+                .iter()
+                .map(|s| (s.id, pi::ShardCountRequest { shard_id: s.id, request: Some(request.clone()) }));
+            let answers = self.fan_out(&route, requests, self.read_deadline(None), |c, r| c.count(r)).await;
+            Ok(pb::CountResponse { count: every(answers)?.iter().map(|a| a.count).sum() })
+        })
+        .await
     }
 
     /// A page of points: the shards in order, each from its own cursor.
     pub async fn scroll(&self, access: &Access, req: ScrollRequest) -> Result<pb::ScrollResponse> {
-        allowed(access, Scope::Read, Some(&req.collection))?;
-        let route = self.router.collection(&req.collection).await?;
-        self.scroll_route(&route, &req).await
+        let collection = req.collection.clone();
+        self.observed("scroll", &collection, async move {
+            allowed(access, Scope::Read, Some(&req.collection))?;
+            let route = self.router.collection(&req.collection).await?;
+            self.scroll_route(&route, &req).await
+        })
+        .await
     }
 
     /// A page of the points of the collection of `route`.
@@ -473,29 +519,33 @@ impl Api {
     }
 
     pub async fn search(&self, access: &Access, req: SearchRequest) -> Result<pb::SearchResponse> {
-        allowed(access, Scope::Read, Some(&req.collection))?;
-        let route = self.router.collection(&req.collection).await?;
-        let shard_config = collection_config(&route)?;
-        // The dimension first: an empty vector is the wrong dimension for any collection.
-        if req.query.vector.len() != shard_config.dimension {
-            let got = req.query.vector.len();
-            return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
-        }
-        check_vector(&shard_config, &req.query.vector).map_err(model)?;
-        let plan =
-            Rerank::plan(req.rerank.as_ref(), default_rerank(&route)?.as_ref(), req.query.top_k).map_err(model)?;
-        // Answers the feedback model reranked change with the model, not with the data.
-        let learned = plan.as_ref().is_some_and(|p| p.strategy == RerankStrategy::Feedback);
-        let distance = shard_config.distance;
-        let answer = if self.cache.enabled() && req.consistency == Consistency::Leader && !learned {
-            self.cached_search(&route, &req, plan.as_ref(), distance).await?
-        } else {
-            self.cache.count(CacheOutcome::Bypass);
-            Arc::new(self.search_uncached(&route, &req, plan, distance).await?)
-        };
-        let mut response = answer.response.clone();
-        response.query_id = new_query_id();
-        Ok(response)
+        let collection = req.collection.clone();
+        self.observed("search", &collection, async move {
+            allowed(access, Scope::Read, Some(&req.collection))?;
+            let route = self.router.collection(&req.collection).await?;
+            let shard_config = collection_config(&route)?;
+            // The dimension first: an empty vector is the wrong dimension for any collection.
+            if req.query.vector.len() != shard_config.dimension {
+                let got = req.query.vector.len();
+                return Err(model(ValidationError::DimensionMismatch { expected: shard_config.dimension, got }));
+            }
+            check_vector(&shard_config, &req.query.vector).map_err(model)?;
+            let plan =
+                Rerank::plan(req.rerank.as_ref(), default_rerank(&route)?.as_ref(), req.query.top_k).map_err(model)?;
+            // Answers the feedback model reranked change with the model, not with the data.
+            let learned = plan.as_ref().is_some_and(|p| p.strategy == RerankStrategy::Feedback);
+            let distance = shard_config.distance;
+            let answer = if self.cache.enabled() && req.consistency == Consistency::Leader && !learned {
+                self.cached_search(&route, &req, plan.as_ref(), distance).await?
+            } else {
+                self.cache.count(CacheOutcome::Bypass);
+                Arc::new(self.search_uncached(&route, &req, plan, distance).await?)
+            };
+            let mut response = answer.response.clone();
+            response.query_id = new_query_id();
+            Ok(response)
+        })
+        .await
     }
 
     /// A search through the cache: a current cached answer, or an identical search in

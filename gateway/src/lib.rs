@@ -25,9 +25,9 @@
 //! Layering (no module imports one that imports it back): `policy` and `error` are
 //! leaves and `http::extract` uses only them; `auth` uses those; `rerank` uses
 //! `routing`; `search_cache` and `learned` use `error`; `api` uses `auth`, `policy`,
-//! `routing`, `rerank`, `search_cache`, `learned` and `error`; `feedback` extends
-//! `api`'s `Api` (and uses `learned`); `cluster` uses `api`; the transports (`grpc`, `grpc_admin`, `http`'s route
-//! modules) use `api`, `cluster` and `auth`.
+//! `routing`, `rerank`, `search_cache`, `learned`, `metrics` and `error`; `feedback` extends
+//! `api`'s `Api` (and uses `learned`); `cluster` uses `api`; the transports (`grpc`,
+//! `grpc_admin`, `http`'s route modules) use `api`, `cluster` and `auth`.
 
 pub mod api;
 pub mod auth;

@@ -1,7 +1,8 @@
 //! The gateway's Prometheus metrics: request counts and latencies by protocol, route
 //! and status (labels from a closed set: route templates and known gRPC methods, else
 //! `unknown`), per-shard leader, Raft term and size gauges (set from the routing table
-//! at scrape time), and the process's CPU seconds, resident memory and threads.
+//! at scrape time), and the process's CPU seconds, resident memory and threads;
+//! [`CollectionMetrics`]: the data operations per collection, which `Api` records.
 //! [`track`] records HTTP requests; `grpc_metrics` records gRPC calls.
 
 use std::time::Instant;
@@ -95,6 +96,49 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// The data operations per collection, both transports together: counts by
+/// collection, operation and answer code (`OK` or the error's code), and latency by
+/// collection and operation. The collection label is a name the routing table holds
+/// when the operation ends, else `unknown`, so made-up names cannot add series; a
+/// deleted collection's series stay until the gateway restarts.
+#[derive(Debug)]
+pub struct CollectionMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+}
+
+impl CollectionMetrics {
+    pub fn new(registry: &Registry) -> CollectionMetrics {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "vectron_collection_requests_total",
+                "Data operations by collection, operation (upsert, delete, get, count, scroll, search) and answer code",
+            ),
+            &["collection", "operation", "code"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "vectron_collection_request_seconds",
+                "Data operation latency by collection and operation",
+            )
+            .buckets(prometheus::exponential_buckets(0.0002, 2.0, 16).expect("valid buckets")),
+            &["collection", "operation"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(requests.clone())).expect("unique metric");
+        registry.register(Box::new(latency.clone())).expect("unique metric");
+        CollectionMetrics { requests, latency }
+    }
+
+    /// Counts one operation on `collection` (a name the routing table holds, or
+    /// `unknown`) that answered `code` after `elapsed`.
+    pub fn observe(&self, collection: &str, operation: &'static str, code: &str, elapsed: std::time::Duration) {
+        self.requests.with_label_values(&[collection, operation, code]).inc();
+        self.latency.with_label_values(&[collection, operation]).observe(elapsed.as_secs_f64());
     }
 }
 

@@ -182,6 +182,21 @@ impl Distance {
     }
 }
 
+/// A distance by its name as the APIs write it: `cosine`, `euclid` or `dot` (for
+/// command lines).
+impl std::str::FromStr for Distance {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Distance, String> {
+        match s {
+            "cosine" => Ok(Distance::Cosine),
+            "euclid" => Ok(Distance::Euclid),
+            "dot" => Ok(Distance::Dot),
+            other => Err(format!("{other:?} is not a distance: cosine, euclid or dot")),
+        }
+    }
+}
+
 /// HNSW build parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -376,6 +376,28 @@ async fn http_and_grpc_agree_and_bad_input_gets_typed_errors() {
             && l.contains("status=\"200\"")
     });
     assert!(http_search, "HTTP searches are counted: {metrics}");
+    // Per collection, both transports together; names no collection has are `unknown`.
+    let per_collection = |collection: &str, operation: &str, code: &str| {
+        let labels =
+            [format!("code=\"{code}\""), format!("collection=\"{collection}\""), format!("operation=\"{operation}\"")];
+        metrics.lines().find_map(|l| {
+            let (series, value) = l.strip_prefix("vectron_collection_requests_total{")?.rsplit_once(' ')?;
+            let mut have: Vec<&str> = series.trim_end_matches('}').split(',').collect();
+            have.sort_unstable();
+            (have == labels.iter().map(String::as_str).collect::<Vec<_>>()).then(|| value.parse::<u64>().ok()).flatten()
+        })
+    };
+    assert!(per_collection(name, "search", "OK").is_some_and(|n| n >= 2), "{metrics}");
+    assert!(per_collection(name, "search", "DIMENSION_MISMATCH").is_some_and(|n| n >= 1), "{metrics}");
+    assert!(per_collection(name, "upsert", "OK").is_some_and(|n| n >= 1), "{metrics}");
+    assert!(per_collection("unknown", "search", "COLLECTION_NOT_FOUND").is_some_and(|n| n >= 1), "{metrics}");
+    assert!(!metrics.contains("collection=\"nope\""), "made-up names add no series: {metrics}");
+    let timed = metrics.lines().any(|l| {
+        l.starts_with("vectron_collection_request_seconds_count{")
+            && l.contains(&format!("collection=\"{name}\""))
+            && l.contains("operation=\"upsert\"")
+    });
+    assert!(timed, "upserts are timed per collection: {metrics}");
 }
 
 /// Shard id → (target replicas' worker addresses, leader address) from the status.
