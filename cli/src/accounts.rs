@@ -24,6 +24,10 @@ pub struct LoginArgs {
     /// Read the password from stdin's first line.
     #[arg(long)]
     pub password_stdin: bool,
+    /// Read the API key to keep from stdin's first line (out of `ps` and shell history;
+    /// `VECTRON_API_KEY` works too).
+    #[arg(long, conflicts_with = "user")]
+    pub api_key_stdin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,10 +70,15 @@ pub async fn login(a: LoginArgs) -> Outcome {
     let current = profiles.current.as_ref().and_then(|c| profiles.profiles.get(c));
     let base = profiles.profiles.get(&name).or(current).cloned().unwrap_or_default();
     let url = a.target.url.clone().or(base.url).unwrap_or_else(|| profile::DEFAULT_URL.to_owned());
-    let ca_file = a.target.ca_file.clone().or(base.ca_file);
+    // Kept as an absolute path: later commands run from other folders.
+    let ca_file = match a.target.ca_file.clone().or(base.ca_file) {
+        Some(p) => Some(std::fs::canonicalize(&p).map_err(|e| Failure::invalid(format!("{}: {e}", p.display())))?),
+        None => None,
+    };
     let client = profile::open(&url, ca_file.as_deref()).await?;
     let mut saved;
-    let who = match (&a.user, &a.target.api_key) {
+    let key = if a.api_key_stdin { Some(stdin_line("API key")?) } else { a.target.api_key.clone() };
+    let who = match (&a.user, &key) {
         (Some(user), _) => {
             let pair = client.login(user, &password("password", a.password_stdin, true)?).await?;
             saved = Profile { url: Some(url.clone()), ca_file, ..Profile::default() };
@@ -83,7 +92,9 @@ pub async fn login(a: LoginArgs) -> Outcome {
                 Profile { url: Some(url.clone()), ca_file, api_key: Some(key.trim().to_owned()), ..Profile::default() };
             "an API key".to_owned()
         }
-        (None, None) => return Err(Failure::invalid("log in with --user NAME, or keep a key with --api-key")),
+        (None, None) => {
+            return Err(Failure::invalid("log in with --user NAME, or keep a key with --api-key-stdin or --api-key"));
+        }
     };
     profiles.profiles.insert(name.clone(), saved);
     profiles.current = Some(name.clone());

@@ -5,14 +5,14 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 use vectron_proto::v1 as pb;
 
-use crate::output::{Table, emit, time_ms};
+use crate::output::{Table, confirm, emit, time_ms};
 use crate::profile::{Target, connect};
 use crate::{Exit, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// The placement driver's leader and the cluster's totals; exits 5 when some shard
-    /// has no leader or a worker is not up.
+    /// has no leader or a worker is down (a draining one is planned, not a fault).
     Status,
     /// The workers: state, zone, replicas held and led.
     Workers,
@@ -22,8 +22,12 @@ pub enum ClusterCommand {
     /// replica, unless --force).
     Remove {
         worker_id: u64,
+        /// Even if a shard is left without a live replica (its data is then no longer
+        /// served); asks first unless --yes.
         #[arg(long)]
         force: bool,
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// The open alerts (--all: resolved ones too).
     Alerts {
@@ -81,10 +85,11 @@ pub async fn run(target: Target, command: ClusterCommand) -> Outcome {
     match command {
         ClusterCommand::Status => {
             let s = client.cluster_status().await?;
-            let healthy = s.shards_with_leader == s.shards && s.workers_up == s.workers;
+            let healthy = s.shards_with_leader == s.shards && s.workers_down == 0;
             let value = json!({
                 "healthy": healthy, "placement_leader": s.placement_leader, "placement_term": s.placement_term,
-                "epoch": s.epoch, "workers": s.workers, "workers_up": s.workers_up, "collections": s.collections,
+                "epoch": s.epoch, "workers": s.workers, "workers_up": s.workers_up, "workers_down": s.workers_down,
+                "collections": s.collections,
                 "shards": s.shards, "shards_with_leader": s.shards_with_leader, "replicas": s.replicas,
                 "points": s.points, "alerts_open": s.alerts_open,
             });
@@ -92,7 +97,7 @@ pub async fn run(target: Target, command: ClusterCommand) -> Outcome {
                 Table::fields(&[
                     ("health", if healthy { "ok".into() } else { "degraded".into() }),
                     ("placement leader", format!("{} (term {})", s.placement_leader, s.placement_term)),
-                    ("workers", format!("{} up of {}", s.workers_up, s.workers)),
+                    ("workers", format!("{} up, {} down, of {}", s.workers_up, s.workers_down, s.workers)),
                     ("collections", s.collections.to_string()),
                     (
                         "shards",
@@ -115,7 +120,10 @@ pub async fn run(target: Target, command: ClusterCommand) -> Outcome {
             let w = client.drain_worker(worker_id).await?;
             emit(target.output, &worker_json(&w), || workers_table(std::slice::from_ref(&w)));
         }
-        ClusterCommand::Remove { worker_id, force } => {
+        ClusterCommand::Remove { worker_id, force, yes } => {
+            if force && !yes {
+                confirm(&format!("Remove worker {worker_id} even if a shard loses its last live replica?"))?;
+            }
             let w = client.remove_worker(worker_id, force).await?;
             emit(target.output, &json!({"removed": worker_json(&w)}), || workers_table(std::slice::from_ref(&w)));
         }

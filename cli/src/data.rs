@@ -249,9 +249,13 @@ pub enum PointsCommand {
     },
 }
 
-/// An id as typed: a number is a numeric id, anything else a string id.
+/// An id as typed: a number written as one (`7`, not `007` or `+7`) is a numeric id,
+/// anything else a string id.
 pub fn parse_id(s: &str) -> PointId {
-    s.parse::<u64>().map_or_else(|_| PointId::Str(s.to_owned()), PointId::Num)
+    match s.parse::<u64>() {
+        Ok(n) if n.to_string() == s => PointId::Num(n),
+        _ => PointId::Str(s.to_owned()),
+    }
 }
 
 /// A `--filter` argument: JSON in the HTTP API's shape.
@@ -465,11 +469,17 @@ pub async fn search(a: SearchArgs) -> Outcome {
         if !a.no_payload {
             headers.push("payload");
         }
+        if a.with_vector {
+            headers.push("vector");
+        }
         let mut t = Table::new(&headers);
         for (rank, h) in result.hits.iter().enumerate() {
             let mut row = vec![(rank + 1).to_string(), cell(&json!(h.id)), format!("{:.6}", h.score)];
             if !a.no_payload {
                 row.push(h.payload.as_ref().map_or(String::new(), |p| Value::Object(p.clone()).to_string()));
+            }
+            if a.with_vector {
+                row.push(h.vector.as_ref().map_or(String::new(), |v| json!(v).to_string()));
             }
             t.row(row);
         }
@@ -490,6 +500,7 @@ mod tests {
         assert_eq!(parse_id("42"), PointId::Num(42));
         assert_eq!(parse_id("doc-7"), PointId::Str("doc-7".into()));
         assert_eq!(parse_id("-1"), PointId::Str("-1".into()), "not a u64: a string id");
+        assert_eq!(parse_id("007"), PointId::Str("007".into()), "not written as a number");
         assert_eq!(parse_vector_text(" [0.5, -1, 2e0] \n").unwrap(), vec![0.5, -1.0, 2.0]);
         assert_eq!(parse_vector_text("0.5,-1\n2").unwrap(), vec![0.5, -1.0, 2.0]);
         assert!(parse_vector_text("0.5,x").unwrap_err().contains("\"x\""));

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::data::{parse_filter, record_json};
-use crate::output::{Format, Table, emit};
+use crate::output::{Format, Table, emit, progress};
 use crate::profile::{Target, connect};
 use crate::{Exit, Failure, Outcome};
 
@@ -58,17 +57,7 @@ pub async fn run(a: ExportArgs) -> Outcome {
     } else {
         Box::new(BufWriter::new(std::fs::File::create(&tmp).map_err(failed)?))
     };
-    let bar = if a.no_progress || a.target.output == Format::Json || to_stdout {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template(
-            "[{elapsed_precise}] {wide_bar} {human_pos}/{human_len} points, {per_sec}, ETA {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    };
+    let bar = progress(total, a.no_progress || a.target.output == Format::Json || to_stdout);
     let started = Instant::now();
     let mut written = 0u64;
     let mut cursor = None;

@@ -4,11 +4,15 @@
 //!
 //! Resumable: every acknowledged batch is recorded (at most every quarter second, and
 //! when the import stops) in a small state file — by default under
-//! `$XDG_STATE_HOME/vectron/imports/` (`~/.local/state/…`), named after the collection
-//! and the file. `--resume` skips the batches it lists, as long as the file, collection,
-//! batch size and field choices are the ones it was made for. A batch may have been
-//! applied without its acknowledgement being recorded (a kill at the wrong moment): it
-//! is sent again, which is harmless — upserts replace points by id. A finished import
+//! `$XDG_STATE_HOME/vectron/imports/` (`~/.local/state/…`), named after the collection,
+//! the file and the gateway. `--resume` skips the batches it lists, as long as the file,
+//! gateway, collection (name, dimension, distance, shards), batch size and field choices
+//! are the ones it was made for. A batch may have been applied without its
+//! acknowledgement being recorded (a kill at the wrong moment): it is sent again, which
+//! is harmless — upserts replace points by id. Batches in flight together land in any
+//! order, so of an id the file names twice either record may be kept (with
+//! `--parallel 1`, the last one, unless a resumed import re-sends an earlier batch it
+//! was not sure of). A finished import
 //! removes its state file; Ctrl-C stops sending, records what was acknowledged and
 //! exits 130.
 
@@ -18,15 +22,14 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::Args;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use vectron_sdk::Point;
 
-use crate::output::{Format, Table, emit};
-use crate::profile::{Target, connect};
+use crate::output::{Format, Table, emit, progress};
+use crate::profile::{Target, connect_to};
 use crate::sources::{self, Fields, Kind};
-use crate::{Exit, Failure, Outcome};
+use crate::{Exit, Failure, Outcome, files};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -78,14 +81,18 @@ struct State {
 }
 
 /// An import, as far as resuming it is concerned: the same file (path, size, mtime)
-/// into the same collection, cut into the same batches.
+/// into the same collection of the same gateway, cut into the same batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Identity {
     file: PathBuf,
     size: u64,
     modified_ms: u64,
+    /// The gateway's URL: another cluster is another import.
+    gateway: String,
     collection: String,
+    /// Dimension, distance and shards: a collection re-created otherwise is another one.
+    collection_shape: String,
     format: String,
     batch_size: u32,
     start_id: u64,
@@ -110,22 +117,20 @@ fn from_ranges(ranges: &[(u64, u64)]) -> BTreeSet<u64> {
 }
 
 fn state_dir() -> Result<PathBuf, Failure> {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(dir).join("vectron").join("imports"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| Failure::invalid("neither XDG_STATE_HOME nor HOME is set: pass --state-file"))?;
-    Ok(PathBuf::from(home).join(".local/state/vectron/imports"))
+    Ok(files::base_dir("XDG_STATE_HOME", ".local/state")?.join("imports"))
 }
 
-/// The default state file of importing `file` (canonical) into `collection`.
-fn default_state_file(collection: &str, file: &Path) -> Result<PathBuf, Failure> {
+/// The default state file of importing `file` (canonical) into `collection` at
+/// `gateway`.
+fn default_state_file(collection: &str, file: &Path, gateway: &str) -> Result<PathBuf, Failure> {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let safe = |s: &str| {
         s.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect::<String>()
     };
-    let tag = crc32fast::hash(file.as_os_str().as_encoded_bytes());
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(file.as_os_str().as_encoded_bytes());
+    hasher.update(gateway.as_bytes());
+    let tag = hasher.finalize();
     Ok(state_dir()?.join(format!("{}-{}-{tag:08x}.json", safe(collection), safe(&name))))
 }
 
@@ -139,15 +144,9 @@ fn load_state(path: &Path) -> Result<Option<State>, Failure> {
     }
 }
 
-/// Writes the state whole or not at all (a temporary file renamed over it).
+/// Writes the state whole or not at all.
 fn save_state(path: &Path, state: &State) -> Result<(), Failure> {
-    let failed = |e: std::io::Error| Failure::new(Exit::Failed, format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(state).unwrap_or_default()).map_err(failed)?;
-    std::fs::rename(&tmp, path).map_err(failed)
+    files::write_private(path, &serde_json::to_vec(state).unwrap_or_default())
 }
 
 /// One batch to upsert: its index in the file's batches, and its points.
@@ -183,20 +182,6 @@ fn read_batches(
     }
 }
 
-fn progress_bar(len: u64, hidden: bool) -> ProgressBar {
-    if hidden {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} points, {per_sec}, ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
 /// Runs `vectron import`.
 pub async fn run(a: ImportArgs) -> Outcome {
     let kind = match a.format {
@@ -207,11 +192,20 @@ pub async fn run(a: ImportArgs) -> Outcome {
     let meta = std::fs::metadata(&file)?;
     let modified_ms =
         meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as u64);
+    let (client, gateway) = connect_to(&a.target).await?;
+    // Fails early on a collection that is not there (or a credential that may not read it).
+    let config = client.get_collection(&a.collection).await?.config.unwrap_or_default();
+    let dimension = config.dimension;
     let identity = Identity {
         file: file.clone(),
         size: meta.len(),
         modified_ms,
+        gateway: gateway.clone(),
         collection: a.collection.clone(),
+        collection_shape: format!(
+            "{} dimensions, distance {}, {} shards",
+            config.dimension, config.distance, config.shard_count
+        ),
         format: format!("{kind:?}").to_lowercase(),
         batch_size: a.batch_size,
         start_id: a.start_id,
@@ -221,7 +215,7 @@ pub async fn run(a: ImportArgs) -> Outcome {
     };
     let state_path = match &a.state_file {
         Some(p) => p.clone(),
-        None => default_state_file(&a.collection, &file)?,
+        None => default_state_file(&a.collection, &file, &gateway)?,
     };
     let earlier = load_state(&state_path)?;
     let acknowledged = match (&earlier, a.resume) {
@@ -230,25 +224,28 @@ pub async fn run(a: ImportArgs) -> Outcome {
             return Err(Failure::new(
                 Exit::Conflict,
                 format!(
-                    "{} records another import ({} into {:?}, batches of {}) or the file changed since; \
-                     remove it or run without --resume",
+                    "{} records another import ({} into {:?} at {}, batches of {}), or the file or the collection \
+                     changed since; remove it or run without --resume",
                     state_path.display(),
                     s.import.file.display(),
                     s.import.collection,
+                    s.import.gateway,
                     s.import.batch_size
                 ),
             ));
         }
-        (_, _) => BTreeSet::new(),
+        (None, true) => {
+            eprintln!(
+                "note: nothing to resume ({} does not exist): starting from the first batch",
+                state_path.display()
+            );
+            BTreeSet::new()
+        }
+        (_, false) => BTreeSet::new(),
     };
     if earlier.is_some() && !a.resume {
         eprintln!("note: starting over; --resume would skip what {} records", state_path.display());
     }
-
-    let client = connect(&a.target).await?;
-    // Fails early on a collection that is not there (or a credential that may not read it).
-    let collection = client.get_collection(&a.collection).await?;
-    let dimension = collection.config.map_or(0, |c| c.dimension);
 
     let fields = Fields { id: a.id_field.clone(), vector: a.vector_field.clone(), payload: a.payload_field.clone() };
     let (path, start_id) = (file.clone(), a.start_id);
@@ -267,7 +264,7 @@ pub async fn run(a: ImportArgs) -> Outcome {
     let skip = acknowledged.clone();
     let reader = std::thread::spawn(move || read_batches(source, batch_size, skip, tx));
 
-    let bar = progress_bar(total - skipped_points, a.no_progress || a.target.output == Format::Json);
+    let bar = progress(total - skipped_points, a.no_progress || a.target.output == Format::Json);
     let started = Instant::now();
     let mut state = State { import: identity, batches, acknowledged: ranges(&acknowledged) };
     let mut done = acknowledged;
@@ -383,8 +380,10 @@ mod tests {
 
     #[test]
     fn state_files_are_named_for_the_collection_and_the_file() {
-        let a = default_state_file("docs", Path::new("/data/a b.jsonl")).unwrap();
-        let b = default_state_file("docs", Path::new("/other/a b.jsonl")).unwrap();
+        let a = default_state_file("docs", Path::new("/data/a b.jsonl"), "http://db:8081").unwrap();
+        let b = default_state_file("docs", Path::new("/other/a b.jsonl"), "http://db:8081").unwrap();
+        let c = default_state_file("docs", Path::new("/data/a b.jsonl"), "http://staging:8081").unwrap();
+        assert_ne!(a, c, "another gateway: another import");
         let name = a.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with("docs-a_b.jsonl-") && name.ends_with(".json"), "{name}");
         assert_ne!(a, b, "same name, other folder: another import");

@@ -13,13 +13,14 @@
 //! scripts ([`output`]); a failure prints the server's error code and message on stderr
 //! and exits with an [`Exit`] code scripts can tell apart.
 //!
-//! Layering: `output` and `profile` are leaves (with [`Failure`]); the command modules
-//! use them; `import` uses `sources`.
+//! Layering: `output` and `files` are leaves (with [`Failure`]), `profile` uses `files`;
+//! the command modules use them; `import` uses `sources`.
 
 pub mod accounts;
 pub mod cluster;
 pub mod data;
 pub mod export;
+pub mod files;
 pub mod import;
 pub mod output;
 pub mod profile;

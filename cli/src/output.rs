@@ -46,6 +46,21 @@ impl Table {
     }
 }
 
+/// A progress bar of `len` points on stderr (rate and ETA), or none when `hidden`
+/// (indicatif also draws nothing when stderr is not a terminal).
+pub fn progress(len: u64, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let template = "{spinner} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} points, {per_sec}, ETA {eta}";
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
 /// Prints `value` as JSON, or `table()` for people.
 pub fn emit(format: Format, value: &Value, table: impl FnOnce() -> Table) {
     match format {

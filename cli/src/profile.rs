@@ -9,8 +9,6 @@
 //! profile rewritten) when it has less than a minute left.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use vectron_sdk::Client;
 
 use crate::output::Format;
-use crate::{Exit, Failure};
+use crate::{Exit, Failure, files};
 
 /// The gateway a command goes to without `--url` or a profile.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8081";
@@ -103,16 +101,7 @@ pub struct Profiles {
 /// The config file's path: `$XDG_CONFIG_HOME/vectron/config.toml`, else
 /// `$HOME/.config/vectron/config.toml`.
 pub fn config_path() -> Result<PathBuf, Failure> {
-    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| Failure::invalid("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep profiles"))?;
-            PathBuf::from(home).join(".config")
-        }
-    };
-    Ok(base.join("vectron").join("config.toml"))
+    Ok(files::base_dir("XDG_CONFIG_HOME", ".config")?.join("config.toml"))
 }
 
 impl Profiles {
@@ -126,25 +115,10 @@ impl Profiles {
         }
     }
 
-    /// Writes the file owner-only, whole or not at all (a temporary file renamed over it).
+    /// Writes the file owner-only, whole or not at all.
     pub fn save(&self, path: &Path) -> Result<(), Failure> {
-        let failed = |e: std::io::Error| Failure::new(Exit::Failed, format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
-        }
         let text = toml::to_string_pretty(self).map_err(|e| Failure::new(Exit::Failed, e.to_string()))?;
-        let tmp = path.with_extension("toml.tmp");
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(failed)?;
-        // An earlier file made by someone else's umask keeps its mode: set it.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
-        file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(failed)?;
-        std::fs::rename(&tmp, path).map_err(failed)
+        files::write_private(path, text.as_bytes())
     }
 
     /// The name of the profile `asked` for, else the current one, else the default.
@@ -178,6 +152,11 @@ pub async fn open(url: &str, ca_file: Option<&Path>) -> Result<Client, Failure> 
 /// The client `target` names, with its credential (refreshing a profile's access token
 /// when it is about to expire).
 pub async fn connect(target: &Target) -> Result<Client, Failure> {
+    Ok(connect_to(target).await?.0)
+}
+
+/// [`connect`], and the gateway's URL.
+pub async fn connect_to(target: &Target) -> Result<(Client, String), Failure> {
     let path = config_path()?;
     let mut profiles = Profiles::load(&path)?;
     let name = profiles.name(target.profile.as_deref());
@@ -195,16 +174,16 @@ pub async fn connect(target: &Target) -> Result<Client, Failure> {
     // for its own.
     let same_gateway = target.url.is_none() || target.url == profile.url;
     if let Some(key) = target.api_key.as_deref().or(profile.api_key.as_deref().filter(|_| same_gateway)) {
-        return Ok(client.with_api_key(key)?);
+        return Ok((client.with_api_key(key)?, url));
     }
     if !same_gateway {
-        return Ok(client);
+        return Ok((client, url));
     }
     let now = now_secs();
     if let (Some(token), Some(expires)) = (&profile.access_token, profile.access_expires_at)
         && expires > now + REFRESH_MARGIN_SECS
     {
-        return Ok(client.with_bearer_token(token)?);
+        return Ok((client.with_bearer_token(token)?, url));
     }
     if let Some(refresh) = profile.refresh_token.as_deref()
         && profile.refresh_expires_at.is_none_or(|t| t > now)
@@ -218,14 +197,16 @@ pub async fn connect(target: &Target) -> Result<Client, Failure> {
         updated.set_tokens(None, &pair);
         profiles.profiles.insert(name, updated);
         profiles.save(&path)?;
-        return Ok(client.with_bearer_token(&pair.access_token)?);
+        return Ok((client.with_bearer_token(&pair.access_token)?, url));
     }
-    Ok(client)
+    Ok((client, url))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn profiles_are_saved_owner_only_and_read_back() {

@@ -10,7 +10,8 @@
 //!   field's object, or else every other field;
 //! - `.csv`: a header row; the id column, the vector column (a JSON array, or numbers
 //!   separated by commas, semicolons or spaces), every other column a payload field
-//!   (integers, numbers and `true`/`false` typed as such; empty cells left out).
+//!   (JSON numbers and `true`/`false` typed as such, so `007` stays text; empty cells
+//!   left out); an id is a number when written as one (`7`, not `007`), else a string.
 //!
 //! A bad record stops the import with its file, line (or row) and what is wrong.
 
@@ -22,7 +23,7 @@ use serde_json::{Map, Value};
 use vectron_sdk::{Point, PointId};
 
 use crate::Failure;
-use crate::data::parse_vector_text;
+use crate::data::{parse_id, parse_vector_text};
 
 /// A file format `vectron import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -240,7 +241,7 @@ fn jsonl(path: &Path, file: File, name: String, fields: Fields) -> Result<Source
                 Ok(l) => l,
                 Err(e) => return Some(Err(at(e.to_string()))),
             };
-            if line.trim().is_empty() {
+            if line.trim_ascii().is_empty() {
                 continue;
             }
             return Some(match serde_json::from_str::<Value>(&line) {
@@ -253,20 +254,11 @@ fn jsonl(path: &Path, file: File, name: String, fields: Fields) -> Result<Source
     Ok(Source { total, points: Box::new(points) })
 }
 
-/// A CSV cell as a payload value: integers, numbers and booleans typed as such.
+/// A CSV cell as a payload value: a JSON number (so `007`, `+1` or `.5` stay text) or
+/// `true`/`false` typed as such, anything else text.
 fn csv_value(cell: &str) -> Value {
-    if let Ok(n) = cell.parse::<i64>() {
-        return Value::from(n);
-    }
-    if let Ok(n) = cell.parse::<u64>() {
-        return Value::from(n);
-    }
-    if let Some(n) = cell.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-        return Value::Number(n);
-    }
-    match cell {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
+    match serde_json::from_str::<Value>(cell) {
+        Ok(v @ (Value::Number(_) | Value::Bool(_))) => v,
         _ => Value::String(cell.to_owned()),
     }
 }
@@ -302,7 +294,7 @@ fn csv_rows(path: &Path, file: File, name: String, fields: Fields) -> Result<Sou
         if id_cell.is_empty() {
             return Some(Err(row(format!("empty {:?}", fields.id), line)));
         }
-        let id = id_cell.parse::<u64>().map_or_else(|_| PointId::Str(id_cell.to_owned()), PointId::Num);
+        let id = parse_id(id_cell);
         let vector = match parse_vector_text(&record.get(vector_col).unwrap_or_default().replace(';', " ")) {
             Ok(v) => v,
             Err(e) => return Some(Err(row(format!("the vector: {e}"), line))),
@@ -397,6 +389,9 @@ mod tests {
             got[1],
             Point::new("k", vec![1.0, 2.0]).with_payload(json!({"n": -4, "price": 0, "ok": false, "name": "b, c"}))
         );
+        std::fs::write(&csv, "id,vector,zip\n007,[1],00123\n").unwrap();
+        let got = read(&csv, Kind::Csv).unwrap();
+        assert_eq!(got[0], Point::new("007", vec![1.0]).with_payload(json!({"zip": "00123"})), "text stays text");
         std::fs::write(&csv, "key,vector\n1,[1]\n").unwrap();
         assert!(read(&csv, Kind::Csv).unwrap_err().message.contains("no \"id\" column"));
 

@@ -27,6 +27,7 @@ pub async fn status(api: &Api) -> Result<pb::ClusterStatus, GatewayError> {
         epoch: t.epoch,
         workers: count(t.workers.len()),
         workers_up: count(t.workers.iter().filter(|w| w.state == pi::WorkerState::Up as i32).count()),
+        workers_down: count(t.workers.iter().filter(|w| w.state == pi::WorkerState::Down as i32).count()),
         collections: count(t.collections.len()),
         shards: count(shards.len()),
         shards_with_leader: count(shards.iter().filter(|s| s.leader != 0).count()),

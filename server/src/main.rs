@@ -871,7 +871,21 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         // The client commands print for people (or -o json) and exit with their own codes.
-        Command::Client(command) => std::process::exit(runtime.block_on(vectron_cli::run(command))),
+        Command::Client(command) => {
+            let server_only = [
+                ("--cluster-secret-file", cli.cluster_secret_file.is_some()),
+                ("--tls-cert-file", cli.tls_cert_file.is_some()),
+                ("--tls-key-file", cli.tls_key_file.is_some()),
+                ("--tls-ca-file", cli.tls_ca_file.is_some()),
+            ];
+            if let Some((flag, _)) = server_only.iter().find(|(_, given)| *given) {
+                eprintln!(
+                    "error: {flag} is for the server commands; client commands take --ca-file (and --url, --api-key)"
+                );
+                std::process::exit(vectron_cli::Exit::Invalid as i32);
+            }
+            std::process::exit(runtime.block_on(vectron_cli::run(command)))
+        }
         server => {
             init_logging(cli.log_format);
             runtime.block_on(run(Cli { command: server, ..cli }))

@@ -149,7 +149,9 @@ async fn the_cli_manages_imports_searches_and_exports_a_dev_cluster() {
     assert!(refused.contains("UNAUTHENTICATED"), "{refused}");
 
     // A profile keeps the gateway and the key, owner-only.
-    let saved = cli.json(&["login", "--url", &url, "--api-key", key.trim()]);
+    let login = cli.run_with_stdin(&["login", "--url", &url, "--api-key-stdin", "-o", "json"], &key);
+    assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
+    let saved: Value = serde_json::from_slice(&login.stdout).unwrap();
     assert_eq!(saved["profile"], "default");
     let config = home.join(".config/vectron/config.toml");
     use std::os::unix::fs::PermissionsExt;
@@ -220,6 +222,7 @@ async fn the_cli_manages_imports_searches_and_exports_a_dev_cluster() {
 
     // Bad input: typed exit codes and the server's code.
     assert!(cli.fails(&["search", "docs", "--vector=1,2"], 2).contains("DIMENSION_MISMATCH"));
+    assert!(cli.fails(&["points", "count", "docs", "--tls-ca-file", "x"], 2).contains("--ca-file"), "a server flag");
     assert!(cli.fails(&["collections", "get", "nope"], 3).contains("COLLECTION_NOT_FOUND"));
     assert!(cli.fails(&["points", "count", "docs", "--filter", "{nope"], 2).contains("--filter"));
     assert!(cli.fails(&["import", "docs", "/no/such/file.jsonl"], 2).contains("/no/such/file.jsonl"));

@@ -367,3 +367,47 @@ async fn the_prod_manifests_run_a_cluster_that_survives_a_rolling_restart_of_eve
         gaps.join(", ")
     );
 }
+
+/// The certificate deploy/README.md tells operators to issue for the `prod` overlay's
+/// TLS (its cert-manager `Certificate`) names every host a process of the rendered
+/// manifests dials — as written there, since that is what TLS checks — so following the
+/// documentation gives a cluster that can reach itself. (The test above runs the
+/// processes on loopback addresses, where the names are gone.)
+#[test]
+fn the_documented_certificate_covers_every_name_the_prod_manifests_dial() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the repository");
+    let readme = std::fs::read_to_string(root.join("deploy/README.md")).unwrap();
+    let names: Vec<String> = readme
+        .lines()
+        .skip_while(|l| l.trim() != "dnsNames:")
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("- ") || l.trim_start().starts_with('#'))
+        .filter_map(|l| l.trim_start().strip_prefix("- "))
+        .map(|n| n.trim().trim_matches('"').to_owned())
+        .collect();
+    assert!(names.len() >= 5, "the README's dnsNames: {names:?}");
+    let covers = |host: &str| {
+        names.iter().any(|n| match n.strip_prefix("*.") {
+            Some(rest) => host.split_once('.').is_some_and(|(label, tail)| !label.is_empty() && tail == rest),
+            None => n == host,
+        })
+    };
+    let manifests = Manifests::render(&root.join("deploy/k8s/overlays/prod"));
+    let mut dialled = Vec::new();
+    for o in manifests.of_kind("StatefulSet").chain(manifests.of_kind("Deployment")) {
+        for c in o["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten() {
+            for arg in c["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str()) {
+                let flags = ["--auth=", "--reranker=", "--placement=", "--advertise=", "--initial-members="];
+                let Some(list) = flags.iter().find_map(|f| arg.strip_prefix(f)) else { continue };
+                for item in list.split(',') {
+                    let address = item.split_once('=').map_or(item, |(_, a)| a);
+                    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+                    dialled.push(host.replace("$(POD_NAME)", "pod-0").replace("$(POD_NAMESPACE)", "vectron"));
+                }
+            }
+        }
+    }
+    assert!(dialled.iter().any(|h| h.starts_with("vectron-auth")), "{dialled:?}");
+    let missing: Vec<&String> = dialled.iter().filter(|h| !covers(h)).collect();
+    assert!(missing.is_empty(), "deploy/README.md's certificate does not name {missing:?} (it names {names:?})");
+}

@@ -93,6 +93,7 @@ async fn stats(_: Administrator, State(admin): State<Admin>) -> Reply {
         "epoch": s.epoch,
         "workers": s.workers,
         "workers_up": s.workers_up,
+        "workers_down": s.workers_down,
         "collections": s.collections,
         "shards": s.shards,
         "shards_with_leader": s.shards_with_leader,
