@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use vectron_proto::v1 as pb;
 
-use crate::output::{Table, confirm, emit, time_ms};
+use crate::output::{Format, Table, confirm, emit, time_ms};
 use crate::profile::{self, Profile, Profiles, Target, config_path, connect};
 use crate::{Exit, Failure, Outcome};
 
@@ -30,10 +30,14 @@ pub struct LoginArgs {
     pub api_key_stdin: bool,
 }
 
+/// A log-out names only the profile: the gateway and credential are the profile's.
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
-    #[command(flatten)]
-    pub target: Target,
+    /// The profile to log out of [default: the current one].
+    #[arg(long, env = "VECTRON_PROFILE")]
+    pub profile: Option<String>,
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
 }
 
 /// Secrets read so far from stdin's lines (`--password-stdin` may need two).
@@ -76,20 +80,18 @@ pub async fn login(a: LoginArgs) -> Outcome {
         None => None,
     };
     let client = profile::open(&url, ca_file.as_deref()).await?;
-    let mut saved;
+    let mut saved = Profile { url: Some(url.clone()), ca_file, ..Profile::default() };
     let key = if a.api_key_stdin { Some(stdin_line("API key")?) } else { a.target.api_key.clone() };
     let who = match (&a.user, &key) {
         (Some(user), _) => {
             let pair = client.login(user, &password("password", a.password_stdin, true)?).await?;
-            saved = Profile { url: Some(url.clone()), ca_file, ..Profile::default() };
             saved.set_tokens(Some(user.clone()), &pair);
             format!("user {user}")
         }
         (None, Some(key)) => {
             // A key that does not work is not worth keeping.
             client.clone().with_api_key(key)?.list_collections().await?;
-            saved =
-                Profile { url: Some(url.clone()), ca_file, api_key: Some(key.trim().to_owned()), ..Profile::default() };
+            saved.api_key = Some(key.trim().to_owned());
             "an API key".to_owned()
         }
         (None, None) => {
@@ -115,7 +117,7 @@ pub async fn login(a: LoginArgs) -> Outcome {
 pub async fn logout(a: LogoutArgs) -> Outcome {
     let path = config_path()?;
     let mut profiles = Profiles::load(&path)?;
-    let name = profiles.name(a.target.profile.as_deref());
+    let name = profiles.name(a.profile.as_deref());
     let Some(mut saved) = profiles.profiles.get(&name).cloned() else {
         return Err(Failure::new(Exit::NotFound, format!("no profile {name:?} in {}", path.display())));
     };
@@ -132,9 +134,7 @@ pub async fn logout(a: LogoutArgs) -> Outcome {
     saved.clear_credentials();
     profiles.profiles.insert(name.clone(), saved);
     profiles.save(&path)?;
-    emit(a.target.output, &json!({"profile": name, "logged_out": true}), || {
-        Table::fields(&[("logged out", name.clone())])
-    });
+    emit(a.output, &json!({"profile": name, "logged_out": true}), || Table::fields(&[("logged out", name.clone())]));
     Ok(())
 }
 
@@ -236,7 +236,7 @@ pub async fn keys(target: Target, command: KeysCommand) -> Outcome {
                     ("secret key", created.secret_key.clone()),
                 ])
             });
-            if target.output == crate::output::Format::Table {
+            if target.output == Format::Table {
                 eprintln!("The secret key is shown this once: keep it now.");
             }
         }

@@ -174,9 +174,8 @@ impl Api {
             Ok(_) => "OK",
             Err(e) => e.code().as_str_name(),
         };
-        let table = self.router.table();
-        let known = table.collections.iter().any(|c| c.config.as_ref().is_some_and(|x| x.name == collection));
-        self.collection_metrics.observe(if known { collection } else { "unknown" }, operation, code, started.elapsed());
+        let label = if self.router.knows(collection) { collection } else { "unknown" };
+        self.collection_metrics.observe(label, operation, code, started.elapsed());
         result
     }
 

@@ -17,7 +17,7 @@ pub async fn status(api: &Api) -> Result<pb::ClusterStatus, GatewayError> {
         .call(|mut c| async move { c.get_leader(pi::GetLeaderRequest {}).await })
         .await
         .map_err(GatewayError::Placement)?;
-    let alerts = open_alerts(api, false).await?;
+    let alerts = placement_alerts(api, false).await?;
     let t = api.router().refresh_now().await?;
     let shards: Vec<&pi::ShardInfo> = t.collections.iter().flat_map(|c| c.shards.iter()).collect();
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
@@ -66,10 +66,10 @@ pub async fn remove(api: &Api, id: u64, force: bool) -> Result<pb::Worker, Gatew
 
 /// The open alerts, and the resolved ones too when `include_resolved`.
 pub async fn alerts(api: &Api, include_resolved: bool) -> Result<Vec<pb::Alert>, GatewayError> {
-    Ok(open_alerts(api, include_resolved).await?.iter().map(alert).collect())
+    Ok(placement_alerts(api, include_resolved).await?.iter().map(alert).collect())
 }
 
-async fn open_alerts(api: &Api, include_resolved: bool) -> Result<Vec<pi::Alert>, GatewayError> {
+async fn placement_alerts(api: &Api, include_resolved: bool) -> Result<Vec<pi::Alert>, GatewayError> {
     let placement = api.router().placement();
     let r = placement
         .call(|mut c| async move { c.list_alerts(pi::ListAlertsRequest { include_resolved }).await })

@@ -77,6 +77,11 @@ fn worker_error(status: &tonic::Status, shard_id: u64, worker: u64, address: &st
     GatewayError::Transport { shard_id, worker, address: address.to_owned(), message: status.message().to_owned() }
 }
 
+/// The collection named `name` in `table`.
+fn find_collection<'a>(table: &'a pi::RoutingTable, name: &str) -> Option<&'a pi::CollectionInfo> {
+    table.collections.iter().find(|c| c.config.as_ref().is_some_and(|x| x.name == name))
+}
+
 /// A worker in the gateway's own process.
 #[derive(Clone)]
 pub struct LocalWorker {
@@ -175,17 +180,19 @@ impl Router {
 
     /// The route of `name`, refreshing the table once if it is not known.
     pub async fn collection(&self, name: &str) -> Result<CollectionRoute, GatewayError> {
-        let find = |t: &pi::RoutingTable| {
-            t.collections.iter().find(|c| c.config.as_ref().is_some_and(|x| x.name == name)).cloned()
-        };
         let table = self.table();
-        if let Some(info) = find(&table) {
-            return Ok(CollectionRoute { info, epoch: table.epoch });
+        if let Some(info) = find_collection(&table, name) {
+            return Ok(CollectionRoute { info: info.clone(), epoch: table.epoch });
         }
         let table = self.refresh(table.epoch).await?;
-        find(&table)
-            .map(|info| CollectionRoute { info, epoch: table.epoch })
+        find_collection(&table, name)
+            .map(|info| CollectionRoute { info: info.clone(), epoch: table.epoch })
             .ok_or_else(|| GatewayError::CollectionNotFound { name: name.to_owned() })
+    }
+
+    /// Whether the cached table holds a collection named `name` (no refresh).
+    pub fn knows(&self, name: &str) -> bool {
+        find_collection(&self.table(), name).is_some()
     }
 
     /// Replicas of `shard` in the order to try: the known leader first.
