@@ -1,7 +1,8 @@
-//! `vectron export COLLECTION FILE`: every point (or those a filter matches) as JSON
-//! Lines — `{"id", "vector", "payload"}` per line, what `vectron import` reads — page by
-//! page, with a progress bar. The file appears whole at the end (written beside it and
-//! renamed), so an interrupted export leaves nothing that looks complete.
+//! `vectron export COLLECTION FILE`: every point (or those a filter matches), page by
+//! page with a progress bar, as JSON Lines — `{"id", "vector", "payload"}` per line —
+//! or as Parquet ([`crate::parquet_file`]), both what `vectron import` reads. The file
+//! appears whole at the end (written beside it and renamed), so an interrupted export
+//! leaves nothing that looks complete.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -10,8 +11,11 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 
+use vectron_sdk::Record;
+
 use crate::data::{parse_filter, record_json};
 use crate::output::{Format, Table, emit, progress};
+use crate::parquet_file::ParquetSink;
 use crate::profile::{Target, connect};
 use crate::{Exit, Failure, Outcome};
 
@@ -20,7 +24,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub target: Target,
     pub collection: String,
-    /// The file to write (.jsonl; `-`: stdout).
+    /// The file to write (.jsonl or .parquet; `-`: JSON Lines on stdout).
     pub file: PathBuf,
     /// Only the points this filter (JSON, as in the HTTP API) matches.
     #[arg(long)]
@@ -36,26 +40,61 @@ pub struct ExportArgs {
     pub no_progress: bool,
 }
 
+/// Where an export's records go.
+enum Sink {
+    Jsonl(Box<dyn Write>),
+    Parquet(Box<ParquetSink<BufWriter<std::fs::File>>>),
+}
+
+impl Sink {
+    fn write(&mut self, page: &[Record], failed: &impl Fn(std::io::Error) -> Failure) -> Result<(), Failure> {
+        match self {
+            Sink::Jsonl(out) => {
+                for r in page {
+                    serde_json::to_writer(&mut *out, &record_json(r)).map_err(|e| failed(e.into()))?;
+                    out.write_all(b"\n").map_err(failed)?;
+                }
+                Ok(())
+            }
+            Sink::Parquet(sink) => sink.write(page),
+        }
+    }
+
+    /// Flushes everything written (and a Parquet file's footer).
+    fn finish(self, failed: &impl Fn(std::io::Error) -> Failure) -> Result<(), Failure> {
+        match self {
+            Sink::Jsonl(mut out) => out.flush().map_err(failed),
+            Sink::Parquet(sink) => sink.finish()?.flush().map_err(failed),
+        }
+    }
+}
+
 /// Runs `vectron export`.
 pub async fn run(a: ExportArgs) -> Outcome {
     let to_stdout = a.file.as_os_str() == "-";
-    if !to_stdout {
-        let ext = a.file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_lowercase();
-        match ext.as_str() {
-            "jsonl" | "ndjson" => {}
-            "parquet" => return Err(Failure::invalid("Parquet export is not supported yet: export to .jsonl")),
-            _ => return Err(Failure::invalid(format!("{}: export writes .jsonl files", a.file.display()))),
-        }
-    }
+    let ext = a.file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_lowercase();
+    let parquet = match ext.as_str() {
+        _ if to_stdout => false,
+        "jsonl" | "ndjson" => false,
+        "parquet" | "pq" => true,
+        _ => return Err(Failure::invalid(format!("{}: export writes .jsonl or .parquet files", a.file.display()))),
+    };
     let filter = parse_filter(a.filter.as_deref())?;
     let client = connect(&a.target).await?;
     let total = client.count(&a.collection, filter.as_ref()).await?;
-    let tmp = a.file.with_extension("jsonl.partial");
+    let tmp = a.file.with_extension(format!("{ext}.partial"));
     let failed = |e: std::io::Error| Failure::new(Exit::Failed, format!("{}: {e}", a.file.display()));
-    let mut out: Box<dyn Write> = if to_stdout {
-        Box::new(BufWriter::new(std::io::stdout().lock()))
+    // A Parquet file's vector column has the collection's dimension.
+    let dimension = if parquet && !a.no_vectors {
+        Some(client.get_collection(&a.collection).await?.config.unwrap_or_default().dimension as usize)
     } else {
-        Box::new(BufWriter::new(std::fs::File::create(&tmp).map_err(failed)?))
+        None
+    };
+    let mut sink = if to_stdout {
+        Sink::Jsonl(Box::new(BufWriter::new(std::io::stdout().lock())))
+    } else {
+        let file = BufWriter::new(std::fs::File::create(&tmp).map_err(failed)?);
+        if parquet { Sink::Parquet(Box::new(ParquetSink::new(file, dimension))) } else { Sink::Jsonl(Box::new(file)) }
     };
     let bar = progress(total, a.no_progress || a.target.output == Format::Json || to_stdout);
     let started = Instant::now();
@@ -65,10 +104,7 @@ pub async fn run(a: ExportArgs) -> Outcome {
         loop {
             let (page, next) =
                 client.scroll_with(&a.collection, filter.as_ref(), a.page_size, cursor, !a.no_vectors).await?;
-            for r in &page {
-                serde_json::to_writer(&mut out, &record_json(r)).map_err(|e| failed(e.into()))?;
-                out.write_all(b"\n").map_err(failed)?;
-            }
+            sink.write(&page, &failed)?;
             written += page.len() as u64;
             bar.inc(page.len() as u64);
             cursor = next;
@@ -79,9 +115,7 @@ pub async fn run(a: ExportArgs) -> Outcome {
     }
     .await;
     bar.finish_and_clear();
-    let flushed = out.flush().map_err(failed);
-    drop(out);
-    if let Err(e) = result.and(flushed) {
+    if let Err(e) = result.and_then(|()| sink.finish(&failed)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

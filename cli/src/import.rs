@@ -36,18 +36,19 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub target: Target,
     pub collection: String,
-    /// A .npy, .fvecs, .jsonl or .csv file.
+    /// A .npy, .fvecs, .jsonl, .csv or .parquet file.
     pub file: PathBuf,
     /// The file's format [default: from its extension].
     #[arg(long, value_enum)]
     pub format: Option<Kind>,
-    /// The id field (.jsonl) or column (.csv).
+    /// The id field (.jsonl) or column (.csv, .parquet).
     #[arg(long, default_value = "id")]
     pub id_field: String,
-    /// The vector field (.jsonl) or column (.csv).
+    /// The vector field (.jsonl) or column (.csv, .parquet).
     #[arg(long, default_value = "vector")]
     pub vector_field: String,
-    /// The payload field (.jsonl; without it, every other field is the payload).
+    /// The payload field (.jsonl) or column (.parquet); without it, every other field or
+    /// column is the payload.
     #[arg(long, default_value = "payload")]
     pub payload_field: String,
     /// The id of the first row of a .npy or .fvecs file (the others follow).

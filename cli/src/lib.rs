@@ -3,9 +3,9 @@
 //!
 //! - `vectron login|logout`: a profile in `~/.config/vectron/config.toml` ([`profile`]);
 //! - `vectron collections …`, `vectron points …`, `vectron search …` ([`data`]);
-//! - `vectron import COLLECTION FILE` (.npy, .fvecs, .jsonl, .csv; parallel batches, a
-//!   progress bar, `--resume`) ([`import`] over [`sources`]) and `vectron export`
-//!   ([`export`]);
+//! - `vectron import COLLECTION FILE` (.npy, .fvecs, .jsonl, .csv, .parquet; parallel
+//!   batches, a progress bar, `--resume`) ([`import`] over [`sources`]) and `vectron
+//!   export` to .jsonl or .parquet ([`export`]);
 //! - `vectron keys …`, `vectron users …` ([`accounts`]); `vectron cluster …`
 //!   ([`cluster`]).
 //!
@@ -14,7 +14,8 @@
 //! and exits with an [`Exit`] code scripts can tell apart.
 //!
 //! Layering: `output` and `files` are leaves (with [`Failure`]), `profile` uses `files`;
-//! the command modules use them; `import` uses `sources`.
+//! the command modules use them; `import` uses `sources`, which with `export` uses
+//! `parquet_file`.
 
 pub mod accounts;
 pub mod cluster;
@@ -23,6 +24,7 @@ pub mod export;
 pub mod files;
 pub mod import;
 pub mod output;
+pub mod parquet_file;
 pub mod profile;
 pub mod sources;
 

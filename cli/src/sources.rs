@@ -13,6 +13,8 @@
 //!   (JSON numbers and `true`/`false` typed as such, so `007` stays text; empty cells
 //!   left out); an id is a number when written as one (`7`, not `007`), else a string.
 //!
+//! - `.parquet`: columns chosen as for `.jsonl` ([`crate::parquet_file`]).
+//!
 //! A bad record stops the import with its file, line (or row) and what is wrong.
 
 use std::fs::File;
@@ -32,6 +34,7 @@ pub enum Kind {
     Fvecs,
     Jsonl,
     Csv,
+    Parquet,
 }
 
 impl Kind {
@@ -43,23 +46,21 @@ impl Kind {
             "fvecs" => Ok(Kind::Fvecs),
             "jsonl" | "ndjson" => Ok(Kind::Jsonl),
             "csv" => Ok(Kind::Csv),
-            "parquet" => Err(Failure::invalid(
-                "Parquet files are not supported yet: convert to .jsonl or .csv (e.g. with pandas) first",
-            )),
+            "parquet" | "pq" => Ok(Kind::Parquet),
             _ => Err(Failure::invalid(format!(
-                "{}: cannot tell the format from the extension; use --format npy|fvecs|jsonl|csv",
+                "{}: cannot tell the format from the extension; use --format npy|fvecs|jsonl|csv|parquet",
                 path.display()
             ))),
         }
     }
 }
 
-/// Which fields hold what, in `.jsonl` and `.csv` files.
+/// Which fields hold what, in `.jsonl`, `.csv` and `.parquet` files.
 #[derive(Debug, Clone)]
 pub struct Fields {
     pub id: String,
     pub vector: String,
-    /// `.jsonl`: the field holding the payload object.
+    /// `.jsonl` and `.parquet`: the field holding the payload object.
     pub payload: String,
 }
 
@@ -85,6 +86,7 @@ pub fn open(path: &Path, kind: Kind, fields: &Fields, start_id: u64) -> Result<S
         Kind::Fvecs => fvecs(file, name, start_id),
         Kind::Jsonl => jsonl(path, file, name, fields.clone()),
         Kind::Csv => csv_rows(path, file, name, fields.clone()),
+        Kind::Parquet => crate::parquet_file::open(file, name, fields),
     }
 }
 
@@ -396,7 +398,7 @@ mod tests {
         assert!(read(&csv, Kind::Csv).unwrap_err().message.contains("no \"id\" column"));
 
         assert_eq!(Kind::of(Path::new("a.NPY")).unwrap(), Kind::Npy);
-        assert!(Kind::of(Path::new("a.parquet")).unwrap_err().message.contains("not supported"));
+        assert_eq!(Kind::of(Path::new("a.parquet")).unwrap(), Kind::Parquet);
         assert!(Kind::of(Path::new("a.bin")).is_err());
     }
 }

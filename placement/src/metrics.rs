@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use openraft::ServerState;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntGauge, IntGaugeVec, Opts};
+use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts};
+use vectron_common::raft::leaders::LeaderChanges;
 use vectron_proto::internal as pi;
 
 use crate::node::PlacementNode;
@@ -20,6 +21,7 @@ pub struct PlacementCollector {
     workers: IntGaugeVec,
     alerts: IntGaugeVec,
     gauges: Vec<IntGauge>,
+    leader_changes: (LeaderChanges, IntCounter),
     descs: Vec<Desc>,
     collecting: parking_lot::Mutex<()>,
 }
@@ -46,6 +48,7 @@ const ALERT_KINDS: [&str; 4] =
     ["worker_down", "shard_under_replicated", "shard_without_leader", "reranker_unavailable"];
 
 impl PlacementCollector {
+    /// Starts counting the leaders `node` sees (within a Tokio runtime).
     pub fn new(node: PlacementNode) -> PlacementCollector {
         let workers =
             IntGaugeVec::new(Opts::new("vectron_placement_workers", "Registered workers by state"), &["state"])
@@ -59,7 +62,14 @@ impl PlacementCollector {
         for g in &gauges {
             descs.extend(g.desc().into_iter().cloned());
         }
-        PlacementCollector { node, workers, alerts, gauges, descs, collecting: Default::default() }
+        let seen = IntCounter::new(
+            "vectron_placement_raft_leader_changes_total",
+            "Leaders this member has seen elected in the placement group (each new term with a leader), since it started",
+        )
+        .expect("valid metric");
+        descs.extend(seen.desc().into_iter().cloned());
+        let leader_changes = (LeaderChanges::watch(node.raft().metrics()), seen);
+        PlacementCollector { node, workers, alerts, gauges, leader_changes, descs, collecting: Default::default() }
     }
 }
 
@@ -123,6 +133,9 @@ impl Collector for PlacementCollector {
         for g in &self.gauges {
             out.extend(g.collect());
         }
+        let (seen, counter) = &self.leader_changes;
+        counter.inc_by(seen.get() - counter.get());
+        out.extend(counter.collect());
         out
     }
 }

@@ -331,11 +331,15 @@ async fn placement_nodes_and_workers_serve_their_state_and_probes_on_their_ops_p
     assert_eq!(sample(&text, "vectron_replica_graph_tombstones", &ops), Some(0.0), "{text}");
     assert_eq!(sample(&text, "vectron_replica_raft_apply_lag", &ops), Some(0.0), "{text}");
     assert!(sample(&text, "vectron_replica_raft_term", &ops).is_some_and(|t| t >= 2.0), "{text}");
+    let leaders = sample(&text, "vectron_replica_raft_leader_changes_total", &ops);
+    assert!(leaders.is_some_and(|n| n >= 2.0), "a leader seen in each shard's group: {text}");
     assert!(sample(&text, "vectron_replica_raft_applied_index", &ops).is_some_and(|i| i >= 2.0), "{text}");
     assert!(sample(&text, "vectron_worker_graph_saves_total", &[]).is_some(), "{text}");
     // The placement node: the cluster as it has it.
     let text = scrape(&placement_ops).await;
     assert_eq!(sample(&text, "vectron_placement_leader", &[]), Some(1.0), "{text}");
+    let leaders = sample(&text, "vectron_placement_raft_leader_changes_total", &[]);
+    assert!(leaders.is_some_and(|n| n >= 1.0), "{text}");
     assert_eq!(sample(&text, "vectron_placement_collections", &[]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "vectron_placement_shards", &[]), Some(2.0), "{text}");
     assert_eq!(sample(&text, "vectron_placement_workers", &["state=\"up\""]), Some(1.0), "{text}");

@@ -35,6 +35,7 @@ use vectron_common::faults::NodeNetwork;
 use vectron_common::lifecycle::Health;
 use vectron_common::placement_client::PlacementClient;
 use vectron_common::raft::handover::{Handover, LeaderSince, hand_over, lease_over};
+use vectron_common::raft::leaders::LeaderChanges;
 use vectron_common::raft::network::{GrpcNetworkFactory, PeerChannels, RaftRouter};
 use vectron_common::raft::timing::{GroupKind, LogCompaction, raft_config_with};
 use vectron_common::raft::{NodeId, leader_hint, open_storage};
@@ -97,6 +98,8 @@ pub struct Replica {
     changing: AtomicBool,
     /// Since when this worker leads the group (noted each heartbeat), for hand-overs.
     leader_since: LeaderSince,
+    /// Leaders seen elected in the group since the replica opened (for the metrics).
+    pub leader_changes: LeaderChanges,
 }
 
 impl std::fmt::Debug for Replica {
@@ -385,12 +388,14 @@ impl WorkerHost {
                 .map_err(|e| StartError::Raft(e.to_string()))?;
         started.group_started();
         self.router.register(shard_id, raft.clone());
+        let leader_changes = LeaderChanges::watch(raft.metrics());
         let replica = Arc::new(Replica {
             shard_id,
             raft,
             slot,
             changing: AtomicBool::new(false),
             leader_since: LeaderSince::default(),
+            leader_changes,
         });
         self.replicas.write().insert(shard_id, replica.clone());
         tracing::info!(worker = self.id, shard = shard_id, "replica opened");

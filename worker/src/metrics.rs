@@ -1,5 +1,6 @@
 //! The worker's Prometheus metrics, computed when scraped: per hosted replica its Raft
-//! state (term, leadership, log, apply and replication lag, snapshot) and its shard's
+//! state (term, leaders seen, leadership, log, apply and replication lag, snapshot) and
+//! its shard's
 //! engine state (points, graph nodes and tombstones, writes not yet in the graph file),
 //! and worker-wide counters of graph-file saves and snapshot installs. Labels are the
 //! collection and shard of each replica the worker hosts (bounded by the shards it
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use openraft::ServerState;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Counter, IntCounter, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::host::WorkerHost;
 
@@ -48,6 +49,7 @@ pub struct WorkerCollector {
     host: Weak<WorkerHost>,
     replicas: IntGauge,
     per_replica: Vec<IntGaugeVec>,
+    leader_changes: IntCounterVec,
     descs: Vec<Desc>,
     collecting: parking_lot::Mutex<()>,
 }
@@ -73,6 +75,12 @@ const PER_REPLICA: [(&str, &str); 11] = [
     ("vectron_replica_graph_tombstones", "Deleted nodes still in the graph (a rebuild drops them)"),
 ];
 
+/// The per-replica counter: leaders seen elected (see `vectron_common::raft::leaders`).
+const LEADER_CHANGES: (&str, &str) = (
+    "vectron_replica_raft_leader_changes_total",
+    "Leaders this replica has seen elected (each new term with a leader), since it was opened",
+);
+
 /// One more: writes not yet in the graph file (re-inserted if the worker is killed).
 const UNSAVED: (&str, &str) = ("vectron_replica_graph_unsaved_writes", "Writes applied since the graph file was saved");
 
@@ -84,14 +92,16 @@ impl WorkerCollector {
             .chain([&UNSAVED])
             .map(|(name, help)| IntGaugeVec::new(Opts::new(*name, *help), &["collection", "shard"]).expect("valid"))
             .collect();
-        let mut descs: Vec<Desc> = replicas.desc().into_iter().cloned().collect();
+        let leader_changes =
+            IntCounterVec::new(Opts::new(LEADER_CHANGES.0, LEADER_CHANGES.1), &["collection", "shard"]).expect("valid");
+        let mut descs: Vec<Desc> = replicas.desc().into_iter().chain(leader_changes.desc()).cloned().collect();
         for g in &per_replica {
             descs.extend(g.desc().into_iter().cloned());
         }
         for (name, help) in COUNTER_HELP {
             descs.push(Desc::new(name.into(), help.into(), Vec::new(), Default::default()).expect("valid"));
         }
-        WorkerCollector { host, replicas, per_replica, descs, collecting: Default::default() }
+        WorkerCollector { host, replicas, per_replica, leader_changes, descs, collecting: Default::default() }
     }
 }
 
@@ -127,6 +137,7 @@ impl Collector for WorkerCollector {
         for g in &self.per_replica {
             g.reset();
         }
+        self.leader_changes.reset();
         if let Some(host) = self.host.upgrade() {
             let names = host.collection_names();
             let replicas = host.replicas();
@@ -165,6 +176,7 @@ impl Collector for WorkerCollector {
                 for (g, v) in self.per_replica.iter().zip(values) {
                     g.with_label_values(&labels).set(v as i64);
                 }
+                self.leader_changes.with_label_values(&labels).inc_by(r.leader_changes.get());
             }
         } else {
             self.replicas.set(0);
@@ -175,6 +187,7 @@ impl Collector for WorkerCollector {
         for g in &self.per_replica {
             out.extend(g.collect());
         }
+        out.extend(self.leader_changes.collect());
         let [saves, failures, save_time, installs, points, install_time] = COUNTER_HELP;
         out.push(counter(saves.0, saves.1, load(&c.graph_saves)));
         out.push(counter(failures.0, failures.1, load(&c.graph_save_failures)));

@@ -10,6 +10,7 @@
 //! - [`timing`]: election and heartbeat settings per kind of group.
 //! - [`handover`]: a stopping leader hands its group to a caught-up voter.
 //! - [`applied`]: the applied log id and membership every state machine records.
+//! - [`leaders`]: counting the leaders a node sees elected (for the metrics).
 //!
 //! Node ids are `u64`: placement members number themselves from their config; workers
 //! get ids from the placement driver. Groups: 0 is the placement group, a shard's group
@@ -18,6 +19,7 @@
 pub mod applied;
 pub mod codec;
 pub mod handover;
+pub mod leaders;
 pub mod log_store;
 pub mod network;
 pub mod timing;
