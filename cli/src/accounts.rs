@@ -68,7 +68,7 @@ fn password(what: &str, from_stdin: bool, env: bool) -> Result<String, Failure> 
 /// Runs `vectron login`.
 pub async fn login(a: LoginArgs) -> Outcome {
     let path = config_path()?;
-    let mut profiles = Profiles::load(&path)?;
+    let profiles = Profiles::load(&path)?;
     let name = profiles.name(a.target.profile.as_deref());
     // A new profile goes to the current one's gateway unless told otherwise.
     let current = profiles.current.as_ref().and_then(|c| profiles.profiles.get(c));
@@ -98,9 +98,11 @@ pub async fn login(a: LoginArgs) -> Outcome {
             return Err(Failure::invalid("log in with --user NAME, or keep a key with --api-key-stdin or --api-key"));
         }
     };
-    profiles.profiles.insert(name.clone(), saved);
-    profiles.current = Some(name.clone());
-    profiles.save(&path)?;
+    Profiles::update(&path, |profiles| {
+        profiles.profiles.insert(name.clone(), saved);
+        profiles.current = Some(name.clone());
+    })
+    .await?;
     let value = json!({"profile": name, "url": url, "as": who, "config": path});
     emit(a.target.output, &value, || {
         Table::fields(&[
@@ -116,9 +118,9 @@ pub async fn login(a: LoginArgs) -> Outcome {
 /// Runs `vectron logout`: ends the session (if it was a log-in) and forgets the credential.
 pub async fn logout(a: LogoutArgs) -> Outcome {
     let path = config_path()?;
-    let mut profiles = Profiles::load(&path)?;
+    let profiles = Profiles::load(&path)?;
     let name = profiles.name(a.profile.as_deref());
-    let Some(mut saved) = profiles.profiles.get(&name).cloned() else {
+    let Some(saved) = profiles.profiles.get(&name).cloned() else {
         return Err(Failure::new(Exit::NotFound, format!("no profile {name:?} in {}", path.display())));
     };
     if let Some(refresh) = saved.refresh_token.clone() {
@@ -131,9 +133,12 @@ pub async fn logout(a: LogoutArgs) -> Outcome {
             eprintln!("warning: the session was not ended on the server ({e}); its tokens expire by themselves");
         }
     }
-    saved.clear_credentials();
-    profiles.profiles.insert(name.clone(), saved);
-    profiles.save(&path)?;
+    Profiles::update(&path, |profiles| {
+        if let Some(p) = profiles.profiles.get_mut(&name) {
+            p.clear_credentials();
+        }
+    })
+    .await?;
     emit(a.output, &json!({"profile": name, "logged_out": true}), || Table::fields(&[("logged out", name.clone())]));
     Ok(())
 }

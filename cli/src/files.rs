@@ -1,6 +1,7 @@
 //! The CLI's own files: where they live (the XDG base directories) and how they are
 //! written — whole or not at all (a temporary file of this process, synced, renamed
-//! over the old one), owner-only, in owner-only folders.
+//! over the old one), owner-only, in owner-only folders — and the lock beside a file
+//! that `vectron`s running at once take to read, change and write it in turn.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -42,6 +43,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     written.map_err(failed)
 }
 
+/// Waits for, and holds until dropped, the exclusive lock of `path` (an advisory lock
+/// on `<path>.lock`, released when the process exits, however it exits).
+pub fn lock(path: &Path) -> Result<std::fs::File, Failure> {
+    let failed = |e: std::io::Error| Failure::new(Exit::Failed, format!("locking {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path.with_file_name(format!("{name}.lock")))
+        .map_err(failed)?;
+    file.lock().map_err(failed)?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +78,16 @@ mod tests {
         let left: Vec<_> =
             std::fs::read_dir(path.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+    }
+
+    #[test]
+    fn the_lock_is_held_by_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let held = lock(&path).unwrap();
+        let other = std::fs::File::options().write(true).open(dir.path().join("c.toml.lock")).unwrap();
+        assert!(other.try_lock().is_err(), "held");
+        drop(held);
+        assert!(other.try_lock().is_ok(), "released when dropped");
     }
 }

@@ -6,7 +6,10 @@
 //! Profiles live in `$XDG_CONFIG_HOME/vectron/config.toml` (`~/.config/vectron/…`),
 //! written owner-only (0600, in a 0700 folder) since they hold credentials: an API key,
 //! or a user's access and refresh tokens — the access token is refreshed (and the
-//! profile rewritten) when it has less than a minute left.
+//! profile rewritten) when it has less than a minute left. Changes are made under the
+//! file's lock (`config.toml.lock`): of several `vectron`s started at once one
+//! refreshes and the others use its token (a refresh token used twice ends the
+//! session), and a log-in never undoes another's change.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -121,6 +124,16 @@ impl Profiles {
         files::write_private(path, text.as_bytes())
     }
 
+    /// Reads the file, applies `change` and writes it back, holding its lock (taken off
+    /// the async threads): of two `vectron`s at once, neither loses the other's change.
+    pub async fn update<T>(path: &Path, change: impl FnOnce(&mut Profiles) -> T) -> Result<T, Failure> {
+        let _lock = lock(path).await?;
+        let mut profiles = Profiles::load(path)?;
+        let out = change(&mut profiles);
+        profiles.save(path)?;
+        Ok(out)
+    }
+
     /// The name of the profile `asked` for, else the current one, else the default.
     pub fn name(&self, asked: Option<&str>) -> String {
         asked.map(str::to_owned).or_else(|| self.current.clone()).unwrap_or_else(|| DEFAULT_PROFILE.to_owned())
@@ -129,6 +142,22 @@ impl Profiles {
 
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Waits for the profiles file's lock (see [`files::lock`]).
+async fn lock(path: &Path) -> Result<std::fs::File, Failure> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || files::lock(&path))
+        .await
+        .map_err(|e| Failure::new(Exit::Failed, e.to_string()))?
+}
+
+/// The access token of `profile` if it has more than the margin left.
+fn fresh_token(profile: &Profile, now: u64) -> Option<&str> {
+    match (&profile.access_token, profile.access_expires_at) {
+        (Some(token), Some(expires)) if expires > now + REFRESH_MARGIN_SECS => Some(token),
+        _ => None,
+    }
 }
 
 /// An access token with less than this left is refreshed first.
@@ -158,7 +187,7 @@ pub async fn connect(target: &Target) -> Result<Client, Failure> {
 /// [`connect`], and the gateway's URL.
 pub async fn connect_to(target: &Target) -> Result<(Client, String), Failure> {
     let path = config_path()?;
-    let mut profiles = Profiles::load(&path)?;
+    let profiles = Profiles::load(&path)?;
     let name = profiles.name(target.profile.as_deref());
     if target.profile.is_some() && !profiles.profiles.contains_key(&name) {
         return Err(Failure::new(
@@ -179,10 +208,19 @@ pub async fn connect_to(target: &Target) -> Result<(Client, String), Failure> {
     if !same_gateway {
         return Ok((client, url));
     }
+    if let Some(token) = fresh_token(&profile, now_secs()) {
+        return Ok((client.with_bearer_token(token)?, url));
+    }
+    if profile.refresh_token.is_none() {
+        return Ok((client, url));
+    }
+    // A refresh token is good for one refresh (a second use ends the session): one
+    // `vectron` at a time refreshes, and the others then take the token it saved.
+    let _lock = lock(&path).await?;
+    let mut profiles = Profiles::load(&path)?;
+    let profile = profiles.profiles.get(&name).cloned().unwrap_or_default();
     let now = now_secs();
-    if let (Some(token), Some(expires)) = (&profile.access_token, profile.access_expires_at)
-        && expires > now + REFRESH_MARGIN_SECS
-    {
+    if let Some(token) = fresh_token(&profile, now) {
         return Ok((client.with_bearer_token(token)?, url));
     }
     if let Some(refresh) = profile.refresh_token.as_deref()

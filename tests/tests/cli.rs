@@ -304,6 +304,34 @@ async fn the_cli_manages_imports_searches_and_exports_a_dev_cluster() {
         cli.run_with_stdin(&["login", "--profile", "ann", "--user", "ann", "--password-stdin"], "ann-secret-42\n");
     assert!(login.status.success(), "{}", String::from_utf8_lossy(&login.stderr));
     assert_eq!(cli.json(&["users", "get", "ann"])["role"], "user", "ann's profile is now the current one");
+    // Expired: several commands at once, one refreshes the token and the others use it
+    // (a refresh token used twice would end the session: every later command denied).
+    let expire = || {
+        let text = std::fs::read_to_string(&config).unwrap();
+        let expired: String = text
+            .lines()
+            .map(|l| if l.starts_with("access_expires_at = ") { "access_expires_at = 0" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_ne!(expired, text, "ann's profile has an access token");
+        std::fs::write(&config, expired).unwrap();
+    };
+    for _ in 0..3 {
+        expire();
+        let at_once: Vec<_> = (0..6)
+            .map(|_| {
+                let mut c = cli.command(&["collections", "list", "-o", "json"]);
+                c.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+            })
+            .collect();
+        for child in at_once {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    // The refresh token saved is the live one: refreshing once more works.
+    expire();
+    assert_eq!(cli.json(&["users", "get", "ann"])["role"], "user", "the session lives on");
     let bad = cli.run_with_stdin(&["login", "--profile", "x", "--user", "ann", "--password-stdin"], "wrong\n");
     assert_eq!(bad.status.code(), Some(4), "{}", String::from_utf8_lossy(&bad.stderr));
     cli.ok(&["logout", "--profile", "ann"]);
