@@ -97,7 +97,7 @@ impl ClusterToken {
     }
 }
 
-/// Attaches a token to every call through a channel.
+/// Attaches a token (and the current trace context) to every call through a channel.
 #[derive(Debug, Clone, Default)]
 pub struct AttachToken(ClusterToken);
 
@@ -117,6 +117,7 @@ impl Interceptor for AttachToken {
         if let Some(token) = &self.0.0 {
             request.metadata_mut().insert(CLUSTER_TOKEN_HEADER, token.clone());
         }
+        crate::telemetry::inject(request.metadata_mut());
         Ok(request)
     }
 }

@@ -17,6 +17,8 @@
 //! - [`cluster_auth`]: the shared cluster secret that authenticates internal calls;
 //!   [`secret_file`]: owner-only files for secrets.
 //! - [`start`]: [`StartError`], why a placement node or a worker could not start.
+//! - [`telemetry`]: the logger and OpenTelemetry traces (OTLP export, W3C context on
+//!   internal calls).
 //! - [`now_ms`]: wall-clock time as stored in records (created-at, heartbeats).
 
 pub mod cluster_auth;
@@ -29,6 +31,7 @@ pub mod raft;
 pub mod routing;
 pub mod secret_file;
 pub mod start;
+pub mod telemetry;
 pub mod tls;
 
 pub use start::StartError;

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use futures::future::join_all;
 use vectron_common::routing::{point_hash, range_contains};
@@ -169,12 +170,14 @@ impl Api {
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let started = Instant::now();
-        let result = work.await;
+        let label = if self.router.knows(collection) { collection } else { "unknown" };
+        // The trace's root: the calls to workers below carry it (see common's telemetry).
+        let span = tracing::info_span!("api", otel.name = operation, otel.kind = "server", collection = label);
+        let result = work.instrument(span).await;
         let code = match &result {
             Ok(_) => "OK",
             Err(e) => e.code().as_str_name(),
         };
-        let label = if self.router.knows(collection) { collection } else { "unknown" };
         self.collection_metrics.observe(label, operation, code, started.elapsed());
         result
     }

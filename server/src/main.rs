@@ -32,6 +32,7 @@ use vectron_common::cluster_auth::ClusterToken;
 use vectron_common::lifecycle::{Health, Starting};
 use vectron_common::raft::network::RaftRouter;
 use vectron_common::raft::timing::LogCompaction;
+use vectron_common::telemetry;
 use vectron_engine::store::Durability;
 use vectron_gateway::auth::Authenticator;
 use vectron_gateway::rerank::RerankerConfig;
@@ -68,6 +69,10 @@ struct Cli {
     /// How log lines (stderr) are written; filter them with RUST_LOG.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VECTRON_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Export traces over OTLP/gRPC to this collector (e.g. http://otel-collector:4317);
+    /// none: no traces are exported.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -856,13 +861,15 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().with_current_span(false).with_span_list(true).init(),
+/// The service name a process's traces carry.
+fn service_name(command: &Command) -> &'static str {
+    match command {
+        Command::Placement(_) => "vectron-placement",
+        Command::Worker(_) => "vectron-worker",
+        Command::Gateway(_) => "vectron-gateway",
+        Command::Auth(_) => "vectron-auth",
+        Command::Reranker(_) => "vectron-reranker",
+        Command::Dev(_) | Command::Client(_) => "vectron",
     }
 }
 
@@ -877,6 +884,8 @@ fn main() -> Result<()> {
                 ("--tls-cert-file", cli.tls_cert_file.is_some()),
                 ("--tls-key-file", cli.tls_key_file.is_some()),
                 ("--tls-ca-file", cli.tls_ca_file.is_some()),
+                // Not OTEL_EXPORTER_OTLP_ENDPOINT: a client may run where it is set.
+                ("--otlp-endpoint", std::env::args().any(|a| a.starts_with("--otlp-endpoint"))),
             ];
             if let Some((flag, _)) = server_only.iter().find(|(_, given)| *given) {
                 eprintln!(
@@ -887,8 +896,19 @@ fn main() -> Result<()> {
             std::process::exit(runtime.block_on(vectron_cli::run(command)))
         }
         server => {
-            init_logging(cli.log_format);
-            runtime.block_on(run(Cli { command: server, ..cli }))
+            let format = match cli.log_format {
+                LogFormat::Text => telemetry::LogFormat::Text,
+                LogFormat::Json => telemetry::LogFormat::Json,
+            };
+            let endpoint = cli.otlp_endpoint.as_deref().filter(|e| !e.is_empty());
+            let telemetry = {
+                // The exporter's channel lives on the runtime.
+                let _in = runtime.enter();
+                telemetry::init(format, endpoint, service_name(&server)).map_err(anyhow::Error::msg)?
+            };
+            let result = runtime.block_on(run(Cli { command: server, ..cli }));
+            telemetry.shutdown();
+            result
         }
     }
 }

@@ -276,6 +276,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
+        .layer(vectron_common::telemetry::grpc_server_spans())
         .add_service(health.service())
         .add_service(InterceptedService::new(router.into_service(), token.clone().checker()))
         .add_service(InterceptedService::new(worker, token.checker()))
