@@ -25,6 +25,14 @@ impl EtcdProcess {
     pub async fn must_start() -> EtcdProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut etcd = EtcdProcess { child: None, dir, client_port: free_port(), peer_port: free_port() };
+        // A port found free can be taken (another test's outgoing connection) before
+        // etcd binds it: then etcd exits at once, and other ports are tried.
+        for _ in 0..5 {
+            if etcd.spawn_and_wait().await {
+                return etcd;
+            }
+            (etcd.client_port, etcd.peer_port) = (free_port(), free_port());
+        }
         etcd.must_spawn().await;
         etcd
     }
@@ -40,6 +48,15 @@ impl EtcdProcess {
     }
 
     async fn must_spawn(&mut self) {
+        if !self.spawn_and_wait().await {
+            let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+            panic!("etcd exited at start on {}; its log:\n{log}", self.endpoint());
+        }
+    }
+
+    /// Starts etcd and waits until it answers (true), or until it exits (false: its
+    /// ports were taken); panics if it neither answers nor exits within 20 s.
+    async fn spawn_and_wait(&mut self) -> bool {
         let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log file");
@@ -59,8 +76,14 @@ impl EtcdProcess {
             if let Ok(store) = EtcdStore::connect(std::slice::from_ref(&client), "/probe/").await {
                 use crate::store::KvStore;
                 if store.get("ready").await.is_ok() {
-                    return;
+                    return true;
                 }
+            }
+            if let Some(child) = self.child.as_mut()
+                && child.try_wait().is_ok_and(|exited| exited.is_some())
+            {
+                self.child = None;
+                return false;
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
