@@ -12,6 +12,7 @@
 //! is the caller's ([`GrpcServerSpans`]). So a search is one trace from the gateway's
 //! operation span to each worker that answered it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector};
@@ -24,6 +25,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// Set once an exporter is installed: until then propagation costs nothing on the
+/// internal calls' path (Raft heartbeats included).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,6 +77,7 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>, service: &str) -> Re
     tracing_subscriber::registry().with(logs.with_filter(filter())).with(traces).init();
     if provider.is_some() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        EXPORTING.store(true, Ordering::Relaxed);
     }
     Ok(Telemetry(provider))
 }
@@ -93,6 +99,9 @@ fn provider(endpoint: &str, service: &str) -> Result<SdkTracerProvider, String> 
 /// Puts the current span's context into an outgoing call's metadata (nothing when no
 /// exporter is installed: the propagator is then a no-op).
 pub fn inject(metadata: &mut MetadataMap) {
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return;
+    }
     let cx = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut MetadataInjector(metadata)));
 }
@@ -133,6 +142,9 @@ pub fn grpc_server_spans() -> GrpcServerSpans {
 
 fn server_span(request: &http::Request<tonic::body::Body>) -> tracing::Span {
     let span = tracing::info_span!("grpc", otel.name = request.uri().path(), otel.kind = "server");
+    if !EXPORTING.load(Ordering::Relaxed) {
+        return span;
+    }
     let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
     // Err without an exporter (no layer to take it): then there is nothing to link.
     let _ = span.set_parent(parent);

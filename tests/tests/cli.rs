@@ -106,6 +106,15 @@ fn write_jsonl(path: &Path, ids: std::ops::Range<u64>) {
     }
 }
 
+/// A `.jsonl` export's records by (numeric) id.
+fn read_export(path: &Path) -> BTreeMap<u64, Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .map(|v| (v["id"].as_u64().unwrap(), v))
+        .collect()
+}
+
 fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
@@ -193,11 +202,7 @@ async fn the_cli_manages_imports_searches_and_exports_a_dev_cluster() {
     assert_eq!(cli.json(&["points", "count", "docs"])["count"], N);
     let exported = files.join("out.jsonl");
     cli.ok(&["export", "docs", exported.to_str().unwrap()]);
-    let mut back: BTreeMap<u64, Value> = BTreeMap::new();
-    for line in std::fs::read_to_string(&exported).unwrap().lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        back.insert(v["id"].as_u64().unwrap(), v);
-    }
+    let back = read_export(&exported);
     assert_eq!(back.len() as u64, N);
     for (i, v) in &back {
         let want = json!({"id": i, "vector": vector(*i), "payload": {"tag": format!("t{}", i % 3), "n": i}});
@@ -213,12 +218,7 @@ async fn the_cli_manages_imports_searches_and_exports_a_dev_cluster() {
     assert_eq!(summary["imported"].as_u64(), Some(N), "{summary}");
     let copied = files.join("copy.jsonl");
     cli.ok(&["export", "copy", copied.to_str().unwrap()]);
-    let mut copy: BTreeMap<u64, Value> = BTreeMap::new();
-    for line in std::fs::read_to_string(&copied).unwrap().lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        copy.insert(v["id"].as_u64().unwrap(), v);
-    }
-    assert_eq!(copy, back, "through Parquet and back, every point as it was");
+    assert_eq!(read_export(&copied), back, "through Parquet and back, every point as it was");
     let ids_only = files.join("ids.parquet");
     cli.ok(&["export", "copy", ids_only.to_str().unwrap(), "--no-vectors"]);
     assert!(cli.fails(&["import", "docs", ids_only.to_str().unwrap()], 2).contains("no \"vector\" column"));
