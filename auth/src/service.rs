@@ -520,6 +520,7 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let auth = AuthServiceServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
+        .layer(vectron_common::telemetry::grpc_server_spans())
         .add_service(health.service())
         .add_service(InterceptedService::new(auth, vectron_common::cluster_auth::check))
         .serve_with_incoming_shutdown(

@@ -372,23 +372,19 @@ fn shard_bench(
     let sel = args.filter_selectivity;
     let stride = if sel > 0.0 { (1.0 / sel).round().max(1.0) as usize } else { usize::MAX };
     let in_cat = |i: usize| i.is_multiple_of(stride);
+    let point = |i: usize| -> Result<Point> {
+        let cat = if in_cat(i) { "hit" } else { "miss" };
+        let payload = json!({"cat": cat}).as_object().cloned().context("payload is an object")?;
+        Ok(Point {
+            id: PointId::Num(i as u64),
+            vector: data.base[i].clone(),
+            payload: Some(Payload::from_map(&payload)),
+        })
+    };
     let t = Instant::now();
     pool.install(|| -> Result<()> {
-        for (c, chunk) in data.base.chunks(1000).enumerate() {
-            let points = chunk
-                .iter()
-                .enumerate()
-                .map(|(j, v)| {
-                    let i = c * 1000 + j;
-                    let cat = if in_cat(i) { "hit" } else { "miss" };
-                    let payload = json!({"cat": cat}).as_object().cloned().context("payload is an object")?;
-                    Ok(Point {
-                        id: PointId::Num(i as u64),
-                        vector: v.clone(),
-                        payload: Some(Payload::from_map(&payload)),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+        for start in (0..data.base.len()).step_by(1000) {
+            let points = (start..(start + 1000).min(data.base.len())).map(point).collect::<Result<Vec<_>>>()?;
             shard.upsert(points)?;
         }
         Ok(())
@@ -430,6 +426,27 @@ fn shard_bench(
     }
 
     if args.reopen {
+        // A save while single-point writes go on (rewriting points with what they hold):
+        // how long it takes, and the longest any of those writes took meanwhile.
+        shard.upsert(vec![point(0)?])?;
+        let (save_s, longest_write_s, writes) = std::thread::scope(|s| -> Result<(f64, f64, usize)> {
+            let saver = s.spawn(|| {
+                let t = Instant::now();
+                shard.persist().map(|()| t.elapsed().as_secs_f64())
+            });
+            let (mut longest, mut writes) = (0f64, 0usize);
+            while !saver.is_finished() {
+                let t = Instant::now();
+                shard.upsert(vec![point(writes * 7919 % data.base.len())?])?;
+                longest = longest.max(t.elapsed().as_secs_f64());
+                writes += 1;
+            }
+            Ok((saver.join().map_err(|_| anyhow::anyhow!("the save thread panicked"))??, longest, writes))
+        })?;
+        eprintln!(
+            "save: {save_s:.2}s while {writes} writes went on, the longest of them {:.1} ms",
+            longest_write_s * 1e3
+        );
         shard.persist()?;
         drop(shard);
         let t = Instant::now();
@@ -444,7 +461,8 @@ fn shard_bench(
         assert_eq!(shard.len(), data.base.len());
         eprintln!("reopen: {with_file:.2}s with the persisted graph, {rebuilt:.2}s rebuilding it");
         let row = json!({"bench": "reopen", "backend": "vectron-shard", "n": data.base.len(), "dim": data.dim,
-                         "ef": 0, "reopen_graph_file_s": with_file, "reopen_rebuild_s": rebuilt});
+                         "ef": 0, "reopen_graph_file_s": with_file, "reopen_rebuild_s": rebuilt,
+                         "save_s": save_s, "save_longest_write_ms": longest_write_s * 1e3, "save_writes": writes});
         if args.data.json {
             println!("{row}");
         }

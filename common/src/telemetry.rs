@@ -140,8 +140,16 @@ pub fn grpc_server_spans() -> GrpcServerSpans {
     tower_http::trace::TraceLayer::new_for_grpc().make_span_with(server_span as fn(&_) -> _)
 }
 
+/// Calls that get no span: Raft's own traffic (heartbeats and appends, many per second
+/// per group, outside any request's trace) and health probes.
+const UNTRACED: [&str; 2] = ["/vectron.internal.v1.RaftTransport/", "/grpc.health.v1.Health/"];
+
 fn server_span(request: &http::Request<tonic::body::Body>) -> tracing::Span {
-    let span = tracing::info_span!("grpc", otel.name = request.uri().path(), otel.kind = "server");
+    let path = request.uri().path();
+    if UNTRACED.iter().any(|p| path.starts_with(p)) {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("grpc", otel.name = path, otel.kind = "server");
     if !EXPORTING.load(Ordering::Relaxed) {
         return span;
     }

@@ -494,6 +494,44 @@ fn reopen_uses_the_graph_file_and_survives_a_stale_or_corrupt_one() {
 }
 
 #[test]
+fn a_graph_saved_during_writes_spares_a_crashed_shard_every_write_it_covers() {
+    let fx = Fixture::new();
+    let shard = fx.must_create(config(8, Distance::Euclid));
+    let points = random_points(8000, 8, 21);
+    for batch in points[..4000].chunks(500) {
+        shard.upsert(batch.to_vec()).unwrap();
+    }
+    let written = std::sync::atomic::AtomicUsize::new(4000);
+    let covered = std::thread::scope(|s| {
+        s.spawn(|| {
+            for batch in points[4000..].chunks(50) {
+                shard.upsert(batch.to_vec()).unwrap();
+                written.fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        while written.load(std::sync::atomic::Ordering::SeqCst) < 4500 {
+            std::thread::yield_now();
+        }
+        let covered = written.load(std::sync::atomic::Ordering::SeqCst);
+        shard.persist().unwrap();
+        covered
+    });
+    assert!(covered < 8000, "the save ran after the writes");
+    // A crash: the shard is never closed (closing would save the graph again).
+    std::mem::forget(shard);
+    let shard = Shard::open(&fx.storage, ShardId(1), &fx.dir.path().join("graphs")).unwrap();
+    let reinserted = shard.unsaved_writes() as usize;
+    assert!(reinserted <= 8000 - covered, "{reinserted} points re-inserted, the save covered {covered} of 8000");
+    assert_eq!(shard.len(), 8000);
+    for p in points.iter().step_by(41) {
+        assert_eq!(shard.search(&SearchQuery::new(p.vector.clone(), 1)).unwrap()[0].id, p.id);
+    }
+    let red = Filter::from_json(&json!({"must": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
+    let want = points.iter().filter(|p| red.matches(&p.id, tree(p).as_ref())).count();
+    assert_eq!(shard.count(Some(&red)).unwrap() as usize, want);
+}
+
+#[test]
 fn creating_with_another_config_is_refused() {
     let fx = Fixture::new();
     drop(fx.must_create(config(4, Distance::Euclid)));

@@ -121,6 +121,12 @@ fn collection_config(route: &CollectionRoute) -> Result<ShardConfig> {
     shard_config(config).map_err(model)
 }
 
+/// The root span of a public operation: the calls it makes to workers, the placement
+/// driver and the reranker carry it (see common's telemetry).
+fn operation_span(operation: &'static str, collection: &str) -> tracing::Span {
+    tracing::info_span!("api", otel.name = operation, otel.kind = "server", collection = collection)
+}
+
 /// The operations of the public API.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -171,9 +177,7 @@ impl Api {
     ) -> Result<T> {
         let started = Instant::now();
         let label = if self.router.knows(collection) { collection } else { "unknown" };
-        // The trace's root: the calls to workers below carry it (see common's telemetry).
-        let span = tracing::info_span!("api", otel.name = operation, otel.kind = "server", collection = label);
-        let result = work.instrument(span).await;
+        let result = work.instrument(operation_span(operation, label)).await;
         let code = match &result {
             Ok(_) => "OK",
             Err(e) => e.code().as_str_name(),
@@ -197,6 +201,15 @@ impl Api {
     // ---- collections ----
 
     pub async fn create_collection(
+        &self,
+        access: &Access,
+        req: pb::CreateCollectionRequest,
+    ) -> Result<pb::CreateCollectionResponse> {
+        let span = operation_span("create_collection", req.config.as_ref().map_or("", |c| c.name.as_str()));
+        self.create_collection_now(access, req).instrument(span).await
+    }
+
+    async fn create_collection_now(
         &self,
         access: &Access,
         req: pb::CreateCollectionRequest,

@@ -229,6 +229,7 @@ pub async fn serve(
     let token = node.cluster_token();
     let placement = PlacementServer::new(PlacementGrpc::new(node)).max_decoding_message_size(64 << 20);
     tonic::transport::Server::builder()
+        .layer(vectron_common::telemetry::grpc_server_spans())
         .add_service(health.service())
         .add_service(InterceptedService::new(router.into_service(), token.clone().checker()))
         .add_service(InterceptedService::new(placement, token.checker()))

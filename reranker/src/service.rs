@@ -173,6 +173,7 @@ pub async fn serve(
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
+        .layer(vectron_common::telemetry::grpc_server_spans())
         .add_service(health.service())
         .add_service(tonic::service::interceptor::InterceptedService::new(rerank, token.checker()))
         .serve_with_incoming_shutdown(

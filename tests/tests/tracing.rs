@@ -1,7 +1,8 @@
-//! OpenTelemetry traces across processes: a gateway and a worker given an OTLP endpoint
-//! export their spans to it (a collector this test serves), and a search through the
-//! gateway is one trace — the gateway's operation span, and the worker's span for the
-//! call it made, a child of it (the context travelled in `traceparent`).
+//! OpenTelemetry traces across processes: a gateway, a placement node and a worker given
+//! an OTLP endpoint export their spans to it (a collector this test serves), and a
+//! search through the gateway is one trace — the gateway's operation span, and the
+//! worker's span for the call it made, a child of it (the context travelled in
+//! `traceparent`); creating a collection likewise reaches the placement driver.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -68,7 +69,7 @@ impl TraceService for Collector {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_search_is_one_trace_from_the_gateway_to_the_worker() {
+async fn a_request_is_one_trace_from_the_gateway_to_the_worker_or_placement() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let collector = Collector::default();
@@ -78,8 +79,8 @@ async fn a_search_is_one_trace_from_the_gateway_to_the_worker() {
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
 
-    let spec =
-        ClusterSpec { workers: 1, worker_args: vec!["--otlp-endpoint".into(), endpoint.clone()], ..Default::default() };
+    let traced = vec!["--otlp-endpoint".to_owned(), endpoint.clone()];
+    let spec = ClusterSpec { workers: 1, worker_args: traced.clone(), placement_args: traced, ..Default::default() };
     let cluster = Cluster::start(spec);
     let gateway = cluster.start_gateway_with("traced", &["--otlp-endpoint", &endpoint]);
     let client = eventually(Duration::from_secs(30), "the traced gateway", || async {
@@ -92,14 +93,25 @@ async fn a_search_is_one_trace_from_the_gateway_to_the_worker() {
     let answer = client.search("traced", crash_vector(3), 3).send().await.expect("search");
     assert_eq!(answer.hits.first().map(|h| h.id.clone()), Some(3u64.into()));
 
-    let (search, worker_spans) = eventually(Duration::from_secs(30), "both processes' spans", || async {
-        let got = collector.0.lock().clone();
-        let search = got.iter().find(|s| s.service == "vectron-gateway" && s.name == "search")?.clone();
-        let in_trace: Vec<Received> =
-            got.iter().filter(|s| s.service == "vectron-worker" && s.trace == search.trace).cloned().collect();
-        (!in_trace.is_empty()).then_some((search, in_trace))
-    })
-    .await;
+    // The spans of `service` in the trace of the gateway's first `operation` span.
+    let spans_under = |operation: &'static str, service: &'static str| {
+        let collector = collector.clone();
+        eventually(Duration::from_secs(30), "both processes' spans", move || {
+            let got = collector.0.lock().clone();
+            async move {
+                let root = got.iter().find(|s| s.service == "vectron-gateway" && s.name == operation)?.clone();
+                let in_trace: Vec<Received> =
+                    got.iter().filter(|s| s.service == service && s.trace == root.trace).cloned().collect();
+                (!in_trace.is_empty()).then_some((root, in_trace))
+            }
+        })
+    };
+    let (create, placement_spans) = spans_under("create_collection", "vectron-placement").await;
+    assert!(
+        placement_spans.iter().any(|s| s.parent == create.id && s.name.contains("Placement/CreateCollection")),
+        "the placement driver's span for the call the gateway made: {placement_spans:?}"
+    );
+    let (search, worker_spans) = spans_under("search", "vectron-worker").await;
     assert_eq!(search.trace.len(), 16, "a real trace id");
     assert!(search.parent.is_empty(), "the gateway's operation span is the root: {search:?}");
     let by_id: HashMap<&[u8], &Received> = worker_spans.iter().map(|s| (s.id.as_slice(), s)).collect();

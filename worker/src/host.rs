@@ -447,15 +447,16 @@ impl WorkerHost {
     }
 
     /// Every `graph_save_interval`, saves the graph file of each shard with unsaved
-    /// writes, one shard at a time, in the background (writes wait only while a graph
-    /// is written to its temp file; see `Shard::persist`). A worker that is killed then
-    /// re-inserts at most that interval's writes when it starts, instead of up to
-    /// `persist_every_writes`.
+    /// writes, one shard at a time, in the background (writes wait only while the
+    /// snapshot is taken; see `Shard::persist`). A worker that is killed then re-inserts
+    /// at most that interval's writes when it starts, instead of up to
+    /// `persist_every_writes`. A save rewrites the whole file, so on large shards the
+    /// rounds are spaced to spend at most a tenth of the time saving.
     async fn save_graphs(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.config.graph_save_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pause = self.config.graph_save_interval;
         loop {
-            tick.tick().await;
+            tokio::time::sleep(pause).await;
+            let round = std::time::Instant::now();
             for r in self.replicas() {
                 let Some(shard) = r.slot.get().filter(|s| s.unsaved_writes() > 0) else { continue };
                 let started = std::time::Instant::now();
@@ -481,6 +482,7 @@ impl WorkerHost {
                     }
                 }
             }
+            pause = self.config.graph_save_interval.max(round.elapsed() * 9);
         }
     }
 

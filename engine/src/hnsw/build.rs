@@ -70,6 +70,7 @@ impl Hnsw {
             if list[1..=count].iter().any(|s| s.load(Relaxed) == id) {
                 continue;
             }
+            self.keep_for_cut(g, other);
             if count < cap {
                 list[count + 1].store(id, Release);
                 list[0].store(count as u32 + 1, Release);
@@ -129,6 +130,7 @@ impl Hnsw {
             if list[1..=count].iter().any(|s| s.load(Relaxed) == orphan) {
                 return; // someone linked it meanwhile
             }
+            self.keep_for_cut(g, parent);
             if count < self.m0 {
                 list[count + 1].store(orphan, Release);
                 list[0].store(count as u32 + 1, Release);

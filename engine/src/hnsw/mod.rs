@@ -21,10 +21,12 @@
 //! results. The owner rebuilds the graph when tombstones pile up.
 //!
 //! Layout: [`layout`] (the node blocks and accessors), [`scorer`] (the seam graph walks
-//! ask for distances), [`search`] (the walks), [`build`] (inserts), [`persist`] (the
-//! graph file), `visited` (pooled visited sets).
+//! ask for distances), [`search`] (the walks), [`build`] (inserts), [`cut`] (a fixed
+//! view of the graph that a save writes while inserts go on), [`persist`] (the graph
+//! file), `visited` (pooled visited sets).
 
 mod build;
+mod cut;
 mod layout;
 mod persist;
 mod scorer;
@@ -32,12 +34,14 @@ mod search;
 mod visited;
 
 use std::cmp::Ordering;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::distance::Metric;
 use crate::types::{Distance, HnswParams};
+pub use cut::GraphCut;
 use layout::Graph;
 use visited::VisitedPool;
 
@@ -125,6 +129,10 @@ pub struct Hnsw {
     /// One past the highest id inserted.
     id_bound: AtomicUsize,
     visited: VisitedPool,
+    /// The open cut's record of changed lists, if a save is running; `cutting` says
+    /// whether there is one without taking the lock.
+    cut: RwLock<Option<Arc<cut::CutChanges>>>,
+    cutting: AtomicBool,
 }
 
 impl std::fmt::Debug for Hnsw {
@@ -162,6 +170,8 @@ impl Hnsw {
             deleted: AtomicUsize::new(0),
             id_bound: AtomicUsize::new(0),
             visited: VisitedPool::default(),
+            cut: RwLock::new(None),
+            cutting: AtomicBool::new(false),
         }
     }
 
@@ -410,17 +420,67 @@ mod tests {
         assert!(index.search(&[1.0; 3], 1, 10, |_| true).is_empty());
     }
 
+    /// Slow to take each write, so inserts overlap the save.
+    struct SlowWriter(Vec<u8>);
+    impl std::io::Write for SlowWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(std::time::Duration::from_millis(15));
+            self.0.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_cut_is_written_as_it_was_while_inserts_and_deletes_go_on() {
+        let data = random_vectors(14_000, 8, 11);
+        let index = Arc::new(Hnsw::new(8, Distance::Euclid, HnswParams { m: 8, ef_construction: 32 }, 0));
+        for (i, v) in data[..10_000].iter().enumerate() {
+            index.insert(i as u32, v).unwrap();
+        }
+        index.delete(3);
+        let mut at_cut = Vec::new();
+        index.write_to(&mut at_cut).unwrap();
+
+        let cut = index.cut(10_000).unwrap();
+        assert!(index.cut(10_000).is_err(), "one cut at a time");
+        let mut saved = SlowWriter(Vec::new());
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (index, data) = (&index, &data);
+                s.spawn(move || {
+                    for i in (10_000 + t..data.len()).step_by(2) {
+                        index.insert(i as u32, &data[i]).unwrap();
+                        index.delete((i - 10_000) as u32 * 2);
+                    }
+                });
+            }
+            cut.write_to(&mut saved).unwrap();
+        });
+        let changed = cut.changed_nodes();
+        drop(cut);
+        assert!(changed > 1000, "the inserts changed only {changed} of the cut's nodes: the test raced nothing");
+        assert!(saved.0 == at_cut, "the save differs from the graph at the cut");
+        let mut now = Vec::new();
+        index.write_to(&mut now).unwrap();
+        assert!(now != at_cut);
+        let back = Hnsw::read_from(&mut now.as_slice(), now.len() as u64).unwrap();
+        assert_eq!((back.len(), back.deleted_count()), (14_000, 4001));
+    }
+
     #[test]
     fn persisted_graph_answers_like_the_original() {
         let data = random_vectors(1500, 12, 9);
-        let index = Hnsw::new(12, Distance::Dot, HnswParams { m: 8, ef_construction: 64 }, 0);
+        let index = Arc::new(Hnsw::new(12, Distance::Dot, HnswParams { m: 8, ef_construction: 64 }, 0));
         for (i, v) in data.iter().enumerate() {
             index.insert(i as u32 * 2, v).unwrap(); // sparse ids leave holes
         }
         index.delete(10);
         let mut buf = Vec::new();
         index.write_to(&mut buf).unwrap();
-        let back = Hnsw::read_from(&mut buf.as_slice()).unwrap();
+        let back = Hnsw::read_from(&mut buf.as_slice(), buf.len() as u64).unwrap();
         assert_eq!((back.len(), back.deleted_count()), (1500, 1));
         for q in random_vectors(20, 12, 10) {
             assert_eq!(index.search(&q, 10, 50, |_| true), back.search(&q, 10, 50, |_| true));
@@ -431,10 +491,10 @@ mod tests {
 
         let mut truncated = buf.clone();
         truncated.truncate(buf.len() / 2);
-        assert!(Hnsw::read_from(&mut truncated.as_slice()).is_err());
+        assert!(Hnsw::read_from(&mut truncated.as_slice(), u64::MAX).is_err());
         let mut garbled = buf;
         let link_word = 8 + 72 + 3000 + 4 * 5; // inside node 0's level-0 links
         garbled[link_word..link_word + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(Hnsw::read_from(&mut garbled.as_slice()).is_err());
+        assert!(Hnsw::read_from(&mut garbled.as_slice(), u64::MAX).is_err());
     }
 }

@@ -1,54 +1,31 @@
 //! The graph file format: a magic, a header (dimension, `m`, `ef_construction`,
 //! distance, id bound, entry point, counts, level generator state), the level bytes,
-//! the node blocks, the upper-level lists and the tombstones, little-endian; every link
-//! is checked on load, so a corrupt file is an error, never a walk into garbage.
+//! the node blocks, the upper-level lists and the tombstones, little-endian, written from
+//! a [`GraphCut`] while inserts go on; every link is checked on load, so a corrupt file
+//! is an error, never a walk into garbage.
 
 use std::io::{Read, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use super::layout::zeroed_atomics;
-use super::{Hnsw, MAX_LEVEL, NO_ENTRY, NO_NODE, PENDING};
+use super::{GraphCut, Hnsw, MAX_LEVEL, NO_ENTRY, NO_NODE, PENDING};
 use crate::error::{EngineError, Result};
 use crate::types::{Distance, HnswParams};
 
 impl Hnsw {
     const MAGIC: &'static [u8; 8] = b"VXHNSW01";
 
-    /// Writes the whole graph. The caller must keep writers out while it runs.
-    pub fn write_to(&self, w: &mut dyn Write) -> Result<()> {
-        let g = self.graph.read();
-        let bound = self.id_bound();
-        let (ep, top) = self.entry().map_or((u32::MAX, u32::MAX), |(id, l)| (id, l as u32));
-        let header: [u64; 9] = [
-            self.dim as u64,
-            self.m as u64,
-            self.ef_construction as u64,
-            distance_tag(self.distance()),
-            bound as u64,
-            ((top as u64) << 32) | ep as u64,
-            self.len() as u64,
-            self.deleted_count() as u64,
-            self.rng.load(Relaxed),
-        ];
-        let io = |e| EngineError::Io { path: "hnsw graph".into(), source: e };
-        w.write_all(Self::MAGIC).map_err(io)?;
-        for h in header {
-            w.write_all(&h.to_le_bytes()).map_err(io)?;
-        }
-        let levels: Vec<u8> = g.levels[..bound].iter().map(|l| l.load(Relaxed)).collect();
-        w.write_all(&levels).map_err(io)?;
-        write_words(w, &g.level0[..bound * self.words_per_node]).map_err(io)?;
-        for (id, &level) in levels.iter().enumerate() {
-            if level != NO_NODE && level > 0 {
-                write_words(w, g.upper[id].get().expect("upper lists of a node with level > 0")).map_err(io)?;
-            }
-        }
-        write_words_u64(w, &g.tombstones[..bound.div_ceil(64)]).map_err(io)?;
-        Ok(())
+    /// Writes the whole graph. No insert may run meanwhile (see [`GraphCut`] for a save
+    /// that lets them).
+    pub fn write_to(self: &Arc<Self>, w: &mut dyn Write) -> Result<()> {
+        self.cut(self.id_bound())?.write_to(w)
     }
 
-    /// Reads a graph written by [`Hnsw::write_to`].
-    pub fn read_from(r: &mut dyn Read) -> Result<Self> {
+    /// Reads a graph written by [`Hnsw::write_to`] from a reader that holds at most
+    /// `max_bytes` (a header claiming more nodes than fit is refused before anything
+    /// is allocated for them).
+    pub fn read_from(r: &mut dyn Read, max_bytes: u64) -> Result<Self> {
         let corrupt = |reason: String| EngineError::Corruption { what: "hnsw graph", reason };
         let io = |e: std::io::Error| corrupt(e.to_string());
         let mut magic = [0u8; 8];
@@ -66,6 +43,10 @@ impl Hnsw {
         let distance = distance_from_tag(dist).ok_or_else(|| corrupt(format!("unknown distance tag {dist}")))?;
         if dim == 0 || dim > crate::types::MAX_DIMENSION as u64 || !(2..=128).contains(&m) || bound > u32::MAX as u64 {
             return Err(corrupt("implausible header".into()));
+        }
+        let block_bytes = 4 * (1 + 2 * m + dim);
+        if bound.saturating_mul(block_bytes) > max_bytes {
+            return Err(corrupt(format!("{bound} nodes do not fit in {max_bytes} bytes")));
         }
         let params = HnswParams { m: m as usize, ef_construction: ef_c as usize };
         let index = Hnsw::new(dim as usize, distance, params, bound as usize);
@@ -124,6 +105,89 @@ impl Hnsw {
     }
 }
 
+/// Nodes whose blocks are written per hold of the graph's read lock: a growing graph
+/// (which takes the write lock) waits at most one chunk, not the whole save.
+const NODES_PER_CHUNK: usize = 4096;
+
+impl GraphCut {
+    /// Writes the graph as it was at the cut; inserts and deletes may run meanwhile.
+    pub fn write_to(&self, w: &mut dyn Write) -> Result<()> {
+        let index = &*self.index;
+        let bound = self.bound;
+        let exists = |id: usize| self.levels[id] != NO_NODE;
+        let nodes = (0..bound).filter(|&id| exists(id)).count();
+        let deleted = (0..bound).filter(|&id| exists(id) && self.tombstones[id / 64] & (1 << (id % 64)) != 0).count();
+        let (ep, top) = match self.entry {
+            NO_ENTRY => (u32::MAX, u32::MAX),
+            packed => (packed as u32, (packed >> 32) as u32),
+        };
+        let header: [u64; 9] = [
+            index.dim as u64,
+            index.m as u64,
+            index.ef_construction as u64,
+            distance_tag(index.distance()),
+            bound as u64,
+            ((top as u64) << 32) | ep as u64,
+            nodes as u64,
+            deleted as u64,
+            self.rng,
+        ];
+        let io = |e| EngineError::Io { path: "hnsw graph".into(), source: e };
+        w.write_all(Hnsw::MAGIC).map_err(io)?;
+        for h in header {
+            w.write_all(&h.to_le_bytes()).map_err(io)?;
+        }
+        w.write_all(&self.levels).map_err(io)?;
+
+        let (wpn, list_words) = (index.words_per_node, 1 + index.m0);
+        let mut buf: Vec<u8> = Vec::with_capacity(NODES_PER_CHUNK * wpn * 4);
+        for chunk in (0..bound).step_by(NODES_PER_CHUNK) {
+            buf.clear();
+            let g = index.graph.read();
+            for id in chunk..(chunk + NODES_PER_CHUNK).min(bound) {
+                let block = &g.level0[index.block_start(id as u32)..][..wpn];
+                if !exists(id) {
+                    buf.resize(buf.len() + wpn * 4, 0); // a hole (or a node inserted since)
+                    continue;
+                }
+                let at = buf.len();
+                block.iter().for_each(|x| buf.extend_from_slice(&x.load(Acquire).to_le_bytes()));
+                if let Some(before) = self.changes.before(id as u32) {
+                    let list = &mut buf[at..at + list_words * 4];
+                    for (b, x) in list.chunks_exact_mut(4).zip(&before[..list_words]) {
+                        b.copy_from_slice(&x.to_le_bytes());
+                    }
+                }
+            }
+            drop(g);
+            w.write_all(&buf).map_err(io)?;
+        }
+        for chunk in (0..bound).step_by(NODES_PER_CHUNK) {
+            buf.clear();
+            let g = index.graph.read();
+            for id in chunk..(chunk + NODES_PER_CHUNK).min(bound) {
+                if !exists(id) || self.levels[id] == 0 {
+                    continue;
+                }
+                let lists = g.upper[id].get().expect("upper lists of a node with level > 0");
+                let at = buf.len();
+                lists.iter().for_each(|x| buf.extend_from_slice(&x.load(Acquire).to_le_bytes()));
+                if let Some(before) = self.changes.before(id as u32) {
+                    for (b, x) in buf[at..].chunks_exact_mut(4).zip(&before[list_words..]) {
+                        b.copy_from_slice(&x.to_le_bytes());
+                    }
+                }
+            }
+            drop(g);
+            w.write_all(&buf).map_err(io)?;
+        }
+        for t in &self.tombstones {
+            w.write_all(&t.to_le_bytes()).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
 fn distance_tag(d: Distance) -> u64 {
     match d {
         Distance::Cosine => 1,
@@ -143,16 +207,6 @@ fn distance_from_tag(t: u64) -> Option<Distance> {
 
 const IO_CHUNK: usize = 1 << 16;
 
-fn write_words(w: &mut dyn Write, words: &[AtomicU32]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(IO_CHUNK * 4);
-    for chunk in words.chunks(IO_CHUNK) {
-        buf.clear();
-        chunk.iter().for_each(|x| buf.extend_from_slice(&x.load(Relaxed).to_le_bytes()));
-        w.write_all(&buf)?;
-    }
-    Ok(())
-}
-
 fn read_words(r: &mut dyn Read, words: &[AtomicU32]) -> std::io::Result<()> {
     let mut buf = vec![0u8; IO_CHUNK * 4];
     for chunk in words.chunks(IO_CHUNK) {
@@ -161,13 +215,6 @@ fn read_words(r: &mut dyn Read, words: &[AtomicU32]) -> std::io::Result<()> {
         for (x, b) in chunk.iter().zip(bytes.chunks_exact(4)) {
             x.store(u32::from_le_bytes(b.try_into().expect("4 bytes")), Relaxed);
         }
-    }
-    Ok(())
-}
-
-fn write_words_u64(w: &mut dyn Write, words: &[AtomicU64]) -> std::io::Result<()> {
-    for x in words {
-        w.write_all(&x.load(Relaxed).to_le_bytes())?;
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The graph file, `shard-<id>.graph`: `[magic VXSHARD1][applied][node table][graph]
-//! [crc32]`, written to a temp file, fsynced and renamed; and loading a shard's state
-//! from RocksDB, reusing the file where it holds (points whose stored version differs
-//! are re-inserted, points gone are tombstoned; a file failing its checksum is ignored).
+//! [crc32]`, written from a snapshot (fixed under the writers' lock, written without it)
+//! to a temp file, fsynced and renamed; and loading a shard's state from RocksDB,
+//! reusing the file where it holds (points whose stored version differs are
+//! re-inserted, points gone are tombstoned; a file failing its checksum is ignored).
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -13,7 +14,7 @@ use roaring::RoaringBitmap;
 
 use super::State;
 use crate::error::{EngineError, Result};
-use crate::hnsw::Hnsw;
+use crate::hnsw::{GraphCut, Hnsw};
 use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore};
 use crate::types::{PointId, ShardConfig};
@@ -80,15 +81,46 @@ pub(super) fn load_state(store: &RocksPointStore, config: &ShardConfig, graph_pa
     }
     let mut payload_index = PayloadIndexes::new(&config.payload_indexes);
     // Points without a stored payload still count for must_not / exists semantics,
-    // which the live set covers.
-    store.scan_payloads(&mut |id, payload| {
-        if let Some(&internal) = state.ids.get(&id) {
-            payload_index.add(internal, Some(&payload));
-        }
-        Ok(())
-    })?;
+    // which the live set covers. Without indexes there is nothing to read.
+    if !config.payload_indexes.is_empty() {
+        store.scan_payloads(&mut |id, payload| {
+            if let Some(&internal) = state.ids.get(&id) {
+                payload_index.add(internal, Some(&payload));
+            }
+            Ok(())
+        })?;
+    }
     state.payload_index = payload_index;
     Ok((state, reconciled))
+}
+
+/// What a save writes, fixed at one instant: the graph cut and the node table.
+pub(super) struct GraphSnapshot {
+    applied: u64,
+    /// `[count][per node: u32::MAX, or id length, id, version]`.
+    node_table: Vec<u8>,
+    cut: GraphCut,
+}
+
+/// Fixes what a save of `state` at `applied` writes. The caller holds the writers' lock
+/// (no insert runs) and may release it before [`write_graph`]: later writes do not
+/// change the snapshot. Costs one pass over the node table.
+pub(super) fn snapshot(applied: u64, state: &State) -> Result<GraphSnapshot> {
+    let mut node_table = Vec::with_capacity(8 + state.nodes.len() * 16);
+    node_table.extend_from_slice(&(state.nodes.len() as u64).to_le_bytes());
+    for n in &state.nodes {
+        match n {
+            None => node_table.extend_from_slice(&u32::MAX.to_le_bytes()),
+            Some((id, version)) => {
+                let enc = id.encode();
+                node_table.extend_from_slice(&(enc.len() as u32).to_le_bytes());
+                node_table.extend_from_slice(&enc);
+                node_table.extend_from_slice(&version.to_le_bytes());
+            }
+        }
+    }
+    let cut = state.index.cut(state.nodes.len())?;
+    Ok(GraphSnapshot { applied, node_table, cut })
 }
 
 /// A graph written to its temp file, not yet durable nor in place ([`commit_graph`]).
@@ -97,29 +129,17 @@ pub(super) struct WrittenGraph {
     tmp: std::path::PathBuf,
 }
 
-/// Writes `[magic][applied][node table][graph][crc32]` to the temp file beside `path`
-/// (into the page cache: the caller holds the writers' lock only this long, not for the
-/// fsync).
-pub(super) fn write_graph(path: &Path, applied: u64, state: &State) -> Result<WrittenGraph> {
+/// Writes `[magic][applied][node table][graph][crc32]` to the temp file beside `path`,
+/// into the page cache (the fsync is [`commit_graph`]'s).
+pub(super) fn write_graph(path: &Path, snapshot: &GraphSnapshot) -> Result<WrittenGraph> {
     let tmp = path.with_extension("graph.tmp");
     let io = |e| EngineError::io(&tmp, e);
     let file = std::fs::File::create(&tmp).map_err(io)?;
     let mut w = CrcWriter { inner: BufWriter::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
     w.write_all(GRAPH_MAGIC).map_err(io)?;
-    w.write_all(&applied.to_le_bytes()).map_err(io)?;
-    w.write_all(&(state.nodes.len() as u64).to_le_bytes()).map_err(io)?;
-    for n in &state.nodes {
-        match n {
-            None => w.write_all(&u32::MAX.to_le_bytes()).map_err(io)?,
-            Some((id, version)) => {
-                let enc = id.encode();
-                w.write_all(&(enc.len() as u32).to_le_bytes()).map_err(io)?;
-                w.write_all(&enc).map_err(io)?;
-                w.write_all(&version.to_le_bytes()).map_err(io)?;
-            }
-        }
-    }
-    state.index.write_to(&mut w)?;
+    w.write_all(&snapshot.applied.to_le_bytes()).map_err(io)?;
+    w.write_all(&snapshot.node_table).map_err(io)?;
+    snapshot.cut.write_to(&mut w)?;
     let crc = w.crc.clone().finalize();
     let mut inner = w.inner;
     inner.write_all(&crc.to_le_bytes()).map_err(io)?;
@@ -152,25 +172,10 @@ fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, No
     if len < 4 {
         return Err(EngineError::Corruption { what: "graph file", reason: "too short".into() });
     }
-    // Check the checksum first, streaming, so a torn file is never parsed.
-    let mut r = BufReader::with_capacity(1 << 20, &file);
-    let mut crc = crc32fast::Hasher::new();
-    let mut remaining = len - 4;
-    let mut buf = vec![0u8; 1 << 20];
-    while remaining > 0 {
-        let n = remaining.min(buf.len() as u64) as usize;
-        r.read_exact(&mut buf[..n]).map_err(|e| EngineError::io(path, e))?;
-        crc.update(&buf[..n]);
-        remaining -= n as u64;
-    }
-    let mut stored = [0u8; 4];
-    r.read_exact(&mut stored).map_err(|e| EngineError::io(path, e))?;
-    if crc.finalize() != u32::from_le_bytes(stored) {
-        return Err(EngineError::Corruption { what: "graph file", reason: "checksum mismatch".into() });
-    }
-
-    let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-    let mut r = BufReader::with_capacity(1 << 20, file).take(len - 4);
+    // One pass: parsed while its checksum is computed, and used only if that matches
+    // (parsing checks every length and link, so a torn file fails one way or the other).
+    let mut r =
+        CrcReader { inner: BufReader::with_capacity(1 << 20, file).take(len - 4), crc: crc32fast::Hasher::new() };
     let corrupt = |reason: String| EngineError::Corruption { what: "graph file", reason };
     let read_u64 = |r: &mut dyn Read| -> Result<u64> {
         let mut b = [0u8; 8];
@@ -184,7 +189,7 @@ fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, No
     }
     let _applied = read_u64(&mut r)?;
     let count = read_u64(&mut r)?;
-    if count > u32::MAX as u64 {
+    if count > u32::MAX as u64 || count > len {
         return Err(corrupt(format!("{count} nodes")));
     }
     let mut nodes = Vec::with_capacity(count as usize);
@@ -204,7 +209,16 @@ fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, No
         let version = read_u64(&mut r)?;
         nodes.push(Some((PointId::decode(&enc).map_err(EngineError::corrupt_point_id)?, version)));
     }
-    let index = Hnsw::read_from(&mut r)?;
+    let index = Hnsw::read_from(&mut r, len)?;
+    let CrcReader { inner, crc } = r;
+    if inner.limit() != 0 {
+        return Err(corrupt(format!("{} bytes after the graph", inner.limit())));
+    }
+    let mut stored = [0u8; 4];
+    inner.into_inner().read_exact(&mut stored).map_err(|e| EngineError::io(path, e))?;
+    if crc.finalize() != u32::from_le_bytes(stored) {
+        return Err(corrupt("checksum mismatch".into()));
+    }
     if index.dim() != config.dimension || index.distance() != config.distance {
         return Err(corrupt("graph does not match the shard config".into()));
     }
@@ -212,6 +226,19 @@ fn load_graph_file(path: &Path, config: &ShardConfig) -> Result<Option<(Hnsw, No
         return Err(corrupt("graph has nodes the node table lacks".into()));
     }
     Ok(Some((index, nodes)))
+}
+
+struct CrcReader<R: Read> {
+    inner: R,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 struct CrcWriter<W: Write> {

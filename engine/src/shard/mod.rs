@@ -9,8 +9,9 @@
 //! is published).
 //!
 //! Reopening: the graph is persisted to `shard-<id>.graph` (on [`Shard::persist`] — the
-//! worker calls it in the background every few seconds while there are unsaved writes —
-//! on drop, and every `persist_every_writes` writes). On open the file is loaded and
+//! worker calls it in the background every few seconds while there are unsaved writes,
+//! and writes go on while the file is written, from a snapshot — on drop, and every
+//! `persist_every_writes` writes). On open the file is loaded and
 //! reconciled with RocksDB: points whose stored version differs from the file's are
 //! re-inserted and points gone from RocksDB are tombstoned, so a stale or missing file
 //! costs time, never correctness. A file that fails its checksum is ignored.
@@ -51,7 +52,7 @@ use crate::hnsw::Hnsw;
 use crate::payload_index::PayloadIndexes;
 use crate::store::{PointStore, RocksPointStore, Storage};
 use crate::types::{Distance, Point, PointId, Record, ShardConfig, ShardId};
-use graph_file::{commit_graph, load_state, write_graph};
+use graph_file::{commit_graph, load_state, snapshot, write_graph};
 
 pub use vectron_model::request::{MAX_EF, MAX_TOP_K};
 
@@ -250,19 +251,23 @@ impl Shard {
     }
 
     /// Saves the graph so the next open need not rebuild it. Writes wait only while the
-    /// graph is written to its temp file (into the page cache; searches never wait); the
-    /// fsync and the rename come after. Saves are serialised.
+    /// snapshot is taken (one pass over the node table; searches never wait); the file
+    /// is written from it while writes go on, then fsynced and renamed. Saves are
+    /// serialised.
     pub fn persist(&self) -> Result<()> {
         let _one = self.saving.lock();
-        let (written, saved) = {
+        let (snapshot, saved) = {
             let mut writer = self.write_lock.lock();
             if writer.rebuild.as_ref().is_some_and(|j| j.handle.is_finished()) {
                 self.advance_rebuild(&mut writer, true)?;
             }
-            let written = write_graph(&self.graph_path, writer.applied, &self.state.read())?;
-            (written, std::mem::take(&mut writer.writes_since_persist))
+            let snapshot = snapshot(writer.applied, &self.state.read())?;
+            (snapshot, std::mem::take(&mut writer.writes_since_persist))
         };
-        let written = commit_graph(&self.graph_path, written);
+        let written = write_graph(&self.graph_path, &snapshot).and_then(|w| {
+            drop(snapshot); // the cut ends: inserts stop keeping copies
+            commit_graph(&self.graph_path, w)
+        });
         if written.is_err() {
             // Still unsaved: the next save (or the close) tries again.
             self.write_lock.lock().writes_since_persist += saved;
@@ -275,8 +280,9 @@ impl Shard {
         self.write_lock.lock().writes_since_persist
     }
 
+    /// Saves the graph while the caller holds the writers' lock throughout.
     fn save_graph(&self, applied: u64) -> Result<()> {
-        let written = write_graph(&self.graph_path, applied, &self.state.read())?;
+        let written = write_graph(&self.graph_path, &snapshot(applied, &self.state.read())?)?;
         commit_graph(&self.graph_path, written)
     }
 
