@@ -62,29 +62,33 @@ impl Hnsw {
     /// and deletes. No insert may be running while this is called, and later inserts
     /// must use ids at or above `bound`. One cut at a time.
     pub fn cut(self: &Arc<Self>, bound: usize) -> Result<GraphCut> {
-        let mut current = self.cut.write();
-        if current.is_some() {
-            return Err(EngineError::invalid_argument("a save of this graph is already running"));
-        }
-        let g = self.graph.read();
-        let bound = bound.min(g.capacity);
+        let (bound, levels, tombstones) = {
+            let g = self.graph.read();
+            let bound = bound.min(g.capacity);
+            let levels = g.levels[..bound].iter().map(|l| l.load(Acquire)).collect();
+            let tombstones = g.tombstones[..bound.div_ceil(64)].iter().map(|t| t.load(Acquire)).collect();
+            (bound, levels, tombstones)
+        }; // the graph's lock is never held with the cut's (inserts take them the other way round)
         let changes = Arc::new(CutChanges {
             bound,
             changed: (0..bound.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
             before: Mutex::new(HashMap::new()),
         });
-        let cut = GraphCut {
+        let mut current = self.cut.write();
+        if current.is_some() {
+            return Err(EngineError::invalid_argument("a save of this graph is already running"));
+        }
+        *current = Some(changes.clone());
+        self.cutting.store(true, Release);
+        Ok(GraphCut {
             index: self.clone(),
             bound,
-            levels: g.levels[..bound].iter().map(|l| l.load(Acquire)).collect(),
-            tombstones: g.tombstones[..bound.div_ceil(64)].iter().map(|t| t.load(Acquire)).collect(),
+            levels,
+            tombstones,
             entry: self.entry_point.load(Acquire),
             rng: self.rng.load(Relaxed),
-            changes: changes.clone(),
-        };
-        *current = Some(changes);
-        self.cutting.store(true, Release);
-        Ok(cut)
+            changes,
+        })
     }
 
     /// Called holding `id`'s lock, before changing its lists: keeps them as they were
