@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
-use super::layout::zeroed_atomics;
+use super::layout::{Graph, zeroed_atomics};
 use super::{GraphCut, Hnsw, MAX_LEVEL, NO_ENTRY, NO_NODE, PENDING};
 use crate::error::{EngineError, Result};
 use crate::types::{Distance, HnswParams};
@@ -140,51 +140,60 @@ impl GraphCut {
         w.write_all(&self.levels).map_err(io)?;
 
         let (wpn, list_words) = (index.words_per_node, 1 + index.m0);
-        let mut buf: Vec<u8> = Vec::with_capacity(NODES_PER_CHUNK * wpn * 4);
-        for chunk in (0..bound).step_by(NODES_PER_CHUNK) {
-            buf.clear();
-            let g = index.graph.read();
-            for id in chunk..(chunk + NODES_PER_CHUNK).min(bound) {
-                let block = &g.level0[index.block_start(id as u32)..][..wpn];
-                if !exists(id) {
-                    buf.resize(buf.len() + wpn * 4, 0); // a hole (or a node inserted since)
-                    continue;
-                }
-                let at = buf.len();
-                block.iter().for_each(|x| buf.extend_from_slice(&x.load(Acquire).to_le_bytes()));
-                if let Some(before) = self.changes.before(id as u32) {
-                    let list = &mut buf[at..at + list_words * 4];
-                    for (b, x) in list.chunks_exact_mut(4).zip(&before[..list_words]) {
-                        b.copy_from_slice(&x.to_le_bytes());
-                    }
-                }
+        // Level-0 blocks (zeros for a hole, or a node inserted since), then the upper
+        // lists of nodes above level 0; a node whose lists changed since the cut gets
+        // the lists kept for it (its vector never changes).
+        self.write_chunked(w, |g, id, buf| {
+            if !exists(id) {
+                buf.resize(buf.len() + wpn * 4, 0);
+                return;
             }
-            drop(g);
-            w.write_all(&buf).map_err(io)?;
-        }
-        for chunk in (0..bound).step_by(NODES_PER_CHUNK) {
-            buf.clear();
-            let g = index.graph.read();
-            for id in chunk..(chunk + NODES_PER_CHUNK).min(bound) {
-                if !exists(id) || self.levels[id] == 0 {
-                    continue;
-                }
-                let lists = g.upper[id].get().expect("upper lists of a node with level > 0");
-                let at = buf.len();
-                lists.iter().for_each(|x| buf.extend_from_slice(&x.load(Acquire).to_le_bytes()));
-                if let Some(before) = self.changes.before(id as u32) {
-                    for (b, x) in buf[at..].chunks_exact_mut(4).zip(&before[list_words..]) {
-                        b.copy_from_slice(&x.to_le_bytes());
-                    }
-                }
+            let block = &g.level0[index.block_start(id as u32)..][..wpn];
+            let at = buf.len();
+            block.iter().for_each(|x| buf.extend_from_slice(&x.load(Acquire).to_le_bytes()));
+            if let Some(before) = self.changes.before(id as u32) {
+                put_words(&mut buf[at..at + list_words * 4], &before[..list_words]);
             }
-            drop(g);
-            w.write_all(&buf).map_err(io)?;
-        }
+        })?;
+        self.write_chunked(w, |g, id, buf| {
+            if !exists(id) || self.levels[id] == 0 {
+                return;
+            }
+            let lists = g.upper[id].get().expect("upper lists of a node with level > 0");
+            let at = buf.len();
+            lists.iter().for_each(|x| buf.extend_from_slice(&x.load(Acquire).to_le_bytes()));
+            if let Some(before) = self.changes.before(id as u32) {
+                put_words(&mut buf[at..], &before[list_words..]);
+            }
+        })?;
         for t in &self.tombstones {
             w.write_all(&t.to_le_bytes()).map_err(io)?;
         }
         Ok(())
+    }
+}
+
+impl GraphCut {
+    /// Writes what `node` appends for each node below the bound, a chunk of nodes per
+    /// hold of the graph's read lock.
+    fn write_chunked(&self, w: &mut dyn Write, node: impl Fn(&Graph, usize, &mut Vec<u8>)) -> Result<()> {
+        let mut buf = Vec::new();
+        for chunk in (0..self.bound).step_by(NODES_PER_CHUNK) {
+            buf.clear();
+            {
+                let g = self.index.graph.read();
+                (chunk..(chunk + NODES_PER_CHUNK).min(self.bound)).for_each(|id| node(&g, id, &mut buf));
+            }
+            w.write_all(&buf).map_err(|e| EngineError::Io { path: "hnsw graph".into(), source: e })?;
+        }
+        Ok(())
+    }
+}
+
+/// Overwrites little-endian words in `bytes` with `words`.
+fn put_words(bytes: &mut [u8], words: &[u32]) {
+    for (b, x) in bytes.chunks_exact_mut(4).zip(words) {
+        b.copy_from_slice(&x.to_le_bytes());
     }
 }
 
